@@ -1,0 +1,100 @@
+//! Settings of the control plane, handed in already parsed by the binary.
+//! Each limit carries its unit in its name and has a named default so that
+//! the configuration reference and the code cannot drift apart.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ControlPlaneError;
+
+/// Default cap on pooled database connections.
+pub const DB_CONNECTIONS_MAX_DEFAULT: u32 = 10;
+/// Default time to wait for a pooled connection before failing a request.
+pub const DB_ACQUIRE_TIMEOUT_MS_DEFAULT: u64 = 5_000;
+/// Default lifetime of an access token: short, because edges cannot revoke.
+pub const ACCESS_TOKEN_TTL_SECONDS_DEFAULT: u64 = 900;
+/// Default lifetime of the tokens `lyceum dev` hands out for its dev accounts.
+pub const DEV_TOKEN_TTL_SECONDS_DEFAULT: u64 = 7 * 24 * 3600;
+/// Default cap on the length of an email or password accepted at sign-in.
+pub const CREDENTIAL_BYTES_MAX_DEFAULT: u32 = 1_024;
+
+/// Control-plane settings (the `[control_plane]` table of the config file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlPlaneConfig {
+    /// Address the HTTP API listens on.
+    pub listen: String,
+    /// `sqlite://...` or `postgres://...`; empty means SQLite in the data dir.
+    pub database_url: String,
+    /// Upper bound on pooled database connections.
+    pub db_connections_max: u32,
+    /// How long a request waits for a pooled connection.
+    pub db_acquire_timeout_ms: u64,
+    /// Lifetime of access tokens issued at sign-in.
+    pub access_token_ttl_seconds: u64,
+    /// Lifetime of the dev-account tokens written to `cluster.json`.
+    pub dev_token_ttl_seconds: u64,
+    /// Longest email or password accepted at sign-in.
+    pub credential_bytes_max: u32,
+    /// Directory for the embedded SQLite database; set by the binary from
+    /// the global data dir, not by users.
+    #[serde(skip)]
+    pub data_dir: PathBuf,
+}
+
+impl Default for ControlPlaneConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7400".to_owned(),
+            database_url: String::new(),
+            db_connections_max: DB_CONNECTIONS_MAX_DEFAULT,
+            db_acquire_timeout_ms: DB_ACQUIRE_TIMEOUT_MS_DEFAULT,
+            access_token_ttl_seconds: ACCESS_TOKEN_TTL_SECONDS_DEFAULT,
+            dev_token_ttl_seconds: DEV_TOKEN_TTL_SECONDS_DEFAULT,
+            credential_bytes_max: CREDENTIAL_BYTES_MAX_DEFAULT,
+            data_dir: PathBuf::from(".lyceum/control-plane"),
+        }
+    }
+}
+
+impl ControlPlaneConfig {
+    /// Checks relations that serde cannot express.
+    ///
+    /// # Errors
+    /// Returns [`ControlPlaneError::Config`] naming the key at fault.
+    pub fn validate(&self) -> Result<(), ControlPlaneError> {
+        let bad = |key: &str, reason: &str| {
+            Err(ControlPlaneError::Config {
+                key: format!("control_plane.{key}"),
+                reason: reason.to_owned(),
+            })
+        };
+        if self.db_connections_max == 0 {
+            return bad("db_connections_max", "must be at least 1");
+        }
+        if self.db_acquire_timeout_ms == 0 {
+            return bad("db_acquire_timeout_ms", "must be at least 1");
+        }
+        if self.access_token_ttl_seconds == 0 {
+            return bad("access_token_ttl_seconds", "must be at least 1");
+        }
+        if self.dev_token_ttl_seconds == 0 {
+            return bad("dev_token_ttl_seconds", "must be at least 1");
+        }
+        if self.credential_bytes_max < 64 {
+            return bad("credential_bytes_max", "must be at least 64");
+        }
+        if !self.database_url.is_empty()
+            && !self.database_url.starts_with("sqlite:")
+            && !self.database_url.starts_with("postgres://")
+            && !self.database_url.starts_with("postgresql://")
+        {
+            return bad(
+                "database_url",
+                "must start with sqlite:, postgres:// or postgresql://",
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,78 @@
+//! Errors of the control plane. Expected failures (bad credentials, a bad
+//! token) are kept apart from fatal ones (the database is gone), and each maps
+//! to a stable code that crosses the HTTP boundary unchanged.
+
+use serde::Serialize;
+
+/// Stable, closed set of error codes that clients may match on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request body or a field in it is malformed.
+    BadRequest,
+    /// No credentials, or credentials that do not check out.
+    Unauthenticated,
+    /// The configuration is invalid.
+    InvalidConfig,
+    /// The database failed; the request may be retried.
+    Unavailable,
+    /// A bug or an unexpected state; logged with details.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::Unauthenticated => "unauthenticated",
+            Self::InvalidConfig => "invalid_config",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+/// Everything that can go wrong in the control plane.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlPlaneError {
+    /// A setting is out of range.
+    #[error("invalid setting {key}: {reason}")]
+    Config {
+        /// Dotted path of the setting, e.g. `control_plane.db_connections_max`.
+        key: String,
+        /// Why the value was refused.
+        reason: String,
+    },
+    /// The database could not be reached or a query failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations could not be applied.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Email and password do not match a user.
+    #[error("wrong email or password")]
+    BadCredentials,
+    /// A token is missing, expired or has a bad signature.
+    #[error("invalid token: {0}")]
+    BadToken(String),
+    /// A request field is malformed.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// A key or hash stored by us could not be used.
+    #[error("crypto error: {0}")]
+    Crypto(String),
+}
+
+impl ControlPlaneError {
+    /// The stable code for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Config { .. } => ErrorCode::InvalidConfig,
+            Self::Database(_) | Self::Migrate(_) => ErrorCode::Unavailable,
+            Self::BadCredentials | Self::BadToken(_) => ErrorCode::Unauthenticated,
+            Self::BadRequest(_) => ErrorCode::BadRequest,
+            Self::Crypto(_) => ErrorCode::Internal,
+        }
+    }
+}

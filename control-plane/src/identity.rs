@@ -1,0 +1,204 @@
+//! Tenants, users and memberships: the minimum the foundation needs to sign
+//! people in. Every lookup that returns tenant data takes the tenant id, so
+//! no query can cross tenants by accident.
+
+use serde::Serialize;
+use sqlx::Row as _;
+
+use crate::db::{now_ms, Db};
+use crate::error::ControlPlaneError;
+use crate::passwords;
+use crate::tokens::Role;
+
+/// A user as the API shows it (never with the password hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Member {
+    /// User id.
+    pub user_id: String,
+    /// Sign-in email, unique fleet-wide.
+    pub email: String,
+    /// Name shown to others.
+    pub display_name: String,
+    /// Tenant this membership is in.
+    pub tenant_id: String,
+    /// Role in that tenant.
+    pub role: Role,
+}
+
+/// Returns the tenant id for `slug`, creating the tenant if it is missing.
+///
+/// # Errors
+/// Fails on database errors.
+pub async fn ensure_tenant(db: &Db, slug: &str, name: &str) -> Result<String, ControlPlaneError> {
+    if let Some(id) = sqlx::query_scalar::<_, String>("SELECT id FROM tenants WHERE slug = $1")
+        .bind(slug)
+        .fetch_optional(db.pool())
+        .await?
+    {
+        return Ok(id);
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    sqlx::query(
+        "INSERT INTO tenants (id, slug, name, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (slug) DO NOTHING",
+    )
+    .bind(&id)
+    .bind(slug)
+    .bind(name)
+    .bind(now_ms())
+    .execute(db.pool())
+    .await?;
+    // Another writer may have won the race; the stored row is the truth.
+    Ok(
+        sqlx::query_scalar::<_, String>("SELECT id FROM tenants WHERE slug = $1")
+            .bind(slug)
+            .fetch_one(db.pool())
+            .await?,
+    )
+}
+
+/// Creates a user with a membership, or returns the existing one unchanged.
+///
+/// # Errors
+/// Fails on database errors.
+pub async fn ensure_member(
+    db: &Db,
+    tenant_id: &str,
+    email: &str,
+    display_name: &str,
+    password: &str,
+    role: Role,
+) -> Result<Member, ControlPlaneError> {
+    if let Some(member) = find_member_by_email(db, email).await? {
+        return Ok(member);
+    }
+    let hash = {
+        let password = password.to_owned();
+        tokio::task::spawn_blocking(move || passwords::hash(&password))
+            .await
+            .map_err(|err| ControlPlaneError::Crypto(format!("hash task: {err}")))??
+    };
+    let user_id = uuid::Uuid::new_v4().to_string();
+    let now = now_ms();
+    let mut tx = db.pool().begin().await?;
+    sqlx::query(
+        "INSERT INTO users (id, email, display_name, password_hash, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&user_id)
+    .bind(email)
+    .bind(display_name)
+    .bind(&hash)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&user_id)
+    .bind(tenant_id)
+    .bind(role.as_str())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Member {
+        user_id,
+        email: email.to_owned(),
+        display_name: display_name.to_owned(),
+        tenant_id: tenant_id.to_owned(),
+        role,
+    })
+}
+
+/// Finds a user's first membership by email.
+///
+/// # Errors
+/// Fails on database errors.
+pub async fn find_member_by_email(
+    db: &Db,
+    email: &str,
+) -> Result<Option<Member>, ControlPlaneError> {
+    Ok(find_with_hash(db, email).await?.map(|(member, _)| member))
+}
+
+/// Checks an email and password and returns the member.
+///
+/// # Errors
+/// [`ControlPlaneError::BadCredentials`] when either is wrong; the same error
+/// for an unknown email, so that sign-in does not reveal who has an account.
+pub async fn authenticate(
+    db: &Db,
+    email: &str,
+    password: &str,
+) -> Result<Member, ControlPlaneError> {
+    let found = find_with_hash(db, email).await?;
+    // Hash even for unknown emails so the timing does not reveal accounts.
+    let (member, stored) = match found {
+        Some(found) => (Some(found.0), found.1),
+        None => (None, DUMMY_HASH.to_owned()),
+    };
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || passwords::verify(&password, &stored))
+        .await
+        .map_err(|err| ControlPlaneError::Crypto(format!("verify task: {err}")))??;
+    member.ok_or(ControlPlaneError::BadCredentials)
+}
+
+/// A valid Argon2id hash of a random string, verified against for unknown
+/// emails.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Vmgy0jO1Qb2x2nXgkT8C2mF0cJ7bWq0GdQ2fT1rI3vA";
+
+/// Looks a member up by user id within one tenant.
+///
+/// # Errors
+/// Fails on database errors.
+pub async fn member_in_tenant(
+    db: &Db,
+    tenant_id: &str,
+    user_id: &str,
+) -> Result<Option<Member>, ControlPlaneError> {
+    let row = sqlx::query(
+        "SELECT u.id, u.email, u.display_name, m.tenant_id, m.role \
+         FROM users u JOIN memberships m ON m.user_id = u.id \
+         WHERE m.tenant_id = $1 AND u.id = $2",
+    )
+    .bind(tenant_id)
+    .bind(user_id)
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|row| member_from_row(&row)).transpose()
+}
+
+async fn find_with_hash(
+    db: &Db,
+    email: &str,
+) -> Result<Option<(Member, String)>, ControlPlaneError> {
+    let row = sqlx::query(
+        "SELECT u.id, u.email, u.display_name, m.tenant_id, m.role, u.password_hash \
+         FROM users u JOIN memberships m ON m.user_id = u.id \
+         WHERE u.email = $1 ORDER BY m.created_at, m.tenant_id LIMIT 1",
+    )
+    .bind(email)
+    .fetch_optional(db.pool())
+    .await?;
+    match row {
+        None => Ok(None),
+        Some(row) => {
+            let hash: String = row.try_get(5)?;
+            Ok(Some((member_from_row(&row)?, hash)))
+        }
+    }
+}
+
+fn member_from_row(row: &sqlx::any::AnyRow) -> Result<Member, ControlPlaneError> {
+    let role: String = row.try_get(4)?;
+    Ok(Member {
+        user_id: row.try_get(0)?,
+        email: row.try_get(1)?,
+        display_name: row.try_get(2)?,
+        tenant_id: row.try_get(3)?,
+        role: Role::parse(&role)?,
+    })
+}

@@ -1,0 +1,79 @@
+//! Dev accounts: one per role in a `dev` tenant, so that a newcomer running
+//! `lyceum dev` (and any script) can call the APIs at once. Only seeded when
+//! asked (`lyceum control-plane --seed-dev`), never by default.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ControlPlaneError;
+use crate::identity;
+use crate::tokens::{self, Role};
+use crate::ControlPlane;
+
+/// Slug of the tenant the dev accounts live in.
+pub const DEV_TENANT_SLUG: &str = "dev";
+
+/// Email of the dev account for `role`.
+pub fn dev_email(role: Role) -> String {
+    format!("{}@dev.lyceum.test", role.as_str())
+}
+
+/// Password of the dev account for `role`; documented in the README, which
+/// is why these accounts only exist when seeding is asked for.
+pub fn dev_password(role: Role) -> String {
+    format!("lyceum-dev-{}", role.as_str())
+}
+
+/// Long-lived tokens for the dev accounts, keyed by role name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevTokens {
+    /// Token of the learner account.
+    pub learner: String,
+    /// Token of the instructor account.
+    pub instructor: String,
+    /// Token of the operator account.
+    pub operator: String,
+}
+
+/// Creates the dev tenant and accounts if missing and signs a token for each.
+/// Safe to run on every start.
+///
+/// # Errors
+/// Fails on database or signing errors.
+pub async fn seed_dev(cp: &ControlPlane) -> Result<DevTokens, ControlPlaneError> {
+    let db = cp.db();
+    let tenant = identity::ensure_tenant(db, DEV_TENANT_SLUG, "Lyceum dev").await?;
+    let mut tokens = HashMap::new();
+    for role in Role::ALL {
+        let name = format!("Dev {}", role.as_str());
+        let member = identity::ensure_member(
+            db,
+            &tenant,
+            &dev_email(role),
+            &name,
+            &dev_password(role),
+            role,
+        )
+        .await?;
+        let token = tokens::issue(
+            cp.keys(),
+            &member.user_id,
+            &member.tenant_id,
+            member.role,
+            &member.email,
+            cp.config().dev_token_ttl_seconds,
+        )?;
+        tokens.insert(role, token);
+    }
+    let mut take = |role| {
+        tokens
+            .remove(&role)
+            .ok_or_else(|| ControlPlaneError::Crypto(format!("no token for {role:?}")))
+    };
+    Ok(DevTokens {
+        learner: take(Role::Learner)?,
+        instructor: take(Role::Instructor)?,
+        operator: take(Role::Operator)?,
+    })
+}

@@ -1,0 +1,129 @@
+//! The command line. Flags override environment variables, which override
+//! the config file; `docs/configuration.md` lists every key.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Lyceum: a learn-to-code platform of regional edge nodes and a control plane.
+///
+/// Start here: `lyceum dev` runs the control plane and three edge nodes
+/// (eu-west, us-east, ap-south) on this machine and writes their addresses
+/// and dev-account tokens to `<data-dir>/cluster.json`. `lyceum config`
+/// prints the effective configuration.
+#[derive(Debug, Parser)]
+#[command(name = "lyceum", version, propagate_version = true)]
+pub struct Cli {
+    /// TOML config file; keys are listed in docs/configuration.md.
+    #[arg(long, global = true, env = "LYCEUM_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Where every process keeps its data (SQLite, sled, cluster.json).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormatArg>,
+
+    /// Log filter, in `tracing` env-filter syntax (e.g. `info,node=debug`).
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log_filter: Option<String>,
+
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    /// Readable lines for a terminal.
+    Human,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole platform locally: the control plane and three regional
+    /// edge nodes, each its own process on loopback. Ctrl-C stops them all.
+    Dev(DevArgs),
+    /// Run the control plane (courses, identity, billing, ledger).
+    ControlPlane(ControlPlaneArgs),
+    /// Run one regional edge node.
+    Edge(EdgeArgs),
+    /// Print the effective configuration as TOML and exit.
+    Config,
+}
+
+/// Flags of `lyceum dev`.
+#[derive(Debug, Clone, Args)]
+pub struct DevArgs {
+    /// First port: the control plane gets it, edges the next ones; 0 picks
+    /// free ports.
+    #[arg(long, value_name = "PORT")]
+    pub base_port: Option<u16>,
+}
+
+/// Flags shared by the processes `lyceum dev` supervises.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ChildArgs {
+    /// Write `{"url", "pid", ...}` here once serving (used by `lyceum dev`).
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub ready_file: Option<PathBuf>,
+
+    /// Stop when standard input closes, so a supervisor's death stops us.
+    #[arg(long, hide = true)]
+    pub supervised: bool,
+}
+
+/// Flags of `lyceum control-plane`.
+#[derive(Debug, Clone, Args)]
+pub struct ControlPlaneArgs {
+    /// Address to listen on, such as 127.0.0.1:7400.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// `postgres://user:pass@host/db` for PostgreSQL; SQLite in the data dir
+    /// when unset.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// Create the dev tenant and one account per role (see README).
+    #[arg(long)]
+    pub seed_dev: bool,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub child: ChildArgs,
+}
+
+/// Flags of `lyceum edge`.
+#[derive(Debug, Clone, Args)]
+pub struct EdgeArgs {
+    /// Region this node serves, such as eu-west.
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// Address to listen on for HTTP, such as 127.0.0.1:7401.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// Seed peers to join (host:port of other edge nodes' gossip endpoints).
+    #[arg(long, value_name = "ADDR", num_args = 1..)]
+    pub join: Vec<String>,
+
+    /// Base URL of the control plane, for its token key set.
+    #[arg(long, value_name = "URL")]
+    pub control_plane: Option<String>,
+
+    /// Node id; by default one is generated once and kept in the data dir.
+    #[arg(long, value_name = "ID")]
+    pub node_id: Option<String>,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub child: ChildArgs,
+}

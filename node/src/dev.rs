@@ -1,0 +1,559 @@
+//! `lyceum dev`: the whole platform on one machine. It starts the control
+//! plane and one edge node per region, each its own OS process on loopback,
+//! waits until each serves and is ready, prints what runs where and writes
+//! the same to `<data-dir>/cluster.json`. A child that dies is reported and
+//! the others keep running; SIGINT or SIGTERM stops every child (SIGTERM,
+//! then SIGKILL after `dev.child_stop_timeout_ms`). Children also stop when
+//! this process dies, because their stdin closes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt as _};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::cli::{Cli, DevArgs, LogFormatArg};
+use crate::cluster_file::{ClusterFile, ControlPlaneEntry, EdgeEntry};
+use crate::config::{Config, LogFormat};
+use crate::ready_file::{self, ReadyInfo};
+
+/// Longest line of child output forwarded as one line; longer ones are cut.
+pub const CHILD_LINE_BYTES_MAX: usize = 16 * 1024;
+/// How often the supervisor polls for ready files and `/readyz`.
+const POLL_INTERVAL_MS: u64 = 100;
+/// Name of the file that marks a data dir as in use by a `lyceum dev`.
+const PID_FILE: &str = "dev.pid";
+
+struct Running {
+    name: String,
+    pid: u32,
+    /// Dropping this closes the child's stdin, which stops it.
+    stdin: Option<ChildStdin>,
+    info: Option<ReadyInfo>,
+    exited: Option<ExitStatus>,
+}
+
+struct Exit {
+    name: String,
+    status: std::io::Result<ExitStatus>,
+}
+
+/// Runs the dev cluster until SIGINT or SIGTERM.
+///
+/// # Errors
+/// Fails when the data dir is in use by another `lyceum dev`, or when a
+/// process cannot be started or does not start serving in time.
+pub async fn run(cli: &Cli, _args: &DevArgs, config: &Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
+    let data_dir = config
+        .data_dir
+        .canonicalize()
+        .with_context(|| format!("resolve data dir {}", config.data_dir.display()))?;
+    let run_dir = data_dir.join("run");
+    std::fs::create_dir_all(&run_dir)?;
+    claim_data_dir(&run_dir)?;
+    let cluster_path = data_dir.join("cluster.json");
+    let _ = std::fs::remove_file(&cluster_path);
+
+    let shutdown = crate::shutdown::Shutdown::listen(false).context("install signal handlers")?;
+    let mut supervisor = Supervisor::new(cli, config, data_dir.clone(), run_dir.clone())?;
+    let outcome = supervisor.start_all(&shutdown).await;
+    if let Err(err) = outcome {
+        supervisor.stop_all().await;
+        release_data_dir(&run_dir);
+        return Err(err);
+    }
+    if shutdown.is_triggered() {
+        supervisor.stop_all().await;
+        release_data_dir(&run_dir);
+        return Ok(());
+    }
+    supervisor.print_table(&cluster_path);
+    supervisor.write_cluster_file(&cluster_path)?;
+
+    loop {
+        tokio::select! {
+            () = shutdown.clone().wait() => break,
+            exit = supervisor.exits.recv() => {
+                let Some(exit) = exit else { break };
+                supervisor.record_exit(exit);
+                supervisor.write_cluster_file(&cluster_path)?;
+                if supervisor.children.values().all(|c| c.exited.is_some()) {
+                    let _ = std::fs::remove_file(&cluster_path);
+                    release_data_dir(&run_dir);
+                    bail!("every process of the dev cluster has exited");
+                }
+            }
+        }
+    }
+    eprintln!("lyceum dev: stopping every process");
+    supervisor.stop_all().await;
+    let _ = std::fs::remove_file(&cluster_path);
+    release_data_dir(&run_dir);
+    eprintln!("lyceum dev: stopped");
+    Ok(())
+}
+
+/// Refuses to run when another live `lyceum dev` owns this data dir.
+fn claim_data_dir(run_dir: &Path) -> anyhow::Result<()> {
+    let path = run_dir.join(PID_FILE);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Ok(pid) = text.trim().parse::<i32>() {
+            let alive = kill(Pid::from_raw(pid), None).is_ok();
+            if alive && pid != i32::try_from(std::process::id()).unwrap_or(0) {
+                bail!(
+                    "another lyceum dev (pid {pid}) uses this data dir; stop it or pass --data-dir"
+                );
+            }
+        }
+    }
+    std::fs::write(&path, format!("{}\n", std::process::id()))
+        .with_context(|| format!("write {}", path.display()))
+}
+
+/// Removes the pid file and every ready file, so nothing stale is left.
+fn release_data_dir(run_dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(run_dir) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().ends_with(".ready.json") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_file(run_dir.join(PID_FILE));
+}
+
+struct Supervisor {
+    exe: PathBuf,
+    global_args: Vec<String>,
+    config: Config,
+    run_dir: PathBuf,
+    children: BTreeMap<String, Running>,
+    exits: mpsc::Receiver<Exit>,
+    exits_tx: mpsc::Sender<Exit>,
+}
+
+impl Supervisor {
+    fn new(
+        cli: &Cli,
+        config: &Config,
+        data_dir: PathBuf,
+        run_dir: PathBuf,
+    ) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("find the lyceum executable")?;
+        let mut global_args = vec!["--data-dir".to_owned(), data_dir.display().to_string()];
+        if let Some(path) = &cli.config {
+            let path = path.canonicalize().unwrap_or_else(|_| path.clone());
+            global_args.extend(["--config".to_owned(), path.display().to_string()]);
+        }
+        let format = match config.log_format {
+            LogFormat::Human => LogFormatArg::Human,
+            LogFormat::Json => LogFormatArg::Json,
+        };
+        global_args.extend([
+            "--log-format".to_owned(),
+            match format {
+                LogFormatArg::Human => "human".to_owned(),
+                LogFormatArg::Json => "json".to_owned(),
+            },
+            "--log-filter".to_owned(),
+            config.log_filter.clone(),
+        ]);
+        // One slot per child is enough: each child exits once.
+        let (exits_tx, exits) = mpsc::channel(config.dev.regions.len() + 1);
+        Ok(Self {
+            exe,
+            global_args,
+            config: config.clone(),
+            run_dir,
+            children: BTreeMap::new(),
+            exits,
+            exits_tx,
+        })
+    }
+
+    fn listen_addr(&self, index: u16) -> String {
+        match self.config.dev.base_port {
+            0 => "127.0.0.1:0".to_owned(),
+            base => format!("127.0.0.1:{}", base.saturating_add(index)),
+        }
+    }
+
+    async fn start_all(&mut self, shutdown: &crate::shutdown::Shutdown) -> anyhow::Result<()> {
+        let deadline =
+            Instant::now() + Duration::from_millis(self.config.dev.child_ready_timeout_ms);
+        let cp_listen = self.listen_addr(0);
+        self.spawn(
+            "control-plane",
+            &["control-plane", "--listen", &cp_listen, "--seed-dev"],
+        )?;
+        let cp = self
+            .await_ready_file("control-plane", deadline, shutdown)
+            .await?;
+        let Some(cp) = cp else { return Ok(()) };
+        let regions = self.config.dev.regions.clone();
+        for (i, region) in regions.iter().enumerate() {
+            let listen = self.listen_addr(u16::try_from(i + 1).unwrap_or(u16::MAX));
+            let name = format!("edge-{region}");
+            self.spawn(
+                &name,
+                &[
+                    "edge",
+                    "--region",
+                    region,
+                    "--listen",
+                    &listen,
+                    "--control-plane",
+                    &cp.url,
+                ],
+            )?;
+        }
+        for region in &regions {
+            let name = format!("edge-{region}");
+            if self
+                .await_ready_file(&name, deadline, shutdown)
+                .await?
+                .is_none()
+            {
+                return Ok(());
+            }
+        }
+        self.await_readyz(deadline, shutdown).await;
+        Ok(())
+    }
+
+    fn spawn(&mut self, name: &str, args: &[&str]) -> anyhow::Result<()> {
+        let ready_path = self.ready_path(name);
+        let _ = std::fs::remove_file(&ready_path);
+        let mut command = Command::new(&self.exe);
+        command
+            .args(&self.global_args)
+            .args(args)
+            .arg("--ready-file")
+            .arg(&ready_path)
+            .arg("--supervised")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child: Child = command
+            .spawn()
+            .with_context(|| format!("start {name} ({})", self.exe.display()))?;
+        let pid = child.id().context("child has no pid")?;
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(forward_lines(name.to_owned(), out));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(forward_lines(name.to_owned(), err));
+        }
+        let stdin = child.stdin.take();
+        let tx = self.exits_tx.clone();
+        let task_name = name.to_owned();
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            let _ = tx
+                .send(Exit {
+                    name: task_name,
+                    status,
+                })
+                .await;
+        });
+        self.children.insert(
+            name.to_owned(),
+            Running {
+                name: name.to_owned(),
+                pid,
+                stdin,
+                info: None,
+                exited: None,
+            },
+        );
+        Ok(())
+    }
+
+    fn ready_path(&self, name: &str) -> PathBuf {
+        self.run_dir.join(format!("{name}.ready.json"))
+    }
+
+    /// Waits for `name`'s ready file; `None` when shutdown began meanwhile.
+    async fn await_ready_file(
+        &mut self,
+        name: &str,
+        deadline: Instant,
+        shutdown: &crate::shutdown::Shutdown,
+    ) -> anyhow::Result<Option<ReadyInfo>> {
+        let path = self.ready_path(name);
+        loop {
+            if let Some(info) =
+                ready_file::read(&path).with_context(|| format!("read {}", path.display()))?
+            {
+                if let Some(child) = self.children.get_mut(name) {
+                    child.info = Some(info.clone());
+                }
+                return Ok(Some(info));
+            }
+            if shutdown.is_triggered() {
+                return Ok(None);
+            }
+            if let Ok(exit) = self.exits.try_recv() {
+                let who = exit.name.clone();
+                let status = describe(&exit.status);
+                self.record_exit(exit);
+                bail!("{who} exited while starting ({status}); its log is above");
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "{name} did not start serving within {} ms (dev.child_ready_timeout_ms)",
+                    self.config.dev.child_ready_timeout_ms
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)).await;
+        }
+    }
+
+    /// Waits until every child answers `/readyz` with 200, or the deadline;
+    /// a child that is still not ready is reported, not fatal.
+    async fn await_readyz(&mut self, deadline: Instant, shutdown: &crate::shutdown::Shutdown) {
+        let Ok(client) = reqwest::Client::builder()
+            .timeout(Duration::from_millis(POLL_INTERVAL_MS * 10))
+            .build()
+        else {
+            return;
+        };
+        let urls: Vec<(String, String)> = self
+            .children
+            .values()
+            .filter_map(|c| c.info.as_ref().map(|i| (c.name.clone(), i.url.clone())))
+            .collect();
+        let mut pending: BTreeMap<String, String> = urls.into_iter().collect();
+        let mut last_reason: BTreeMap<String, String> = BTreeMap::new();
+        while !pending.is_empty() && Instant::now() < deadline && !shutdown.is_triggered() {
+            let mut done = Vec::new();
+            for (name, url) in &pending {
+                match client.get(format!("{url}/readyz")).send().await {
+                    Ok(response) if response.status().is_success() => done.push(name.clone()),
+                    Ok(response) => {
+                        let body = response.text().await.unwrap_or_default();
+                        last_reason.insert(name.clone(), body);
+                    }
+                    Err(err) => {
+                        last_reason.insert(name.clone(), err.to_string());
+                    }
+                }
+            }
+            for name in done {
+                pending.remove(&name);
+            }
+            if !pending.is_empty() {
+                tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)).await;
+            }
+        }
+        for name in pending.keys() {
+            let reason = last_reason.get(name).map_or("no answer", String::as_str);
+            tracing::warn!(process = %name, reason, "process is serving but not ready yet");
+            eprintln!("lyceum dev: {name} is serving but not ready: {reason}");
+        }
+    }
+
+    fn record_exit(&mut self, exit: Exit) {
+        let status = describe(&exit.status);
+        if let Some(child) = self.children.get_mut(&exit.name) {
+            child.stdin = None;
+            child.exited = Some(match exit.status {
+                Ok(status) => status,
+                Err(_) => std::os::unix::process::ExitStatusExt::from_raw(1),
+            });
+            let alive = self
+                .children
+                .values()
+                .filter(|c| c.exited.is_none())
+                .count();
+            tracing::warn!(process = %exit.name, status, alive, "a dev cluster process exited");
+            eprintln!(
+                "lyceum dev: {} (pid {}) exited ({status}); {alive} other process(es) keep running",
+                exit.name,
+                self.children.get(&exit.name).map_or(0, |c| c.pid)
+            );
+        }
+    }
+
+    async fn stop_all(&mut self) {
+        for child in self.children.values_mut().filter(|c| c.exited.is_none()) {
+            child.stdin = None;
+            let _ = kill(pid_of(child.pid), Signal::SIGTERM);
+        }
+        let deadline =
+            Instant::now() + Duration::from_millis(self.config.dev.child_stop_timeout_ms);
+        while self.children.values().any(|c| c.exited.is_none()) {
+            match tokio::time::timeout_at(deadline, self.exits.recv()).await {
+                Ok(Some(exit)) => self.mark_stopped(exit),
+                Ok(None) => break,
+                Err(_) => {
+                    for child in self.children.values().filter(|c| c.exited.is_none()) {
+                        eprintln!(
+                            "lyceum dev: {} did not stop within {} ms (dev.child_stop_timeout_ms); killing it",
+                            child.name, self.config.dev.child_stop_timeout_ms
+                        );
+                        let _ = kill(pid_of(child.pid), Signal::SIGKILL);
+                    }
+                    while self.children.values().any(|c| c.exited.is_none()) {
+                        match self.exits.recv().await {
+                            Some(exit) => self.mark_stopped(exit),
+                            None => break,
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    fn mark_stopped(&mut self, exit: Exit) {
+        if let Some(child) = self.children.get_mut(&exit.name) {
+            tracing::info!(process = %exit.name, status = describe(&exit.status), "process stopped");
+            child.exited = Some(
+                exit.status
+                    .unwrap_or_else(|_| std::os::unix::process::ExitStatusExt::from_raw(1)),
+            );
+        }
+    }
+
+    fn cluster_file(&self) -> Option<ClusterFile> {
+        let cp = self.children.get("control-plane")?;
+        let cp_info = cp.info.as_ref()?;
+        let state = |c: &Running| {
+            if c.exited.is_some() {
+                "exited"
+            } else {
+                "running"
+            }
+            .to_owned()
+        };
+        let edges = self
+            .config
+            .dev
+            .regions
+            .iter()
+            .filter_map(|region| {
+                let child = self.children.get(&format!("edge-{region}"))?;
+                let info = child.info.as_ref()?;
+                Some(EdgeEntry {
+                    region: region.clone(),
+                    node_id: info.node_id.clone().unwrap_or_default(),
+                    url: info.url.clone(),
+                    pid: child.pid,
+                    state: state(child),
+                })
+            })
+            .collect();
+        Some(ClusterFile {
+            control_plane: ControlPlaneEntry {
+                url: cp_info.url.clone(),
+                pid: cp.pid,
+                state: state(cp),
+            },
+            edges,
+            tokens: cp_info.dev_tokens.clone()?,
+        })
+    }
+
+    fn write_cluster_file(&self, path: &Path) -> anyhow::Result<()> {
+        let file = self
+            .cluster_file()
+            .context("the control plane did not report its URL and dev tokens")?;
+        ready_file::write_json_atomic(path, &file)
+            .with_context(|| format!("write {}", path.display()))
+    }
+
+    fn print_table(&self, cluster_path: &Path) {
+        let Some(file) = self.cluster_file() else {
+            return;
+        };
+        let mut out = String::new();
+        out.push_str(&format!(
+            "\nlyceum dev: {} processes running\n\n",
+            1 + file.edges.len()
+        ));
+        out.push_str(&format!(
+            "{:<14} {:<10} {:<20} {:>8}  {}\n",
+            "ROLE", "REGION", "NODE ID", "PID", "URL"
+        ));
+        out.push_str(&format!(
+            "{:<14} {:<10} {:<20} {:>8}  {}\n",
+            "control-plane", "-", "-", file.control_plane.pid, file.control_plane.url
+        ));
+        for edge in &file.edges {
+            out.push_str(&format!(
+                "{:<14} {:<10} {:<20} {:>8}  {}\n",
+                "edge", edge.region, edge.node_id, edge.pid, edge.url
+            ));
+        }
+        out.push_str(&format!(
+            "\ncluster.json: {}\n\
+             dev accounts: learner@dev.lyceum.test, instructor@dev.lyceum.test, operator@dev.lyceum.test\n\
+             (password lyceum-dev-<role>; ready-made tokens are in cluster.json)\n\
+             Ctrl-C stops everything.\n",
+            cluster_path.display()
+        ));
+        print!("{out}");
+    }
+}
+
+fn pid_of(pid: u32) -> Pid {
+    Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX))
+}
+
+fn describe(status: &std::io::Result<ExitStatus>) -> String {
+    use std::os::unix::process::ExitStatusExt as _;
+    match status {
+        Ok(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => format!("exit code {code}"),
+            (None, Some(signal)) => Signal::try_from(signal)
+                .map_or_else(|_| format!("signal {signal}"), |s| format!("killed by {s}")),
+            (None, None) => "unknown status".to_owned(),
+        },
+        Err(err) => format!("cannot wait for it: {err}"),
+    }
+}
+
+/// Copies a child's output to our stderr, each line prefixed with its name,
+/// cutting lines longer than [`CHILD_LINE_BYTES_MAX`].
+async fn forward_lines(name: String, mut from: impl AsyncRead + Unpin) {
+    let mut line: Vec<u8> = Vec::new();
+    let mut chunk = [0_u8; 8192];
+    let mut cut = false;
+    loop {
+        let n = match from.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        for &byte in &chunk[..n] {
+            if byte == b'\n' {
+                emit(&name, &line, cut);
+                line.clear();
+                cut = false;
+            } else if line.len() < CHILD_LINE_BYTES_MAX {
+                line.push(byte);
+            } else {
+                cut = true;
+            }
+        }
+    }
+    if !line.is_empty() {
+        emit(&name, &line, cut);
+    }
+}
+
+fn emit(name: &str, line: &[u8], cut: bool) {
+    let text = String::from_utf8_lossy(line);
+    let marker = if cut { " [line cut]" } else { "" };
+    eprintln!("{name:>14} | {text}{marker}");
+}

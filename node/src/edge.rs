@@ -1,0 +1,383 @@
+//! `lyceum edge`: one regional edge node. It keeps its identity (node id and
+//! a generation that every restart bumps) in `sled` under the data dir,
+//! verifies access tokens locally with the control plane's published keys,
+//! and watches the local Docker engine that the sandbox will run on. Gossip,
+//! actors and the sandbox pools arrive with their issues.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use control_plane::tokens::{self, Jwks, TokenVerifier};
+use gossip::{NodeId, Region};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::cli::EdgeArgs;
+use crate::config::{Config, EdgeConfig};
+use crate::metrics::Metrics;
+use crate::readiness::Readiness;
+use crate::ready_file::{self, ReadyInfo};
+use crate::server::{self, error_response, Basics};
+use crate::shutdown::Shutdown;
+
+/// Why the edge's local store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled refused to open, read or flush.
+    #[error("edge store: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored value has the wrong shape.
+    #[error("edge store: key {key} is corrupt: {reason}")]
+    Corrupt {
+        /// The key.
+        key: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
+}
+
+/// Who this node is, as kept in its store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeIdentity {
+    /// Stable across restarts.
+    pub node_id: NodeId,
+    /// Region served.
+    pub region: Region,
+    /// Bumped on every start, so peers can tell a restarted node from a
+    /// stale one.
+    pub generation: u64,
+}
+
+const KEY_NODE_ID: &str = "node_id";
+const KEY_GENERATION: &str = "generation";
+
+/// Directory of an edge's state for `region` under `data_dir`.
+pub fn edge_dir(data_dir: &Path, region: &Region) -> PathBuf {
+    data_dir.join(format!("edge-{region}"))
+}
+
+/// Opens the store, loads or creates the node id and bumps the generation,
+/// durably, before the node serves anything. Blocking: call from a blocking
+/// context.
+///
+/// # Errors
+/// [`StoreError`] when sled fails or the stored identity is corrupt.
+pub fn open_identity(
+    dir: &Path,
+    region: &Region,
+    configured_id: Option<NodeId>,
+) -> Result<(sled::Db, NodeIdentity), StoreError> {
+    let db = sled::open(dir.join("state.sled"))?;
+    let stored = db
+        .get(KEY_NODE_ID)?
+        .map(|bytes| {
+            let text = String::from_utf8(bytes.to_vec()).map_err(|err| StoreError::Corrupt {
+                key: KEY_NODE_ID,
+                reason: err.to_string(),
+            })?;
+            NodeId::new(&text).map_err(|err| StoreError::Corrupt {
+                key: KEY_NODE_ID,
+                reason: err.to_string(),
+            })
+        })
+        .transpose()?;
+    let node_id = match (configured_id, stored) {
+        (Some(id), _) => id,
+        (None, Some(id)) => id,
+        (None, None) => NodeId::generate(region, rand_u32()),
+    };
+    db.insert(KEY_NODE_ID, node_id.as_str().as_bytes())?;
+    let previous = match db.get(KEY_GENERATION)? {
+        None => 0,
+        Some(bytes) => {
+            let array: [u8; 8] = bytes.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                key: KEY_GENERATION,
+                reason: format!("expected 8 bytes, found {}", bytes.len()),
+            })?;
+            u64::from_be_bytes(array)
+        }
+    };
+    let generation = previous + 1;
+    db.insert(KEY_GENERATION, &generation.to_be_bytes())?;
+    // A node that cannot persist its generation must not run: peers would
+    // see the same generation twice after a crash.
+    db.flush()?;
+    let read_back = db.get(KEY_GENERATION)?.map(|b| b.to_vec());
+    assert_eq!(read_back.as_deref(), Some(&generation.to_be_bytes()[..]));
+    Ok((
+        db,
+        NodeIdentity {
+            node_id,
+            region: region.clone(),
+            generation,
+        },
+    ))
+}
+
+fn rand_u32() -> u32 {
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+}
+
+#[derive(Clone)]
+struct EdgeState {
+    identity: NodeIdentity,
+    url: String,
+    join: Vec<String>,
+    verifier: Arc<RwLock<Option<TokenVerifier>>>,
+}
+
+/// Runs one edge node until SIGINT/SIGTERM (or stdin EOF when supervised).
+///
+/// # Errors
+/// Fails when the store cannot be opened or the address cannot be bound.
+pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
+    let shutdown = Shutdown::listen(args.child.supervised).context("install signal handlers")?;
+    let edge = config.edge.clone();
+    let region = Region::new(&edge.region).context("edge.region")?;
+    let configured_id = if edge.node_id.is_empty() {
+        None
+    } else {
+        Some(NodeId::new(&edge.node_id).context("edge.node_id")?)
+    };
+    let dir = edge_dir(&config.data_dir, &region);
+    let (store, identity) = {
+        let task_dir = dir.clone();
+        let region = region.clone();
+        tokio::task::spawn_blocking(move || open_identity(&task_dir, &region, configured_id))
+            .await
+            .context("store task")?
+            .with_context(|| format!("open the edge store in {}", dir.display()))?
+    };
+    tracing::info!(
+        node_id = %identity.node_id,
+        region = %identity.region,
+        generation = identity.generation,
+        "edge identity loaded"
+    );
+
+    let metrics = Metrics::new("edge", Some(region.as_str()))?;
+    let readiness = Readiness::default();
+    for check in ["store", "control_plane_keys", "docker", "shutdown"] {
+        readiness.register(check);
+    }
+    readiness.set("store", Ok(()));
+    readiness.set("shutdown", Ok(()));
+
+    let listener = tokio::net::TcpListener::bind(&edge.listen)
+        .await
+        .with_context(|| format!("listen on {} (edge.listen)", edge.listen))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let state = EdgeState {
+        identity: identity.clone(),
+        url: url.clone(),
+        join: edge.join.clone(),
+        verifier: Arc::new(RwLock::new(None)),
+    };
+    let basics = Basics {
+        metrics,
+        readiness: readiness.clone(),
+        identity: json!({
+            "role": "edge",
+            "region": identity.region,
+            "node_id": identity.node_id,
+            "generation": identity.generation,
+        }),
+    };
+    let routes = Router::new()
+        .route("/api/v1/node", get(node_info))
+        .route("/api/v1/whoami", get(whoami))
+        .with_state(state.clone());
+    let app = server::app(routes, &basics, &config.http);
+    if edge.join.is_empty() {
+        tracing::info!(
+            "no seed peers given (edge.join); gossip arrives with the cluster-fabric work"
+        );
+    }
+    tracing::info!(%url, "edge node serving");
+
+    tokio::spawn(watch_keys(
+        edge.clone(),
+        state.verifier.clone(),
+        readiness.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(watch_docker(
+        edge.clone(),
+        readiness.clone(),
+        shutdown.clone(),
+    ));
+    if let Some(path) = &args.child.ready_file {
+        let info = ReadyInfo {
+            role: "edge".into(),
+            url: url.clone(),
+            pid: std::process::id(),
+            region: Some(identity.region.to_string()),
+            node_id: Some(identity.node_id.to_string()),
+            dev_tokens: None,
+        };
+        ready_file::write_json_atomic(path, &info)
+            .with_context(|| format!("write ready file {}", path.display()))?;
+    }
+    let grace = Duration::from_millis(config.http.shutdown_grace_ms);
+    {
+        let readiness = readiness.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.wait().await;
+            readiness.set("shutdown", Err("shutting down".into()));
+        });
+    }
+    server::serve(listener, app, grace, shutdown).await?;
+    store.flush_async().await.context("flush the edge store")?;
+    tracing::info!("edge node stopped");
+    Ok(())
+}
+
+async fn node_info(State(state): State<EdgeState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "node_id": state.identity.node_id,
+        "region": state.identity.region,
+        "generation": state.identity.generation,
+        "url": state.url,
+        "join": state.join,
+    }))
+}
+
+async fn whoami(State(state): State<EdgeState>, headers: HeaderMap) -> Response {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let verifier = state
+        .verifier
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let Some(verifier) = verifier else {
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "this node has not loaded the control plane's token keys yet",
+        );
+    };
+    let verified = tokens::bearer(header).and_then(|token| verifier.verify(token));
+    match verified {
+        Ok(claims) => Json(json!({
+            "user_id": claims.sub,
+            "tenant_id": claims.tid,
+            "role": claims.role,
+            "email": claims.email,
+            "expires_at": claims.exp,
+            "verified_by": state.identity.node_id,
+        }))
+        .into_response(),
+        Err(err) => error_response(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            &err.to_string(),
+        ),
+    }
+}
+
+/// Fetches the control plane's key set until it succeeds, then refreshes it
+/// periodically; the last good set keeps working while the control plane is
+/// away.
+async fn watch_keys(
+    edge: EdgeConfig,
+    verifier: Arc<RwLock<Option<TokenVerifier>>>,
+    readiness: Readiness,
+    shutdown: Shutdown,
+) {
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_millis(edge.control_plane_timeout_ms))
+        .build()
+    {
+        Ok(client) => client,
+        Err(err) => {
+            readiness.set("control_plane_keys", Err(format!("http client: {err}")));
+            return;
+        }
+    };
+    let url = format!(
+        "{}/.well-known/jwks.json",
+        edge.control_plane_url.trim_end_matches('/')
+    );
+    loop {
+        let outcome = fetch_keys(&client, &url).await;
+        let have_keys = verifier
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some();
+        let wait_ms = match outcome {
+            Ok(fresh) => {
+                *verifier
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(fresh);
+                readiness.set("control_plane_keys", Ok(()));
+                edge.key_refresh_interval_ms
+            }
+            Err(err) if have_keys => {
+                tracing::warn!(error = %err, "key set refresh failed; keeping the last good set");
+                edge.readiness_interval_ms
+            }
+            Err(err) => {
+                readiness.set("control_plane_keys", Err(err));
+                edge.readiness_interval_ms.min(1_000)
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
+            () = shutdown.clone().wait() => return,
+        }
+    }
+}
+
+async fn fetch_keys(client: &reqwest::Client, url: &str) -> Result<TokenVerifier, String> {
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|err| format!("cannot reach {url}: {err}"))?;
+    if !response.status().is_success() {
+        return Err(format!("{url} answered {}", response.status()));
+    }
+    let jwks: Jwks = response
+        .json()
+        .await
+        .map_err(|err| format!("bad key set from {url}: {err}"))?;
+    let verifier = TokenVerifier::new(&jwks).map_err(|err| err.to_string())?;
+    if verifier.key_count() == 0 {
+        return Err(format!("{url} published no Ed25519 keys"));
+    }
+    Ok(verifier)
+}
+
+async fn watch_docker(edge: EdgeConfig, readiness: Readiness, shutdown: Shutdown) {
+    let engine = match sandbox::DockerEngine::connect(&edge.docker_host) {
+        Ok(engine) => engine,
+        Err(err) => {
+            readiness.set("docker", Err(err.to_string()));
+            return;
+        }
+    };
+    let timeout = Duration::from_millis(edge.docker_ping_timeout_ms);
+    loop {
+        let outcome = engine
+            .ping(timeout)
+            .await
+            .map(|info| tracing::debug!(version = info.version, "docker engine answers"))
+            .map_err(|err| err.to_string());
+        readiness.set("docker", outcome);
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(edge.readiness_interval_ms)) => {}
+            () = shutdown.clone().wait() => return,
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! The `lyceum` binary's library half: configuration, the HTTP scaffolding
+//! every process shares (health, readiness, metrics, request ids, limits),
+//! and the three ways to run (control plane, edge node, local dev cluster).
+//! `main.rs` only parses the command line and calls in here, so integration
+//! tests can reach the same code.
+
+pub mod cli;
+pub mod cluster_file;
+pub mod config;
+pub mod control_plane;
+pub mod dev;
+pub mod edge;
+pub mod metrics;
+pub mod readiness;
+pub mod ready_file;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;

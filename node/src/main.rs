@@ -1,0 +1,56 @@
+//! Entry point of `lyceum`: parse flags, load configuration, start logging and
+//! hand over to the chosen command. Exit codes: 0 success, 1 runtime failure,
+//! 2 bad command line or configuration.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use node::cli::{Cli, Command};
+use node::config::Config;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(&cli) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("lyceum: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Command::Config = cli.command {
+        match config.to_toml() {
+            Ok(text) => {
+                print!("{text}");
+                return ExitCode::SUCCESS;
+            }
+            Err(err) => {
+                eprintln!("lyceum: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    node::telemetry::init(&config);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("lyceum: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Command::Dev(args) => node::dev::run(&cli, args, &config).await,
+            Command::ControlPlane(args) => node::control_plane::run(args, &config).await,
+            Command::Edge(args) => node::edge::run(args, &config).await,
+            Command::Config => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "lyceum stopped with an error");
+            eprintln!("lyceum: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
