@@ -10,6 +10,10 @@ use serde::Serialize;
 pub enum ErrorCode {
     /// The request body or a field in it is malformed.
     BadRequest,
+    /// The request body is larger than the configured limit.
+    PayloadTooLarge,
+    /// The request body is not JSON (wrong or missing content type).
+    UnsupportedMediaType,
     /// No credentials, or credentials that do not check out.
     Unauthenticated,
     /// The configuration is invalid.
@@ -25,6 +29,8 @@ impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::BadRequest => "bad_request",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Unauthenticated => "unauthenticated",
             Self::InvalidConfig => "invalid_config",
             Self::Unavailable => "unavailable",

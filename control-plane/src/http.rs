@@ -71,6 +71,8 @@ impl From<ControlPlaneError> for ApiError {
         let code = err.code();
         let status = match code {
             ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::InvalidConfig | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -90,11 +92,17 @@ impl From<ControlPlaneError> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::BadRequest,
-            rejection.body_text(),
-        )
+        let (status, code) = match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge)
+            }
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode::UnsupportedMediaType,
+            ),
+            _ => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
+        };
+        Self::new(status, code, rejection.body_text())
     }
 }
 

@@ -42,6 +42,14 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+    /// A source could not be parsed at all (for example a TOML syntax error).
+    #[error("invalid configuration{origin}: {reason}")]
+    Syntax {
+        /// Where the text came from, such as ` (in lyceum.toml)`.
+        origin: String,
+        /// What is wrong, with line and column when known.
+        reason: String,
+    },
     /// The config file named on the command line does not exist.
     #[error("config file {0} does not exist")]
     MissingFile(PathBuf),
@@ -501,7 +509,9 @@ fn from_figment(err: figment::Error) -> ConfigError {
     let mut key: Vec<String> = err.path.clone();
     let reason = match &err.kind {
         Kind::UnknownField(field, expected) => {
-            key.push(field.clone());
+            if key.last() != Some(field) {
+                key.push(field.clone());
+            }
             let known = expected.join(", ");
             format!("unknown key; known keys here: {known}")
         }
@@ -518,12 +528,11 @@ fn from_figment(err: figment::Error) -> ConfigError {
             _ => format!(" (from {})", meta.name),
         })
         .unwrap_or_default();
+    if key.is_empty() {
+        return ConfigError::Syntax { origin, reason };
+    }
     ConfigError::Invalid {
-        key: if key.is_empty() {
-            "<root>".to_owned()
-        } else {
-            key.join(".")
-        },
+        key: key.join("."),
         origin,
         reason,
     }

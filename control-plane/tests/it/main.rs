@@ -1,0 +1,8 @@
+//! Control-plane integration tests. Every storage test runs twice: against
+//! an embedded SQLite file and against a real PostgreSQL server (a fresh
+//! database per test, created through `LYCEUM_TEST_DATABASE_URL`, which
+//! `scripts/test` sets after starting PostgreSQL). A missing server fails the
+//! suite; it never skips.
+
+mod databases;
+mod identity;

@@ -1,0 +1,197 @@
+//! `lyceum dev` end to end: four processes come up, `cluster.json` lists
+//! them, tokens work on every node, `kill -9` of one edge leaves the other
+//! three serving, and SIGTERM stops everything.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+use crate::support::{eventually, get_json, lyceum, pid_alive, Proc, START_LIMIT};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_cluster_starts_survives_a_dead_edge_and_stops() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let mut command = lyceum();
+    command
+        .args(["dev", "--base-port", "0", "--data-dir"])
+        .arg(&data);
+    let mut dev = Proc::spawn(command, &dir.path().join("dev.log"));
+
+    let cluster_path = data.join("cluster.json");
+    let cluster: Value = eventually("cluster.json", START_LIMIT, || {
+        let path = cluster_path.clone();
+        async move {
+            let text = std::fs::read_to_string(path).ok()?;
+            serde_json::from_str(&text).ok()
+        }
+    })
+    .await;
+
+    // The contract's shape.
+    let cp_url = cluster["control_plane"]["url"]
+        .as_str()
+        .expect("control_plane.url");
+    let edges = cluster["edges"].as_array().expect("edges");
+    let regions: Vec<&str> = edges
+        .iter()
+        .map(|e| e["region"].as_str().expect("region"))
+        .collect();
+    assert_eq!(regions, ["eu-west", "us-east", "ap-south"]);
+    for edge in edges {
+        for key in ["node_id", "url"] {
+            assert!(
+                edge[key].as_str().is_some_and(|s| !s.is_empty()),
+                "edge.{key}: {edge}"
+            );
+        }
+        assert!(
+            edge["pid"].as_i64().is_some_and(pid_alive),
+            "edge pid: {edge}"
+        );
+    }
+    let tokens = &cluster["tokens"];
+    let learner = tokens["learner"].as_str().expect("learner token");
+    for role in ["learner", "instructor", "operator"] {
+        assert!(
+            tokens[role].as_str().is_some_and(|t| t.len() > 20),
+            "token for {role}"
+        );
+    }
+
+    // Every process answers /healthz and /readyz (the edges only once the
+    // Docker engine answers them).
+    let mut urls = vec![cp_url.to_owned()];
+    urls.extend(
+        edges
+            .iter()
+            .map(|e| e["url"].as_str().expect("url").to_owned()),
+    );
+    for url in &urls {
+        let (status, body) = get_json(&format!("{url}/healthz"), None)
+            .await
+            .expect("healthz");
+        assert_eq!(status, 200, "{url}/healthz: {body}");
+        let ready = eventually(&format!("{url}/readyz"), START_LIMIT, || {
+            let url = url.clone();
+            async move {
+                let (status, body) = get_json(&format!("{url}/readyz"), None).await?;
+                (status == 200).then_some(body)
+            }
+        })
+        .await;
+        assert_eq!(ready["ready"], Value::Bool(true));
+    }
+
+    // The dev learner token is verified locally by every edge, and by the
+    // control plane.
+    for edge in edges {
+        let url = edge["url"].as_str().expect("url");
+        let (status, body) = get_json(&format!("{url}/api/v1/whoami"), Some(learner))
+            .await
+            .expect("whoami");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["role"], "learner");
+        assert_eq!(body["verified_by"], edge["node_id"]);
+    }
+    let (status, me) = get_json(&format!("{cp_url}/api/v1/me"), Some(learner))
+        .await
+        .expect("me");
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["email"], "learner@dev.lyceum.test");
+
+    // Metrics count requests per route.
+    let metrics = crate::support::client()
+        .get(format!("{}/metrics", urls[1]))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    let whoami_counted = metrics.lines().any(|line| {
+        line.starts_with("lyceum_http_requests_total{")
+            && [
+                "route=\"/api/v1/whoami\"",
+                "status=\"200\"",
+                "region=\"eu-west\"",
+                "role=\"edge\"",
+            ]
+            .iter()
+            .all(|label| line.contains(label))
+            && line.ends_with(" 1")
+    });
+    assert!(whoami_counted, "{metrics}");
+    assert!(
+        metrics.contains("lyceum_http_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
+
+    // kill -9 one edge: dev says so, the other three keep serving.
+    let victim = &edges[1];
+    let victim_pid = i32::try_from(victim["pid"].as_i64().expect("pid")).expect("pid");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim_pid), Signal::SIGKILL).expect("kill");
+    eventually("dev to report the dead edge", START_LIMIT, || {
+        let log = dev.log_text();
+        async move {
+            log.contains("edge-us-east")
+                .then_some(())
+                .filter(|()| log.contains("killed by SIGKILL"))
+        }
+    })
+    .await;
+    for (i, url) in urls.iter().enumerate() {
+        let answer = get_json(&format!("{url}/healthz"), None).await;
+        if i == 2 {
+            assert!(answer.is_none(), "the killed edge must not answer");
+        } else {
+            assert_eq!(answer.map(|a| a.0), Some(200), "{url} must keep serving");
+        }
+    }
+    let updated: Value = eventually("cluster.json to mark the edge exited", START_LIMIT, || {
+        let path = cluster_path.clone();
+        async move {
+            let value: Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+            (value["edges"][1]["state"] == "exited").then_some(value)
+        }
+    })
+    .await;
+    assert_eq!(updated["edges"][0]["state"], "running");
+
+    // A second dev on the same data dir is refused while the first runs.
+    let second = lyceum()
+        .args(["dev", "--base-port", "0", "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("run second dev");
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("uses this data dir"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+
+    // SIGTERM stops every child cleanly and removes cluster.json.
+    dev.signal(Signal::SIGTERM);
+    let status = dev.wait_exit(Duration::from_secs(60));
+    assert!(
+        status.success(),
+        "dev exit {status:?}; log:\n{}",
+        dev.log_text()
+    );
+    let pids: Vec<i64> = std::iter::once(cluster["control_plane"]["pid"].as_i64().expect("pid"))
+        .chain(edges.iter().map(|e| e["pid"].as_i64().expect("pid")))
+        .collect();
+    eventually("every child to be gone", Duration::from_secs(30), || {
+        let pids = pids.clone();
+        async move { pids.iter().all(|&p| !pid_alive(p)).then_some(()) }
+    })
+    .await;
+    assert!(
+        !cluster_path.exists(),
+        "cluster.json must be removed on stop"
+    );
+    let log = dev.log_text();
+    assert!(log.contains("lyceum dev: stopped"), "{log}");
+}

@@ -1,0 +1,10 @@
+//! Integration tests of the `lyceum` binary: configuration layering and
+//! errors, the local dev cluster (four real processes on loopback, a real
+//! Docker engine behind the edges' readiness), edge identity across restarts,
+//! HTTP limits, and the control plane on PostgreSQL.
+
+mod config;
+mod control_plane_process;
+mod dev_cluster;
+mod edge_node;
+mod support;
