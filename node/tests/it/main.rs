@@ -8,3 +8,4 @@ mod control_plane_process;
 mod dev_cluster;
 mod edge_node;
 mod support;
+mod tidy;
