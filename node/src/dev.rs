@@ -243,6 +243,9 @@ impl Supervisor {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Own process group: a terminal's Ctrl-C reaches only us, and we
+            // stop the children in order instead of racing their exits.
+            .process_group(0)
             .kill_on_drop(true);
         let mut child: Child = command
             .spawn()
