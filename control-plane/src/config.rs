@@ -16,6 +16,10 @@ pub const DB_ACQUIRE_TIMEOUT_MS_DEFAULT: u64 = 5_000;
 pub const ACCESS_TOKEN_TTL_SECONDS_DEFAULT: u64 = 900;
 /// Default lifetime of the tokens `lyceum dev` hands out for its dev accounts.
 pub const DEV_TOKEN_TTL_SECONDS_DEFAULT: u64 = 7 * 24 * 3600;
+/// Default lifetime of a refresh token.
+pub const REFRESH_TOKEN_TTL_SECONDS_DEFAULT: u64 = 30 * 24 * 3600;
+/// Default shortest password accepted at sign-up and password change.
+pub const PASSWORD_BYTES_MIN_DEFAULT: u32 = 10;
 /// Default cap on the length of an email or password accepted at sign-in.
 pub const CREDENTIAL_BYTES_MAX_DEFAULT: u32 = 1_024;
 
@@ -35,6 +39,10 @@ pub struct ControlPlaneConfig {
     pub access_token_ttl_seconds: u64,
     /// Lifetime of the dev-account tokens written to `cluster.json`.
     pub dev_token_ttl_seconds: u64,
+    /// Lifetime of refresh tokens (each refresh issues a new one).
+    pub refresh_token_ttl_seconds: u64,
+    /// Shortest password accepted when one is set.
+    pub password_bytes_min: u32,
     /// Longest email or password accepted at sign-in.
     pub credential_bytes_max: u32,
     /// Directory for the embedded SQLite database; set by the binary from
@@ -52,6 +60,8 @@ impl Default for ControlPlaneConfig {
             db_acquire_timeout_ms: DB_ACQUIRE_TIMEOUT_MS_DEFAULT,
             access_token_ttl_seconds: ACCESS_TOKEN_TTL_SECONDS_DEFAULT,
             dev_token_ttl_seconds: DEV_TOKEN_TTL_SECONDS_DEFAULT,
+            refresh_token_ttl_seconds: REFRESH_TOKEN_TTL_SECONDS_DEFAULT,
+            password_bytes_min: PASSWORD_BYTES_MIN_DEFAULT,
             credential_bytes_max: CREDENTIAL_BYTES_MAX_DEFAULT,
             data_dir: PathBuf::from(".lyceum/control-plane"),
         }
@@ -82,8 +92,20 @@ impl ControlPlaneConfig {
         if self.dev_token_ttl_seconds == 0 {
             return bad("dev_token_ttl_seconds", "must be at least 1");
         }
+        if self.refresh_token_ttl_seconds == 0 {
+            return bad("refresh_token_ttl_seconds", "must be at least 1");
+        }
+        if self.password_bytes_min < 8 {
+            return bad("password_bytes_min", "must be at least 8");
+        }
         if self.credential_bytes_max < 64 {
             return bad("credential_bytes_max", "must be at least 64");
+        }
+        if self.password_bytes_min > self.credential_bytes_max {
+            return bad(
+                "password_bytes_min",
+                "must not exceed control_plane.credential_bytes_max",
+            );
         }
         if !self.database_url.is_empty()
             && !self.database_url.starts_with("sqlite:")

@@ -16,6 +16,12 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// No credentials, or credentials that do not check out.
     Unauthenticated,
+    /// Signed in, but the role does not allow this.
+    Forbidden,
+    /// No such thing, or not in the caller's tenant.
+    NotFound,
+    /// Clashes with the current state.
+    Conflict,
     /// The configuration is invalid.
     InvalidConfig,
     /// The database failed; the request may be retried.
@@ -32,6 +38,9 @@ impl ErrorCode {
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Unauthenticated => "unauthenticated",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
             Self::InvalidConfig => "invalid_config",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
@@ -62,9 +71,22 @@ pub enum ControlPlaneError {
     /// A token is missing, expired or has a bad signature.
     #[error("invalid token: {0}")]
     BadToken(String),
+    /// A token names a key this verifier does not know (yet): the key set
+    /// may have rotated since it was fetched.
+    #[error("invalid token: unknown signing key {0}")]
+    UnknownKey(String),
     /// A request field is malformed.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The caller is signed in but may not do this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The thing named does not exist (or is not visible to the caller).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The request clashes with the current state (a taken email, say).
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// A key or hash stored by us could not be used.
     #[error("crypto error: {0}")]
     Crypto(String),
@@ -76,8 +98,13 @@ impl ControlPlaneError {
         match self {
             Self::Config { .. } => ErrorCode::InvalidConfig,
             Self::Database(_) | Self::Migrate(_) => ErrorCode::Unavailable,
-            Self::BadCredentials | Self::BadToken(_) => ErrorCode::Unauthenticated,
+            Self::BadCredentials | Self::BadToken(_) | Self::UnknownKey(_) => {
+                ErrorCode::Unauthenticated
+            }
             Self::BadRequest(_) => ErrorCode::BadRequest,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::Conflict(_) => ErrorCode::Conflict,
             Self::Crypto(_) => ErrorCode::Internal,
         }
     }

@@ -3,25 +3,64 @@
 //! Errors leave as `{"error": {"code", "message"}}` with a stable code.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ControlPlaneError, ErrorCode};
 use crate::identity::{self, Member};
-use crate::tokens::{self, Jwks, TokenVerifier};
+use crate::sessions::{self, TokenPair};
+use crate::tokens::{self, Claims, Jwks, Role};
 use crate::ControlPlane;
 
 /// The routes of the control plane, ready to be nested under the shared layers.
 pub fn router(cp: ControlPlane) -> Router {
     Router::new()
         .route("/.well-known/jwks.json", get(jwks))
+        .route("/api/v1/auth/sign-up", post(sign_up))
         .route("/api/v1/auth/sign-in", post(sign_in))
+        .route("/api/v1/auth/refresh", post(refresh))
+        .route("/api/v1/auth/sign-out", post(sign_out))
+        .route("/api/v1/auth/password", post(change_password))
+        .route("/api/v1/auth/keys/rotate", post(rotate_key))
+        .route("/api/v1/auth/keys/{kid}", delete(retire_key))
         .route("/api/v1/me", get(me))
         .with_state(cp)
+}
+
+/// The verified claims of the caller's bearer token.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Claims);
+
+impl FromRequestParts<ControlPlane> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, cp: &ControlPlane) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let token = tokens::bearer(header)?;
+        let claims = cp.keys().snapshot().verifier().verify(token)?;
+        Ok(Self(claims))
+    }
+}
+
+impl Caller {
+    fn require(&self, role: Role) -> Result<(), ControlPlaneError> {
+        if self.0.role == role {
+            Ok(())
+        } else {
+            Err(ControlPlaneError::Forbidden(format!(
+                "this needs the {} role",
+                role.as_str()
+            )))
+        }
+    }
 }
 
 /// A JSON error response carrying a stable code.
@@ -74,6 +113,9 @@ impl From<ControlPlaneError> for ApiError {
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::InvalidConfig | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -107,7 +149,99 @@ impl From<JsonRejection> for ApiError {
 }
 
 async fn jwks(State(cp): State<ControlPlane>) -> Json<Jwks> {
-    Json(cp.keys().jwks().clone())
+    Json(cp.keys().snapshot().jwks().clone())
+}
+
+fn check_lengths(cp: &ControlPlane, fields: &[&str]) -> Result<(), ControlPlaneError> {
+    let max = usize::try_from(cp.config().credential_bytes_max).unwrap_or(usize::MAX);
+    if fields.iter().any(|f| f.len() > max) {
+        return Err(ControlPlaneError::BadRequest(format!(
+            "fields are limited to {max} bytes (control_plane.credential_bytes_max)"
+        )));
+    }
+    Ok(())
+}
+
+/// Body of `POST /api/v1/auth/sign-up`: join `tenant` (by slug) as a
+/// learner, or create `organisation` and become its instructor.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignUpRequest {
+    /// Account email, unique fleet-wide.
+    pub email: String,
+    /// At least `control_plane.password_bytes_min` bytes.
+    pub password: String,
+    /// Name shown to others, 1 to 100 characters.
+    pub display_name: String,
+    /// Slug of an existing tenant to join as a learner.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// A new organisation to create, with the caller as its instructor.
+    #[serde(default)]
+    pub organisation: Option<NewOrganisation>,
+}
+
+/// A tenant created at sign-up.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrganisation {
+    /// URL-friendly id: 2 to 64 characters of a-z, 0-9 and `-`.
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+}
+
+async fn sign_up(
+    State(cp): State<ControlPlane>,
+    body: Result<Json<SignUpRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<TokenPair>), ApiError> {
+    let Json(request) = body?;
+    check_lengths(
+        &cp,
+        &[&request.email, &request.password, &request.display_name],
+    )?;
+    let email = identity::normalise_email(&request.email)?;
+    identity::check_new_password(
+        &request.password,
+        cp.config().password_bytes_min,
+        cp.config().credential_bytes_max,
+    )?;
+    let name = request.display_name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ControlPlaneError::BadRequest(
+            "display_name must be 1 to 100 characters".into(),
+        )
+        .into());
+    }
+    let (tenant_id, role) = match (&request.tenant, &request.organisation) {
+        (Some(slug), None) => {
+            let tenant = identity::tenant_by_slug(cp.db(), slug)
+                .await?
+                .ok_or_else(|| ControlPlaneError::NotFound(format!("tenant {slug}")))?;
+            (tenant, Role::Learner)
+        }
+        (None, Some(org)) => {
+            check_lengths(&cp, &[&org.slug, &org.name])?;
+            if org.name.trim().is_empty() {
+                return Err(ControlPlaneError::BadRequest(
+                    "organisation.name must not be empty".into(),
+                )
+                .into());
+            }
+            let tenant = identity::create_tenant(cp.db(), &org.slug, org.name.trim()).await?;
+            (tenant, Role::Instructor)
+        }
+        _ => {
+            return Err(ControlPlaneError::BadRequest(
+                "give exactly one of tenant (to join) or organisation (to create)".into(),
+            )
+            .into())
+        }
+    };
+    let member =
+        identity::create_member(cp.db(), &tenant_id, &email, name, &request.password, role).await?;
+    let pair = sessions::start(&cp, &member).await?;
+    Ok((StatusCode::CREATED, Json(pair)))
 }
 
 /// Body of `POST /api/v1/auth/sign-in`.
@@ -120,54 +254,108 @@ pub struct SignInRequest {
     pub password: String,
 }
 
-/// Answer to a successful sign-in.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SignInResponse {
-    /// The EdDSA-signed access token.
-    pub access_token: String,
-    /// Always `Bearer`.
-    pub token_type: String,
-    /// Seconds until the token expires.
-    pub expires_in: u64,
-}
-
 async fn sign_in(
     State(cp): State<ControlPlane>,
     body: Result<Json<SignInRequest>, JsonRejection>,
-) -> Result<Json<SignInResponse>, ApiError> {
+) -> Result<Json<TokenPair>, ApiError> {
     let Json(request) = body?;
-    let max = usize::try_from(cp.config().credential_bytes_max).unwrap_or(usize::MAX);
-    if request.email.len() > max || request.password.len() > max {
-        return Err(ControlPlaneError::BadRequest(format!(
-            "email and password are limited to {max} bytes (control_plane.credential_bytes_max)"
-        ))
-        .into());
-    }
-    let member = identity::authenticate(cp.db(), &request.email, &request.password).await?;
-    let ttl = cp.config().access_token_ttl_seconds;
-    let access_token = tokens::issue(
-        cp.keys(),
-        &member.user_id,
-        &member.tenant_id,
-        member.role,
-        &member.email,
-        ttl,
-    )?;
-    Ok(Json(SignInResponse {
-        access_token,
-        token_type: "Bearer".to_owned(),
-        expires_in: ttl,
-    }))
+    check_lengths(&cp, &[&request.email, &request.password])?;
+    let email = request.email.trim().to_lowercase();
+    let member = identity::authenticate(cp.db(), &email, &request.password).await?;
+    Ok(Json(sessions::start(&cp, &member).await?))
 }
 
-async fn me(State(cp): State<ControlPlane>, headers: HeaderMap) -> Result<Json<Member>, ApiError> {
-    let header = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let token = tokens::bearer(header)?;
-    let verifier = TokenVerifier::new(cp.keys().jwks())?;
-    let claims = verifier.verify(token)?;
-    let member = identity::member_in_tenant(cp.db(), &claims.tid, &claims.sub)
+/// Body of `POST /api/v1/auth/refresh` and `POST /api/v1/auth/sign-out`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    /// The refresh token from sign-in or the last refresh.
+    pub refresh_token: String,
+}
+
+async fn refresh(
+    State(cp): State<ControlPlane>,
+    body: Result<Json<RefreshRequest>, JsonRejection>,
+) -> Result<Json<TokenPair>, ApiError> {
+    let Json(request) = body?;
+    check_lengths(&cp, &[&request.refresh_token])?;
+    Ok(Json(sessions::refresh(&cp, &request.refresh_token).await?))
+}
+
+async fn sign_out(
+    State(cp): State<ControlPlane>,
+    body: Result<Json<RefreshRequest>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Json(request) = body?;
+    check_lengths(&cp, &[&request.refresh_token])?;
+    sessions::sign_out(&cp, &request.refresh_token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of `POST /api/v1/auth/password`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    /// The password in use now.
+    pub current_password: String,
+    /// The new password.
+    pub new_password: String,
+}
+
+async fn change_password(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    body: Result<Json<PasswordChange>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Json(request) = body?;
+    check_lengths(&cp, &[&request.current_password, &request.new_password])?;
+    identity::check_new_password(
+        &request.new_password,
+        cp.config().password_bytes_min,
+        cp.config().credential_bytes_max,
+    )?;
+    identity::change_password(
+        cp.db(),
+        &caller.0.email,
+        &request.current_password,
+        &request.new_password,
+    )
+    .await?;
+    // Every other session of this user ends; access tokens run out on their own.
+    sessions::revoke_user(&cp, &caller.0.sub).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Answer of `POST /api/v1/auth/keys/rotate`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RotatedKey {
+    /// Id of the key that signs from now on.
+    pub kid: String,
+}
+
+async fn rotate_key(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+) -> Result<Json<RotatedKey>, ApiError> {
+    caller.require(Role::Operator)?;
+    let kid = cp.keys().rotate(cp.db()).await?;
+    tracing::info!(kid, by = caller.0.sub, "signing key rotated");
+    Ok(Json(RotatedKey { kid }))
+}
+
+async fn retire_key(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    Path(kid): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Role::Operator)?;
+    cp.keys().retire(cp.db(), &kid).await?;
+    tracing::info!(kid, by = caller.0.sub, "signing key retired");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn me(State(cp): State<ControlPlane>, caller: Caller) -> Result<Json<Member>, ApiError> {
+    let member = identity::member_in_tenant(cp.db(), &caller.0.tid, &caller.0.sub)
         .await?
         .ok_or_else(|| ControlPlaneError::BadToken("the token's user no longer exists".into()))?;
     Ok(Json(member))

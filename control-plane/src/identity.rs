@@ -202,3 +202,144 @@ fn member_from_row(row: &sqlx::any::AnyRow) -> Result<Member, ControlPlaneError>
         role: Role::parse(&role)?,
     })
 }
+
+/// Normalises and checks an email: trimmed, lowercased, one `@` with text on
+/// both sides, no spaces.
+///
+/// # Errors
+/// [`ControlPlaneError::BadRequest`] saying what is wrong.
+pub fn normalise_email(email: &str) -> Result<String, ControlPlaneError> {
+    let email = email.trim().to_lowercase();
+    let valid = match email.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !email.chars().any(char::is_whitespace)
+        }
+        None => false,
+    };
+    if !valid {
+        return Err(ControlPlaneError::BadRequest(format!(
+            "{email:?} is not an email address"
+        )));
+    }
+    Ok(email)
+}
+
+/// Checks a new password against the configured minimum and maximum.
+///
+/// # Errors
+/// [`ControlPlaneError::BadRequest`] naming the limit.
+pub fn check_new_password(password: &str, min: u32, max: u32) -> Result<(), ControlPlaneError> {
+    let len = password.len();
+    let min_len = usize::try_from(min).unwrap_or(usize::MAX);
+    let max_len = usize::try_from(max).unwrap_or(usize::MAX);
+    if len < min_len || len > max_len {
+        return Err(ControlPlaneError::BadRequest(format!(
+            "passwords must be {min} to {max} bytes long (control_plane.password_bytes_min, control_plane.credential_bytes_max)"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a tenant slug: 2 to 64 bytes of a-z, 0-9 and `-`.
+///
+/// # Errors
+/// [`ControlPlaneError::BadRequest`] saying what is wrong.
+pub fn check_slug(slug: &str) -> Result<(), ControlPlaneError> {
+    let ok = (2..=64).contains(&slug.len())
+        && slug
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !slug.starts_with('-')
+        && !slug.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ControlPlaneError::BadRequest(format!(
+            "tenant slug {slug:?} must be 2 to 64 characters of a-z, 0-9 and '-'"
+        )))
+    }
+}
+
+/// Creates a new user with a membership; refuses a taken email.
+///
+/// # Errors
+/// [`ControlPlaneError::Conflict`] when the email is taken,
+/// [`ControlPlaneError::NotFound`] for an unknown tenant.
+pub async fn create_member(
+    db: &Db,
+    tenant_id: &str,
+    email: &str,
+    display_name: &str,
+    password: &str,
+    role: Role,
+) -> Result<Member, ControlPlaneError> {
+    if find_member_by_email(db, email).await?.is_some() {
+        return Err(ControlPlaneError::Conflict(format!(
+            "an account with email {email} exists"
+        )));
+    }
+    ensure_member(db, tenant_id, email, display_name, password, role)
+        .await
+        .map_err(|err| match err {
+            // Lost a race with another sign-up for the same email.
+            ControlPlaneError::Database(ref db_err)
+                if db_err
+                    .as_database_error()
+                    .is_some_and(|e| e.is_unique_violation()) =>
+            {
+                ControlPlaneError::Conflict(format!("an account with email {email} exists"))
+            }
+            other => other,
+        })
+}
+
+/// Looks up a tenant id by slug.
+///
+/// # Errors
+/// Fails on database errors.
+pub async fn tenant_by_slug(db: &Db, slug: &str) -> Result<Option<String>, ControlPlaneError> {
+    Ok(
+        sqlx::query_scalar::<_, String>("SELECT id FROM tenants WHERE slug = $1")
+            .bind(slug)
+            .fetch_optional(db.pool())
+            .await?,
+    )
+}
+
+/// Creates a tenant; refuses a taken slug.
+///
+/// # Errors
+/// [`ControlPlaneError::Conflict`] when the slug is taken.
+pub async fn create_tenant(db: &Db, slug: &str, name: &str) -> Result<String, ControlPlaneError> {
+    check_slug(slug)?;
+    if tenant_by_slug(db, slug).await?.is_some() {
+        return Err(ControlPlaneError::Conflict(format!("tenant {slug} exists")));
+    }
+    ensure_tenant(db, slug, name).await
+}
+
+/// Replaces a user's password after checking the current one.
+///
+/// # Errors
+/// [`ControlPlaneError::BadCredentials`] when `current` is wrong.
+pub async fn change_password(
+    db: &Db,
+    email: &str,
+    current: &str,
+    new: &str,
+) -> Result<(), ControlPlaneError> {
+    let member = authenticate(db, email, current).await?;
+    let new = new.to_owned();
+    let hash = tokio::task::spawn_blocking(move || passwords::hash(&new))
+        .await
+        .map_err(|err| ControlPlaneError::Crypto(format!("hash task: {err}")))??;
+    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+        .bind(hash)
+        .bind(&member.user_id)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}

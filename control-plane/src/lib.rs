@@ -13,6 +13,7 @@ pub mod identity;
 pub mod keys;
 pub mod passwords;
 pub mod seed;
+pub mod sessions;
 pub mod tokens;
 
 use std::sync::Arc;

@@ -116,8 +116,7 @@ fn unix_now() -> u64 {
         .unwrap_or_default()
 }
 
-/// Signs a token for `claims_base` (whose `iat`/`exp` are overwritten) that
-/// lives for `ttl_seconds`.
+/// Signs an access token for a member that lives for `ttl_seconds`.
 ///
 /// # Errors
 /// [`ControlPlaneError::Crypto`] if signing fails.
@@ -139,9 +138,10 @@ pub fn issue(
         iat,
         exp: iat.saturating_add(ttl_seconds),
     };
+    let set = keys.snapshot();
     let mut header = Header::new(Algorithm::EdDSA);
-    header.kid = Some(keys.signing_kid().to_owned());
-    jsonwebtoken::encode(&header, &claims, keys.signing_key())
+    header.kid = Some(set.signing_kid().to_owned());
+    jsonwebtoken::encode(&header, &claims, set.signing_key())
         .map_err(|err| ControlPlaneError::Crypto(format!("sign token: {err}")))
 }
 
@@ -200,7 +200,7 @@ impl TokenVerifier {
         let key = self
             .keys
             .get(&kid)
-            .ok_or_else(|| ControlPlaneError::BadToken(format!("unknown kid {kid}")))?;
+            .ok_or_else(|| ControlPlaneError::UnknownKey(kid.clone()))?;
         jsonwebtoken::decode::<Claims>(token, key, &self.validation)
             .map(|data| data.claims)
             .map_err(|err| ControlPlaneError::BadToken(err.to_string()))

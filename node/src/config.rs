@@ -161,6 +161,10 @@ pub struct EdgeConfig {
     pub control_plane_timeout_ms: u64,
     /// How often the token key set is refetched once loaded.
     pub key_refresh_interval_ms: u64,
+    /// Shortest gap between refetches triggered by a token signed with an
+    /// unknown key (after a rotation), so bad tokens cannot flood the
+    /// control plane.
+    pub key_refetch_min_interval_ms: u64,
 }
 
 impl Default for EdgeConfig {
@@ -176,6 +180,7 @@ impl Default for EdgeConfig {
             readiness_interval_ms: 2_000,
             control_plane_timeout_ms: 5_000,
             key_refresh_interval_ms: 300_000,
+            key_refetch_min_interval_ms: 1_000,
         }
     }
 }
@@ -303,6 +308,10 @@ impl Config {
                 edge.control_plane_timeout_ms,
             ),
             ("edge.key_refresh_interval_ms", edge.key_refresh_interval_ms),
+            (
+                "edge.key_refetch_min_interval_ms",
+                edge.key_refetch_min_interval_ms,
+            ),
             (
                 "dev.child_ready_timeout_ms",
                 self.dev.child_ready_timeout_ms,

@@ -131,7 +131,99 @@ struct EdgeState {
     identity: NodeIdentity,
     url: String,
     join: Vec<String>,
-    verifier: Arc<RwLock<Option<TokenVerifier>>>,
+    keys: Arc<KeyCache>,
+}
+
+/// The control plane's public keys as this edge knows them. Tokens are
+/// verified locally; only a token signed by a key we have not seen (the set
+/// rotated since the last fetch) makes us refetch, at most once per
+/// `edge.key_refetch_min_interval_ms`.
+struct KeyCache {
+    verifier: RwLock<Option<TokenVerifier>>,
+    client: reqwest::Client,
+    url: String,
+    refetch_min_interval: Duration,
+    /// When the last refetch triggered by an unknown key ran.
+    last_refetch: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+/// Why a token was not accepted.
+enum VerifyError {
+    /// No key set loaded yet.
+    NoKeys,
+    /// The token is bad.
+    Rejected(control_plane::ControlPlaneError),
+}
+
+impl KeyCache {
+    fn new(edge: &EdgeConfig) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(edge.control_plane_timeout_ms))
+            .build()
+            .context("http client")?;
+        Ok(Self {
+            verifier: RwLock::new(None),
+            client,
+            url: format!(
+                "{}/.well-known/jwks.json",
+                edge.control_plane_url.trim_end_matches('/')
+            ),
+            refetch_min_interval: Duration::from_millis(edge.key_refetch_min_interval_ms),
+            last_refetch: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    fn current(&self) -> Option<TokenVerifier> {
+        self.verifier
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Fetches the key set now and installs it.
+    async fn fetch(&self) -> Result<(), String> {
+        let fresh = fetch_keys(&self.client, &self.url).await?;
+        *self
+            .verifier
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(fresh);
+        Ok(())
+    }
+
+    /// Refetches unless another refetch happened within the minimum interval.
+    /// Holding the lock across the fetch makes concurrent callers share one.
+    async fn refetch_if_due(&self) {
+        let mut last = self.last_refetch.lock().await;
+        if last.is_some_and(|at| at.elapsed() < self.refetch_min_interval) {
+            return;
+        }
+        *last = Some(tokio::time::Instant::now());
+        match fetch_keys(&self.client, &self.url).await {
+            Ok(fresh) => {
+                *self
+                    .verifier
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(fresh);
+            }
+            Err(err) => tracing::warn!(error = %err, "key set refetch failed"),
+        }
+    }
+
+    async fn verify(&self, token: &str) -> Result<tokens::Claims, VerifyError> {
+        let verifier = self.current().ok_or(VerifyError::NoKeys)?;
+        match verifier.verify(token) {
+            Err(control_plane::ControlPlaneError::UnknownKey(kid)) => {
+                tracing::info!(
+                    kid,
+                    "token signed by an unknown key; refetching the key set"
+                );
+                self.refetch_if_due().await;
+                let verifier = self.current().ok_or(VerifyError::NoKeys)?;
+                verifier.verify(token).map_err(VerifyError::Rejected)
+            }
+            other => other.map_err(VerifyError::Rejected),
+        }
+    }
 }
 
 /// Runs one edge node until SIGINT/SIGTERM (or stdin EOF when supervised).
@@ -179,7 +271,7 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
         identity: identity.clone(),
         url: url.clone(),
         join: edge.join.clone(),
-        verifier: Arc::new(RwLock::new(None)),
+        keys: Arc::new(KeyCache::new(&edge)?),
     };
     let basics = Basics {
         metrics,
@@ -205,7 +297,7 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
 
     tokio::spawn(watch_keys(
         edge.clone(),
-        state.verifier.clone(),
+        state.keys.clone(),
         readiness.clone(),
         shutdown.clone(),
     ));
@@ -255,20 +347,17 @@ async fn whoami(State(state): State<EdgeState>, headers: HeaderMap) -> Response 
     let header = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let verifier = state
-        .verifier
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    let Some(verifier) = verifier else {
-        return error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "this node has not loaded the control plane's token keys yet",
-        );
+    let token = match tokens::bearer(header) {
+        Ok(token) => token,
+        Err(err) => {
+            return error_response(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                &err.to_string(),
+            )
+        }
     };
-    let verified = tokens::bearer(header).and_then(|token| verifier.verify(token));
-    match verified {
+    match state.keys.verify(token).await {
         Ok(claims) => Json(json!({
             "user_id": claims.sub,
             "tenant_id": claims.tid,
@@ -278,7 +367,12 @@ async fn whoami(State(state): State<EdgeState>, headers: HeaderMap) -> Response 
             "verified_by": state.identity.node_id,
         }))
         .into_response(),
-        Err(err) => error_response(
+        Err(VerifyError::NoKeys) => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "this node has not loaded the control plane's token keys yet",
+        ),
+        Err(VerifyError::Rejected(err)) => error_response(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
             &err.to_string(),
@@ -291,35 +385,14 @@ async fn whoami(State(state): State<EdgeState>, headers: HeaderMap) -> Response 
 /// away.
 async fn watch_keys(
     edge: EdgeConfig,
-    verifier: Arc<RwLock<Option<TokenVerifier>>>,
+    keys: Arc<KeyCache>,
     readiness: Readiness,
     shutdown: Shutdown,
 ) {
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_millis(edge.control_plane_timeout_ms))
-        .build()
-    {
-        Ok(client) => client,
-        Err(err) => {
-            readiness.set("control_plane_keys", Err(format!("http client: {err}")));
-            return;
-        }
-    };
-    let url = format!(
-        "{}/.well-known/jwks.json",
-        edge.control_plane_url.trim_end_matches('/')
-    );
     loop {
-        let outcome = fetch_keys(&client, &url).await;
-        let have_keys = verifier
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some();
-        let wait_ms = match outcome {
-            Ok(fresh) => {
-                *verifier
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(fresh);
+        let have_keys = keys.current().is_some();
+        let wait_ms = match keys.fetch().await {
+            Ok(()) => {
                 readiness.set("control_plane_keys", Ok(()));
                 edge.key_refresh_interval_ms
             }

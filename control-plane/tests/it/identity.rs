@@ -20,11 +20,11 @@ async fn migrations_and_keys_survive_reopening() {
         // Reopening runs the migrations again (a no-op) and must keep the key.
         let second = db.open().await;
         assert_eq!(
-            first.keys().signing_kid(),
-            second.keys().signing_kid(),
+            first.keys().snapshot().signing_kid(),
+            second.keys().snapshot().signing_kid(),
             "{engine:?}: the signing key must persist"
         );
-        assert_eq!(second.keys().jwks().keys.len(), 1);
+        assert_eq!(second.keys().snapshot().jwks().keys.len(), 1);
         db.cleanup(vec![first, second]).await;
     }
 }
@@ -46,7 +46,7 @@ async fn dev_seed_is_idempotent_and_its_tokens_verify() {
             .expect("learner exists");
         assert_eq!(learner_before, learner_after, "{engine:?}: seeding twice");
 
-        let verifier = TokenVerifier::new(cp.keys().jwks()).expect("verifier");
+        let verifier = TokenVerifier::new(cp.keys().snapshot().jwks()).expect("verifier");
         for (role, token) in [
             (Role::Learner, &first.learner),
             (Role::Instructor, &first.instructor),
@@ -138,7 +138,7 @@ async fn tampered_and_foreign_tokens_are_refused() {
     let tokens = seed::seed_dev(&cp).await.expect("seed");
     let other_db = TestDb::new(Engine::Sqlite).await;
     let other = other_db.open().await;
-    let verifier = TokenVerifier::new(cp.keys().jwks()).expect("verifier");
+    let verifier = TokenVerifier::new(cp.keys().snapshot().jwks()).expect("verifier");
 
     // Flip one character in the middle of the signature (the last one may
     // only carry padding bits).

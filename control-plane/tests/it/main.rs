@@ -4,5 +4,6 @@
 //! `scripts/test` sets after starting PostgreSQL). A missing server fails the
 //! suite; it never skips.
 
+mod auth_api;
 mod databases;
 mod identity;

@@ -29,6 +29,30 @@ async fn fresh_postgres() -> String {
     format!("{base}/{name}")
 }
 
+/// Drops a database made by [`fresh_postgres`] once nothing uses it.
+async fn drop_postgres(database_url: &str) {
+    let admin_url = std::env::var(POSTGRES_URL_VAR).expect("set when the database was made");
+    let (_, name) = database_url.rsplit_once('/').expect("url with a database");
+    let mut admin = sqlx::postgres::PgConnectOptions::from_str(&admin_url)
+        .expect("postgres url")
+        .connect()
+        .await
+        .expect("reconnect to PostgreSQL");
+    for _ in 0..6 {
+        if sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+            .execute(&mut admin)
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Autovacuum may hold a fresh database for a while; a leftover test
+    // database is harmless, so warn instead of failing the test it served.
+    eprintln!("warning: test database {name} left behind");
+}
+
 async fn start(env: &[(&str, &str)], extra: &[&str]) -> (Proc, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let ready = dir.path().join("cp.ready.json");
@@ -97,6 +121,8 @@ async fn control_plane_runs_on_postgres() {
         !cp.log_text().contains("lyceum.db"),
         "a PostgreSQL control plane must not open SQLite"
     );
+    drop(cp);
+    drop_postgres(&database_url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -101,6 +101,41 @@ async fn dev_cluster_starts_survives_a_dead_edge_and_stops() {
     assert_eq!(status, 200, "{me}");
     assert_eq!(me["email"], "learner@dev.lyceum.test");
 
+    // An operator rotates the signing key; a token signed with the new key
+    // is accepted by an edge at once (an unknown key makes it refetch).
+    let operator = tokens["operator"].as_str().expect("operator token");
+    let rotated = crate::support::client()
+        .post(format!("{cp_url}/api/v1/auth/keys/rotate"))
+        .bearer_auth(operator)
+        .send()
+        .await
+        .expect("rotate");
+    assert_eq!(rotated.status().as_u16(), 200);
+    let signed_in: Value = crate::support::client()
+        .post(format!("{cp_url}/api/v1/auth/sign-in"))
+        .json(&serde_json::json!({"email": "instructor@dev.lyceum.test", "password": "lyceum-dev-instructor"}))
+        .send()
+        .await
+        .expect("sign-in")
+        .json()
+        .await
+        .expect("json");
+    let fresh = signed_in["access_token"].as_str().expect("access token");
+    let edge_url = edges[2]["url"].as_str().expect("url");
+    let (status, body) = get_json(&format!("{edge_url}/api/v1/whoami"), Some(fresh))
+        .await
+        .expect("whoami");
+    assert_eq!(
+        (status, body["role"].as_str()),
+        (200, Some("instructor")),
+        "{body}"
+    );
+    // Tokens signed before the rotation still verify.
+    let (status, _) = get_json(&format!("{edge_url}/api/v1/whoami"), Some(learner))
+        .await
+        .expect("whoami");
+    assert_eq!(status, 200);
+
     // Metrics count requests per route.
     let metrics = crate::support::client()
         .get(format!("{}/metrics", urls[1]))
