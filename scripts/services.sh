@@ -2,6 +2,7 @@
 # Idempotently install and start the external services this project needs.
 #
 #   scripts/services.sh docker            # Docker engine (dockerd)
+#   scripts/services.sh runtimes          # the sandbox's language runtimes
 #   scripts/services.sh postgres          # PostgreSQL + role/database for tests
 #   scripts/services.sh docker postgres   # any subset, in any order
 #
@@ -31,7 +32,7 @@ log() { echo "services: $*" >&2; }
 die() { echo "services: ERROR: $*" >&2; exit 1; }
 
 usage() {
-  echo "usage: $0 {docker|postgres} [...]   (any subset of: docker postgres)" >&2
+  echo "usage: $0 {docker|runtimes|postgres} [...]   (any subset of: docker runtimes postgres)" >&2
   exit 2
 }
 
@@ -300,12 +301,51 @@ SQL
 }
 
 # --------------------------------------------------------------------------
+# --------------------------------------------------------------------------
+# runtimes: the sandbox's language runtimes, from Debian's packages. The
+# sandbox bind-mounts the host's /usr read-only into its containers, so these
+# are what learners' code runs on. The paths are the ones the language table
+# (sandbox/src/languages.rs) names.
+# --------------------------------------------------------------------------
+RUNTIMES=(
+  "/usr/bin/python3:python3"
+  "/usr/bin/node:nodejs"
+  "/usr/bin/gcc:gcc"
+  "/usr/bin/g++:g++"
+  "/usr/bin/javac:default-jdk-headless"
+  "/usr/bin/go:golang-go"
+  "/usr/bin/rustc:rustc"
+  "/usr/bin/ruby:ruby"
+  "/usr/bin/bash:bash"
+  "/usr/bin/sqlite3:sqlite3"
+)
+
+ensure_runtimes() {
+  local entry path package missing=()
+  for entry in "${RUNTIMES[@]}"; do
+    path=${entry%%:*}
+    package=${entry#*:}
+    [[ -x $path ]] || missing+=("$package")
+  done
+  if ((${#missing[@]} == 0)); then
+    log "runtimes: all ${#RUNTIMES[@]} installed"
+    return
+  fi
+  log "runtimes: installing ${missing[*]}"
+  apt_install "${missing[@]}"
+  for entry in "${RUNTIMES[@]}"; do
+    path=${entry%%:*}
+    [[ -x $path ]] || die "runtime $path is still missing after installing ${entry#*:}"
+  done
+}
+
 main() {
   (($# > 0)) || usage
-  local want_docker=0 want_postgres=0 arg
+  local want_docker=0 want_postgres=0 want_runtimes=0 arg
   for arg in "$@"; do
     case $arg in
       docker) want_docker=1 ;;
+      runtimes) want_runtimes=1 ;;
       postgres | postgresql) want_postgres=1 ;;
       -h | --help) usage ;;
       *) echo "services: unknown service '$arg'" >&2; usage ;;
@@ -314,6 +354,7 @@ main() {
   [[ $EUID -eq 0 ]] || die "must run as root (installs packages, starts daemons)"
 
   ((want_docker)) && ensure_docker
+  ((want_runtimes)) && ensure_runtimes
   ((want_postgres)) && ensure_postgres
   log "done in ${SECONDS}s"
 }

@@ -56,6 +56,9 @@ pub enum Command {
     Edge(EdgeArgs),
     /// Print the effective configuration as TOML and exit.
     Config,
+    /// Run one sandbox job from stdin (used inside sandbox containers only).
+    #[command(hide = true)]
+    SandboxAgent,
 }
 
 /// Flags of `lyceum dev`.

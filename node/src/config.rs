@@ -96,6 +96,8 @@ pub struct Config {
     pub edge: EdgeConfig,
     /// The local dev cluster.
     pub dev: DevConfig,
+    /// The code sandbox of edge nodes.
+    pub sandbox: sandbox::SandboxConfig,
 }
 
 impl Default for Config {
@@ -108,6 +110,7 @@ impl Default for Config {
             control_plane: ControlPlaneConfig::default(),
             edge: EdgeConfig::default(),
             dev: DevConfig::default(),
+            sandbox: sandbox::SandboxConfig::default(),
         }
     }
 }
@@ -322,6 +325,9 @@ impl Config {
                 return Err(ConfigError::invalid(key, "must be at least 1"));
             }
         }
+        self.sandbox
+            .validate()
+            .map_err(|(key, reason)| ConfigError::invalid(&format!("sandbox.{key}"), reason))?;
         let regions = &self.dev.regions;
         if regions.is_empty() || regions.len() > DEV_REGIONS_MAX {
             return Err(ConfigError::invalid(
@@ -506,7 +512,7 @@ fn flag_overrides(cli: &Cli) -> Value {
                 insert_path(&mut root, &["edge", "node_id"], json!(id));
             }
         }
-        Command::Config => {}
+        Command::Config | Command::SandboxAgent => {}
     }
     Value::Object(root)
 }

@@ -132,6 +132,8 @@ struct EdgeState {
     url: String,
     join: Vec<String>,
     keys: Arc<KeyCache>,
+    /// Set once the image is built and the pools are warming.
+    sandbox: Arc<tokio::sync::OnceCell<sandbox::Sandbox>>,
 }
 
 /// The control plane's public keys as this edge knows them. Tokens are
@@ -257,7 +259,13 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
 
     let metrics = Metrics::new("edge", Some(region.as_str()))?;
     let readiness = Readiness::default();
-    for check in ["store", "control_plane_keys", "docker", "shutdown"] {
+    for check in [
+        "store",
+        "control_plane_keys",
+        "docker",
+        "sandbox",
+        "shutdown",
+    ] {
         readiness.register(check);
     }
     readiness.set("store", Ok(()));
@@ -272,6 +280,7 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
         url: url.clone(),
         join: edge.join.clone(),
         keys: Arc::new(KeyCache::new(&edge)?),
+        sandbox: Arc::new(tokio::sync::OnceCell::new()),
     };
     let basics = Basics {
         metrics,
@@ -286,6 +295,13 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
     let routes = Router::new()
         .route("/api/v1/node", get(node_info))
         .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/languages", get(languages))
+        .route("/api/v1/runs", axum::routing::post(run_code))
+        .route("/api/v1/sandbox/pools", get(pool_sizes))
+        .route(
+            "/api/v1/sandbox/pools/{language}",
+            axum::routing::put(set_pool_target),
+        )
         .with_state(state.clone());
     let app = server::app(routes, &basics, &config.http);
     if edge.join.is_empty() {
@@ -303,6 +319,15 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
     ));
     tokio::spawn(watch_docker(
         edge.clone(),
+        readiness.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(start_sandbox(
+        edge.clone(),
+        config.sandbox.clone(),
+        identity.node_id.to_string(),
+        state.sandbox.clone(),
+        basics.metrics.registry().clone(),
         readiness.clone(),
         shutdown.clone(),
     ));
@@ -328,9 +353,221 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
         });
     }
     server::serve(listener, app, grace, shutdown).await?;
+    if let Some(sandbox) = state.sandbox.get() {
+        sandbox.shutdown().await;
+    }
     store.flush_async().await.context("flush the edge store")?;
     tracing::info!("edge node stopped");
     Ok(())
+}
+
+/// Builds the sandbox image and starts the warm pools, retrying until the
+/// engine answers; the node is not ready before this succeeds.
+async fn start_sandbox(
+    edge: EdgeConfig,
+    config: sandbox::SandboxConfig,
+    owner: String,
+    cell: Arc<tokio::sync::OnceCell<sandbox::Sandbox>>,
+    registry: prometheus::Registry,
+    readiness: Readiness,
+    shutdown: Shutdown,
+) {
+    let agent = match sandbox::run::lyceum_agent(&owner) {
+        Ok(agent) => agent,
+        Err(err) => {
+            readiness.set(
+                "sandbox",
+                Err(format!("cannot find the lyceum binary: {err}")),
+            );
+            return;
+        }
+    };
+    loop {
+        let started = match sandbox::DockerEngine::connect(&edge.docker_host) {
+            Ok(engine) => {
+                sandbox::Sandbox::start(engine, config.clone(), agent.clone(), &registry).await
+            }
+            Err(err) => Err(err),
+        };
+        match started {
+            Ok(sandbox) => {
+                let languages: Vec<String> =
+                    sandbox.languages().into_iter().map(|l| l.id).collect();
+                tracing::info!(?languages, "sandbox ready");
+                if cell.set(sandbox).is_err() {
+                    tracing::error!("sandbox started twice");
+                }
+                readiness.set("sandbox", Ok(()));
+                return;
+            }
+            Err(err) => readiness.set("sandbox", Err(err.to_string())),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(edge.readiness_interval_ms)) => {}
+            () = shutdown.clone().wait() => return,
+        }
+    }
+}
+
+/// Verifies the bearer token of a request, as a ready-made error response
+/// when it does not check out.
+async fn caller(state: &EdgeState, headers: &HeaderMap) -> Result<tokens::Claims, Response> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let token = tokens::bearer(header).map_err(|err| {
+        error_response(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            &err.to_string(),
+        )
+    })?;
+    state.keys.verify(token).await.map_err(|err| match err {
+        VerifyError::NoKeys => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "this node has not loaded the control plane's token keys yet",
+        ),
+        VerifyError::Rejected(err) => error_response(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            &err.to_string(),
+        ),
+    })
+}
+
+fn sandbox_starting() -> Response {
+    error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the sandbox is still starting; see /readyz",
+    )
+}
+
+async fn pool_sizes(State(state): State<EdgeState>, headers: HeaderMap) -> Response {
+    if let Err(response) = caller(&state, &headers).await {
+        return response;
+    }
+    let Some(sandbox) = state.sandbox.get() else {
+        return sandbox_starting();
+    };
+    let pools: Vec<_> = sandbox
+        .pools()
+        .sizes()
+        .await
+        .into_iter()
+        .map(|(language, warm, target)| json!({"language": language, "warm": warm, "target": target}))
+        .collect();
+    Json(json!({"pools": pools})).into_response()
+}
+
+/// Body of `PUT /api/v1/sandbox/pools/{language}`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PoolTarget {
+    target: u32,
+}
+
+async fn set_pool_target(
+    State(state): State<EdgeState>,
+    axum::extract::Path(language): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<PoolTarget>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let claims = match caller(&state, &headers).await {
+        Ok(claims) => claims,
+        Err(response) => return response,
+    };
+    if claims.role != control_plane::tokens::Role::Operator {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this needs the operator role",
+        );
+    }
+    let Ok(Json(body)) = body else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "send {\"target\": N}",
+        );
+    };
+    let Some(sandbox) = state.sandbox.get() else {
+        return sandbox_starting();
+    };
+    match sandbox.pools().set_target(&language, body.target).await {
+        Ok(target) => Json(json!({"language": language, "target": target})).into_response(),
+        Err(err) => error_response(StatusCode::NOT_FOUND, "unknown_language", &err.to_string()),
+    }
+}
+
+async fn languages(State(state): State<EdgeState>) -> Response {
+    match state.sandbox.get() {
+        Some(sandbox) => Json(json!({"languages": sandbox.languages()})).into_response(),
+        None => sandbox_starting(),
+    }
+}
+
+async fn run_code(
+    State(state): State<EdgeState>,
+    headers: HeaderMap,
+    body: Result<Json<sandbox::RunRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let claims = match caller(&state, &headers).await {
+        Ok(claims) => claims,
+        Err(response) => return response,
+    };
+    let request = match body {
+        Ok(Json(request)) => request,
+        Err(rejection) => {
+            let (status, code) = match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => {
+                    (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+                }
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                    (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+                }
+                _ => (StatusCode::BAD_REQUEST, "bad_request"),
+            };
+            return error_response(status, code, &rejection.body_text());
+        }
+    };
+    let Some(sandbox) = state.sandbox.get() else {
+        return sandbox_starting();
+    };
+    match sandbox.run(&request).await {
+        Ok(result) => {
+            tracing::info!(
+                user_id = claims.sub,
+                tenant_id = claims.tid,
+                language = request.language,
+                status = ?result.status,
+                hot = result.hot,
+                "code run"
+            );
+            let mut body = serde_json::to_value(&result).unwrap_or_default();
+            if let serde_json::Value::Object(map) = &mut body {
+                map.insert("region".into(), json!(state.identity.region));
+            }
+            Json(body).into_response()
+        }
+        Err(sandbox::SandboxError::Rejected(why)) => {
+            let code = if why.starts_with("unknown language") || why.contains("not installed") {
+                "unknown_language"
+            } else {
+                "bad_request"
+            };
+            error_response(StatusCode::BAD_REQUEST, code, &why)
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "code run failed");
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "the sandbox could not run this; try again",
+            )
+        }
+    }
 }
 
 async fn node_info(State(state): State<EdgeState>) -> Json<serde_json::Value> {

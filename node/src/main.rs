@@ -10,6 +10,10 @@ use node::config::Config;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Inside a sandbox container: no config, no logging, just the job.
+    if let Command::SandboxAgent = cli.command {
+        return ExitCode::from(u8::try_from(sandbox::agent::main()).unwrap_or(1));
+    }
     let config = match Config::load(&cli) {
         Ok(config) => config,
         Err(err) => {
@@ -42,7 +46,7 @@ fn main() -> ExitCode {
             Command::Dev(args) => node::dev::run(&cli, args, &config).await,
             Command::ControlPlane(args) => node::control_plane::run(args, &config).await,
             Command::Edge(args) => node::edge::run(args, &config).await,
-            Command::Config => Ok(()),
+            Command::Config | Command::SandboxAgent => Ok(()),
         }
     });
     match result {

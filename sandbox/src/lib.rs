@@ -1,92 +1,22 @@
-//! The code sandbox. It is the only crate that talks to Docker. Issue 3
-//! builds the warm one-shot container pools here; the foundation holds the
-//! engine handle that edge nodes use to report, in `/readyz`, whether the
-//! local Docker engine answers.
+//! The code sandbox, and the only crate that talks to Docker. Learners' code
+//! runs in one-shot containers taken from a warm pool per language: each is
+//! created and started before it is needed with an agent waiting on its
+//! stdin, serves exactly one submission, and is destroyed; a replacement is
+//! warmed in the background. Runtimes are the host's Debian packages,
+//! bind-mounted read-only into an image the project builds locally (no
+//! pulls). Every container: no network, no capabilities, read-only root,
+//! tmpfs work dir, memory/CPU/pids/file limits, non-root, an init.
 
-use std::time::Duration;
+pub mod agent;
+pub mod compare;
+pub mod container;
+pub mod engine;
+pub mod image;
+pub mod job;
+pub mod languages;
+pub mod pool;
+pub mod run;
 
-use bollard::Docker;
-
-/// Why the Docker engine could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum SandboxError {
-    /// No client could be built for the configured host.
-    #[error("cannot reach the docker engine at {host}: {source}")]
-    Connect {
-        /// The host we tried (`local defaults` when none was configured).
-        host: String,
-        /// The client's error.
-        source: bollard::errors::Error,
-    },
-    /// The engine did not answer in time.
-    #[error("the docker engine did not answer within {timeout_ms} ms")]
-    Timeout {
-        /// The limit that was exceeded.
-        timeout_ms: u64,
-    },
-    /// The engine answered with an error.
-    #[error("the docker engine failed: {0}")]
-    Engine(#[from] bollard::errors::Error),
-}
-
-/// A handle on the local Docker engine.
-#[derive(Debug, Clone)]
-pub struct DockerEngine {
-    docker: Docker,
-}
-
-/// What the engine says about itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EngineInfo {
-    /// Engine version, such as `26.1.5`.
-    pub version: String,
-}
-
-impl DockerEngine {
-    /// Builds a client for `host` (`unix:///...` or `tcp://...`), or for the
-    /// local defaults (`DOCKER_HOST`, else `/var/run/docker.sock`) when empty.
-    /// No request is sent yet.
-    ///
-    /// # Errors
-    /// [`SandboxError::Connect`] when the host cannot be parsed.
-    pub fn connect(host: &str) -> Result<Self, SandboxError> {
-        let docker = if host.is_empty() {
-            Docker::connect_with_local_defaults()
-        } else if let Some(path) = host.strip_prefix("unix://") {
-            Docker::connect_with_unix(path, 30, bollard::API_DEFAULT_VERSION)
-        } else {
-            Docker::connect_with_http(host, 30, bollard::API_DEFAULT_VERSION)
-        }
-        .map_err(|source| SandboxError::Connect {
-            host: if host.is_empty() {
-                "local defaults".to_owned()
-            } else {
-                host.to_owned()
-            },
-            source,
-        })?;
-        Ok(Self { docker })
-    }
-
-    /// Asks the engine for its version, within `timeout`.
-    ///
-    /// Cancel safe: dropping the future abandons the request.
-    ///
-    /// # Errors
-    /// [`SandboxError::Timeout`] or [`SandboxError::Engine`].
-    pub async fn ping(&self, timeout: Duration) -> Result<EngineInfo, SandboxError> {
-        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-        // Debian's engine speaks an older API than bollard's default, so agree
-        // on a version first (this costs the same single round trip).
-        let ask = async {
-            let docker = self.docker.clone().negotiate_version().await?;
-            docker.version().await
-        };
-        let version = tokio::time::timeout(timeout, ask)
-            .await
-            .map_err(|_| SandboxError::Timeout { timeout_ms })??;
-        Ok(EngineInfo {
-            version: version.version.unwrap_or_else(|| "unknown".to_owned()),
-        })
-    }
-}
+pub use engine::{DockerEngine, EngineInfo, SandboxError};
+pub use languages::{Language, LANGUAGES};
+pub use run::{RunRequest, RunResult, Sandbox, SandboxConfig, Verdict};

@@ -130,7 +130,7 @@ fn errors_name_the_key_and_the_source() {
             r#"invalid configuration: key `http.request_timeout_ms` (in $DIR/lyceum.toml): expected u64, found string "soon""#
         ]],
     );
-    check_err(Some("colour = \"blue\"\n"), &[], json!({}), expect!["invalid configuration: key `colour` (in $DIR/lyceum.toml): unknown key; known keys here: data_dir, log_format, log_filter, http, control_plane, edge, dev"]);
+    check_err(Some("colour = \"blue\"\n"), &[], json!({}), expect!["invalid configuration: key `colour` (in $DIR/lyceum.toml): unknown key; known keys here: data_dir, log_format, log_filter, http, control_plane, edge, dev, sandbox"]);
     check_err(
         None,
         &[("LYCEUM_HTTP__NOPE", "1")],

@@ -16,7 +16,9 @@ async fn dev_cluster_starts_survives_a_dead_edge_and_stops() {
     let mut command = lyceum();
     command
         .args(["dev", "--base-port", "0", "--data-dir"])
-        .arg(&data);
+        .arg(&data)
+        .env("LYCEUM_SANDBOX__POOL_TARGET", "1")
+        .env("LYCEUM_SANDBOX__LANGUAGES", "[\"python\", \"bash\"]");
     let mut dev = Proc::spawn(command, &dir.path().join("dev.log"));
 
     let cluster_path = data.join("cluster.json");
@@ -135,6 +137,57 @@ async fn dev_cluster_starts_survives_a_dead_edge_and_stops() {
         .await
         .expect("whoami");
     assert_eq!(status, 200);
+
+    // A learner runs code on the nearest edge, in a warm container.
+    let run_url = format!("{}/api/v1/runs", urls[1]);
+    let run = serde_json::json!({
+        "language": "python",
+        "files": [{"name": "main.py", "content": "print(int(input()) * 2)"}],
+        "tests": [{"name": "double", "stdin": "21", "expected_stdout": "42", "compare": "trimmed"}]
+    });
+    let answer = crate::support::client()
+        .post(&run_url)
+        .bearer_auth(learner)
+        .json(&run)
+        .send()
+        .await
+        .expect("run");
+    assert_eq!(answer.status().as_u16(), 200);
+    let result: Value = answer.json().await.expect("json");
+    assert_eq!(result["status"], "accepted", "{result}");
+    assert_eq!(result["region"], "eu-west", "{result}");
+    assert_eq!(result["tests"][0]["status"], "accepted", "{result}");
+    for key in ["validate", "schedule", "execute", "capture"] {
+        assert!(result["stages_ms"][key].is_number(), "{result}");
+    }
+    let (status, langs) = get_json(&format!("{}/api/v1/languages", urls[1]), None)
+        .await
+        .expect("languages");
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = langs["languages"]
+        .as_array()
+        .expect("languages")
+        .iter()
+        .map(|l| l["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, ["python", "bash"]);
+    let bad = crate::support::client()
+        .post(&run_url)
+        .bearer_auth(learner)
+        .json(&serde_json::json!({"language": "cobol", "files": [{"name": "x", "content": ""}]}))
+        .send()
+        .await
+        .expect("run");
+    assert_eq!(bad.status().as_u16(), 400);
+    let bad: Value = bad.json().await.expect("json");
+    assert_eq!(bad["error"]["code"], "unknown_language");
+    let anonymous = crate::support::client()
+        .post(&run_url)
+        .json(&run)
+        .send()
+        .await
+        .expect("run");
+    assert_eq!(anonymous.status().as_u16(), 401);
 
     // Metrics count requests per route.
     let metrics = crate::support::client()

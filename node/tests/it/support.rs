@@ -20,6 +20,8 @@ pub fn lyceum() -> Command {
         }
     }
     command.env("LYCEUM_LOG_FORMAT", "json");
+    // Edges warm no sandbox containers unless a test asks for them.
+    command.env("LYCEUM_SANDBOX__POOL_TARGET", "0");
     command
 }
 

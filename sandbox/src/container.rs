@@ -1,0 +1,370 @@
+//! One sandbox container: created and started ahead of time with the agent
+//! attached and waiting, then given exactly one job and destroyed. Everything
+//! that locks it down is set here, in one place.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bollard::container::LogOutput;
+use bollard::models::{ContainerCreateBody, HostConfig, ResourcesUlimits};
+use bollard::query_parameters::{
+    AttachContainerOptions, CreateContainerOptions, KillContainerOptions, RemoveContainerOptions,
+};
+use futures_util::{Stream, StreamExt as _};
+use tokio::io::{AsyncWrite, AsyncWriteExt as _};
+
+use crate::engine::{DockerEngine, SandboxError};
+use crate::image::SANDBOX_UID;
+use crate::job::{AgentReport, Job, REPORT_BYTES_MAX};
+
+/// Where the agent binary is mounted inside every container.
+pub const AGENT_PATH: &str = "/opt/lyceum/agent";
+/// How much of the agent's own stderr is kept for diagnostics.
+const AGENT_STDERR_BYTES_MAX: usize = 64 * 1024;
+/// Label that marks our containers with their owner (a node id), so a
+/// restarted node can find and remove what its previous life left.
+pub const LABEL: &str = "dev.lyceum.sandbox";
+
+/// Limits of one container; the run's own limits sit inside these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerLimits {
+    /// Memory cap; swap is off (memory-swap equals memory).
+    pub memory_mb: u32,
+    /// CPU quota in thousandths of a CPU.
+    pub cpu_millis: u32,
+    /// Processes and threads at once.
+    pub pids_max: u32,
+    /// Open files per process.
+    pub nofile_max: u32,
+    /// Largest file a process may write.
+    pub file_bytes_max: u64,
+    /// Size of the `/work` tmpfs.
+    pub work_bytes_max: u64,
+    /// Inodes of the `/work` tmpfs.
+    pub work_inodes_max: u32,
+    /// Size of the `/tmp` tmpfs.
+    pub tmp_bytes_max: u64,
+}
+
+/// How to start the agent in a container.
+#[derive(Debug, Clone)]
+pub struct AgentCommand {
+    /// Host path of the binary, bind-mounted read-only at [`AGENT_PATH`].
+    pub host_path: PathBuf,
+    /// Arguments after the binary (`["sandbox-agent"]` for `lyceum`).
+    pub args: Vec<String>,
+    /// Who owns the containers (the node id); the value of [`LABEL`].
+    pub owner: String,
+}
+
+/// A started container whose agent waits for its job.
+pub struct WarmContainer {
+    /// Container id.
+    pub id: String,
+    output: Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>,
+    input: Pin<Box<dyn AsyncWrite + Send>>,
+}
+
+impl std::fmt::Debug for WarmContainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WarmContainer")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Creates, starts and attaches a container for `image`. This is the slow
+/// part (hundreds of milliseconds) that the pool does ahead of time.
+///
+/// # Errors
+/// [`SandboxError::Engine`] when Docker refuses.
+pub async fn warm(
+    engine: &DockerEngine,
+    image: &str,
+    agent: &AgentCommand,
+    limits: &ContainerLimits,
+    extra_memory_mb: u32,
+) -> Result<WarmContainer, SandboxError> {
+    let memory = i64::from(limits.memory_mb.saturating_add(extra_memory_mb)) * 1024 * 1024;
+    let mut tmpfs = HashMap::new();
+    tmpfs.insert(
+        "/work".to_owned(),
+        format!(
+            "rw,exec,nosuid,nodev,size={},nr_inodes={},uid={SANDBOX_UID},gid={SANDBOX_UID},mode=0700",
+            limits.work_bytes_max, limits.work_inodes_max
+        ),
+    );
+    tmpfs.insert(
+        "/tmp".to_owned(),
+        format!(
+            "rw,exec,nosuid,nodev,size={},uid={SANDBOX_UID},gid={SANDBOX_UID},mode=0700",
+            limits.tmp_bytes_max
+        ),
+    );
+    let ulimit = |name: &str, value: i64| ResourcesUlimits {
+        name: Some(name.to_owned()),
+        soft: Some(value),
+        hard: Some(value),
+    };
+    let host_config = HostConfig {
+        binds: Some(vec![
+            "/usr:/usr:ro".to_owned(),
+            format!("{}:{AGENT_PATH}:ro", agent.host_path.display()),
+        ]),
+        network_mode: Some("none".to_owned()),
+        readonly_rootfs: Some(true),
+        cap_drop: Some(vec!["ALL".to_owned()]),
+        security_opt: Some(vec!["no-new-privileges".to_owned()]),
+        tmpfs: Some(tmpfs),
+        memory: Some(memory),
+        memory_swap: Some(memory),
+        nano_cpus: Some(i64::from(limits.cpu_millis) * 1_000_000),
+        pids_limit: Some(i64::from(limits.pids_max)),
+        ulimits: Some(vec![
+            ulimit("nofile", i64::from(limits.nofile_max)),
+            ulimit(
+                "fsize",
+                i64::try_from(limits.file_bytes_max).unwrap_or(i64::MAX),
+            ),
+            ulimit("core", 0),
+        ]),
+        init: Some(true),
+        privileged: Some(false),
+        ..Default::default()
+    };
+    let mut labels = HashMap::new();
+    labels.insert(LABEL.to_owned(), agent.owner.clone());
+    let mut cmd = vec![AGENT_PATH.to_owned()];
+    cmd.extend(agent.args.iter().cloned());
+    let body = ContainerCreateBody {
+        image: Some(image.to_owned()),
+        cmd: Some(cmd),
+        user: Some(format!("{SANDBOX_UID}:{SANDBOX_UID}")),
+        working_dir: Some("/work".to_owned()),
+        env: Some(vec![
+            "PATH=/usr/local/bin:/usr/bin:/bin".to_owned(),
+            "HOME=/work".to_owned(),
+            "TMPDIR=/tmp".to_owned(),
+            "LANG=C.UTF-8".to_owned(),
+        ]),
+        open_stdin: Some(true),
+        stdin_once: Some(true),
+        attach_stdin: Some(true),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        tty: Some(false),
+        network_disabled: Some(true),
+        labels: Some(labels),
+        host_config: Some(host_config),
+        ..Default::default()
+    };
+    let docker = engine.docker();
+    let created = docker
+        .create_container(None::<CreateContainerOptions>, body)
+        .await?;
+    let id = created.id;
+    // Attach before start, so no byte the agent writes is missed.
+    let attached = docker
+        .attach_container(
+            &id,
+            Some(AttachContainerOptions {
+                stream: true,
+                stdin: true,
+                stdout: true,
+                stderr: true,
+                logs: false,
+                detach_keys: None,
+            }),
+        )
+        .await;
+    let attached = match attached {
+        Ok(attached) => attached,
+        Err(err) => {
+            destroy(engine, &id).await;
+            return Err(err.into());
+        }
+    };
+    if let Err(err) = docker
+        .start_container(
+            &id,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+    {
+        destroy(engine, &id).await;
+        return Err(err.into());
+    }
+    Ok(WarmContainer {
+        id,
+        output: attached.output,
+        input: attached.input,
+    })
+}
+
+/// What a container did with its job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The agent's report.
+    pub report: AgentReport,
+    /// The kernel's OOM killer fired in the container's cgroup.
+    pub oom_killed: bool,
+    /// What the agent wrote on stderr (its own diagnostics), capped.
+    pub agent_stderr: String,
+}
+
+/// Hands `job` to the agent and waits for its report, at most `limit`. The
+/// caller destroys the container afterwards (off the hot path).
+///
+/// # Errors
+/// [`SandboxError::HostTimeout`] when the agent does not answer in time,
+/// [`SandboxError::Agent`] when it answers nonsense.
+pub async fn run(
+    engine: &DockerEngine,
+    mut container: WarmContainer,
+    job: &Job,
+    limit: Duration,
+) -> Result<Outcome, SandboxError> {
+    let id = container.id.clone();
+    let result = tokio::time::timeout(limit, exchange(&mut container, job)).await;
+    let outcome = match result {
+        Ok(Ok((report, agent_stderr))) => {
+            // The cgroup's OOM counter is final once the agent has reported
+            // (its children have exited); reading it costs microseconds,
+            // where waiting for the container to exit costs tens of ms.
+            let oom_killed = match oom_kills(&id) {
+                Some(count) => count > 0,
+                None => engine
+                    .docker()
+                    .inspect_container(
+                        &id,
+                        None::<bollard::query_parameters::InspectContainerOptions>,
+                    )
+                    .await
+                    .ok()
+                    .and_then(|info| info.state)
+                    .and_then(|state| state.oom_killed)
+                    .unwrap_or(false),
+            };
+            Ok(Outcome {
+                report,
+                oom_killed,
+                agent_stderr,
+            })
+        }
+        Ok(Err(err)) => Err(err),
+        Err(_) => Err(SandboxError::HostTimeout(
+            u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+        )),
+    };
+    drop(container);
+    outcome
+}
+
+async fn exchange(
+    container: &mut WarmContainer,
+    job: &Job,
+) -> Result<(AgentReport, String), SandboxError> {
+    let mut line =
+        serde_json::to_vec(job).map_err(|err| SandboxError::Agent(format!("encode job: {err}")))?;
+    line.push(b'\n');
+    container
+        .input
+        .write_all(&line)
+        .await
+        .map_err(|err| SandboxError::Agent(format!("write job: {err}")))?;
+    container
+        .input
+        .flush()
+        .await
+        .map_err(|err| SandboxError::Agent(format!("write job: {err}")))?;
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    while let Some(frame) = container.output.next().await {
+        match frame? {
+            LogOutput::StdOut { message } => {
+                stdout.extend_from_slice(&message);
+                if stdout.len() > REPORT_BYTES_MAX {
+                    return Err(SandboxError::Agent("report too large".into()));
+                }
+                if stdout.ends_with(b"\n") {
+                    break;
+                }
+            }
+            LogOutput::StdErr { message } if stderr.len() < AGENT_STDERR_BYTES_MAX => {
+                stderr.extend_from_slice(&message);
+            }
+            _ => {}
+        }
+    }
+    let report: AgentReport = serde_json::from_slice(&stdout).map_err(|err| {
+        SandboxError::Agent(format!(
+            "bad report ({err}); agent stderr: {}",
+            String::from_utf8_lossy(&stderr)
+        ))
+    })?;
+    Ok((report, String::from_utf8_lossy(&stderr).into_owned()))
+}
+
+/// How many processes the OOM killer took in the container's cgroup, read
+/// from the host's cgroup files (v1 with the cgroupfs driver, or v2 with
+/// systemd); `None` when neither is there.
+fn oom_kills(id: &str) -> Option<u64> {
+    let candidates = [
+        format!("/sys/fs/cgroup/memory/docker/{id}/memory.oom_control"),
+        format!("/sys/fs/cgroup/system.slice/docker-{id}.scope/memory.events"),
+        format!("/sys/fs/cgroup/docker/{id}/memory.events"),
+    ];
+    candidates.iter().find_map(|path| {
+        let text = std::fs::read_to_string(path).ok()?;
+        text.lines().find_map(|line| {
+            line.strip_prefix("oom_kill ")
+                .and_then(|n| n.trim().parse().ok())
+        })
+    })
+}
+
+/// Removes every container `owner` left behind (a crash, a kill -9).
+pub async fn remove_leftovers(engine: &DockerEngine, owner: &str) {
+    let mut filters = HashMap::new();
+    filters.insert("label".to_owned(), vec![format!("{LABEL}={owner}")]);
+    let listed = engine
+        .docker()
+        .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await;
+    match listed {
+        Ok(containers) => {
+            for id in containers.into_iter().filter_map(|c| c.id) {
+                destroy(engine, &id).await;
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "cannot list leftover sandbox containers"),
+    }
+}
+
+/// Kills and removes a container; errors are logged, not returned, because
+/// there is nothing a caller could do.
+pub async fn destroy(engine: &DockerEngine, id: &str) {
+    let docker = engine.docker();
+    let _ = docker
+        .kill_container(id, None::<KillContainerOptions>)
+        .await;
+    if let Err(err) = docker
+        .remove_container(
+            id,
+            Some(RemoveContainerOptions {
+                force: true,
+                v: true,
+                link: false,
+            }),
+        )
+        .await
+    {
+        tracing::warn!(container = id, error = %err, "cannot remove a sandbox container");
+    }
+}

@@ -1,0 +1,77 @@
+//! What crosses the container boundary: the job the host writes to the
+//! agent's stdin (one JSON line) and the report the agent writes back (one
+//! JSON line). Both sides share these types, so the protocol cannot drift.
+
+use serde::{Deserialize, Serialize};
+
+/// Hard cap on a job line the agent accepts; the host's own limits are far
+/// below it.
+pub const JOB_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Hard cap on the report line the host accepts.
+pub const REPORT_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// A file to write into the work directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobFile {
+    /// Plain file name: no `/`, not `.` or `..`.
+    pub name: String,
+    /// Contents (UTF-8 text).
+    pub content: String,
+}
+
+/// One job: write files, compile once, run once per case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// Files to write into the work directory.
+    pub files: Vec<JobFile>,
+    /// Compile command, if any.
+    pub compile: Option<Vec<String>>,
+    /// Run command.
+    pub run: Vec<String>,
+    /// Environment for both commands.
+    pub env: Vec<(String, String)>,
+    /// Standard input of each run; at least one.
+    pub cases: Vec<String>,
+    /// Wall-clock limit of the compile step.
+    pub compile_wall_ms: u64,
+    /// Wall-clock limit of each run.
+    pub wall_ms: u64,
+    /// CPU-time limit of each run.
+    pub cpu_ms: u64,
+    /// Cap on each of stdout and stderr of each step.
+    pub output_bytes_max: u64,
+}
+
+/// What happened to one process.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepReport {
+    /// Exit code, when it exited normally.
+    pub exit_code: Option<i32>,
+    /// Signal number, when a signal ended it.
+    pub signal: Option<i32>,
+    /// Standard output, cut at the cap (lossy UTF-8).
+    pub stdout: String,
+    /// Standard error, cut at the cap (lossy UTF-8).
+    pub stderr: String,
+    /// Wall-clock time.
+    pub wall_ms: f64,
+    /// CPU time (user + system) of the process and its children.
+    pub cpu_ms: f64,
+    /// Killed at the wall-clock limit.
+    pub wall_exceeded: bool,
+    /// Killed at the CPU-time limit.
+    pub cpu_exceeded: bool,
+    /// Killed because stdout or stderr passed the cap.
+    pub output_exceeded: bool,
+}
+
+/// The agent's answer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentReport {
+    /// The compile step, when the language compiles.
+    pub compile: Option<StepReport>,
+    /// One report per case, in order; empty when compilation failed.
+    pub runs: Vec<StepReport>,
+    /// Set when the agent itself could not do the job (bad job, I/O error).
+    pub agent_error: Option<String>,
+}

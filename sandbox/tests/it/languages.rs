@@ -1,0 +1,196 @@
+//! Every language: hello world, stdin, a compile or syntax error, a runtime
+//! error, and a test run with one passing and one failing case.
+
+use sandbox::run::TestCase;
+use sandbox::Verdict;
+
+use crate::support::{request, sandbox};
+
+struct Programs {
+    id: &'static str,
+    hello: &'static str,
+    echo: &'static str,
+    broken: &'static str,
+    broken_verdict: Verdict,
+    crash: &'static str,
+}
+
+const PROGRAMS: &[Programs] = &[
+    Programs {
+        id: "python",
+        hello: "print('hello')",
+        echo: "print(input())",
+        broken: "print(",
+        broken_verdict: Verdict::RuntimeError,
+        crash: "import sys\nsys.exit(3)",
+    },
+    Programs {
+        id: "javascript",
+        hello: "console.log('hello')",
+        echo: "const fs = require('fs'); console.log(fs.readFileSync(0, 'utf8').trim())",
+        broken: "console.log(",
+        broken_verdict: Verdict::RuntimeError,
+        crash: "process.exit(3)",
+    },
+    Programs {
+        id: "c",
+        hello: "#include <stdio.h>\nint main(void){puts(\"hello\");return 0;}",
+        echo: "#include <stdio.h>\nint main(void){char b[64];if(fgets(b,64,stdin))fputs(b,stdout);return 0;}",
+        broken: "int main(void){ return }",
+        broken_verdict: Verdict::CompilationError,
+        crash: "int main(void){return 3;}",
+    },
+    Programs {
+        id: "cpp",
+        hello: "#include <iostream>\nint main(){std::cout<<\"hello\\n\";}",
+        echo: "#include <iostream>\n#include <string>\nint main(){std::string s;std::getline(std::cin,s);std::cout<<s<<\"\\n\";}",
+        broken: "int main(){ return }",
+        broken_verdict: Verdict::CompilationError,
+        crash: "int main(){return 3;}",
+    },
+    Programs {
+        id: "java",
+        hello: "public class Main { public static void main(String[] a) { System.out.println(\"hello\"); } }",
+        echo: "import java.util.Scanner;\npublic class Main { public static void main(String[] a) { System.out.println(new Scanner(System.in).nextLine()); } }",
+        broken: "public class Main { void x( }",
+        broken_verdict: Verdict::CompilationError,
+        crash: "public class Main { public static void main(String[] a) { System.exit(3); } }",
+    },
+    Programs {
+        id: "go",
+        hello: "package main\nimport \"fmt\"\nfunc main() { fmt.Println(\"hello\") }",
+        echo: "package main\nimport (\"bufio\"; \"fmt\"; \"os\")\nfunc main() { s := bufio.NewScanner(os.Stdin); s.Scan(); fmt.Println(s.Text()) }",
+        broken: "package main\nfunc main() {",
+        broken_verdict: Verdict::CompilationError,
+        crash: "package main\nimport \"os\"\nfunc main() { os.Exit(3) }",
+    },
+    Programs {
+        id: "rust",
+        hello: "fn main() { println!(\"hello\"); }",
+        echo: "fn main() { let mut s = String::new(); std::io::stdin().read_line(&mut s).unwrap(); print!(\"{}\", s); }",
+        broken: "fn main() {",
+        broken_verdict: Verdict::CompilationError,
+        crash: "fn main() { std::process::exit(3); }",
+    },
+    Programs {
+        id: "ruby",
+        hello: "puts 'hello'",
+        echo: "puts gets",
+        broken: "puts(",
+        broken_verdict: Verdict::RuntimeError,
+        crash: "exit 3",
+    },
+    Programs {
+        id: "bash",
+        hello: "echo hello",
+        echo: "read line; echo \"$line\"",
+        broken: "if then fi (",
+        broken_verdict: Verdict::RuntimeError,
+        crash: "exit 3",
+    },
+    Programs {
+        id: "sql",
+        hello: "SELECT 'hello';",
+        echo: "SELECT 'hi';",
+        broken: "SELEC 1;",
+        broken_verdict: Verdict::RuntimeError,
+        crash: "SELECT * FROM no_such_table;",
+    },
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_language_runs_reads_fails_and_is_tested() {
+    let sandbox = sandbox(&[], |_| {}).await;
+    let offered: Vec<String> = sandbox.languages().into_iter().map(|l| l.id).collect();
+    let expected: Vec<&str> = PROGRAMS.iter().map(|p| p.id).collect();
+    assert_eq!(
+        offered, expected,
+        "every language's runtime must be installed (scripts/services.sh runtimes)"
+    );
+    for lang in sandbox.languages() {
+        assert!(!lang.version.is_empty(), "{lang:?}");
+    }
+    for p in PROGRAMS {
+        let limits_wall = |mut r: sandbox::RunRequest| {
+            r.limits.wall_ms = Some(10_000);
+            r
+        };
+        let hello = sandbox
+            .run(&limits_wall(request(p.id, p.hello)))
+            .await
+            .expect("run");
+        assert_eq!(
+            (hello.status, hello.stdout.trim()),
+            (Verdict::Accepted, "hello"),
+            "{}: {hello:?}",
+            p.id
+        );
+
+        let mut echo = limits_wall(request(p.id, p.echo));
+        echo.stdin = "hi\n".into();
+        let echoed = sandbox.run(&echo).await.expect("run");
+        assert_eq!(
+            (echoed.status, echoed.stdout.trim()),
+            (Verdict::Accepted, "hi"),
+            "{}: {echoed:?}",
+            p.id
+        );
+
+        let broken = sandbox
+            .run(&limits_wall(request(p.id, p.broken)))
+            .await
+            .expect("run");
+        assert_eq!(broken.status, p.broken_verdict, "{}: {broken:?}", p.id);
+        if p.broken_verdict == Verdict::CompilationError {
+            assert!(
+                !broken.compile_output.is_empty(),
+                "{}: compiler said nothing",
+                p.id
+            );
+        }
+
+        let crash = sandbox
+            .run(&limits_wall(request(p.id, p.crash)))
+            .await
+            .expect("run");
+        assert_eq!(crash.status, Verdict::RuntimeError, "{}: {crash:?}", p.id);
+        if p.id != "sql" {
+            assert_eq!(crash.exit_code, Some(3), "{}: {crash:?}", p.id);
+        }
+
+        let mut tested = limits_wall(request(p.id, p.echo));
+        tested.tests = vec![
+            TestCase {
+                name: "passes".into(),
+                stdin: "hi\n".into(),
+                expected_stdout: if p.id == "sql" {
+                    "hi".into()
+                } else {
+                    "hi\n".into()
+                },
+                compare: Default::default(),
+                tolerance: None,
+            },
+            TestCase {
+                name: "fails".into(),
+                stdin: "hi\n".into(),
+                expected_stdout: "bye".into(),
+                compare: Default::default(),
+                tolerance: None,
+            },
+        ];
+        let result = sandbox
+            .run(&tested)
+            .await
+            .unwrap_or_else(|err| panic!("{}: {err}", p.id));
+        let statuses: Vec<Verdict> = result.tests.iter().map(|t| t.status).collect();
+        assert_eq!(
+            statuses,
+            [Verdict::Accepted, Verdict::WrongAnswer],
+            "{}: {result:?}",
+            p.id
+        );
+        assert_eq!(result.status, Verdict::WrongAnswer);
+    }
+    sandbox.shutdown().await;
+}
