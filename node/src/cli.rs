@@ -126,6 +126,10 @@ pub struct EdgeArgs {
     #[arg(long, value_name = "ID")]
     pub node_id: Option<String>,
 
+    /// QUIC (UDP) address for gossip, such as 127.0.0.1:7501.
+    #[arg(long, value_name = "ADDR")]
+    pub gossip_listen: Option<String>,
+
     #[command(flatten)]
     #[allow(missing_docs)]
     pub child: ChildArgs,

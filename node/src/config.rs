@@ -154,6 +154,18 @@ pub struct EdgeConfig {
     pub control_plane_url: String,
     /// Seed peers (gossip addresses of other edge nodes).
     pub join: Vec<String>,
+    /// QUIC address gossip listens on (UDP).
+    pub gossip_listen: String,
+    /// SWIM timing preset: `lan` (a dead node known in about 3 s) or `wan`
+    /// (about 15 s, tolerant of slow links).
+    pub swim_preset: SwimPreset,
+    /// Cluster CA certificate (PEM); empty means the dev CA in
+    /// `<data_dir>/cluster-ca`, created on first use.
+    pub tls_ca_cert: String,
+    /// This node's certificate chain (PEM), naming `<node_id>.lyceum.node`.
+    pub tls_cert: String,
+    /// This node's private key (PEM).
+    pub tls_key: String,
     /// Docker engine address; empty means `DOCKER_HOST` or the local socket.
     pub docker_host: String,
     /// How long a Docker ping may take before the engine counts as down.
@@ -178,6 +190,11 @@ impl Default for EdgeConfig {
             node_id: String::new(),
             control_plane_url: "http://127.0.0.1:7400".to_owned(),
             join: Vec::new(),
+            gossip_listen: "127.0.0.1:7501".to_owned(),
+            swim_preset: SwimPreset::Lan,
+            tls_ca_cert: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
             docker_host: String::new(),
             docker_ping_timeout_ms: 2_000,
             readiness_interval_ms: 2_000,
@@ -186,6 +203,16 @@ impl Default for EdgeConfig {
             key_refetch_min_interval_ms: 1_000,
         }
     }
+}
+
+/// SWIM timing presets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SwimPreset {
+    /// A regional LAN.
+    Lan,
+    /// Links between regions.
+    Wan,
 }
 
 /// The local dev cluster (`[dev]`).
@@ -303,6 +330,17 @@ impl Config {
         for peer in &edge.join {
             check_addr("edge.join", peer)?;
         }
+        check_addr("edge.gossip_listen", &edge.gossip_listen)?;
+        let tls_given = [&edge.tls_ca_cert, &edge.tls_cert, &edge.tls_key]
+            .iter()
+            .filter(|path| !path.is_empty())
+            .count();
+        if tls_given != 0 && tls_given != 3 {
+            return Err(ConfigError::invalid(
+                "edge.tls_ca_cert",
+                "give all of tls_ca_cert, tls_cert and tls_key, or none (dev CA)",
+            ));
+        }
         for (key, value) in [
             ("edge.docker_ping_timeout_ms", edge.docker_ping_timeout_ms),
             ("edge.readiness_interval_ms", edge.readiness_interval_ms),
@@ -345,7 +383,10 @@ impl Config {
                 ));
             }
         }
-        let ports_needed = u16::try_from(regions.len()).unwrap_or(u16::MAX);
+        // HTTP ports from base_port, gossip ports from base_port + 100.
+        let ports_needed = u16::try_from(regions.len())
+            .unwrap_or(u16::MAX)
+            .saturating_add(100);
         if self.dev.base_port != 0 && self.dev.base_port.checked_add(ports_needed).is_none() {
             return Err(ConfigError::invalid(
                 "dev.base_port",
@@ -510,6 +551,9 @@ fn flag_overrides(cli: &Cli) -> Value {
             }
             if let Some(id) = &args.node_id {
                 insert_path(&mut root, &["edge", "node_id"], json!(id));
+            }
+            if let Some(addr) = &args.gossip_listen {
+                insert_path(&mut root, &["edge", "gossip_listen"], json!(addr));
             }
         }
         Command::Config | Command::SandboxAgent => {}

@@ -74,6 +74,7 @@ pub async fn run(args: &ControlPlaneArgs, config: &Config) -> anyhow::Result<()>
             pid: std::process::id(),
             region: None,
             node_id: None,
+            gossip_addr: None,
             dev_tokens,
         };
         ready_file::write_json_atomic(path, &info)

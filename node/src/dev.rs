@@ -187,6 +187,17 @@ impl Supervisor {
         }
     }
 
+    /// Gossip (UDP) address of the `index`th process: 100 above its HTTP port.
+    fn gossip_addr(&self, index: u16) -> String {
+        match self.config.dev.base_port {
+            0 => "127.0.0.1:0".to_owned(),
+            base => format!(
+                "127.0.0.1:{}",
+                base.saturating_add(100).saturating_add(index)
+            ),
+        }
+    }
+
     async fn start_all(&mut self, shutdown: &crate::shutdown::Shutdown) -> anyhow::Result<()> {
         let deadline =
             Instant::now() + Duration::from_millis(self.config.dev.child_ready_timeout_ms);
@@ -199,22 +210,36 @@ impl Supervisor {
             .await_ready_file("control-plane", deadline, shutdown)
             .await?;
         let Some(cp) = cp else { return Ok(()) };
+        // The first edge is the gossip seed: start it, learn its gossip
+        // address from its ready file, then start the others joining it.
         let regions = self.config.dev.regions.clone();
+        let mut seed: Option<String> = None;
         for (i, region) in regions.iter().enumerate() {
-            let listen = self.listen_addr(u16::try_from(i + 1).unwrap_or(u16::MAX));
+            let index = u16::try_from(i + 1).unwrap_or(u16::MAX);
+            let listen = self.listen_addr(index);
+            let gossip_listen = self.gossip_addr(index);
             let name = format!("edge-{region}");
-            self.spawn(
-                &name,
-                &[
-                    "edge",
-                    "--region",
-                    region,
-                    "--listen",
-                    &listen,
-                    "--control-plane",
-                    &cp.url,
-                ],
-            )?;
+            let mut args = vec![
+                "edge",
+                "--region",
+                region,
+                "--listen",
+                &listen,
+                "--gossip-listen",
+                &gossip_listen,
+                "--control-plane",
+                &cp.url,
+            ];
+            if let Some(seed) = &seed {
+                args.extend(["--join", seed.as_str()]);
+            }
+            self.spawn(&name, &args)?;
+            if seed.is_none() {
+                let Some(info) = self.await_ready_file(&name, deadline, shutdown).await? else {
+                    return Ok(());
+                };
+                seed = info.gossip_addr;
+            }
         }
         for region in &regions {
             let name = format!("edge-{region}");

@@ -134,6 +134,8 @@ struct EdgeState {
     keys: Arc<KeyCache>,
     /// Set once the image is built and the pools are warming.
     sandbox: Arc<tokio::sync::OnceCell<sandbox::Sandbox>>,
+    /// Cluster membership.
+    gossip: Arc<gossip::GossipHandle>,
 }
 
 /// The control plane's public keys as this edge knows them. Tokens are
@@ -274,13 +276,20 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&edge.listen)
         .await
         .with_context(|| format!("listen on {} (edge.listen)", edge.listen))?;
-    let url = format!("http://{}", listener.local_addr()?);
+    let http_addr = listener.local_addr()?;
+    let url = format!("http://{http_addr}");
+    let gossip = start_gossip(config, &identity, &url, http_addr, &metrics)
+        .await
+        .context("start gossip")?;
+    let gossip_addr = gossip.local_addr();
+    tracing::info!(%gossip_addr, seeds = ?edge.join, "gossip started");
     let state = EdgeState {
         identity: identity.clone(),
         url: url.clone(),
         join: edge.join.clone(),
         keys: Arc::new(KeyCache::new(&edge)?),
         sandbox: Arc::new(tokio::sync::OnceCell::new()),
+        gossip: Arc::new(gossip),
     };
     let basics = Basics {
         metrics,
@@ -296,6 +305,8 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
         .route("/api/v1/node", get(node_info))
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/languages", get(languages))
+        .route("/api/v1/cluster/members", get(cluster_members))
+        .route("/api/v1/regions", get(regions))
         .route("/api/v1/runs", axum::routing::post(run_code))
         .route("/api/v1/sandbox/pools", get(pool_sizes))
         .route(
@@ -338,6 +349,7 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
             pid: std::process::id(),
             region: Some(identity.region.to_string()),
             node_id: Some(identity.node_id.to_string()),
+            gossip_addr: Some(gossip_addr.to_string()),
             dev_tokens: None,
         };
         ready_file::write_json_atomic(path, &info)
@@ -356,9 +368,123 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
     if let Some(sandbox) = state.sandbox.get() {
         sandbox.shutdown().await;
     }
+    // Leave the cluster so peers do not suspect a crash.
+    match Arc::try_unwrap(state.gossip) {
+        Ok(handle) => {
+            if let Err(err) = handle.leave().await {
+                tracing::warn!(error = %err, "leaving the cluster failed");
+            }
+        }
+        Err(_) => tracing::warn!("gossip still in use at shutdown; stopping without a leave"),
+    }
     store.flush_async().await.context("flush the edge store")?;
     tracing::info!("edge node stopped");
     Ok(())
+}
+
+/// Starts SWIM gossip over QUIC with mutual TLS: the operator's CA and
+/// certificate when configured, else the dev CA under the data dir (created
+/// by the first edge that needs it).
+async fn start_gossip(
+    config: &Config,
+    identity: &NodeIdentity,
+    http_url: &str,
+    http_addr: std::net::SocketAddr,
+    metrics: &crate::metrics::Metrics,
+) -> anyhow::Result<gossip::GossipHandle> {
+    let edge = &config.edge;
+    let tls = if edge.tls_ca_cert.is_empty() {
+        let dir = config.data_dir.join("cluster-ca");
+        let ca = gossip::ClusterCa::generate(&dir)
+            .with_context(|| format!("dev cluster CA in {}", dir.display()))?;
+        ca.material_for(&identity.node_id)?
+    } else {
+        gossip::TlsMaterial::from_pem_files(
+            Path::new(&edge.tls_ca_cert),
+            Path::new(&edge.tls_cert),
+            Path::new(&edge.tls_key),
+        )
+        .context("edge.tls_ca_cert, edge.tls_cert, edge.tls_key")?
+    };
+    let bind: std::net::SocketAddr = edge.gossip_listen.parse().context("edge.gossip_listen")?;
+    // The actor transport arrives with the actors work; until then the
+    // identity advertises the HTTP address in its place.
+    let me = gossip::NodeIdentity::new(
+        identity.node_id.clone(),
+        identity.region.clone(),
+        bind,
+        http_url,
+        http_addr,
+        identity.generation,
+    )?;
+    let mut gossip_config = gossip::GossipConfig::new(me, bind, tls);
+    gossip_config.seeds = edge
+        .join
+        .iter()
+        .map(|addr| addr.parse().context("edge.join"))
+        .collect::<anyhow::Result<_>>()?;
+    gossip_config.swim = match edge.swim_preset {
+        crate::config::SwimPreset::Lan => gossip::SwimSettings::lan(),
+        crate::config::SwimPreset::Wan => gossip::SwimSettings::wan(),
+    };
+    gossip_config.registry = metrics.component_registry().clone();
+    Ok(gossip::Gossip::start(gossip_config).await?)
+}
+
+fn state_name(state: gossip::MemberState) -> &'static str {
+    match state {
+        gossip::MemberState::Alive => "alive",
+        gossip::MemberState::Suspect => "suspect",
+        gossip::MemberState::Down => "down",
+    }
+}
+
+/// This node's view of the cluster, itself included.
+async fn cluster_members(State(state): State<EdgeState>) -> Json<serde_json::Value> {
+    let mut members = vec![json!({
+        "node_id": state.identity.node_id,
+        "region": state.identity.region,
+        "state": "alive",
+        "http_url": state.url,
+        "generation": state.identity.generation,
+        "rtt_ms": 0.0,
+    })];
+    members.extend(state.gossip.members().into_iter().map(|m| {
+        json!({
+            "node_id": m.node_id,
+            "region": m.region,
+            "state": state_name(m.state),
+            "http_url": m.http_url,
+            "generation": m.generation,
+            "rtt_ms": m.rtt_ms,
+        })
+    }));
+    Json(serde_json::Value::Array(members))
+}
+
+/// Every region this node knows, with its health and edge URLs; a region is
+/// healthy while at least one of its edges is alive.
+async fn regions(State(state): State<EdgeState>) -> Json<serde_json::Value> {
+    let mut by_region: std::collections::BTreeMap<String, Vec<serde_json::Value>> =
+        std::collections::BTreeMap::new();
+    by_region
+        .entry(state.identity.region.to_string())
+        .or_default()
+        .push(json!({"node_id": state.identity.node_id, "url": state.url, "state": "alive"}));
+    for m in state.gossip.members() {
+        by_region
+            .entry(m.region.to_string())
+            .or_default()
+            .push(json!({"node_id": m.node_id, "url": m.http_url, "state": state_name(m.state)}));
+    }
+    let regions: Vec<_> = by_region
+        .into_iter()
+        .map(|(region, edges)| {
+            let healthy = edges.iter().any(|e| e["state"] == "alive");
+            json!({"region": region, "healthy": healthy, "edges": edges})
+        })
+        .collect();
+    Json(json!({"regions": regions}))
 }
 
 /// Builds the sandbox image and starts the warm pools, retrying until the

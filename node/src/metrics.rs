@@ -16,6 +16,8 @@ pub struct MetricsError(#[from] prometheus::Error);
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    /// For components that name their metrics in full (`lyceum_gossip_*`).
+    components: Registry,
     /// Requests answered, by route, method and status code.
     pub http_requests: IntCounterVec,
     /// Time to answer, by route and method.
@@ -52,7 +54,8 @@ impl Metrics {
         if let Some(region) = region {
             labels.insert("region".to_owned(), region.to_owned());
         }
-        let registry = Registry::new_custom(Some("lyceum".to_owned()), Some(labels))?;
+        let registry = Registry::new_custom(Some("lyceum".to_owned()), Some(labels.clone()))?;
+        let components = Registry::new_custom(None, Some(labels))?;
         let http_requests = IntCounterVec::new(
             Opts::new("http_requests_total", "HTTP requests answered"),
             &["route", "method", "status"],
@@ -88,6 +91,7 @@ impl Metrics {
         registry.register(Box::new(build_info))?;
         Ok(Self {
             registry,
+            components,
             http_requests,
             http_request_duration,
             http_requests_in_flight,
@@ -101,13 +105,21 @@ impl Metrics {
         &self.registry
     }
 
+    /// The registry for components whose metric names carry their own
+    /// `lyceum_` prefix.
+    pub fn component_registry(&self) -> &Registry {
+        &self.components
+    }
+
     /// Renders every metric in the Prometheus text format.
     ///
     /// # Errors
     /// Only if encoding fails, which is a bug.
     pub fn render(&self) -> Result<String, MetricsError> {
         let mut buffer = Vec::new();
-        prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
+        let mut families = self.registry.gather();
+        families.extend(self.components.gather());
+        prometheus::TextEncoder::new().encode(&families, &mut buffer)?;
         Ok(String::from_utf8_lossy(&buffer).into_owned())
     }
 }

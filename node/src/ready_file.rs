@@ -21,6 +21,9 @@ pub struct ReadyInfo {
     /// Node id, for edges.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_id: Option<String>,
+    /// Gossip (QUIC) address, for edges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gossip_addr: Option<String>,
     /// Dev-account tokens, for a control plane started with `--seed-dev`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dev_tokens: Option<control_plane::seed::DevTokens>,

@@ -238,11 +238,11 @@ fn limits_are_checked_at_their_edges() {
         ],
     );
     check_ok(
-        Some("[dev]\nbase_port = 65532\n"),
+        Some("[dev]\nbase_port = 65432\n"),
         &[],
         json!({}),
         |c| format!("base_port={}", c.dev.base_port),
-        expect!["base_port=65532"],
+        expect!["base_port=65432"],
     );
 }
 

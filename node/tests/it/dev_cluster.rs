@@ -86,6 +86,43 @@ async fn dev_cluster_starts_survives_a_dead_edge_and_stops() {
         assert_eq!(ready["ready"], Value::Bool(true));
     }
 
+    // The edges form one membership over QUIC with mutual TLS.
+    for url in &urls[1..] {
+        eventually(
+            &format!("{url} to see three alive edges"),
+            START_LIMIT,
+            || {
+                let url = url.clone();
+                async move {
+                    let (_, members) =
+                        get_json(&format!("{url}/api/v1/cluster/members"), None).await?;
+                    let alive = members
+                        .as_array()?
+                        .iter()
+                        .filter(|m| m["state"] == "alive")
+                        .count();
+                    (alive == 3).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+    let (_, members) = get_json(&format!("{}/api/v1/cluster/members", urls[1]), None)
+        .await
+        .expect("members");
+    for member in members.as_array().expect("array") {
+        for key in [
+            "node_id",
+            "region",
+            "state",
+            "http_url",
+            "generation",
+            "rtt_ms",
+        ] {
+            assert!(!member[key].is_null(), "{key} in {member}");
+        }
+    }
+
     // The dev learner token is verified locally by every edge, and by the
     // control plane.
     for edge in edges {
@@ -237,6 +274,49 @@ async fn dev_cluster_starts_survives_a_dead_edge_and_stops() {
             assert_eq!(answer.map(|a| a.0), Some(200), "{url} must keep serving");
         }
     }
+    // Gossip notices: the surviving edges see us-east down, and its region
+    // unhealthy.
+    let killed_at = std::time::Instant::now();
+    for url in [&urls[1], &urls[3]] {
+        eventually(&format!("{url} to see us-east down"), START_LIMIT, || {
+            let url = url.clone();
+            async move {
+                let (_, members) = get_json(&format!("{url}/api/v1/cluster/members"), None).await?;
+                let down = members
+                    .as_array()?
+                    .iter()
+                    .any(|m| m["region"] == "us-east" && m["state"] == "down");
+                down.then_some(())
+            }
+        })
+        .await;
+    }
+    eprintln!(
+        "a killed edge was seen down by both survivors after {:?}",
+        killed_at.elapsed()
+    );
+    let (_, regions) = get_json(&format!("{}/api/v1/regions", urls[1]), None)
+        .await
+        .expect("regions");
+    let health: Vec<(String, bool)> = regions["regions"]
+        .as_array()
+        .expect("regions")
+        .iter()
+        .map(|r| {
+            (
+                r["region"].as_str().expect("region").to_owned(),
+                r["healthy"].as_bool().expect("healthy"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        health,
+        [
+            ("ap-south".to_owned(), true),
+            ("eu-west".to_owned(), true),
+            ("us-east".to_owned(), false)
+        ]
+    );
     let updated: Value = eventually("cluster.json to mark the edge exited", START_LIMIT, || {
         let path = cluster_path.clone();
         async move {

@@ -22,6 +22,8 @@ pub fn lyceum() -> Command {
     command.env("LYCEUM_LOG_FORMAT", "json");
     // Edges warm no sandbox containers unless a test asks for them.
     command.env("LYCEUM_SANDBOX__POOL_TARGET", "0");
+    // Standalone edges must not fight over the default gossip port.
+    command.env("LYCEUM_EDGE__GOSSIP_LISTEN", "127.0.0.1:0");
     command
 }
 
