@@ -56,6 +56,9 @@ pub enum Command {
     Edge(EdgeArgs),
     /// Print the effective configuration as TOML and exit.
     Config,
+    /// Run one file through the sandbox on the local Docker engine, as an
+    /// edge would. Exit code 0 when accepted, 3 for any other verdict.
+    Run(RunArgs),
     /// Run one sandbox job from stdin (used inside sandbox containers only).
     #[command(hide = true)]
     SandboxAgent,
@@ -68,6 +71,34 @@ pub struct DevArgs {
     /// free ports.
     #[arg(long, value_name = "PORT")]
     pub base_port: Option<u16>,
+}
+
+/// Flags of `lyceum run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The program; its extension picks the language unless --lang is given.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Language id (python, javascript, c, cpp, java, go, rust, ruby, bash, sql).
+    #[arg(long = "lang", value_name = "LANG")]
+    pub language: Option<String>,
+
+    /// File whose contents become standard input.
+    #[arg(long, value_name = "FILE")]
+    pub stdin: Option<PathBuf>,
+
+    /// JSON file with test cases: `[{"name", "stdin", "expected_stdout", "compare"}]`.
+    #[arg(long, value_name = "FILE")]
+    pub tests: Option<PathBuf>,
+
+    /// Wall-clock limit per run, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub wall_ms: Option<u64>,
+
+    /// Print the whole result as JSON (the `POST /api/v1/runs` answer).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags shared by the processes `lyceum dev` supervises.

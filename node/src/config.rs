@@ -556,7 +556,7 @@ fn flag_overrides(cli: &Cli) -> Value {
                 insert_path(&mut root, &["edge", "gossip_listen"], json!(addr));
             }
         }
-        Command::Config | Command::SandboxAgent => {}
+        Command::Config | Command::SandboxAgent | Command::Run(_) => {}
     }
     Value::Object(root)
 }

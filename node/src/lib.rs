@@ -13,6 +13,7 @@ pub mod edge;
 pub mod metrics;
 pub mod readiness;
 pub mod ready_file;
+pub mod run_cmd;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

@@ -41,16 +41,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
+    let result: anyhow::Result<u8> = runtime.block_on(async {
         match &cli.command {
-            Command::Dev(args) => node::dev::run(&cli, args, &config).await,
-            Command::ControlPlane(args) => node::control_plane::run(args, &config).await,
-            Command::Edge(args) => node::edge::run(args, &config).await,
-            Command::Config | Command::SandboxAgent => Ok(()),
+            Command::Dev(args) => node::dev::run(&cli, args, &config).await.map(|()| 0),
+            Command::ControlPlane(args) => {
+                node::control_plane::run(args, &config).await.map(|()| 0)
+            }
+            Command::Edge(args) => node::edge::run(args, &config).await.map(|()| 0),
+            Command::Run(args) => node::run_cmd::run(args, &config).await,
+            Command::Config | Command::SandboxAgent => Ok(0),
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(err) => {
             tracing::error!(error = format!("{err:#}"), "lyceum stopped with an error");
             eprintln!("lyceum: {err:#}");

@@ -362,4 +362,32 @@ async fn dev_cluster_starts_survives_a_dead_edge_and_stops() {
     );
     let log = dev.log_text();
     assert!(log.contains("lyceum dev: stopped"), "{log}");
+
+    // The killed edge could not clean up its warm containers; remove them
+    // (a restart under the same node id would). The edges that stopped
+    // cleanly must have left nothing behind.
+    let containers_of = |node_id: &str| {
+        let filter = format!("label=dev.lyceum.sandbox={node_id}");
+        let listed = std::process::Command::new("docker")
+            .args(["ps", "-aq", "--filter", &filter])
+            .output()
+            .expect("docker ps");
+        String::from_utf8_lossy(&listed.stdout)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    for id in containers_of(victim["node_id"].as_str().expect("id")) {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", &id])
+            .output();
+    }
+    for edge in [&edges[0], &edges[2]] {
+        let left = containers_of(edge["node_id"].as_str().expect("id"));
+        assert!(
+            left.is_empty(),
+            "{} left containers behind: {left:?}",
+            edge["region"]
+        );
+    }
 }

@@ -7,5 +7,6 @@ mod config;
 mod control_plane_process;
 mod dev_cluster;
 mod edge_node;
+mod run_cli;
 mod support;
 mod tidy;
