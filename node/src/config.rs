@@ -176,6 +176,12 @@ pub struct EdgeConfig {
     pub control_plane_timeout_ms: u64,
     /// How often the token key set is refetched once loaded.
     pub key_refresh_interval_ms: u64,
+    /// Code runs one user may start per minute on this edge (bursts up to
+    /// that many); more get 429 `rate_limited`.
+    pub runs_per_user_per_minute_max: u32,
+    /// Users whose run budgets are tracked at once; past it, new users get
+    /// 429 until idle budgets are dropped.
+    pub rate_limited_users_max: u32,
     /// Shortest gap between refetches triggered by a token signed with an
     /// unknown key (after a rotation), so bad tokens cannot flood the
     /// control plane.
@@ -201,6 +207,8 @@ impl Default for EdgeConfig {
             control_plane_timeout_ms: 5_000,
             key_refresh_interval_ms: 300_000,
             key_refetch_min_interval_ms: 1_000,
+            runs_per_user_per_minute_max: 120,
+            rate_limited_users_max: 100_000,
         }
     }
 }

@@ -136,6 +136,8 @@ struct EdgeState {
     sandbox: Arc<tokio::sync::OnceCell<sandbox::Sandbox>>,
     /// Cluster membership.
     gossip: Arc<gossip::GossipHandle>,
+    /// Per-user budget of code runs.
+    run_limiter: Arc<crate::rate_limit::RateLimiter>,
 }
 
 /// The control plane's public keys as this edge knows them. Tokens are
@@ -290,6 +292,10 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
         keys: Arc::new(KeyCache::new(&edge)?),
         sandbox: Arc::new(tokio::sync::OnceCell::new()),
         gossip: Arc::new(gossip),
+        run_limiter: Arc::new(crate::rate_limit::RateLimiter::new(
+            edge.runs_per_user_per_minute_max,
+            usize::try_from(edge.rate_limited_users_max).unwrap_or(usize::MAX),
+        )),
     };
     let basics = Basics {
         metrics,
@@ -643,6 +649,33 @@ async fn run_code(
         Ok(claims) => claims,
         Err(response) => return response,
     };
+    match state
+        .run_limiter
+        .check(&claims.sub, std::time::Instant::now())
+    {
+        Ok(()) => {}
+        Err(crate::rate_limit::Refusal::RetryAfter(wait)) => {
+            let seconds = wait.as_secs().saturating_add(1);
+            let mut response = error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                &format!("too many runs; retry in {seconds} s (edge.runs_per_user_per_minute_max)"),
+            );
+            if let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string()) {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, value);
+            }
+            return response;
+        }
+        Err(crate::rate_limit::Refusal::TooManyKeys) => {
+            return error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "this edge is tracking too many users (edge.rate_limited_users_max); retry shortly",
+            );
+        }
+    }
     let request = match body {
         Ok(Json(request)) => request,
         Err(rejection) => {

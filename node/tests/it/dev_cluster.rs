@@ -18,6 +18,7 @@ async fn dev_cluster_starts_survives_a_dead_edge_and_stops() {
         .args(["dev", "--base-port", "0", "--data-dir"])
         .arg(&data)
         .env("LYCEUM_SANDBOX__POOL_TARGET", "1")
+        .env("LYCEUM_EDGE__RUNS_PER_USER_PER_MINUTE_MAX", "3")
         .env("LYCEUM_SANDBOX__LANGUAGES", "[\"python\", \"bash\"]");
     let mut dev = Proc::spawn(command, &dir.path().join("dev.log"));
 
@@ -225,6 +226,35 @@ async fn dev_cluster_starts_survives_a_dead_edge_and_stops() {
         .await
         .expect("run");
     assert_eq!(anonymous.status().as_u16(), 401);
+    // Three runs a minute per user here: the third passes, the fourth waits.
+    let third = crate::support::client()
+        .post(&run_url)
+        .bearer_auth(learner)
+        .json(&run)
+        .send()
+        .await
+        .expect("run");
+    assert_eq!(third.status().as_u16(), 200);
+    let fourth = crate::support::client()
+        .post(&run_url)
+        .bearer_auth(learner)
+        .json(&run)
+        .send()
+        .await
+        .expect("run");
+    assert_eq!(fourth.status().as_u16(), 429);
+    assert!(fourth.headers().contains_key("retry-after"));
+    let fourth: Value = fourth.json().await.expect("json");
+    assert_eq!(fourth["error"]["code"], "rate_limited");
+    // Another user has a budget of their own.
+    let other = crate::support::client()
+        .post(&run_url)
+        .bearer_auth(tokens["instructor"].as_str().expect("token"))
+        .json(&run)
+        .send()
+        .await
+        .expect("run");
+    assert_eq!(other.status().as_u16(), 200);
 
     // Metrics count requests per route.
     let metrics = crate::support::client()
