@@ -201,11 +201,7 @@ async fn sign_up(
         &[&request.email, &request.password, &request.display_name],
     )?;
     let email = identity::normalise_email(&request.email)?;
-    identity::check_new_password(
-        &request.password,
-        cp.config().password_bytes_min,
-        cp.config().credential_bytes_max,
-    )?;
+    identity::check_new_password(&request.password, cp.config())?;
     let name = request.display_name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(ControlPlaneError::BadRequest(
@@ -309,11 +305,7 @@ async fn change_password(
 ) -> Result<StatusCode, ApiError> {
     let Json(request) = body?;
     check_lengths(&cp, &[&request.current_password, &request.new_password])?;
-    identity::check_new_password(
-        &request.new_password,
-        cp.config().password_bytes_min,
-        cp.config().credential_bytes_max,
-    )?;
+    identity::check_new_password(&request.new_password, cp.config())?;
     identity::change_password(
         cp.db(),
         &caller.0.email,

@@ -30,15 +30,26 @@ pub struct Member {
 /// # Errors
 /// Fails on database errors.
 pub async fn ensure_tenant(db: &Db, slug: &str, name: &str) -> Result<String, ControlPlaneError> {
-    if let Some(id) = sqlx::query_scalar::<_, String>("SELECT id FROM tenants WHERE slug = $1")
-        .bind(slug)
-        .fetch_optional(db.pool())
-        .await?
-    {
+    if let Some(id) = tenant_by_slug(db, slug).await? {
         return Ok(id);
     }
+    if let Some(id) = insert_tenant(db, slug, name).await? {
+        return Ok(id);
+    }
+    // Another writer won the race; the stored row is the truth.
+    tenant_by_slug(db, slug)
+        .await?
+        .ok_or_else(|| ControlPlaneError::Conflict(format!("tenant {slug} vanished")))
+}
+
+/// Inserts a tenant; `None` when the slug is taken.
+async fn insert_tenant(
+    db: &Db,
+    slug: &str,
+    name: &str,
+) -> Result<Option<String>, ControlPlaneError> {
     let id = uuid::Uuid::new_v4().to_string();
-    sqlx::query(
+    let inserted = sqlx::query(
         "INSERT INTO tenants (id, slug, name, created_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (slug) DO NOTHING",
     )
@@ -48,13 +59,15 @@ pub async fn ensure_tenant(db: &Db, slug: &str, name: &str) -> Result<String, Co
     .bind(now_ms())
     .execute(db.pool())
     .await?;
-    // Another writer may have won the race; the stored row is the truth.
-    Ok(
-        sqlx::query_scalar::<_, String>("SELECT id FROM tenants WHERE slug = $1")
-            .bind(slug)
-            .fetch_one(db.pool())
-            .await?,
-    )
+    Ok((inserted.rows_affected() == 1).then_some(id))
+}
+
+/// Hashes a password on the blocking pool (Argon2 is slow on purpose).
+async fn hash_blocking(password: &str) -> Result<String, ControlPlaneError> {
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || passwords::hash(&password))
+        .await
+        .map_err(|err| ControlPlaneError::Crypto(format!("hash task: {err}")))?
 }
 
 /// Creates a user with a membership, or returns the existing one unchanged.
@@ -72,12 +85,19 @@ pub async fn ensure_member(
     if let Some(member) = find_member_by_email(db, email).await? {
         return Ok(member);
     }
-    let hash = {
-        let password = password.to_owned();
-        tokio::task::spawn_blocking(move || passwords::hash(&password))
-            .await
-            .map_err(|err| ControlPlaneError::Crypto(format!("hash task: {err}")))??
-    };
+    insert_member(db, tenant_id, email, display_name, password, role).await
+}
+
+/// Inserts a user and its membership in one transaction.
+async fn insert_member(
+    db: &Db,
+    tenant_id: &str,
+    email: &str,
+    display_name: &str,
+    password: &str,
+    role: Role,
+) -> Result<Member, ControlPlaneError> {
+    let hash = hash_blocking(password).await?;
     let user_id = uuid::Uuid::new_v4().to_string();
     let now = now_ms();
     let mut tx = db.pool().begin().await?;
@@ -227,11 +247,16 @@ pub fn normalise_email(email: &str) -> Result<String, ControlPlaneError> {
     Ok(email)
 }
 
-/// Checks a new password against the configured minimum and maximum.
+/// Checks a new password against `password_bytes_min` and
+/// `credential_bytes_max`.
 ///
 /// # Errors
 /// [`ControlPlaneError::BadRequest`] naming the limit.
-pub fn check_new_password(password: &str, min: u32, max: u32) -> Result<(), ControlPlaneError> {
+pub fn check_new_password(
+    password: &str,
+    config: &crate::ControlPlaneConfig,
+) -> Result<(), ControlPlaneError> {
+    let (min, max) = (config.password_bytes_min, config.credential_bytes_max);
     let len = password.len();
     let min_len = usize::try_from(min).unwrap_or(usize::MAX);
     let max_len = usize::try_from(max).unwrap_or(usize::MAX);
@@ -266,8 +291,7 @@ pub fn check_slug(slug: &str) -> Result<(), ControlPlaneError> {
 /// Creates a new user with a membership; refuses a taken email.
 ///
 /// # Errors
-/// [`ControlPlaneError::Conflict`] when the email is taken,
-/// [`ControlPlaneError::NotFound`] for an unknown tenant.
+/// [`ControlPlaneError::Conflict`] when the email is taken.
 pub async fn create_member(
     db: &Db,
     tenant_id: &str,
@@ -281,7 +305,7 @@ pub async fn create_member(
             "an account with email {email} exists"
         )));
     }
-    ensure_member(db, tenant_id, email, display_name, password, role)
+    insert_member(db, tenant_id, email, display_name, password, role)
         .await
         .map_err(|err| match err {
             // Lost a race with another sign-up for the same email.
@@ -315,10 +339,9 @@ pub async fn tenant_by_slug(db: &Db, slug: &str) -> Result<Option<String>, Contr
 /// [`ControlPlaneError::Conflict`] when the slug is taken.
 pub async fn create_tenant(db: &Db, slug: &str, name: &str) -> Result<String, ControlPlaneError> {
     check_slug(slug)?;
-    if tenant_by_slug(db, slug).await?.is_some() {
-        return Err(ControlPlaneError::Conflict(format!("tenant {slug} exists")));
-    }
-    ensure_tenant(db, slug, name).await
+    insert_tenant(db, slug, name)
+        .await?
+        .ok_or_else(|| ControlPlaneError::Conflict(format!("tenant {slug} exists")))
 }
 
 /// Replaces a user's password after checking the current one.
@@ -332,10 +355,7 @@ pub async fn change_password(
     new: &str,
 ) -> Result<(), ControlPlaneError> {
     let member = authenticate(db, email, current).await?;
-    let new = new.to_owned();
-    let hash = tokio::task::spawn_blocking(move || passwords::hash(&new))
-        .await
-        .map_err(|err| ControlPlaneError::Crypto(format!("hash task: {err}")))??;
+    let hash = hash_blocking(new).await?;
     sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
         .bind(hash)
         .bind(&member.user_id)

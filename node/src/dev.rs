@@ -19,7 +19,7 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::cli::{Cli, DevArgs, LogFormatArg};
+use crate::cli::{Cli, DevArgs};
 use crate::cluster_file::{ClusterFile, ControlPlaneEntry, EdgeEntry};
 use crate::config::{Config, LogFormat};
 use crate::ready_file::{self, ReadyInfo};
@@ -155,15 +155,12 @@ impl Supervisor {
             global_args.extend(["--config".to_owned(), path.display().to_string()]);
         }
         let format = match config.log_format {
-            LogFormat::Human => LogFormatArg::Human,
-            LogFormat::Json => LogFormatArg::Json,
+            LogFormat::Human => "human",
+            LogFormat::Json => "json",
         };
         global_args.extend([
             "--log-format".to_owned(),
-            match format {
-                LogFormatArg::Human => "human".to_owned(),
-                LogFormatArg::Json => "json".to_owned(),
-            },
+            format.to_owned(),
             "--log-filter".to_owned(),
             config.log_filter.clone(),
         ]);

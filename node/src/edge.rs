@@ -145,7 +145,7 @@ struct EdgeState {
 /// rotated since the last fetch) makes us refetch, at most once per
 /// `edge.key_refetch_min_interval_ms`.
 struct KeyCache {
-    verifier: RwLock<Option<TokenVerifier>>,
+    verifier: RwLock<Option<Arc<TokenVerifier>>>,
     client: reqwest::Client,
     url: String,
     refetch_min_interval: Duration,
@@ -179,20 +179,24 @@ impl KeyCache {
         })
     }
 
-    fn current(&self) -> Option<TokenVerifier> {
+    /// The key set in use; an `Arc`, so a request does not copy it.
+    fn current(&self) -> Option<Arc<TokenVerifier>> {
         self.verifier
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 
-    /// Fetches the key set now and installs it.
-    async fn fetch(&self) -> Result<(), String> {
-        let fresh = fetch_keys(&self.client, &self.url).await?;
+    fn install(&self, fresh: TokenVerifier) {
         *self
             .verifier
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(fresh);
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(fresh));
+    }
+
+    /// Fetches the key set now and installs it.
+    async fn fetch(&self) -> Result<(), String> {
+        self.install(fetch_keys(&self.client, &self.url).await?);
         Ok(())
     }
 
@@ -205,12 +209,7 @@ impl KeyCache {
         }
         *last = Some(tokio::time::Instant::now());
         match fetch_keys(&self.client, &self.url).await {
-            Ok(fresh) => {
-                *self
-                    .verifier
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(fresh);
-            }
+            Ok(fresh) => self.install(fresh),
             Err(err) => tracing::warn!(error = %err, "key set refetch failed"),
         }
     }
@@ -740,20 +739,7 @@ async fn node_info(State(state): State<EdgeState>) -> Json<serde_json::Value> {
 }
 
 async fn whoami(State(state): State<EdgeState>, headers: HeaderMap) -> Response {
-    let header = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let token = match tokens::bearer(header) {
-        Ok(token) => token,
-        Err(err) => {
-            return error_response(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                &err.to_string(),
-            )
-        }
-    };
-    match state.keys.verify(token).await {
+    match caller(&state, &headers).await {
         Ok(claims) => Json(json!({
             "user_id": claims.sub,
             "tenant_id": claims.tid,
@@ -763,16 +749,7 @@ async fn whoami(State(state): State<EdgeState>, headers: HeaderMap) -> Response 
             "verified_by": state.identity.node_id,
         }))
         .into_response(),
-        Err(VerifyError::NoKeys) => error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "this node has not loaded the control plane's token keys yet",
-        ),
-        Err(VerifyError::Rejected(err)) => error_response(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            &err.to_string(),
-        ),
+        Err(response) => response,
     }
 }
 
