@@ -23,6 +23,24 @@ pub const PASSWORD_BYTES_MIN_DEFAULT: u32 = 10;
 /// Default cap on the length of an email or password accepted at sign-in.
 pub const CREDENTIAL_BYTES_MAX_DEFAULT: u32 = 1_024;
 
+/// Default cap on transfers in one ledger batch (one database transaction).
+pub const LEDGER_BATCH_TRANSFERS_MAX_DEFAULT: u32 = 1_000;
+/// Largest `ledger_batch_transfers_max` accepted: a batch binds two account
+/// ids per transfer in one statement, and SQLite allows 32,766 parameters.
+pub const LEDGER_BATCH_TRANSFERS_MAX_LIMIT: u32 = 8_000;
+/// Default cap on the items of one page of a ledger list.
+pub const LEDGER_PAGE_SIZE_MAX_DEFAULT: u32 = 1_000;
+/// Default cap on the serialised JSON metadata of an account or transfer.
+pub const LEDGER_METADATA_BYTES_MAX_DEFAULT: u32 = 4_096;
+/// Default cap on a ledger id (transfer id, account code) in bytes.
+pub const LEDGER_ID_BYTES_MAX_DEFAULT: u32 = 128;
+/// Default longest timeout a pending transfer may ask for: 30 days.
+pub const LEDGER_PENDING_TIMEOUT_MS_MAX_DEFAULT: u64 = 30 * 24 * 3600 * 1000;
+/// Default pause between sweeps that expire timed-out pending transfers.
+pub const LEDGER_EXPIRY_SWEEP_INTERVAL_MS_DEFAULT: u64 = 1_000;
+/// Default cap on pending transfers expired by one sweep.
+pub const LEDGER_EXPIRY_SWEEP_BATCH_MAX_DEFAULT: u32 = 1_000;
+
 /// Control-plane settings (the `[control_plane]` table of the config file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -45,6 +63,21 @@ pub struct ControlPlaneConfig {
     pub password_bytes_min: u32,
     /// Longest email or password accepted at sign-in.
     pub credential_bytes_max: u32,
+    /// Most transfers in one ledger batch request (all or nothing).
+    pub ledger_batch_transfers_max: u32,
+    /// Most items on one page of a ledger list.
+    pub ledger_page_size_max: u32,
+    /// Largest serialised metadata of a ledger account or transfer.
+    pub ledger_metadata_bytes_max: u32,
+    /// Longest transfer id or account code.
+    pub ledger_id_bytes_max: u32,
+    /// Longest timeout a pending transfer may ask for.
+    pub ledger_pending_timeout_ms_max: u64,
+    /// Pause between expiry sweeps of pending transfers; 0 turns the sweep
+    /// off (tests that drive their own clock do).
+    pub ledger_expiry_sweep_interval_ms: u64,
+    /// Most pending transfers one sweep expires.
+    pub ledger_expiry_sweep_batch_max: u32,
     /// Directory for the embedded SQLite database; set by the binary from
     /// the global data dir, not by users.
     #[serde(skip)]
@@ -63,6 +96,13 @@ impl Default for ControlPlaneConfig {
             refresh_token_ttl_seconds: REFRESH_TOKEN_TTL_SECONDS_DEFAULT,
             password_bytes_min: PASSWORD_BYTES_MIN_DEFAULT,
             credential_bytes_max: CREDENTIAL_BYTES_MAX_DEFAULT,
+            ledger_batch_transfers_max: LEDGER_BATCH_TRANSFERS_MAX_DEFAULT,
+            ledger_page_size_max: LEDGER_PAGE_SIZE_MAX_DEFAULT,
+            ledger_metadata_bytes_max: LEDGER_METADATA_BYTES_MAX_DEFAULT,
+            ledger_id_bytes_max: LEDGER_ID_BYTES_MAX_DEFAULT,
+            ledger_pending_timeout_ms_max: LEDGER_PENDING_TIMEOUT_MS_MAX_DEFAULT,
+            ledger_expiry_sweep_interval_ms: LEDGER_EXPIRY_SWEEP_INTERVAL_MS_DEFAULT,
+            ledger_expiry_sweep_batch_max: LEDGER_EXPIRY_SWEEP_BATCH_MAX_DEFAULT,
             data_dir: PathBuf::from(".lyceum/control-plane"),
         }
     }
@@ -106,6 +146,35 @@ impl ControlPlaneConfig {
                 "password_bytes_min",
                 "must not exceed control_plane.credential_bytes_max",
             );
+        }
+        if self.ledger_batch_transfers_max == 0 {
+            return bad("ledger_batch_transfers_max", "must be at least 1");
+        }
+        if self.ledger_batch_transfers_max > LEDGER_BATCH_TRANSFERS_MAX_LIMIT {
+            return bad(
+                "ledger_batch_transfers_max",
+                "must be at most 8000 (SQLite binds at most 32766 parameters)",
+            );
+        }
+        if self.ledger_page_size_max == 0 {
+            return bad("ledger_page_size_max", "must be at least 1");
+        }
+        if self.ledger_metadata_bytes_max < 2 {
+            return bad("ledger_metadata_bytes_max", "must be at least 2");
+        }
+        if self.ledger_id_bytes_max == 0 || self.ledger_id_bytes_max > 1024 {
+            return bad("ledger_id_bytes_max", "must be 1 to 1024");
+        }
+        if self.ledger_pending_timeout_ms_max == 0
+            || i64::try_from(self.ledger_pending_timeout_ms_max).is_err()
+        {
+            return bad(
+                "ledger_pending_timeout_ms_max",
+                "must be at least 1 and fit in a signed 64-bit integer",
+            );
+        }
+        if self.ledger_expiry_sweep_batch_max == 0 {
+            return bad("ledger_expiry_sweep_batch_max", "must be at least 1");
         }
         if !self.database_url.is_empty()
             && !self.database_url.starts_with("sqlite:")

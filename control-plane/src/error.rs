@@ -22,6 +22,16 @@ pub enum ErrorCode {
     NotFound,
     /// Clashes with the current state.
     Conflict,
+    /// A ledger transfer would take an account past its balance limit.
+    InsufficientFunds,
+    /// A ledger transfer names a currency its accounts do not hold.
+    CurrencyMismatch,
+    /// An id was reused with a different request body; the first one stands.
+    IdempotencyConflict,
+    /// The pending transfer was already posted, voided or expired.
+    PendingClosed,
+    /// The pending transfer's timeout has passed; it is expired now.
+    PendingExpired,
     /// The configuration is invalid.
     InvalidConfig,
     /// The database failed; the request may be retried.
@@ -41,6 +51,11 @@ impl ErrorCode {
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
             Self::Conflict => "conflict",
+            Self::InsufficientFunds => "insufficient_funds",
+            Self::CurrencyMismatch => "currency_mismatch",
+            Self::IdempotencyConflict => "idempotency_conflict",
+            Self::PendingClosed => "pending_closed",
+            Self::PendingExpired => "pending_expired",
             Self::InvalidConfig => "invalid_config",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
@@ -87,6 +102,9 @@ pub enum ControlPlaneError {
     /// The request clashes with the current state (a taken email, say).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A ledger operation was refused or failed.
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
     /// A key or hash stored by us could not be used.
     #[error("crypto error: {0}")]
     Crypto(String),
@@ -106,6 +124,7 @@ impl ControlPlaneError {
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::Conflict(_) => ErrorCode::Conflict,
             Self::Crypto(_) => ErrorCode::Internal,
+            Self::Ledger(err) => err.code(),
         }
     }
 }

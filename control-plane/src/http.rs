@@ -29,6 +29,7 @@ pub fn router(cp: ControlPlane) -> Router {
         .route("/api/v1/auth/keys/rotate", post(rotate_key))
         .route("/api/v1/auth/keys/{kid}", delete(retire_key))
         .route("/api/v1/me", get(me))
+        .merge(crate::ledger::routes())
         .with_state(cp)
 }
 
@@ -58,6 +59,21 @@ impl Caller {
             Err(ControlPlaneError::Forbidden(format!(
                 "this needs the {} role",
                 role.as_str()
+            )))
+        }
+    }
+}
+
+impl Caller {
+    /// Refuses callers whose role is none of `roles`.
+    pub(crate) fn require_any(&self, roles: &[Role]) -> Result<(), ControlPlaneError> {
+        if roles.contains(&self.0.role) {
+            Ok(())
+        } else {
+            let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+            Err(ControlPlaneError::Forbidden(format!(
+                "this needs one of the roles {}",
+                names.join(", ")
             )))
         }
     }
@@ -115,7 +131,12 @@ impl From<ControlPlaneError> for ApiError {
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
-            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::Conflict
+            | ErrorCode::InsufficientFunds
+            | ErrorCode::IdempotencyConflict
+            | ErrorCode::PendingClosed
+            | ErrorCode::PendingExpired => StatusCode::CONFLICT,
+            ErrorCode::CurrencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::InvalidConfig | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };

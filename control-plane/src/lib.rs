@@ -1,22 +1,25 @@
 //! The control plane is Lyceum's system of record: who people are, which
-//! tenant they belong to, and (in later issues) courses, progress, billing and
-//! the ledger. It is the only crate that talks to a SQL database, so every
+//! tenant they belong to, every unit of money (the ledger), and (in later
+//! issues) courses, progress and billing. It is the only crate that talks to a SQL database, so every
 //! other crate stays storage-agnostic. Edge nodes never call it on a learner's
 //! hot path: they verify the Ed25519 access tokens it signs with the public
 //! key set it publishes.
 
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
 pub mod identity;
 pub mod keys;
+pub mod ledger;
 pub mod passwords;
 pub mod seed;
 pub mod sessions;
 pub mod tokens;
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 pub use config::ControlPlaneConfig;
 pub use db::{Db, DbKind};
@@ -33,11 +36,14 @@ struct Inner {
     config: ControlPlaneConfig,
     db: Db,
     keys: keys::KeyRing,
+    clock: clock::Clock,
 }
 
 impl ControlPlane {
-    /// Connects to the database, applies migrations and loads (or creates) the
-    /// token signing key.
+    /// Connects to the database, applies migrations, loads (or creates) the
+    /// token signing key and starts the ledger's expiry sweep (unless
+    /// `ledger_expiry_sweep_interval_ms` is 0); the sweep stops when the
+    /// last clone of the returned value is dropped.
     ///
     /// # Errors
     /// Fails when the database cannot be reached or migrated, or when the
@@ -47,9 +53,27 @@ impl ControlPlane {
         let db = Db::connect(&config).await?;
         db.migrate().await?;
         let keys = keys::KeyRing::load_or_create(&db).await?;
-        Ok(Self {
-            inner: Arc::new(Inner { config, db, keys }),
-        })
+        let cp = Self {
+            inner: Arc::new(Inner {
+                config,
+                db,
+                keys,
+                clock: clock::Clock::default(),
+            }),
+        };
+        let interval = cp.config().ledger_expiry_sweep_interval_ms;
+        if interval > 0 {
+            tokio::spawn(sweep_expired_holds(
+                Arc::downgrade(&cp.inner),
+                Duration::from_millis(interval),
+            ));
+        }
+        Ok(cp)
+    }
+
+    /// The clock every time-dependent rule reads; tests advance it.
+    pub fn clock(&self) -> &clock::Clock {
+        &self.inner.clock
     }
 
     /// The validated configuration this control plane runs with.
@@ -65,5 +89,22 @@ impl ControlPlane {
     /// The signing keys, for issuing tokens and publishing the key set.
     pub fn keys(&self) -> &keys::KeyRing {
         &self.inner.keys
+    }
+}
+
+/// Expires timed-out pending ledger transfers every `interval`, so that
+/// abandoned holds give their reservation back without anyone asking. Holds
+/// only a weak reference, so it ends with the control plane.
+async fn sweep_expired_holds(inner: Weak<Inner>, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let Some(inner) = inner.upgrade() else { return };
+        let now = inner.clock.now_ms();
+        let max = inner.config.ledger_expiry_sweep_batch_max;
+        match ledger::expire_due(&inner.db, now, max).await {
+            Ok(0) => {}
+            Ok(expired) => tracing::info!(expired, "ledger: expired pending transfers"),
+            Err(err) => tracing::warn!(error = %err, "ledger: expiry sweep failed"),
+        }
     }
 }

@@ -59,6 +59,10 @@ pub enum Command {
     /// Run one file through the sandbox on the local Docker engine, as an
     /// edge would. Exit code 0 when accepted, 3 for any other verdict.
     Run(RunArgs),
+    /// Find the nearest healthy region: ask a node for the regions, time
+    /// round trips to each healthy region's edges, print the lowest. Exit
+    /// code 0 with a region, 1 when none answers.
+    Route(RouteArgs),
     /// Run one sandbox job from stdin (used inside sandbox containers only).
     #[command(hide = true)]
     SandboxAgent,
@@ -97,6 +101,30 @@ pub struct RunArgs {
     pub wall_ms: Option<u64>,
 
     /// Print the whole result as JSON (the `POST /api/v1/runs` answer).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `lyceum route`.
+#[derive(Debug, Clone, Args)]
+pub struct RouteArgs {
+    /// Nodes to ask for the regions, tried in order until one answers
+    /// (comma-separated URLs). Default: the edges in
+    /// `<data-dir>/cluster.json`, else `http://127.0.0.1:7401`.
+    #[arg(long, value_name = "URL", value_delimiter = ',')]
+    pub from: Vec<String>,
+
+    /// Round trips timed per edge; the fastest counts.
+    #[arg(long, value_name = "N", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub probes: u32,
+
+    /// Give up on an edge after this long, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 2_000,
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub timeout_ms: u64,
+
+    /// Print the choice and every region's figures as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -182,6 +182,20 @@ pub struct EdgeConfig {
     /// Users whose run budgets are tracked at once; past it, new users get
     /// 429 until idle budgets are dropped.
     pub rate_limited_users_max: u32,
+    /// Code runs one tenant's users together may start per minute on this
+    /// edge, so one busy organisation cannot take a node's sandboxes.
+    pub runs_per_tenant_per_minute_max: u32,
+    /// Tenants whose run budgets are tracked at once.
+    pub rate_limited_tenants_max: u32,
+    /// Run results (and as many submission events and abuse events) kept
+    /// in the edge's store; past it the oldest go.
+    pub run_results_max: u32,
+    /// Most items one list request returns (`?limit=` is capped by it).
+    pub list_page_max: u32,
+    /// Whether operators may inject gossip faults through
+    /// `/api/v1/operator/faults` (drop, delay or cut traffic with chosen
+    /// peers). Off by default: a production node must not offer it.
+    pub fault_injection: bool,
     /// Shortest gap between refetches triggered by a token signed with an
     /// unknown key (after a rotation), so bad tokens cannot flood the
     /// control plane.
@@ -209,6 +223,11 @@ impl Default for EdgeConfig {
             key_refetch_min_interval_ms: 1_000,
             runs_per_user_per_minute_max: 120,
             rate_limited_users_max: 100_000,
+            runs_per_tenant_per_minute_max: 3_000,
+            rate_limited_tenants_max: 10_000,
+            run_results_max: 100_000,
+            list_page_max: 1_000,
+            fault_injection: false,
         }
     }
 }
@@ -366,6 +385,24 @@ impl Config {
                 self.dev.child_ready_timeout_ms,
             ),
             ("dev.child_stop_timeout_ms", self.dev.child_stop_timeout_ms),
+            (
+                "edge.runs_per_user_per_minute_max",
+                u64::from(edge.runs_per_user_per_minute_max),
+            ),
+            (
+                "edge.rate_limited_users_max",
+                u64::from(edge.rate_limited_users_max),
+            ),
+            (
+                "edge.runs_per_tenant_per_minute_max",
+                u64::from(edge.runs_per_tenant_per_minute_max),
+            ),
+            (
+                "edge.rate_limited_tenants_max",
+                u64::from(edge.rate_limited_tenants_max),
+            ),
+            ("edge.run_results_max", u64::from(edge.run_results_max)),
+            ("edge.list_page_max", u64::from(edge.list_page_max)),
         ] {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1"));
@@ -564,7 +601,7 @@ fn flag_overrides(cli: &Cli) -> Value {
                 insert_path(&mut root, &["edge", "gossip_listen"], json!(addr));
             }
         }
-        Command::Config | Command::SandboxAgent | Command::Run(_) => {}
+        Command::Config | Command::SandboxAgent | Command::Run(_) | Command::Route(_) => {}
     }
     Value::Object(root)
 }

@@ -24,6 +24,7 @@ use crate::config::{Config, EdgeConfig};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::ready_file::{self, ReadyInfo};
+use crate::run_store::{AbuseEvent, RunRecord, RunStore, SubmissionEvent};
 use crate::server::{self, error_response, Basics};
 use crate::shutdown::Shutdown;
 
@@ -138,6 +139,15 @@ struct EdgeState {
     gossip: Arc<gossip::GossipHandle>,
     /// Per-user budget of code runs.
     run_limiter: Arc<crate::rate_limit::RateLimiter>,
+    /// Per-tenant budget of code runs.
+    tenant_limiter: Arc<crate::rate_limit::RateLimiter>,
+    /// Results, submission events and abuse events.
+    runs: Arc<RunStore>,
+    /// Cap on `?limit=` of list requests.
+    list_page_max: u32,
+    /// The gossip fault rules in force, as last set; `None` when fault
+    /// injection is off (`edge.fault_injection`).
+    faults: Option<Arc<tokio::sync::Mutex<FaultRules>>>,
 }
 
 /// The control plane's public keys as this edge knows them. Tokens are
@@ -295,7 +305,25 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
             edge.runs_per_user_per_minute_max,
             usize::try_from(edge.rate_limited_users_max).unwrap_or(usize::MAX),
         )),
+        tenant_limiter: Arc::new(crate::rate_limit::RateLimiter::new(
+            edge.runs_per_tenant_per_minute_max,
+            usize::try_from(edge.rate_limited_tenants_max).unwrap_or(usize::MAX),
+        )),
+        runs: Arc::new(
+            RunStore::open(
+                &store,
+                usize::try_from(edge.run_results_max).unwrap_or(usize::MAX),
+            )
+            .context("open the run store")?,
+        ),
+        list_page_max: edge.list_page_max,
+        faults: edge
+            .fault_injection
+            .then(|| Arc::new(tokio::sync::Mutex::new(FaultRules::default()))),
     };
+    if edge.fault_injection {
+        tracing::warn!("gossip fault injection is on (edge.fault_injection); never in production");
+    }
     let basics = Basics {
         metrics,
         readiness: readiness.clone(),
@@ -313,6 +341,12 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
         .route("/api/v1/cluster/members", get(cluster_members))
         .route("/api/v1/regions", get(regions))
         .route("/api/v1/runs", axum::routing::post(run_code))
+        .route("/api/v1/runs/{id}", get(get_run))
+        .route("/api/v1/sandbox/abuse", get(abuse_events))
+        .route(
+            "/api/v1/operator/faults",
+            get(get_faults).put(put_faults).delete(delete_faults),
+        )
         .route("/api/v1/sandbox/pools", get(pool_sizes))
         .route(
             "/api/v1/sandbox/pools/{language}",
@@ -639,6 +673,165 @@ async fn languages(State(state): State<EdgeState>) -> Response {
     }
 }
 
+/// The refusal when the user's or the tenant's run budget is spent.
+fn spent_run_budget(state: &EdgeState, claims: &tokens::Claims) -> Option<Response> {
+    use crate::rate_limit::Refusal;
+    let now = std::time::Instant::now();
+    let checks = [
+        (
+            &state.run_limiter,
+            claims.sub.as_str(),
+            "too many runs",
+            "edge.runs_per_user_per_minute_max",
+            "users (edge.rate_limited_users_max)",
+        ),
+        (
+            &state.tenant_limiter,
+            claims.tid.as_str(),
+            "too many runs from your organisation",
+            "edge.runs_per_tenant_per_minute_max",
+            "tenants (edge.rate_limited_tenants_max)",
+        ),
+    ];
+    for (limiter, key, what, setting, tracked) in checks {
+        match limiter.check(key, now) {
+            Ok(()) => {}
+            Err(Refusal::RetryAfter(wait)) => {
+                let seconds = wait.as_secs().saturating_add(1);
+                let mut response = error_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    &format!("{what}; retry in {seconds} s ({setting})"),
+                );
+                if let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string()) {
+                    response
+                        .headers_mut()
+                        .insert(axum::http::header::RETRY_AFTER, value);
+                }
+                return Some(response);
+            }
+            Err(Refusal::TooManyKeys) => {
+                return Some(error_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    &format!("this edge is tracking too many {tracked}; retry shortly"),
+                ));
+            }
+        }
+    }
+    None
+}
+
+fn run_error(err: &sandbox::SandboxError) -> Response {
+    match err {
+        sandbox::SandboxError::Rejected(why) => {
+            let code = if why.starts_with("unknown language") || why.contains("not installed") {
+                "unknown_language"
+            } else {
+                "bad_request"
+            };
+            error_response(StatusCode::BAD_REQUEST, code, why)
+        }
+        err => {
+            tracing::error!(error = %err, "code run failed");
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "the sandbox could not run this; try again",
+            )
+        }
+    }
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Records a finished run (result, submission event, abuse event) in the
+/// edge's store and returns the body to answer with; an error response
+/// when the store fails, because an answer we cannot keep must not be given.
+async fn finish_run(
+    state: &EdgeState,
+    claims: &tokens::Claims,
+    language: &str,
+    result: &sandbox::RunResult,
+) -> Result<serde_json::Value, Response> {
+    tracing::info!(
+        run_id = result.id,
+        user_id = claims.sub,
+        tenant_id = claims.tid,
+        language,
+        status = result.status.as_str(),
+        hot = result.hot,
+        "code run"
+    );
+    let mut body = serde_json::to_value(result).unwrap_or_default();
+    if let serde_json::Value::Object(map) = &mut body {
+        map.insert("region".into(), json!(state.identity.region));
+    }
+    let finished_at = now_rfc3339();
+    let record = RunRecord {
+        id: result.id.clone(),
+        user_id: claims.sub.clone(),
+        tenant_id: claims.tid.clone(),
+        language: language.to_owned(),
+        finished_at: finished_at.clone(),
+        result: body.clone(),
+    };
+    let event = SubmissionEvent {
+        kind: "submission".into(),
+        submission_id: result.id.clone(),
+        user_id: claims.sub.clone(),
+        tenant_id: claims.tid.clone(),
+        language: language.to_owned(),
+        status: result.status.as_str().to_owned(),
+        region: state.identity.region.to_string(),
+        finished_at: finished_at.clone(),
+    };
+    if let Some(kind) = result.abuse {
+        tracing::warn!(
+            run_id = result.id,
+            user_id = claims.sub,
+            tenant_id = claims.tid,
+            language,
+            abuse = kind.as_str(),
+            "abuse monitor ended a run"
+        );
+        let abuse = AbuseEvent {
+            id: uuid::Uuid::now_v7().to_string(),
+            run_id: result.id.clone(),
+            user_id: claims.sub.clone(),
+            tenant_id: claims.tid.clone(),
+            language: language.to_owned(),
+            kind: kind.as_str().to_owned(),
+            at: finished_at,
+        };
+        if let Err(err) = state.runs.record_abuse(&abuse) {
+            tracing::error!(error = %err, "cannot record an abuse event");
+        }
+    }
+    if let Err(err) = state.runs.record(&record, &event).await {
+        tracing::error!(error = %err, run_id = result.id, "cannot record a run");
+        return Err(error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "the run finished but could not be recorded; run it again",
+        ));
+    }
+    Ok(body)
+}
+
+/// Whether the client asked for server-sent events.
+fn wants_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/event-stream"))
+}
+
 async fn run_code(
     State(state): State<EdgeState>,
     headers: HeaderMap,
@@ -648,32 +841,8 @@ async fn run_code(
         Ok(claims) => claims,
         Err(response) => return response,
     };
-    match state
-        .run_limiter
-        .check(&claims.sub, std::time::Instant::now())
-    {
-        Ok(()) => {}
-        Err(crate::rate_limit::Refusal::RetryAfter(wait)) => {
-            let seconds = wait.as_secs().saturating_add(1);
-            let mut response = error_response(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                &format!("too many runs; retry in {seconds} s (edge.runs_per_user_per_minute_max)"),
-            );
-            if let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string()) {
-                response
-                    .headers_mut()
-                    .insert(axum::http::header::RETRY_AFTER, value);
-            }
-            return response;
-        }
-        Err(crate::rate_limit::Refusal::TooManyKeys) => {
-            return error_response(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "this edge is tracking too many users (edge.rate_limited_users_max); retry shortly",
-            );
-        }
+    if let Some(response) = spent_run_budget(&state, &claims) {
+        return response;
     }
     let request = match body {
         Ok(Json(request)) => request,
@@ -690,42 +859,329 @@ async fn run_code(
             return error_response(status, code, &rejection.body_text());
         }
     };
-    let Some(sandbox) = state.sandbox.get() else {
+    let Some(sandbox) = state.sandbox.get().cloned() else {
         return sandbox_starting();
     };
+    if wants_stream(&headers) {
+        // Bad requests get a plain JSON error before any event is sent.
+        if let Err(err) = sandbox.validate(&request) {
+            return run_error(&err);
+        }
+        return stream_run(state, claims, sandbox, request);
+    }
     match sandbox.run(&request).await {
-        Ok(result) => {
-            tracing::info!(
-                user_id = claims.sub,
-                tenant_id = claims.tid,
-                language = request.language,
-                status = ?result.status,
-                hot = result.hot,
-                "code run"
-            );
-            let mut body = serde_json::to_value(&result).unwrap_or_default();
-            if let serde_json::Value::Object(map) = &mut body {
-                map.insert("region".into(), json!(state.identity.region));
+        Ok(result) => match finish_run(&state, &claims, &request.language, &result).await {
+            Ok(body) => Json(body).into_response(),
+            Err(response) => response,
+        },
+        Err(err) => run_error(&err),
+    }
+}
+
+/// Answers a run as server-sent events: `output` events while it runs
+/// (`{"step","case","stream","data"}`), a `lagged` event if the client fell
+/// behind and pieces were dropped (`{"dropped": n}`), then one `result`
+/// event with the same JSON as the plain answer, or one `error` event with
+/// the usual error body. The run goes on and is recorded even if the
+/// client goes away.
+fn stream_run(
+    state: EdgeState,
+    claims: tokens::Claims,
+    sandbox: sandbox::Sandbox,
+    request: sandbox::RunRequest,
+) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let (sink, mut chunks) = sandbox.output_sink();
+    // As many events as the sink holds pieces, plus the last two.
+    let capacity = sandbox.stream_chunks_max().saturating_add(2);
+    let (events, receiver) =
+        tokio::sync::mpsc::channel::<Result<Event, std::convert::Infallible>>(capacity);
+    tokio::spawn(async move {
+        let mut dropped = 0_u64;
+        let run = sandbox.run_streaming(&request, Some(&sink));
+        tokio::pin!(run);
+        let forward = |chunk: sandbox::job::OutputChunk, dropped: &mut u64| {
+            let event = Event::default().event("output").json_data(&chunk);
+            // Never wait on a slow client: the run must not slow down.
+            if event
+                .map(|e| events.try_send(Ok(e)))
+                .map_or(true, |sent| sent.is_err())
+            {
+                *dropped += 1;
             }
-            Json(body).into_response()
+        };
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                Some(chunk) = chunks.recv() => forward(chunk, &mut dropped),
+                outcome = &mut run => break outcome,
+            }
+        };
+        while let Ok(chunk) = chunks.try_recv() {
+            forward(chunk, &mut dropped);
         }
-        Err(sandbox::SandboxError::Rejected(why)) => {
-            let code = if why.starts_with("unknown language") || why.contains("not installed") {
-                "unknown_language"
-            } else {
-                "bad_request"
-            };
-            error_response(StatusCode::BAD_REQUEST, code, &why)
+        dropped += sink.dropped();
+        if dropped > 0 {
+            if let Ok(event) = Event::default()
+                .event("lagged")
+                .json_data(json!({"dropped": dropped}))
+            {
+                let _ = events.send(Ok(event)).await;
+            }
         }
+        let last = match outcome {
+            Ok(result) => match finish_run(&state, &claims, &request.language, &result).await {
+                Ok(body) => Event::default().event("result").json_data(body),
+                Err(_) => Event::default().event("error").json_data(json!({"error": {
+                    "code": "internal_error",
+                    "message": "the run finished but could not be recorded; run it again"}})),
+            },
+            Err(err) => {
+                let (code, message) = match &err {
+                    sandbox::SandboxError::Rejected(why) => ("bad_request", why.clone()),
+                    other => {
+                        tracing::error!(error = %other, "code run failed");
+                        (
+                            "internal_error",
+                            "the sandbox could not run this; try again".to_owned(),
+                        )
+                    }
+                };
+                Event::default()
+                    .event("error")
+                    .json_data(json!({"error": {"code": code, "message": message}}))
+            }
+        };
+        if let Ok(event) = last {
+            let _ = events.send(Ok(event)).await;
+        }
+    });
+    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// `GET /api/v1/runs/{id}`: a recorded run, for the user who ran it or an
+/// operator; anyone else gets 404, so ids do not leak.
+async fn get_run(
+    State(state): State<EdgeState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let claims = match caller(&state, &headers).await {
+        Ok(claims) => claims,
+        Err(response) => return response,
+    };
+    let not_found = || error_response(StatusCode::NOT_FOUND, "not_found", "no such run");
+    if uuid::Uuid::parse_str(&id).is_err() {
+        return not_found();
+    }
+    match state.runs.get(&id) {
+        Ok(Some(record))
+            if record.user_id == claims.sub
+                || claims.role == control_plane::tokens::Role::Operator =>
+        {
+            Json(record.result).into_response()
+        }
+        Ok(_) => not_found(),
         Err(err) => {
-            tracing::error!(error = %err, "code run failed");
+            tracing::error!(error = %err, "cannot read a run");
             error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",
-                "the sandbox could not run this; try again",
+                "cannot read the run store",
             )
         }
     }
+}
+
+/// `?limit=` of list requests.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<u32>,
+}
+
+/// `GET /api/v1/sandbox/abuse?limit=N`: the newest abuse events, newest
+/// first; operators only.
+async fn abuse_events(
+    State(state): State<EdgeState>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let claims = match caller(&state, &headers).await {
+        Ok(claims) => claims,
+        Err(response) => return response,
+    };
+    if claims.role != control_plane::tokens::Role::Operator {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this needs the operator role",
+        );
+    }
+    let Ok(axum::extract::Query(query)) = query else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the only parameter is limit, a whole number",
+        );
+    };
+    let limit = query.limit.unwrap_or(100);
+    if limit == 0 || limit > state.list_page_max {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            &format!(
+                "limit must be 1 to {} (edge.list_page_max)",
+                state.list_page_max
+            ),
+        );
+    }
+    match state
+        .runs
+        .recent_abuse(usize::try_from(limit).unwrap_or(usize::MAX))
+    {
+        Ok(events) => Json(json!({"events": events})).into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "cannot read abuse events");
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "cannot read the run store",
+            )
+        }
+    }
+}
+
+/// Body of `PUT /api/v1/operator/faults` (and answer of `GET`).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultRules {
+    rules: Vec<FaultRuleBody>,
+}
+
+/// One rule: a peer (node id) and what to do with gossip traffic to it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultRuleBody {
+    peer: String,
+    action: FaultActionBody,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    delay_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum FaultActionBody {
+    Drop,
+    Delay,
+    Cut,
+}
+
+impl FaultRules {
+    fn to_filter(&self) -> Result<gossip::FaultFilter, String> {
+        let mut rules = Vec::with_capacity(self.rules.len());
+        for (i, rule) in self.rules.iter().enumerate() {
+            let peer = NodeId::new(&rule.peer).map_err(|err| format!("rules[{i}].peer: {err}"))?;
+            let action = match (rule.action, rule.delay_ms) {
+                (FaultActionBody::Drop, None) => gossip::FaultAction::Drop,
+                (FaultActionBody::Cut, None) => gossip::FaultAction::Cut,
+                (FaultActionBody::Delay, Some(ms)) if ms > 0 => gossip::FaultAction::DelayMs(ms),
+                (FaultActionBody::Delay, _) => {
+                    return Err(format!("rules[{i}]: delay needs delay_ms of at least 1"))
+                }
+                (_, Some(_)) => {
+                    return Err(format!("rules[{i}]: delay_ms goes only with action delay"))
+                }
+            };
+            rules.push(gossip::FaultRule {
+                peer: gossip::PeerSelector::NodeId(peer),
+                action,
+            });
+        }
+        gossip::FaultFilter::new(rules).map_err(|err| err.to_string())
+    }
+}
+
+/// The fault rules when the caller is an operator and injection is on.
+async fn fault_rules(
+    state: &EdgeState,
+    headers: &HeaderMap,
+) -> Result<Arc<tokio::sync::Mutex<FaultRules>>, Response> {
+    let claims = caller(state, headers).await?;
+    if claims.role != control_plane::tokens::Role::Operator {
+        return Err(error_response(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this needs the operator role",
+        ));
+    }
+    state.faults.clone().ok_or_else(|| {
+        error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "fault injection is off on this node (edge.fault_injection)",
+        )
+    })
+}
+
+/// `GET /api/v1/operator/faults`: the rules in force.
+async fn get_faults(State(state): State<EdgeState>, headers: HeaderMap) -> Response {
+    match fault_rules(&state, &headers).await {
+        Ok(rules) => Json(rules.lock().await.clone()).into_response(),
+        Err(response) => response,
+    }
+}
+
+/// `PUT /api/v1/operator/faults`: replaces the rules.
+async fn put_faults(
+    State(state): State<EdgeState>,
+    headers: HeaderMap,
+    body: Result<Json<FaultRules>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let rules = match fault_rules(&state, &headers).await {
+        Ok(rules) => rules,
+        Err(response) => return response,
+    };
+    let wanted = match body {
+        Ok(Json(wanted)) => wanted,
+        Err(rejection) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                &format!(
+                    "{}; send {{\"rules\": [{{\"peer\": NODE_ID, \"action\": \"drop\"|\"cut\"|\"delay\", \"delay_ms\": N}}]}}",
+                    rejection.body_text()
+                ),
+            )
+        }
+    };
+    let filter = match wanted.to_filter() {
+        Ok(filter) => filter,
+        Err(why) => return error_response(StatusCode::BAD_REQUEST, "bad_request", &why),
+    };
+    let mut current = rules.lock().await;
+    state.gossip.set_fault_filter(filter);
+    tracing::warn!(rules = ?wanted.rules, "gossip fault rules set by an operator");
+    *current = wanted;
+    Json(current.clone()).into_response()
+}
+
+/// `DELETE /api/v1/operator/faults`: clears every rule.
+async fn delete_faults(State(state): State<EdgeState>, headers: HeaderMap) -> Response {
+    let rules = match fault_rules(&state, &headers).await {
+        Ok(rules) => rules,
+        Err(response) => return response,
+    };
+    let mut current = rules.lock().await;
+    state.gossip.clear_fault_filter();
+    tracing::warn!("gossip fault rules cleared by an operator");
+    *current = FaultRules::default();
+    Json(current.clone()).into_response()
 }
 
 async fn node_info(State(state): State<EdgeState>) -> Json<serde_json::Value> {

@@ -15,9 +15,13 @@ use bollard::query_parameters::{
 use futures_util::{Stream, StreamExt as _};
 use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 
+use crate::abuse::{AbuseKind, AbuseRules, Detector};
+use crate::cgroup::ContainerCgroup;
 use crate::engine::{DockerEngine, SandboxError};
 use crate::image::SANDBOX_UID;
-use crate::job::{AgentReport, Job, REPORT_BYTES_MAX};
+use crate::job::{
+    AgentLine, AgentReport, Job, OutputChunk, StepKind, StepReport, REPORT_BYTES_MAX,
+};
 
 /// Where the agent binary is mounted inside every container.
 pub const AGENT_PATH: &str = "/opt/lyceum/agent";
@@ -116,7 +120,10 @@ pub async fn warm(
         network_mode: Some("none".to_owned()),
         readonly_rootfs: Some(true),
         cap_drop: Some(vec!["ALL".to_owned()]),
-        security_opt: Some(vec!["no-new-privileges".to_owned()]),
+        security_opt: Some(vec![
+            "no-new-privileges".to_owned(),
+            crate::seccomp::security_opt(),
+        ]),
         tmpfs: Some(tmpfs),
         memory: Some(memory),
         memory_swap: Some(memory),
@@ -130,7 +137,9 @@ pub async fn warm(
             ),
             ulimit("core", 0),
         ]),
-        init: Some(true),
+        // No docker-init: the agent is pid 1, the init that reaps, and so
+        // out of reach of its programs' signals (see `agent::reap_orphans`).
+        init: Some(false),
         privileged: Some(false),
         ..Default::default()
     };
@@ -206,15 +215,73 @@ pub async fn warm(
 /// What a container did with its job.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
-    /// The agent's report.
+    /// The agent's report (made up by the host when the abuse monitor
+    /// ended the run: one killed step).
     pub report: AgentReport,
     /// The kernel's OOM killer fired in the container's cgroup.
     pub oom_killed: bool,
+    /// The most memory the container held at once (cgroup counter).
+    pub memory_peak_bytes: Option<u64>,
+    /// The abuse profile that ended the run, if one did.
+    pub abuse: Option<AbuseKind>,
     /// What the agent wrote on stderr (its own diagnostics), capped.
     pub agent_stderr: String,
 }
 
-/// Hands `job` to the agent and waits for its report, at most `limit`. The
+/// Where live output goes while a job runs. Bounded: when the receiver
+/// falls behind, pieces are dropped and counted rather than slowing the
+/// program down; the report still carries all output up to the caps.
+#[derive(Debug, Clone)]
+pub struct OutputSink {
+    sender: tokio::sync::mpsc::Sender<OutputChunk>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl OutputSink {
+    /// A sink holding at most `capacity` pieces, and its receiver.
+    pub fn new(capacity: usize) -> (Self, tokio::sync::mpsc::Receiver<OutputChunk>) {
+        let (sender, receiver) = tokio::sync::mpsc::channel(capacity.max(1));
+        (
+            Self {
+                sender,
+                dropped: std::sync::Arc::default(),
+            },
+            receiver,
+        )
+    }
+
+    /// Pieces dropped because the receiver was full or gone.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn offer(&self, chunk: OutputChunk) {
+        if self.sender.try_send(chunk).is_err() {
+            self.dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// How the host watches a job: its overall limit, where live output goes,
+/// and the abuse rules (none: no monitor).
+#[derive(Debug, Clone, Copy)]
+pub struct Watch<'a> {
+    /// The host-side limit on the whole job; past it the container is killed.
+    pub limit: Duration,
+    /// Where streamed output goes.
+    pub sink: Option<&'a OutputSink>,
+    /// The abuse monitor's thresholds.
+    pub abuse: Option<AbuseRules>,
+}
+
+/// How an exchange with the agent ended.
+enum Exchanged {
+    Report(AgentReport, String),
+    Abuse(AbuseKind, StepReport, String),
+}
+
+/// Hands `job` to the agent and waits for its report, within `watch`. The
 /// caller destroys the container afterwards (off the hot path).
 ///
 /// # Errors
@@ -224,48 +291,64 @@ pub async fn run(
     engine: &DockerEngine,
     mut container: WarmContainer,
     job: &Job,
-    limit: Duration,
+    watch: Watch<'_>,
 ) -> Result<Outcome, SandboxError> {
     let id = container.id.clone();
-    let result = tokio::time::timeout(limit, exchange(&mut container, job)).await;
-    let outcome = match result {
-        Ok(Ok((report, agent_stderr))) => {
-            // The cgroup's OOM counter is final once the agent has reported
-            // (its children have exited); reading it costs microseconds,
-            // where waiting for the container to exit costs tens of ms.
-            let oom_killed = match oom_kills(&id) {
-                Some(count) => count > 0,
-                None => engine
-                    .docker()
-                    .inspect_container(
-                        &id,
-                        None::<bollard::query_parameters::InspectContainerOptions>,
-                    )
-                    .await
-                    .ok()
-                    .and_then(|info| info.state)
-                    .and_then(|state| state.oom_killed)
-                    .unwrap_or(false),
+    let cgroup = ContainerCgroup::new(&id);
+    let result = tokio::time::timeout(watch.limit, exchange(&mut container, job, watch)).await;
+    let (report, abuse, agent_stderr) = match result {
+        Ok(Ok(Exchanged::Report(report, stderr))) => (report, None, stderr),
+        Ok(Ok(Exchanged::Abuse(kind, step, stderr))) => {
+            // The host, not the program, ends it: kill everything now.
+            let _ = engine
+                .docker()
+                .kill_container(&id, None::<KillContainerOptions>)
+                .await;
+            let report = AgentReport {
+                runs: vec![step],
+                ..AgentReport::default()
             };
-            Ok(Outcome {
-                report,
-                oom_killed,
-                agent_stderr,
-            })
+            (report, Some(kind), stderr)
         }
-        Ok(Err(err)) => Err(err),
-        Err(_) => Err(SandboxError::HostTimeout(
-            u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
-        )),
+        Ok(Err(err)) => return Err(err),
+        Err(_) => {
+            return Err(SandboxError::HostTimeout(
+                u64::try_from(watch.limit.as_millis()).unwrap_or(u64::MAX),
+            ))
+        }
+    };
+    // The cgroup's OOM counter is final once the agent has reported (its
+    // children have exited); reading it costs microseconds, where waiting
+    // for the container to exit costs tens of ms.
+    let oom_killed = match cgroup.oom_kills() {
+        Some(count) => count > 0,
+        None => engine
+            .docker()
+            .inspect_container(
+                &id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .ok()
+            .and_then(|info| info.state)
+            .and_then(|state| state.oom_killed)
+            .unwrap_or(false),
     };
     drop(container);
-    outcome
+    Ok(Outcome {
+        report,
+        oom_killed,
+        memory_peak_bytes: cgroup.memory_peak_bytes(),
+        abuse,
+        agent_stderr,
+    })
 }
 
 async fn exchange(
     container: &mut WarmContainer,
     job: &Job,
-) -> Result<(AgentReport, String), SandboxError> {
+    watch: Watch<'_>,
+) -> Result<Exchanged, SandboxError> {
     let mut line =
         serde_json::to_vec(job).map_err(|err| SandboxError::Agent(format!("encode job: {err}")))?;
     line.push(b'\n');
@@ -279,17 +362,77 @@ async fn exchange(
         .flush()
         .await
         .map_err(|err| SandboxError::Agent(format!("write job: {err}")))?;
-    let mut stdout = Vec::new();
+    // The agent's stdout is a sequence of JSON lines: step markers and
+    // output pieces, then the report. `pending` holds the unfinished line.
+    let mut pending = Vec::new();
     let mut stderr = Vec::new();
-    while let Some(frame) = container.output.next().await {
+    let bad = |why: String, stderr: &[u8]| {
+        SandboxError::Agent(format!(
+            "{why}; agent stderr: {}",
+            String::from_utf8_lossy(stderr)
+        ))
+    };
+    let cgroup = ContainerCgroup::new(&container.id);
+    // The monitor watches run steps only (compilers are honest and busy).
+    let mut monitor: Option<(Detector, tokio::time::Instant)> = None;
+    let sample = watch
+        .abuse
+        .map_or(Duration::from_secs(3600), |rules| rules.sample);
+    let mut ticks = tokio::time::interval(sample);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let frame = tokio::select! {
+            frame = container.output.next() => frame,
+            _ = ticks.tick(), if monitor.is_some() => {
+                if let Some((detector, started)) = monitor.as_mut() {
+                    let at = started.elapsed();
+                    if let Some(kind) = detector.sample(at, cgroup.cpu_ns(), cgroup.pids()) {
+                        tracing::warn!(container = container.id, abuse = kind.as_str(), "abuse monitor ends a run");
+                        let step = StepReport {
+                            signal: Some(9),
+                            wall_ms: at.as_secs_f64() * 1000.0,
+                            cpu_exceeded: kind == AbuseKind::CpuSaturation,
+                            stderr: format!("ended by the abuse monitor ({})", kind.as_str()),
+                            ..StepReport::default()
+                        };
+                        return Ok(Exchanged::Abuse(kind, step, String::from_utf8_lossy(&stderr).into_owned()));
+                    }
+                }
+                continue;
+            }
+        };
+        let Some(frame) = frame else { break };
         match frame? {
             LogOutput::StdOut { message } => {
-                stdout.extend_from_slice(&message);
-                if stdout.len() > REPORT_BYTES_MAX {
-                    return Err(SandboxError::Agent("report too large".into()));
+                pending.extend_from_slice(&message);
+                while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=end).collect();
+                    match serde_json::from_slice::<AgentLine>(&line) {
+                        Ok(AgentLine::Step { step, .. }) => {
+                            monitor = match (step, watch.abuse) {
+                                (StepKind::Run, Some(rules)) => {
+                                    ticks.reset();
+                                    Some((Detector::new(rules), tokio::time::Instant::now()))
+                                }
+                                _ => None,
+                            };
+                        }
+                        Ok(AgentLine::Output(chunk)) => {
+                            if let Some(sink) = watch.sink {
+                                sink.offer(chunk);
+                            }
+                        }
+                        Ok(AgentLine::Report(report)) => {
+                            return Ok(Exchanged::Report(
+                                report,
+                                String::from_utf8_lossy(&stderr).into_owned(),
+                            ));
+                        }
+                        Err(err) => return Err(bad(format!("bad line ({err})"), &stderr)),
+                    }
                 }
-                if stdout.ends_with(b"\n") {
-                    break;
+                if pending.len() > REPORT_BYTES_MAX {
+                    return Err(bad("line too long".into(), &stderr));
                 }
             }
             LogOutput::StdErr { message } if stderr.len() < AGENT_STDERR_BYTES_MAX => {
@@ -298,31 +441,7 @@ async fn exchange(
             _ => {}
         }
     }
-    let report: AgentReport = serde_json::from_slice(&stdout).map_err(|err| {
-        SandboxError::Agent(format!(
-            "bad report ({err}); agent stderr: {}",
-            String::from_utf8_lossy(&stderr)
-        ))
-    })?;
-    Ok((report, String::from_utf8_lossy(&stderr).into_owned()))
-}
-
-/// How many processes the OOM killer took in the container's cgroup, read
-/// from the host's cgroup files (v1 with the cgroupfs driver, or v2 with
-/// systemd); `None` when neither is there.
-fn oom_kills(id: &str) -> Option<u64> {
-    let candidates = [
-        format!("/sys/fs/cgroup/memory/docker/{id}/memory.oom_control"),
-        format!("/sys/fs/cgroup/system.slice/docker-{id}.scope/memory.events"),
-        format!("/sys/fs/cgroup/docker/{id}/memory.events"),
-    ];
-    candidates.iter().find_map(|path| {
-        let text = std::fs::read_to_string(path).ok()?;
-        text.lines().find_map(|line| {
-            line.strip_prefix("oom_kill ")
-                .and_then(|n| n.trim().parse().ok())
-        })
-    })
+    Err(bad("the agent ended without a report".into(), &stderr))
 }
 
 /// Removes every container `owner` left behind (a crash, a kill -9).

@@ -40,6 +40,64 @@ pub struct Job {
     pub cpu_ms: u64,
     /// Cap on each of stdout and stderr of each step.
     pub output_bytes_max: u64,
+    /// Send output as it comes ([`AgentLine::Output`]) as well as whole in
+    /// the report; off for callers that only want the verdict.
+    #[serde(default)]
+    pub stream: bool,
+}
+
+/// Which step of a job produced some output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    /// The compile command.
+    Compile,
+    /// A run of the program (one per case).
+    Run,
+}
+
+/// Which pipe some output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamKind {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// A piece of a program's output, sent while it runs. Pieces are cut on
+/// UTF-8 character boundaries, so concatenating them gives the same text as
+/// the report (up to the same cap).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputChunk {
+    /// Compile or run.
+    pub step: StepKind,
+    /// Index of the case (0 for the compile step).
+    pub case: usize,
+    /// Which pipe.
+    pub stream: StreamKind,
+    /// The text.
+    pub data: String,
+}
+
+/// One line the agent writes on its stdout: step markers and output pieces
+/// (only when the job asked to stream), then exactly one report, last.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentLine {
+    /// A step begins (sent whether or not the job streams), so the host
+    /// knows when learners' code runs rather than the compiler.
+    Step {
+        /// Compile or run.
+        step: StepKind,
+        /// Index of the case (0 for the compile step).
+        case: usize,
+    },
+    /// Live output.
+    Output(OutputChunk),
+    /// The final report; the agent exits after it.
+    Report(AgentReport),
 }
 
 /// What happened to one process.

@@ -7,7 +7,9 @@
 //! pulls). Every container: no network, no capabilities, read-only root,
 //! tmpfs work dir, memory/CPU/pids/file limits, non-root, an init.
 
+pub mod abuse;
 pub mod agent;
+pub mod cgroup;
 pub mod compare;
 pub mod container;
 pub mod engine;
@@ -16,6 +18,7 @@ pub mod job;
 pub mod languages;
 pub mod pool;
 pub mod run;
+pub mod seccomp;
 
 pub use engine::{DockerEngine, EngineInfo, SandboxError};
 pub use languages::{Language, LANGUAGES};

@@ -7,11 +7,12 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use prometheus::Registry;
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use serde::{Deserialize, Serialize};
 
+use crate::abuse::{AbuseKind, AbuseRules};
 use crate::compare::{self, Compare, FLOAT_TOLERANCE_DEFAULT};
-use crate::container::{self, AgentCommand, ContainerLimits};
+use crate::container::{self, AgentCommand, ContainerLimits, OutputSink, Watch};
 use crate::engine::{DockerEngine, SandboxError};
 use crate::job::{Job, JobFile, StepReport};
 use crate::languages::{self, Language, LANGUAGES};
@@ -57,6 +58,19 @@ pub struct SandboxConfig {
     pub tests_max: u32,
     /// Host-side slack on top of all limits before the container is killed.
     pub host_slack_ms: u64,
+    /// Whether the abuse monitor watches runs.
+    pub abuse_monitor: bool,
+    /// How often the abuse monitor reads a running container's counters.
+    pub abuse_sample_ms: u64,
+    /// CPU use, in percent of the container's quota, that counts as saturated.
+    pub abuse_cpu_percent: u32,
+    /// How long a run may saturate its CPU quota before it counts as abuse.
+    pub abuse_cpu_sustained_ms: u64,
+    /// How long a run may sit at its pids limit before it counts as a fork bomb.
+    pub abuse_pids_sustained_ms: u64,
+    /// Output pieces buffered for a streaming client before pieces are
+    /// dropped (the final result still carries all output).
+    pub stream_chunks_max: u32,
 }
 
 impl Default for SandboxConfig {
@@ -80,6 +94,12 @@ impl Default for SandboxConfig {
             source_bytes_max: 512 * 1024,
             tests_max: 32,
             host_slack_ms: 5_000,
+            abuse_monitor: true,
+            abuse_sample_ms: 100,
+            abuse_cpu_percent: 60,
+            abuse_cpu_sustained_ms: 3_000,
+            abuse_pids_sustained_ms: 500,
+            stream_chunks_max: 1_024,
         }
     }
 }
@@ -90,7 +110,12 @@ impl SandboxConfig {
     /// # Errors
     /// `(key, reason)` for the first bad setting.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        let at_least_one: [(&'static str, u64); 13] = [
+        let at_least_one: [(&'static str, u64); 18] = [
+            ("abuse_sample_ms", self.abuse_sample_ms),
+            ("abuse_cpu_percent", u64::from(self.abuse_cpu_percent)),
+            ("abuse_cpu_sustained_ms", self.abuse_cpu_sustained_ms),
+            ("abuse_pids_sustained_ms", self.abuse_pids_sustained_ms),
+            ("stream_chunks_max", u64::from(self.stream_chunks_max)),
             ("wall_ms_default", self.wall_ms_default),
             ("wall_ms_max", self.wall_ms_max),
             ("cpu_percent_of_wall", u64::from(self.cpu_percent_of_wall)),
@@ -114,6 +139,12 @@ impl SandboxConfig {
             return Err((
                 "wall_ms_default",
                 "must not exceed sandbox.wall_ms_max".into(),
+            ));
+        }
+        if self.abuse_cpu_percent > 100 {
+            return Err((
+                "abuse_cpu_percent",
+                "must be at most 100 (a share of the quota)".into(),
             ));
         }
         if self.memory_mb < 16 {
@@ -141,6 +172,17 @@ impl SandboxConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The abuse monitor's rules, or `None` when it is off.
+    pub fn abuse_rules(&self) -> Option<AbuseRules> {
+        self.abuse_monitor.then(|| AbuseRules {
+            sample: Duration::from_millis(self.abuse_sample_ms),
+            cpu_share: f64::from(self.abuse_cpu_percent) / 100.0,
+            cpu_sustained: Duration::from_millis(self.abuse_cpu_sustained_ms),
+            pids_sustained: Duration::from_millis(self.abuse_pids_sustained_ms),
+            quota_cpus: f64::from(self.cpu_millis) / 1000.0,
+        })
     }
 
     fn container_limits(&self) -> ContainerLimits {
@@ -233,10 +275,31 @@ pub enum Verdict {
     MemoryLimitExceeded,
     /// Wrote more than the output cap.
     OutputLimitExceeded,
+    /// Killed by the seccomp profile for a system call no honest program
+    /// makes (ptrace, mount, unshare, bpf...): it died by `SIGSYS`.
+    DisallowedSyscall,
     /// Failed validation; never reached a container.
     Rejected,
     /// Our fault; logged.
     InternalError,
+}
+
+impl Verdict {
+    /// The verdict's wire name, as in JSON and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::WrongAnswer => "wrong_answer",
+            Self::CompilationError => "compilation_error",
+            Self::RuntimeError => "runtime_error",
+            Self::TimeLimitExceeded => "time_limit_exceeded",
+            Self::MemoryLimitExceeded => "memory_limit_exceeded",
+            Self::OutputLimitExceeded => "output_limit_exceeded",
+            Self::DisallowedSyscall => "disallowed_syscall",
+            Self::Rejected => "rejected",
+            Self::InternalError => "internal_error",
+        }
+    }
 }
 
 /// Result of one test.
@@ -288,6 +351,11 @@ pub struct RunResult {
     pub time_ms: f64,
     /// Its CPU time.
     pub cpu_ms: f64,
+    /// The most memory the container held at once, in KiB (the kernel's
+    /// cgroup counter; it includes the agent's few MiB).
+    pub memory_kb: Option<u64>,
+    /// The abuse profile that ended the run, if the monitor ended it.
+    pub abuse: Option<AbuseKind>,
     /// Whether the container came warm from the pool.
     pub hot: bool,
     /// Per test, when tests were given.
@@ -296,9 +364,74 @@ pub struct RunResult {
     pub stages_ms: StageTimes,
 }
 
+/// Histograms and counters of the run pipeline.
+#[derive(Clone)]
+struct RunMetrics {
+    stages: HistogramVec,
+    runs: IntCounterVec,
+    abuse: IntCounterVec,
+}
+
+impl RunMetrics {
+    fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let buckets = vec![
+            0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            10.0, 30.0,
+        ];
+        let metrics = Self {
+            stages: HistogramVec::new(
+                HistogramOpts::new(
+                    "sandbox_stage_seconds",
+                    "Time in each stage of a run (validate, schedule, execute, capture), per language",
+                )
+                .buckets(buckets),
+                &["stage", "language"],
+            )?,
+            runs: IntCounterVec::new(
+                Opts::new("sandbox_runs_total", "Runs by language and verdict"),
+                &["language", "status"],
+            )?,
+            abuse: IntCounterVec::new(
+                Opts::new(
+                    "sandbox_abuse_total",
+                    "Runs the abuse monitor ended, by profile and language",
+                ),
+                &["kind", "language"],
+            )?,
+        };
+        registry.register(Box::new(metrics.stages.clone()))?;
+        registry.register(Box::new(metrics.runs.clone()))?;
+        registry.register(Box::new(metrics.abuse.clone()))?;
+        Ok(metrics)
+    }
+
+    fn observe(&self, language: &str, result: &RunResult) {
+        let stages = &result.stages_ms;
+        for (stage, value) in [
+            ("validate", stages.validate),
+            ("schedule", stages.schedule),
+            ("execute", stages.execute),
+            ("capture", stages.capture),
+        ] {
+            self.stages
+                .with_label_values(&[stage, language])
+                .observe(value / 1000.0);
+        }
+        self.runs
+            .with_label_values(&[language, result.status.as_str()])
+            .inc();
+        if let Some(kind) = result.abuse {
+            self.abuse
+                .with_label_values(&[kind.as_str(), language])
+                .inc();
+        }
+    }
+}
+
 /// The sandbox of one edge node.
 #[derive(Clone)]
 pub struct Sandbox {
+    metrics: RunMetrics,
     engine: DockerEngine,
     config: SandboxConfig,
     pools: Pools,
@@ -386,6 +519,8 @@ impl Sandbox {
             }
         }
         let ids: Vec<&'static Language> = languages.iter().map(|(l, _)| *l).collect();
+        let metrics = RunMetrics::register(registry)
+            .map_err(|err| SandboxError::Image(format!("metrics: {err}")))?;
         let pools = Pools::start(
             engine.clone(),
             image,
@@ -397,6 +532,7 @@ impl Sandbox {
         )
         .map_err(|err| SandboxError::Image(format!("metrics: {err}")))?;
         Ok(Self {
+            metrics,
             engine,
             config,
             pools,
@@ -536,6 +672,36 @@ impl Sandbox {
     /// [`SandboxError::Rejected`] for a bad request; engine and agent
     /// failures otherwise (the caller answers `internal_error`).
     pub async fn run(&self, request: &RunRequest) -> Result<RunResult, SandboxError> {
+        self.run_streaming(request, None).await
+    }
+
+    /// A sink for [`Sandbox::run_streaming`], sized by
+    /// `sandbox.stream_chunks_max`.
+    pub fn output_sink(
+        &self,
+    ) -> (
+        OutputSink,
+        tokio::sync::mpsc::Receiver<crate::job::OutputChunk>,
+    ) {
+        OutputSink::new(self.stream_chunks_max())
+    }
+
+    /// How many output pieces a streaming run buffers
+    /// (`sandbox.stream_chunks_max`).
+    pub fn stream_chunks_max(&self) -> usize {
+        usize::try_from(self.config.stream_chunks_max).unwrap_or(usize::MAX)
+    }
+
+    /// Runs a request to its verdict, sending output to `sink` while the
+    /// program runs (when given).
+    ///
+    /// # Errors
+    /// As [`Sandbox::run`].
+    pub async fn run_streaming(
+        &self,
+        request: &RunRequest,
+        sink: Option<&OutputSink>,
+    ) -> Result<RunResult, SandboxError> {
         let started = Instant::now();
         let (lang, wall_ms) = self.validate(request)?;
         let mut stages = StageTimes {
@@ -603,6 +769,7 @@ impl Sandbox {
             wall_ms,
             cpu_ms: wall_ms.saturating_mul(u64::from(self.config.cpu_percent_of_wall)) / 100,
             output_bytes_max: self.config.output_bytes_max,
+            stream: sink.is_some(),
         };
         let case_count = u64::try_from(job.cases.len()).unwrap_or(u64::MAX);
         let host_limit = Duration::from_millis(
@@ -611,7 +778,12 @@ impl Sandbox {
                 .saturating_add(self.config.host_slack_ms),
         );
         let id = warm.id.clone();
-        let outcome = container::run(&self.engine, warm, &job, host_limit).await;
+        let watch = Watch {
+            limit: host_limit,
+            sink,
+            abuse: self.config.abuse_rules(),
+        };
+        let outcome = container::run(&self.engine, warm, &job, watch).await;
         self.destroy_later(id);
         let outcome = outcome?;
         stages.execute = ms(executed);
@@ -620,6 +792,7 @@ impl Sandbox {
         let mut result = decide(request, &outcome, hot);
         stages.capture = ms(captured);
         result.stages_ms = stages;
+        self.metrics.observe(lang.id, &result);
         Ok(result)
     }
 }
@@ -638,6 +811,12 @@ fn step_verdict(step: &StepReport, oom_killed: bool) -> (Verdict, Option<String>
     if oom_killed && step.signal == Some(9) {
         return (Verdict::MemoryLimitExceeded, None);
     }
+    // The seccomp profile kills with SIGSYS (see `seccomp`). A program that
+    // raises SIGSYS on itself, or whose own handler re-raises it, lands here
+    // too: we cannot tell the two apart, and neither is honest.
+    if step.signal == Some(crate::seccomp::SIGSYS) {
+        return (Verdict::DisallowedSyscall, None);
+    }
     if step.signal.is_some() || step.exit_code != Some(0) {
         return (Verdict::RuntimeError, None);
     }
@@ -647,7 +826,7 @@ fn step_verdict(step: &StepReport, oom_killed: bool) -> (Verdict, Option<String>
 fn decide(request: &RunRequest, outcome: &container::Outcome, hot: bool) -> RunResult {
     let report = &outcome.report;
     let mut result = RunResult {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: uuid::Uuid::now_v7().to_string(),
         status: Verdict::Accepted,
         limit: None,
         exit_code: None,
@@ -657,6 +836,8 @@ fn decide(request: &RunRequest, outcome: &container::Outcome, hot: bool) -> RunR
         compile_output: String::new(),
         time_ms: 0.0,
         cpu_ms: 0.0,
+        memory_kb: outcome.memory_peak_bytes.map(|bytes| bytes / 1024),
+        abuse: outcome.abuse,
         hot,
         tests: Vec::new(),
         stages_ms: StageTimes::default(),

@@ -7,3 +7,4 @@
 mod auth_api;
 mod databases;
 mod identity;
+mod ledger;

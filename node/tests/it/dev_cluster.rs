@@ -19,6 +19,7 @@ async fn dev_cluster_starts_survives_a_dead_edge_and_stops() {
         .arg(&data)
         .env("LYCEUM_SANDBOX__POOL_TARGET", "1")
         .env("LYCEUM_EDGE__RUNS_PER_USER_PER_MINUTE_MAX", "3")
+        .env("LYCEUM_EDGE__RUNS_PER_TENANT_PER_MINUTE_MAX", "6")
         .env("LYCEUM_SANDBOX__LANGUAGES", "[\"python\", \"bash\"]");
     let mut dev = Proc::spawn(command, &dir.path().join("dev.log"));
 
@@ -194,6 +195,15 @@ async fn dev_cluster_starts_survives_a_dead_edge_and_stops() {
     let result: Value = answer.json().await.expect("json");
     assert_eq!(result["status"], "accepted", "{result}");
     assert_eq!(result["region"], "eu-west", "{result}");
+    assert!(
+        result["memory_kb"].as_u64().is_some_and(|kb| kb > 0),
+        "{result}"
+    );
+    // The edge kept the result before answering: its owner reads it back.
+    let run_id = result["id"].as_str().expect("run id");
+    let kept_url = format!("{}/api/v1/runs/{run_id}", urls[1]);
+    let (status, kept) = get_json(&kept_url, Some(learner)).await.expect("kept");
+    assert_eq!((status, &kept), (200, &result));
     assert_eq!(result["tests"][0]["status"], "accepted", "{result}");
     for key in ["validate", "schedule", "execute", "capture"] {
         assert!(result["stages_ms"][key].is_number(), "{result}");
@@ -255,6 +265,124 @@ async fn dev_cluster_starts_survives_a_dead_edge_and_stops() {
         .await
         .expect("run");
     assert_eq!(other.status().as_u16(), 200);
+
+    // Someone else's run is not found; an operator may read it.
+    let instructor = tokens["instructor"].as_str().expect("token");
+    let operator_token = tokens["operator"].as_str().expect("token");
+    let (status, body) = get_json(&kept_url, Some(instructor)).await.expect("get");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let (status, _) = get_json(&kept_url, Some(operator_token))
+        .await
+        .expect("get");
+    assert_eq!(status, 200);
+    for id in ["not-a-uuid", "01960000-0000-7000-8000-000000000000"] {
+        let url = format!("{}/api/v1/runs/{id}", urls[1]);
+        let (status, _) = get_json(&url, Some(learner)).await.expect("get");
+        assert_eq!(status, 404, "{id}");
+    }
+
+    // Output streams as server-sent events, then the result.
+    let streamed = crate::support::client()
+        .post(&run_url)
+        .bearer_auth(instructor)
+        .header("accept", "text/event-stream")
+        .json(&serde_json::json!({
+            "language": "python",
+            "files": [{"name": "main.py", "content": "import time\nprint('one', flush=True)\ntime.sleep(0.1)\nprint('two')"}],
+        }))
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(streamed.status().as_u16(), 200);
+    assert!(streamed.headers()["content-type"]
+        .to_str()
+        .is_ok_and(|v| v.starts_with("text/event-stream")));
+    let text = streamed.text().await.expect("body");
+    let events: Vec<(&str, Value)> = text
+        .split("\n\n")
+        .filter_map(|block| {
+            let event = block.lines().find_map(|l| l.strip_prefix("event: "))?;
+            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
+            Some((
+                event,
+                serde_json::from_str(data).expect("event data is JSON"),
+            ))
+        })
+        .collect();
+    let streamed_out: String = events
+        .iter()
+        .filter(|(event, _)| *event == "output")
+        .map(|(_, data)| data["data"].as_str().expect("data").to_owned())
+        .collect();
+    assert_eq!(streamed_out, "one\ntwo\n", "{text}");
+    let (last, final_result) = events.last().expect("events");
+    assert_eq!(*last, "result", "{text}");
+    assert_eq!(final_result["status"], "accepted", "{text}");
+    assert_eq!(final_result["stdout"], "one\ntwo\n", "{text}");
+    // A bad streamed request is a plain JSON error, before any event.
+    let bad_stream = crate::support::client()
+        .post(&run_url)
+        .bearer_auth(instructor)
+        .header("accept", "text/event-stream")
+        .json(&serde_json::json!({"language": "cobol", "files": [{"name": "x", "content": ""}]}))
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(bad_stream.status().as_u16(), 400);
+    let bad_stream: Value = bad_stream.json().await.expect("plain JSON error");
+    assert_eq!(bad_stream["error"]["code"], "unknown_language");
+
+    // Six runs a minute per tenant here (the learner's three, the
+    // instructor's three): the operator, same tenant, has a budget of their
+    // own but the organisation has spent its six.
+    let tenant_spent = crate::support::client()
+        .post(&run_url)
+        .bearer_auth(operator_token)
+        .json(&run)
+        .send()
+        .await
+        .expect("run");
+    assert_eq!(tenant_spent.status().as_u16(), 429);
+    let tenant_spent: Value = tenant_spent.json().await.expect("json");
+    assert!(
+        tenant_spent["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("runs_per_tenant_per_minute_max")),
+        "{tenant_spent}"
+    );
+
+    // Fault injection is off unless configured.
+    let faults = crate::support::client()
+        .put(format!("{}/api/v1/operator/faults", urls[1]))
+        .bearer_auth(operator_token)
+        .json(&serde_json::json!({"rules": []}))
+        .send()
+        .await
+        .expect("faults");
+    assert_eq!(faults.status().as_u16(), 404);
+
+    // Abuse events are for operators.
+    let abuse_url = format!("{}/api/v1/sandbox/abuse", urls[1]);
+    let (status, _) = get_json(&abuse_url, Some(learner)).await.expect("abuse");
+    assert_eq!(status, 403);
+    let (status, body) = get_json(&abuse_url, Some(operator_token))
+        .await
+        .expect("abuse");
+    assert_eq!(status, 200);
+    assert!(body["events"].is_array(), "{body}");
+    for bad in ["limit=0", "limit=1001", "limit=x", "color=red"] {
+        let (status, body) = get_json(&format!("{abuse_url}?{bad}"), Some(operator_token))
+            .await
+            .expect("abuse");
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("bad_request")),
+            "{bad}"
+        );
+    }
 
     // Metrics count requests per route.
     let metrics = crate::support::client()

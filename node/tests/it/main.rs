@@ -7,6 +7,7 @@ mod config;
 mod control_plane_process;
 mod dev_cluster;
 mod edge_node;
+mod partition;
 mod run_cli;
 mod support;
 mod tidy;

@@ -100,6 +100,7 @@ const PROGRAMS: &[Programs] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_language_runs_reads_fails_and_is_tested() {
+    let _machine = crate::support::machine_shared().await;
     let sandbox = sandbox(&[], |_| {}).await;
     let offered: Vec<String> = sandbox.languages().into_iter().map(|l| l.id).collect();
     let expected: Vec<&str> = PROGRAMS.iter().map(|p| p.id).collect();

@@ -2,7 +2,7 @@
 
 use sandbox::{RunResult, Verdict};
 
-use crate::support::{request, sandbox};
+use crate::support::{machine_shared, request, sandbox};
 
 async fn python(
     sb: &sandbox::Sandbox,
@@ -18,7 +18,8 @@ async fn python(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_give_exact_verdicts_and_the_box_stays_shut() {
-    let sb = sandbox(&["python", "bash"], |c| c.pool_target = 2).await;
+    let _machine = machine_shared().await;
+    let sb = sandbox(&["python"], |c| c.pool_target = 2).await;
 
     let slept = python(&sb, "import time\ntime.sleep(100)", 500, None).await;
     assert_eq!(
@@ -44,33 +45,6 @@ async fn limits_give_exact_verdicts_and_the_box_stays_shut() {
     assert_eq!(flood.status, Verdict::OutputLimitExceeded, "{flood:?}");
     assert!(flood.stdout.len() <= 64 * 1024);
 
-    let net = python(
-        &sb,
-        "import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=2)",
-        5_000,
-        None,
-    )
-    .await;
-    assert_eq!(net.status, Verdict::RuntimeError, "{net:?}");
-    assert!(
-        net.stderr.contains("Network is unreachable") || net.stderr.contains("OSError"),
-        "{net:?}"
-    );
-
-    let raw = python(
-        &sb,
-        "import socket\nsocket.socket(socket.AF_INET, socket.SOCK_RAW, 1)",
-        5_000,
-        None,
-    )
-    .await;
-    assert_eq!(raw.status, Verdict::RuntimeError, "{raw:?}");
-    assert!(raw.stderr.contains("Operation not permitted"), "{raw:?}");
-
-    let root = python(&sb, "open('/etc/evil', 'w')", 5_000, None).await;
-    assert_eq!(root.status, Verdict::RuntimeError, "{root:?}");
-    assert!(root.stderr.contains("Read-only file system"), "{root:?}");
-
     let who = python(
         &sb,
         "import os\nprint(os.getuid(), os.getgid())",
@@ -84,20 +58,8 @@ async fn limits_give_exact_verdicts_and_the_box_stays_shut() {
         "{who:?}"
     );
 
-    // A fork bomb hits the pids limit and then the clock; the next run is
-    // unaffected.
-    let mut bomb = request("bash", "f() { f | f; }; f");
-    bomb.limits.wall_ms = Some(1_000);
-    let bombed = sb.run(&bomb).await.expect("run");
-    assert_ne!(bombed.status, Verdict::Accepted, "{bombed:?}");
-    // What a program leaves running in the background dies with its run.
-    let mut daemon = request("bash", "setsid sleep 1000 &\necho started");
-    daemon.limits.wall_ms = Some(1_000);
-    let daemonized = sb.run(&daemon).await.expect("run");
-    assert_eq!(
-        (daemonized.status, daemonized.stdout.trim()),
-        (Verdict::Accepted, "started")
-    );
+    // Network, raw sockets, writing outside /work, fork bombs and daemons
+    // are in the adversarial suite.
     let after = python(&sb, "print('fine')", 5_000, None).await;
     assert_eq!(
         (after.status, after.stdout.trim()),
@@ -127,6 +89,7 @@ async fn limits_give_exact_verdicts_and_the_box_stays_shut() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warm_pool_serves_hot_and_an_empty_pool_serves_cold() {
+    let _machine = machine_shared().await;
     let sb = sandbox(&["python"], |c| c.pool_target = 1).await;
     // Wait for the pool to fill (harness bound, not a speed check).
     for _ in 0..300 {

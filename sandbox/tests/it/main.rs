@@ -3,7 +3,9 @@
 //! the image is imported, containers are warmed and locked down, and the
 //! agent runs inside them. A missing engine or runtime fails the suite.
 
+mod adversarial;
 mod languages;
 mod limits;
+mod pipeline;
 mod support;
 mod validation;

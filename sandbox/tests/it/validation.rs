@@ -7,6 +7,7 @@ use crate::support::{request, sandbox};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_are_rejected_with_a_reason() {
+    let _machine = crate::support::machine_shared().await;
     let sb = sandbox(&["python"], |c| {
         c.pool_target = 0;
         c.source_bytes_max = 1_000;

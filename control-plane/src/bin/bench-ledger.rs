@@ -1,0 +1,385 @@
+//! `bench-ledger`: ledger transfers per second on PostgreSQL at 1, 8 and 64
+//! concurrent clients, single and batched, over 1,000 accounts and over 10
+//! hot accounts, side by side in the same run with naive transfers (two
+//! `UPDATE ... SET balance` statements and an insert per transaction, in
+//! whatever order the transfer names the accounts). It creates a scratch
+//! database on the server, prints a Markdown table and drops the database.
+//!
+//! ```text
+//! bench-ledger [--seconds 2] [--batch 100] [--clients 1,8,64] [--database-url postgres://...]
+//! ```
+//! The URL defaults to `LYCEUM_TEST_DATABASE_URL`; each cell runs for
+//! `--seconds` (keep it short by default; raise it for steadier figures).
+
+use std::str::FromStr as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use control_plane::ledger::{self, Account, BalanceLimit, Limits, NewAccount, NewTransfer};
+use control_plane::{identity, ControlPlane, ControlPlaneConfig};
+use rand::{Rng as _, SeedableRng as _};
+use sqlx::ConnectOptions as _;
+
+/// Balance each account starts with, far above what a run moves.
+const FUNDING: i64 = 1_000_000_000_000;
+
+struct Options {
+    seconds: f64,
+    batch: usize,
+    clients: Vec<usize>,
+    database_url: String,
+}
+
+fn options() -> anyhow::Result<Options> {
+    let mut options = Options {
+        seconds: 2.0,
+        batch: 100,
+        clients: vec![1, 8, 64],
+        database_url: std::env::var("LYCEUM_TEST_DATABASE_URL").unwrap_or_default(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--seconds" => options.seconds = value()?.parse().context("--seconds")?,
+            "--batch" => options.batch = value()?.parse().context("--batch")?,
+            "--clients" => {
+                options.clients = value()?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()
+                    .context("--clients")?;
+            }
+            "--database-url" => options.database_url = value()?,
+            "--help" | "-h" => {
+                println!(
+                    "bench-ledger [--seconds 2] [--batch 100] [--clients 1,8,64] [--database-url postgres://...]"
+                );
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    if !options.database_url.starts_with("postgres") {
+        bail!("give a PostgreSQL server with --database-url or LYCEUM_TEST_DATABASE_URL");
+    }
+    if options.batch == 0 || options.clients.contains(&0) || options.seconds <= 0.0 {
+        bail!("--batch, --clients and --seconds must be positive");
+    }
+    Ok(options)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Single,
+    Batched,
+    Naive,
+}
+
+struct Cell {
+    per_second: f64,
+    errors: u64,
+}
+
+struct Set {
+    name: &'static str,
+    ledger: Vec<Account>,
+    naive: Vec<i64>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let options = options()?;
+    let admin_url = options.database_url.clone();
+    let name = format!("lyceum_bench_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::postgres::PgConnectOptions::from_str(&admin_url)?
+        .connect()
+        .await
+        .context("connect to PostgreSQL")?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await?;
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(base, _)| base.to_owned())
+        .context("url with a database name")?;
+    let result = run(&options, &format!("{base}/{name}")).await;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    result
+}
+
+async fn run(options: &Options, url: &str) -> anyhow::Result<()> {
+    let clients_max = options.clients.iter().copied().max().unwrap_or(1);
+    let dir = std::env::temp_dir();
+    let config = ControlPlaneConfig {
+        database_url: url.to_owned(),
+        db_connections_max: u32::try_from(clients_max + 2)?,
+        db_acquire_timeout_ms: 60_000,
+        ledger_expiry_sweep_interval_ms: 0,
+        ledger_batch_transfers_max: u32::try_from(options.batch.max(1))?.min(8_000),
+        data_dir: dir,
+        ..ControlPlaneConfig::default()
+    };
+    let cp = ControlPlane::open(config).await?;
+    let tenant = identity::ensure_tenant(cp.db(), "bench", "Bench").await?;
+    let limits = Limits::from_config(cp.config());
+    sqlx::query("CREATE TABLE naive_accounts (id BIGINT PRIMARY KEY, balance BIGINT NOT NULL)")
+        .execute(cp.db().pool())
+        .await?;
+    sqlx::query(
+        "CREATE TABLE naive_transfers (id BIGSERIAL PRIMARY KEY, debit BIGINT NOT NULL, \
+         credit BIGINT NOT NULL, amount BIGINT NOT NULL, created_at BIGINT NOT NULL)",
+    )
+    .execute(cp.db().pool())
+    .await?;
+
+    let world = ledger::create_account(
+        cp.db(),
+        &tenant,
+        &NewAccount {
+            code: "world".into(),
+            currency: "EUR".into(),
+            balance_limit: BalanceLimit::None,
+            metadata: None,
+        },
+        &limits,
+        0,
+    )
+    .await?;
+    let mut sets = Vec::new();
+    let mut naive_id = 0_i64;
+    for (name, count) in [("1,000 accounts", 1_000), ("10 hot accounts", 10)] {
+        let mut accounts = Vec::new();
+        let mut naive = Vec::new();
+        for i in 0..count {
+            let account = ledger::create_account(
+                cp.db(),
+                &tenant,
+                &NewAccount {
+                    code: format!("{}-{i}", count),
+                    currency: "EUR".into(),
+                    balance_limit: BalanceLimit::DebitsMustNotExceedCredits,
+                    metadata: None,
+                },
+                &limits,
+                0,
+            )
+            .await?;
+            accounts.push(account);
+            naive_id += 1;
+            sqlx::query("INSERT INTO naive_accounts (id, balance) VALUES ($1, $2)")
+                .bind(naive_id)
+                .bind(FUNDING)
+                .execute(cp.db().pool())
+                .await?;
+            naive.push(naive_id);
+        }
+        for (i, chunk) in accounts.chunks(500).enumerate() {
+            let funding: Vec<_> = chunk
+                .iter()
+                .map(|a| NewTransfer {
+                    id: format!("fund-{}", a.code),
+                    debit_account_id: world.id.clone(),
+                    credit_account_id: a.id.clone(),
+                    amount: FUNDING,
+                    currency: "EUR".into(),
+                    pending: false,
+                    timeout_ms: None,
+                    metadata: None,
+                })
+                .collect();
+            let big = Limits {
+                batch_transfers_max: 500,
+                ..limits
+            };
+            ledger::create_transfers(cp.db(), &tenant, &funding, &big, 0)
+                .await
+                .with_context(|| format!("funding chunk {i}"))?;
+        }
+        sets.push(Set {
+            name,
+            ledger: accounts,
+            naive,
+        });
+    }
+
+    println!(
+        "ledger transfers per second on PostgreSQL, {} s per cell, batches of {}",
+        options.seconds, options.batch
+    );
+    println!();
+    println!("| accounts | clients | ledger, one per transaction | ledger, batched | naive (2 UPDATEs + INSERT) | naive errors (deadlocks) |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    let seq = Arc::new(AtomicU64::new(0));
+    for set in &sets {
+        for &clients in &options.clients {
+            let mut cells = Vec::new();
+            for mode in [Mode::Single, Mode::Batched, Mode::Naive] {
+                cells.push(cell(&cp, &tenant, set, mode, clients, options, &seq).await?);
+            }
+            println!(
+                "| {} | {} | {:.0} | {:.0} | {:.0} | {} |",
+                set.name,
+                clients,
+                cells[0].per_second,
+                cells[1].per_second,
+                cells[2].per_second,
+                cells[2].errors
+            );
+            if cells[0].errors + cells[1].errors > 0 {
+                bail!(
+                    "the ledger failed {} transfers",
+                    cells[0].errors + cells[1].errors
+                );
+            }
+        }
+    }
+    let audit = ledger::audit(cp.db(), &tenant).await?;
+    println!();
+    println!(
+        "ledger audit after the run: {} journal rows, replay equals stored balances and every currency sums to zero: {}",
+        audit.transfers,
+        audit.is_sound()
+    );
+    if !audit.is_sound() {
+        bail!("audit failed: {audit:?}");
+    }
+    cp.db().close().await;
+    Ok(())
+}
+
+async fn cell(
+    cp: &ControlPlane,
+    tenant: &str,
+    set: &Set,
+    mode: Mode,
+    clients: usize,
+    options: &Options,
+    seq: &Arc<AtomicU64>,
+) -> anyhow::Result<Cell> {
+    let deadline = Instant::now() + Duration::from_secs_f64(options.seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let cp = cp.clone();
+        let tenant = tenant.to_owned();
+        let ledger_ids: Vec<String> = set.ledger.iter().map(|a| a.id.clone()).collect();
+        let naive = set.naive.clone();
+        let seq = seq.clone();
+        let batch = options.batch;
+        tasks.push(tokio::spawn(async move {
+            let mut rng =
+                rand::rngs::StdRng::seed_from_u64(client as u64 ^ seq.load(Ordering::Relaxed));
+            let limits = Limits::from_config(cp.config());
+            let (mut done, mut errors) = (0_u64, 0_u64);
+            let n = ledger_ids.len();
+            while Instant::now() < deadline {
+                let mut pick = || {
+                    let from = rng.gen_range(0..n);
+                    let to = (from + rng.gen_range(1..n)) % n;
+                    (from, to, rng.gen_range(1..100_i64))
+                };
+                let new = |from: usize, to: usize, amount: i64| NewTransfer {
+                    id: format!("b{}", seq.fetch_add(1, Ordering::Relaxed)),
+                    debit_account_id: ledger_ids[from].clone(),
+                    credit_account_id: ledger_ids[to].clone(),
+                    amount,
+                    currency: "EUR".into(),
+                    pending: false,
+                    timeout_ms: None,
+                    metadata: None,
+                };
+                match mode {
+                    Mode::Single => {
+                        let (from, to, amount) = pick();
+                        match ledger::create_transfer(
+                            cp.db(),
+                            &tenant,
+                            &new(from, to, amount),
+                            &limits,
+                            0,
+                        )
+                        .await
+                        {
+                            Ok(_) => done += 1,
+                            Err(err) => {
+                                eprintln!("ledger error: {err}");
+                                errors += 1;
+                            }
+                        }
+                    }
+                    Mode::Batched => {
+                        let transfers: Vec<_> = (0..batch)
+                            .map(|_| {
+                                let (from, to, amount) = pick();
+                                new(from, to, amount)
+                            })
+                            .collect();
+                        match ledger::create_transfers(cp.db(), &tenant, &transfers, &limits, 0)
+                            .await
+                        {
+                            Ok(r) => done += r.len() as u64,
+                            Err(err) => {
+                                eprintln!("ledger error: {err}");
+                                errors += 1;
+                            }
+                        }
+                    }
+                    Mode::Naive => {
+                        let (from, to, amount) = pick();
+                        match naive_transfer(&cp, naive[from], naive[to], amount).await {
+                            Ok(()) => done += 1,
+                            Err(_) => errors += 1,
+                        }
+                    }
+                }
+            }
+            (done, errors)
+        }));
+    }
+    let (mut done, mut errors) = (0, 0);
+    for task in tasks {
+        let (d, e) = task.await?;
+        done += d;
+        errors += e;
+    }
+    Ok(Cell {
+        per_second: done as f64 / started.elapsed().as_secs_f64(),
+        errors,
+    })
+}
+
+/// The textbook way: debit, credit, journal, in the order the transfer
+/// names the accounts, at `READ COMMITTED`.
+async fn naive_transfer(
+    cp: &ControlPlane,
+    from: i64,
+    to: i64,
+    amount: i64,
+) -> Result<(), sqlx::Error> {
+    let mut tx = cp.db().pool().begin().await?;
+    sqlx::query("UPDATE naive_accounts SET balance = balance - $1 WHERE id = $2")
+        .bind(amount)
+        .bind(from)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE naive_accounts SET balance = balance + $1 WHERE id = $2")
+        .bind(amount)
+        .bind(to)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO naive_transfers (debit, credit, amount, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(from)
+    .bind(to)
+    .bind(amount)
+    .bind(control_plane::db::now_ms())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}

@@ -1,0 +1,204 @@
+//! Real processes, real QUIC: an operator splits a dev cluster in two
+//! (eu-west alone, us-east with ap-south) through the fault-injection API,
+//! both sides see the other down while each side still sees its own,
+//! `lyceum route` passes over what its node thinks is down and over nodes
+//! that do not answer, and clearing the rules heals the cluster.
+//!
+//! A single cut link is not a partition for SWIM: the third node's
+//! indirect probes still reach across, which is the protocol working. So
+//! the cut isolates a whole side.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde_json::{json, Value};
+
+use crate::support::{client, eventually, get_json, lyceum, Proc, START_LIMIT};
+
+/// How `url` sees the member of `region`.
+async fn state_of(url: &str, region: &str) -> Option<String> {
+    let (_, members) = get_json(&format!("{url}/api/v1/cluster/members"), None).await?;
+    members
+        .as_array()?
+        .iter()
+        .find(|m| m["region"] == region)
+        .and_then(|m| m["state"].as_str().map(str::to_owned))
+}
+
+async fn put_faults(url: &str, token: &str, body: &Value) -> (u16, Value) {
+    let answer = client()
+        .put(format!("{url}/api/v1/operator/faults"))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .expect("put faults");
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap_or(Value::Null))
+}
+
+fn route(from: &str) -> (i32, Value) {
+    let output = lyceum()
+        .args(["route", "--json", "--probes", "2", "--from", from])
+        .output()
+        .expect("lyceum route");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let value = serde_json::from_str(&text).unwrap_or_else(|err| {
+        panic!(
+            "route printed no JSON ({err}): {text}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.code().unwrap_or(-1), value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_partitions_two_regions_and_heals_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let mut command = lyceum();
+    command
+        .args(["dev", "--base-port", "0", "--data-dir"])
+        .arg(&data)
+        .env("LYCEUM_EDGE__FAULT_INJECTION", "true")
+        .env("LYCEUM_SANDBOX__LANGUAGES", "[\"python\"]");
+    let mut dev = Proc::spawn(command, &dir.path().join("dev.log"));
+    let cluster_path = data.join("cluster.json");
+    let cluster: Value = eventually("cluster.json", START_LIMIT, || {
+        let path = cluster_path.clone();
+        async move { serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok() }
+    })
+    .await;
+    let edges = cluster["edges"].as_array().expect("edges").clone();
+    let url = |i: usize| edges[i]["url"].as_str().expect("url").to_owned();
+    let id = |i: usize| edges[i]["node_id"].as_str().expect("id").to_owned();
+    let (eu, us, ap) = (url(0), url(1), url(2));
+    let operator = cluster["tokens"]["operator"].as_str().expect("token");
+    let learner = cluster["tokens"]["learner"].as_str().expect("token");
+
+    // Everyone sees everyone first.
+    for (from, region) in [(&eu, "ap-south"), (&ap, "eu-west"), (&us, "ap-south")] {
+        eventually(
+            &format!("{from} to see {region} alive"),
+            START_LIMIT,
+            || async { (state_of(from, region).await.as_deref() == Some("alive")).then_some(()) },
+        )
+        .await;
+    }
+
+    // `lyceum route` passes over a node that does not answer and picks a
+    // region that answers.
+    let (code, chosen) = route(&format!("http://127.0.0.1:1,{eu}"));
+    assert_eq!(code, 0, "{chosen}");
+    assert_eq!(chosen["asked"], eu.as_str(), "{chosen}");
+    assert!(chosen["chosen"]["rtt_ms"].as_f64().is_some(), "{chosen}");
+    assert_eq!(
+        chosen["regions"].as_array().map(Vec::len),
+        Some(3),
+        "{chosen}"
+    );
+
+    // The API checks who asks and what they send.
+    let cut_ap = json!({"rules": [{"peer": id(2), "action": "cut"}]});
+    assert_eq!(put_faults(&eu, learner, &cut_ap).await.0, 403);
+    for bad in [
+        json!({"rules": [{"peer": "not a node id!", "action": "cut"}]}),
+        json!({"rules": [{"peer": id(2), "action": "delay"}]}),
+        json!({"rules": [{"peer": id(2), "action": "drop", "delay_ms": 5}]}),
+        json!({"rules": [{"peer": id(2), "action": "explode"}]}),
+        json!({"rules": [{"peer": id(2), "action": "delay", "delay_ms": 3_600_000}]}),
+        json!({"rules": (0..65).map(|_| json!({"peer": id(2), "action": "drop"})).collect::<Vec<_>>()}),
+        json!([1, 2, 3]),
+    ] {
+        let (status, body) = put_faults(&eu, operator, &bad).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("bad_request")),
+            "{bad}"
+        );
+    }
+
+    // Split: eu-west cuts both others, and both others cut eu-west.
+    let cut_others = json!({"rules": [
+        {"peer": id(1), "action": "cut"},
+        {"peer": id(2), "action": "cut"},
+    ]});
+    let (status, body) = put_faults(&eu, operator, &cut_others).await;
+    assert_eq!(status, 200, "{body}");
+    let cut_eu = json!({"rules": [{"peer": id(0), "action": "cut"}]});
+    for url in [&us, &ap] {
+        assert_eq!(put_faults(url, operator, &cut_eu).await.0, 200);
+    }
+    let (status, listed) = get_json(&format!("{eu}/api/v1/operator/faults"), Some(operator))
+        .await
+        .expect("get faults");
+    assert_eq!((status, &listed), (200, &cut_others));
+    let cut_at = std::time::Instant::now();
+    for (from, region) in [
+        (&eu, "ap-south"),
+        (&eu, "us-east"),
+        (&ap, "eu-west"),
+        (&us, "eu-west"),
+    ] {
+        eventually(
+            &format!("{from} to see {region} down"),
+            START_LIMIT,
+            || async { (state_of(from, region).await.as_deref() == Some("down")).then_some(()) },
+        )
+        .await;
+    }
+    eprintln!(
+        "both sides of the split saw the other down after {:?}",
+        cut_at.elapsed()
+    );
+    // The side of two still sees itself whole.
+    assert_eq!(state_of(&us, "ap-south").await.as_deref(), Some("alive"));
+    assert_eq!(state_of(&ap, "us-east").await.as_deref(), Some("alive"));
+    // Routing through us-east passes over eu-west, which it thinks down.
+    let (code, seen) = route(&us);
+    assert_eq!(code, 0, "{seen}");
+    let eu_entry = seen["regions"]
+        .as_array()
+        .expect("regions")
+        .iter()
+        .find(|r| r["region"] == "eu-west")
+        .expect("eu-west listed")
+        .clone();
+    assert_eq!(eu_entry["healthy"], false, "{seen}");
+    assert!(eu_entry["rtt_ms"].is_null(), "{seen}");
+    assert_ne!(seen["chosen"]["region"], "eu-west", "{seen}");
+
+    // Heal: clear the rules everywhere; the sides find each other again.
+    for url in [&eu, &us, &ap] {
+        let answer = client()
+            .delete(format!("{url}/api/v1/operator/faults"))
+            .bearer_auth(operator)
+            .send()
+            .await
+            .expect("delete faults");
+        assert_eq!(answer.status().as_u16(), 200);
+    }
+    let healed_at = std::time::Instant::now();
+    for (from, region) in [
+        (&eu, "ap-south"),
+        (&eu, "us-east"),
+        (&ap, "eu-west"),
+        (&us, "eu-west"),
+    ] {
+        eventually(
+            &format!("{from} to see {region} alive again"),
+            START_LIMIT,
+            || async { (state_of(from, region).await.as_deref() == Some("alive")).then_some(()) },
+        )
+        .await;
+    }
+    eprintln!("the cut healed after {:?}", healed_at.elapsed());
+
+    dev.signal(Signal::SIGTERM);
+    let status = dev.wait_exit(Duration::from_secs(60));
+    assert!(
+        status.success(),
+        "dev exit {status:?}; log:\n{}",
+        dev.log_text()
+    );
+}
