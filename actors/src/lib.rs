@@ -1,6 +1,28 @@
-//! Actors that edge nodes host: one session actor per connected person, one
-//! classroom actor per live class and one sandbox-pool actor per language,
-//! built on `ractor` and reached across nodes through `ractor_cluster`.
-//! Issues 3, 4 and 6 fill this crate; the foundation only reserves its place
-//! in the dependency graph (it may depend on `gossip` and `sandbox`, never on
-//! `control-plane`).
+//! Actors that edge nodes host, built on `ractor` and reached across nodes
+//! through `ractor_cluster`. Gossip (the `gossip` crate) decides who is in the
+//! cluster; this crate follows it: when a member comes up the node opens one
+//! actor-cluster session to it, carried on a QUIC stream with the cluster's
+//! mutual TLS, and when gossip declares the member down the session is torn
+//! down (ractor's own ping never declares a peer dead). Remote actors are only
+//! ever found through process groups, because their ids change with every new
+//! session. Later issues add session, classroom and sandbox-pool actors; it
+//! may depend on `gossip` and `sandbox`, never on `control-plane`.
+//!
+//! Modules, one idea each: [`config`] (settings and limits), [`transport`]
+//! (the QUIC endpoint and the frame guard in front of ractor_cluster),
+//! [`system`] (the running actor system that follows gossip), [`groups`]
+//! (process-group names and look-ups), [`echo`] (the demo actor every edge
+//! registers) and [`metrics`] (Prometheus).
+
+pub mod config;
+pub mod echo;
+pub mod groups;
+pub mod metrics;
+pub mod system;
+pub mod transport;
+
+pub use config::{ActorConfig, ConfigError};
+pub use echo::{EchoActor, EchoMessage};
+pub use groups::{join_group, leave_group, members_of, GroupName, NODES_GROUP};
+pub use metrics::BadFrame;
+pub use system::{ActorSystem, ActorsError, SessionView};

@@ -41,6 +41,21 @@ pub const LEDGER_EXPIRY_SWEEP_INTERVAL_MS_DEFAULT: u64 = 1_000;
 /// Default cap on pending transfers expired by one sweep.
 pub const LEDGER_EXPIRY_SWEEP_BATCH_MAX_DEFAULT: u32 = 1_000;
 
+/// Default cap on the items of one page of a content list (courses,
+/// modules, units, a learner's frontier).
+pub const CONTENT_PAGE_SIZE_MAX_DEFAULT: u32 = 1_000;
+/// Default cap on a unit's serialised JSON body: room for a long lesson.
+pub const CONTENT_UNIT_BODY_BYTES_MAX_DEFAULT: u32 = 256 * 1024;
+/// Largest `content_unit_body_bytes_max` accepted: below axum's default
+/// 2 MiB body limit, so our own check (with its clear code) is what fires.
+pub const CONTENT_UNIT_BODY_BYTES_MAX_LIMIT: u32 = 1024 * 1024;
+/// Default cap on the questions of one quiz.
+pub const CONTENT_QUIZ_QUESTIONS_MAX_DEFAULT: u32 = 200;
+/// Default cap on the tests of one assignment or code question.
+pub const CONTENT_ASSIGNMENT_TESTS_MAX_DEFAULT: u32 = 32;
+/// Default cap on the prerequisites of one unit.
+pub const PATH_EDGES_PER_UNIT_MAX_DEFAULT: u32 = 32;
+
 /// Control-plane settings (the `[control_plane]` table of the config file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -78,6 +93,21 @@ pub struct ControlPlaneConfig {
     pub ledger_expiry_sweep_interval_ms: u64,
     /// Most pending transfers one sweep expires.
     pub ledger_expiry_sweep_batch_max: u32,
+    /// The secret edge nodes present (as a bearer token) to report
+    /// submissions; empty refuses every report. `lyceum dev` makes one up.
+    pub edge_service_key: String,
+    /// Most submissions on one page of `GET /api/v1/submissions`.
+    pub submissions_page_size_max: u32,
+    /// Most items on one page of a content list or frontier.
+    pub content_page_size_max: u32,
+    /// Largest serialised body of one unit.
+    pub content_unit_body_bytes_max: u32,
+    /// Most questions in one quiz.
+    pub content_quiz_questions_max: u32,
+    /// Most tests (visible and hidden) in one assignment or code question.
+    pub content_assignment_tests_max: u32,
+    /// Most prerequisites one unit may have.
+    pub path_edges_per_unit_max: u32,
     /// Directory for the embedded SQLite database; set by the binary from
     /// the global data dir, not by users.
     #[serde(skip)]
@@ -103,6 +133,13 @@ impl Default for ControlPlaneConfig {
             ledger_pending_timeout_ms_max: LEDGER_PENDING_TIMEOUT_MS_MAX_DEFAULT,
             ledger_expiry_sweep_interval_ms: LEDGER_EXPIRY_SWEEP_INTERVAL_MS_DEFAULT,
             ledger_expiry_sweep_batch_max: LEDGER_EXPIRY_SWEEP_BATCH_MAX_DEFAULT,
+            edge_service_key: String::new(),
+            submissions_page_size_max: 1_000,
+            content_page_size_max: CONTENT_PAGE_SIZE_MAX_DEFAULT,
+            content_unit_body_bytes_max: CONTENT_UNIT_BODY_BYTES_MAX_DEFAULT,
+            content_quiz_questions_max: CONTENT_QUIZ_QUESTIONS_MAX_DEFAULT,
+            content_assignment_tests_max: CONTENT_ASSIGNMENT_TESTS_MAX_DEFAULT,
+            path_edges_per_unit_max: PATH_EDGES_PER_UNIT_MAX_DEFAULT,
             data_dir: PathBuf::from(".lyceum/control-plane"),
         }
     }
@@ -156,6 +193,15 @@ impl ControlPlaneConfig {
                 "must be at most 8000 (SQLite binds at most 32766 parameters)",
             );
         }
+        if self.submissions_page_size_max == 0 {
+            return bad("submissions_page_size_max", "must be at least 1");
+        }
+        if !self.edge_service_key.is_empty() && self.edge_service_key.len() < 16 {
+            return bad(
+                "edge_service_key",
+                "must be empty (reports refused) or at least 16 bytes",
+            );
+        }
         if self.ledger_page_size_max == 0 {
             return bad("ledger_page_size_max", "must be at least 1");
         }
@@ -175,6 +221,27 @@ impl ControlPlaneConfig {
         }
         if self.ledger_expiry_sweep_batch_max == 0 {
             return bad("ledger_expiry_sweep_batch_max", "must be at least 1");
+        }
+        for (key, value) in [
+            ("content_page_size_max", self.content_page_size_max),
+            (
+                "content_quiz_questions_max",
+                self.content_quiz_questions_max,
+            ),
+            (
+                "content_assignment_tests_max",
+                self.content_assignment_tests_max,
+            ),
+            ("path_edges_per_unit_max", self.path_edges_per_unit_max),
+        ] {
+            if value == 0 {
+                return bad(key, "must be at least 1");
+            }
+        }
+        if self.content_unit_body_bytes_max < 2
+            || self.content_unit_body_bytes_max > CONTENT_UNIT_BODY_BYTES_MAX_LIMIT
+        {
+            return bad("content_unit_body_bytes_max", "must be 2 to 1048576");
         }
         if !self.database_url.is_empty()
             && !self.database_url.starts_with("sqlite:")

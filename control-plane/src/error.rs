@@ -32,6 +32,13 @@ pub enum ErrorCode {
     PendingClosed,
     /// The pending transfer's timeout has passed; it is expired now.
     PendingExpired,
+    /// A body parses but breaks a rule of its kind (a quiz answer out of
+    /// range, a bad date).
+    ValidationFailed,
+    /// A prerequisite edge would close a cycle in a learning path.
+    Cycle,
+    /// The unit has no published version for learners to see yet.
+    NotPublished,
     /// The configuration is invalid.
     InvalidConfig,
     /// The database failed; the request may be retried.
@@ -56,6 +63,9 @@ impl ErrorCode {
             Self::IdempotencyConflict => "idempotency_conflict",
             Self::PendingClosed => "pending_closed",
             Self::PendingExpired => "pending_expired",
+            Self::ValidationFailed => "validation_failed",
+            Self::Cycle => "cycle",
+            Self::NotPublished => "not_published",
             Self::InvalidConfig => "invalid_config",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
@@ -102,9 +112,15 @@ pub enum ControlPlaneError {
     /// The request clashes with the current state (a taken email, say).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// An id was used before with a different request body.
+    #[error("idempotency conflict: {0}")]
+    IdempotencyConflict(String),
     /// A ledger operation was refused or failed.
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),
+    /// A content or learning-path operation was refused or failed.
+    #[error(transparent)]
+    Content(#[from] crate::content::ContentError),
     /// A key or hash stored by us could not be used.
     #[error("crypto error: {0}")]
     Crypto(String),
@@ -123,8 +139,10 @@ impl ControlPlaneError {
             Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::Conflict(_) => ErrorCode::Conflict,
+            Self::IdempotencyConflict(_) => ErrorCode::IdempotencyConflict,
             Self::Crypto(_) => ErrorCode::Internal,
             Self::Ledger(err) => err.code(),
+            Self::Content(err) => err.code(),
         }
     }
 }

@@ -30,6 +30,8 @@ pub fn router(cp: ControlPlane) -> Router {
         .route("/api/v1/auth/keys/{kid}", delete(retire_key))
         .route("/api/v1/me", get(me))
         .merge(crate::ledger::routes())
+        .merge(crate::content::routes())
+        .merge(crate::submissions::routes())
         .with_state(cp)
 }
 
@@ -130,13 +132,16 @@ impl From<ControlPlaneError> for ApiError {
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
-            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::NotFound | ErrorCode::NotPublished => StatusCode::NOT_FOUND,
             ErrorCode::Conflict
             | ErrorCode::InsufficientFunds
             | ErrorCode::IdempotencyConflict
             | ErrorCode::PendingClosed
-            | ErrorCode::PendingExpired => StatusCode::CONFLICT,
-            ErrorCode::CurrencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            | ErrorCode::PendingExpired
+            | ErrorCode::Cycle => StatusCode::CONFLICT,
+            ErrorCode::CurrencyMismatch | ErrorCode::ValidationFailed => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::InvalidConfig | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -7,6 +7,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod content;
 pub mod db;
 pub mod error;
 pub mod http;
@@ -16,6 +17,7 @@ pub mod ledger;
 pub mod passwords;
 pub mod seed;
 pub mod sessions;
+pub mod submissions;
 pub mod tokens;
 
 use std::sync::{Arc, Weak};

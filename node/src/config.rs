@@ -156,6 +156,10 @@ pub struct EdgeConfig {
     pub join: Vec<String>,
     /// QUIC address gossip listens on (UDP).
     pub gossip_listen: String,
+    /// QUIC address the actor transport (ractor_cluster sessions) listens on
+    /// (UDP); empty means `gossip_listen`'s IP with its port + 100 (a free
+    /// port when gossip's is 0).
+    pub actor_listen: String,
     /// SWIM timing preset: `lan` (a dead node known in about 3 s) or `wan`
     /// (about 15 s, tolerant of slow links).
     pub swim_preset: SwimPreset,
@@ -192,6 +196,12 @@ pub struct EdgeConfig {
     pub run_results_max: u32,
     /// Most items one list request returns (`?limit=` is capped by it).
     pub list_page_max: u32,
+    /// The control plane's `edge_service_key`, sent with submission
+    /// reports; empty keeps reports in the outbox (nothing is published).
+    pub control_plane_service_key: String,
+    /// Longest pause between retries of a submission report the control
+    /// plane did not take (the pause doubles from 100 ms up to this).
+    pub outbox_retry_max_ms: u64,
     /// Whether operators may inject gossip faults through
     /// `/api/v1/operator/faults` (drop, delay or cut traffic with chosen
     /// peers). Off by default: a production node must not offer it.
@@ -211,6 +221,7 @@ impl Default for EdgeConfig {
             control_plane_url: "http://127.0.0.1:7400".to_owned(),
             join: Vec::new(),
             gossip_listen: "127.0.0.1:7501".to_owned(),
+            actor_listen: String::new(),
             swim_preset: SwimPreset::Lan,
             tls_ca_cert: String::new(),
             tls_cert: String::new(),
@@ -228,7 +239,49 @@ impl Default for EdgeConfig {
             run_results_max: 100_000,
             list_page_max: 1_000,
             fault_injection: false,
+            control_plane_service_key: String::new(),
+            outbox_retry_max_ms: 30_000,
         }
+    }
+}
+
+/// How far above the gossip port the actor transport listens when
+/// `edge.actor_listen` is empty.
+pub const ACTOR_PORT_OFFSET: u16 = 100;
+
+impl EdgeConfig {
+    /// Where the actor transport binds: `actor_listen`, or when that is empty
+    /// the gossip address's IP with its port + [`ACTOR_PORT_OFFSET`] (a free
+    /// port when gossip's is 0), so the dev cluster's edges never collide.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming `edge.actor_listen` (or `edge.gossip_listen`)
+    /// when the address does not parse or the derived port is out of range.
+    pub fn actor_addr(&self) -> Result<std::net::SocketAddr, ConfigError> {
+        if !self.actor_listen.is_empty() {
+            return self.actor_listen.parse().map_err(|_| {
+                ConfigError::invalid(
+                    "edge.actor_listen",
+                    format!("{:?} is not an ip:port address", self.actor_listen),
+                )
+            });
+        }
+        let gossip: std::net::SocketAddr = self.gossip_listen.parse().map_err(|_| {
+            ConfigError::invalid(
+                "edge.gossip_listen",
+                format!("{:?} is not an ip:port address", self.gossip_listen),
+            )
+        })?;
+        let port = match gossip.port() {
+            0 => 0,
+            port => port.checked_add(ACTOR_PORT_OFFSET).ok_or_else(|| {
+                ConfigError::invalid(
+                    "edge.actor_listen",
+                    "empty, and gossip_listen's port + 100 is past 65535; set it",
+                )
+            })?,
+        };
+        Ok(std::net::SocketAddr::new(gossip.ip(), port))
     }
 }
 
@@ -358,6 +411,7 @@ impl Config {
             check_addr("edge.join", peer)?;
         }
         check_addr("edge.gossip_listen", &edge.gossip_listen)?;
+        edge.actor_addr()?;
         let tls_given = [&edge.tls_ca_cert, &edge.tls_cert, &edge.tls_key]
             .iter()
             .filter(|path| !path.is_empty())
@@ -403,6 +457,7 @@ impl Config {
             ),
             ("edge.run_results_max", u64::from(edge.run_results_max)),
             ("edge.list_page_max", u64::from(edge.list_page_max)),
+            ("edge.outbox_retry_max_ms", edge.outbox_retry_max_ms),
         ] {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1"));

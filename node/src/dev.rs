@@ -134,6 +134,9 @@ fn release_data_dir(run_dir: &Path) {
 struct Supervisor {
     exe: PathBuf,
     global_args: Vec<String>,
+    /// Environment every child gets: the service key edges report
+    /// submissions with, shared by the control plane.
+    child_env: Vec<(String, String)>,
     config: Config,
     run_dir: PathBuf,
     children: BTreeMap<String, Running>,
@@ -164,11 +167,30 @@ impl Supervisor {
             "--log-filter".to_owned(),
             config.log_filter.clone(),
         ]);
+        // The edges' service key: the configured one, or one made up for
+        // this run (it never leaves this machine's processes).
+        let key = if config.control_plane.edge_service_key.is_empty() {
+            format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            )
+        } else {
+            config.control_plane.edge_service_key.clone()
+        };
+        let child_env = vec![
+            (
+                "LYCEUM_CONTROL_PLANE__EDGE_SERVICE_KEY".to_owned(),
+                key.clone(),
+            ),
+            ("LYCEUM_EDGE__CONTROL_PLANE_SERVICE_KEY".to_owned(), key),
+        ];
         // One slot per child is enough: each child exits once.
         let (exits_tx, exits) = mpsc::channel(config.dev.regions.len() + 1);
         Ok(Self {
             exe,
             global_args,
+            child_env,
             config: config.clone(),
             run_dir,
             children: BTreeMap::new(),
@@ -259,6 +281,7 @@ impl Supervisor {
         command
             .args(&self.global_args)
             .args(args)
+            .envs(self.child_env.iter().map(|(k, v)| (k, v)))
             .arg("--ready-file")
             .arg(&ready_path)
             .arg("--supervised")

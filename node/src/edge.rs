@@ -137,6 +137,8 @@ struct EdgeState {
     sandbox: Arc<tokio::sync::OnceCell<sandbox::Sandbox>>,
     /// Cluster membership.
     gossip: Arc<gossip::GossipHandle>,
+    /// The actor system: ractor_cluster sessions to the other edges.
+    actors: Arc<actors::ActorSystem>,
     /// Per-user budget of code runs.
     run_limiter: Arc<crate::rate_limit::RateLimiter>,
     /// Per-tenant budget of code runs.
@@ -289,18 +291,27 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
         .with_context(|| format!("listen on {} (edge.listen)", edge.listen))?;
     let http_addr = listener.local_addr()?;
     let url = format!("http://{http_addr}");
-    let gossip = start_gossip(config, &identity, &url, http_addr, &metrics)
+    let actor_system = start_actors(config, &identity, &metrics)
+        .await
+        .context("start the actor system")?;
+    let gossip = start_gossip(config, &identity, &url, actor_system.local_addr(), &metrics)
         .await
         .context("start gossip")?;
     let gossip_addr = gossip.local_addr();
     tracing::info!(%gossip_addr, seeds = ?edge.join, "gossip started");
+    let gossip = Arc::new(gossip);
+    actor_system.follow(&gossip);
+    let echo = actors::EchoActor::start(identity.node_id.clone())
+        .await
+        .context("start the echo actor")?;
     let state = EdgeState {
         identity: identity.clone(),
         url: url.clone(),
         join: edge.join.clone(),
         keys: Arc::new(KeyCache::new(&edge)?),
         sandbox: Arc::new(tokio::sync::OnceCell::new()),
-        gossip: Arc::new(gossip),
+        gossip,
+        actors: Arc::new(actor_system),
         run_limiter: Arc::new(crate::rate_limit::RateLimiter::new(
             edge.runs_per_user_per_minute_max,
             usize::try_from(edge.rate_limited_users_max).unwrap_or(usize::MAX),
@@ -339,6 +350,7 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/languages", get(languages))
         .route("/api/v1/cluster/members", get(cluster_members))
+        .route("/api/v1/cluster/actors", get(cluster_actors))
         .route("/api/v1/regions", get(regions))
         .route("/api/v1/runs", axum::routing::post(run_code))
         .route("/api/v1/runs/{id}", get(get_run))
@@ -372,6 +384,19 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
         readiness.clone(),
         shutdown.clone(),
     ));
+    crate::outbox::start(
+        state.runs.clone(),
+        reqwest::Client::builder()
+            .timeout(Duration::from_millis(edge.control_plane_timeout_ms))
+            .build()
+            .context("http client")?,
+        &edge.control_plane_url,
+        edge.control_plane_service_key.clone(),
+        Duration::from_millis(edge.outbox_retry_max_ms),
+        basics.metrics.registry(),
+        shutdown.clone(),
+    )
+    .context("outbox metrics")?;
     tokio::spawn(start_sandbox(
         edge.clone(),
         config.sandbox.clone(),
@@ -407,6 +432,10 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
     if let Some(sandbox) = state.sandbox.get() {
         sandbox.shutdown().await;
     }
+    echo.stop(None);
+    if let Ok(actor_system) = Arc::try_unwrap(state.actors) {
+        actor_system.shutdown().await;
+    }
     // Leave the cluster so peers do not suspect a crash.
     match Arc::try_unwrap(state.gossip) {
         Ok(handle) => {
@@ -428,32 +457,18 @@ async fn start_gossip(
     config: &Config,
     identity: &NodeIdentity,
     http_url: &str,
-    http_addr: std::net::SocketAddr,
+    actor_addr: std::net::SocketAddr,
     metrics: &crate::metrics::Metrics,
 ) -> anyhow::Result<gossip::GossipHandle> {
     let edge = &config.edge;
-    let tls = if edge.tls_ca_cert.is_empty() {
-        let dir = config.data_dir.join("cluster-ca");
-        let ca = gossip::ClusterCa::generate(&dir)
-            .with_context(|| format!("dev cluster CA in {}", dir.display()))?;
-        ca.material_for(&identity.node_id)?
-    } else {
-        gossip::TlsMaterial::from_pem_files(
-            Path::new(&edge.tls_ca_cert),
-            Path::new(&edge.tls_cert),
-            Path::new(&edge.tls_key),
-        )
-        .context("edge.tls_ca_cert, edge.tls_cert, edge.tls_key")?
-    };
+    let tls = cluster_tls(config, identity)?;
     let bind: std::net::SocketAddr = edge.gossip_listen.parse().context("edge.gossip_listen")?;
-    // The actor transport arrives with the actors work; until then the
-    // identity advertises the HTTP address in its place.
     let me = gossip::NodeIdentity::new(
         identity.node_id.clone(),
         identity.region.clone(),
         bind,
         http_url,
-        http_addr,
+        actor_addr,
         identity.generation,
     )?;
     let mut gossip_config = gossip::GossipConfig::new(me, bind, tls);
@@ -468,6 +483,72 @@ async fn start_gossip(
     };
     gossip_config.registry = metrics.component_registry().clone();
     Ok(gossip::Gossip::start(gossip_config).await?)
+}
+
+/// The cluster's mutual-TLS material, shared by gossip and the actor
+/// transport: the operator's CA and certificate when configured, else the dev
+/// CA under the data dir (created by the first edge that needs it).
+fn cluster_tls(config: &Config, identity: &NodeIdentity) -> anyhow::Result<gossip::TlsMaterial> {
+    let edge = &config.edge;
+    if edge.tls_ca_cert.is_empty() {
+        let dir = config.data_dir.join("cluster-ca");
+        let ca = gossip::ClusterCa::generate(&dir)
+            .with_context(|| format!("dev cluster CA in {}", dir.display()))?;
+        Ok(ca.material_for(&identity.node_id)?)
+    } else {
+        gossip::TlsMaterial::from_pem_files(
+            Path::new(&edge.tls_ca_cert),
+            Path::new(&edge.tls_cert),
+            Path::new(&edge.tls_key),
+        )
+        .context("edge.tls_ca_cert, edge.tls_cert, edge.tls_key")
+    }
+}
+
+/// Starts the actor system (issue 4): its QUIC endpoint on `edge.actor_listen`
+/// with the cluster's TLS material, metrics in the component registry. It is
+/// started before gossip so gossip can advertise its bound address, and told
+/// to follow gossip once that runs.
+async fn start_actors(
+    config: &Config,
+    identity: &NodeIdentity,
+    metrics: &crate::metrics::Metrics,
+) -> anyhow::Result<actors::ActorSystem> {
+    let tls = cluster_tls(config, identity)?;
+    let bind = config.edge.actor_addr()?;
+    let mut actor_config = actors::ActorConfig::new(bind, tls, identity.generation);
+    actor_config.registry = metrics.component_registry().clone();
+    Ok(actors::ActorSystem::start(actor_config).await?)
+}
+
+/// The actor-cluster view of this node: one entry per gossip member with
+/// whether an authenticated ractor_cluster session to it is open, and how many
+/// echo actors group `nodes` holds (this node's own included).
+async fn cluster_actors(State(state): State<EdgeState>) -> Response {
+    let sessions = match state.actors.sessions().await {
+        Ok(sessions) => sessions,
+        Err(err) => {
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                &err.to_string(),
+            )
+        }
+    };
+    let members: Vec<_> = state
+        .gossip
+        .members()
+        .into_iter()
+        .map(|m| {
+            let connected = sessions.iter().any(|s| s.node_id == m.node_id);
+            json!({"node_id": m.node_id, "region": m.region, "connected": connected})
+        })
+        .collect();
+    Json(json!({
+        "sessions": members,
+        "groups": {"nodes": actors::members_of(actors::NODES_GROUP).len()},
+    }))
+    .into_response()
 }
 
 fn state_name(state: gossip::MemberState) -> &'static str {

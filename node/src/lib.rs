@@ -11,6 +11,7 @@ pub mod control_plane;
 pub mod dev;
 pub mod edge;
 pub mod metrics;
+pub mod outbox;
 pub mod rate_limit;
 pub mod readiness;
 pub mod ready_file;

@@ -80,8 +80,13 @@ pub struct RunStore {
     db: sled::Db,
     runs: sled::Tree,
     outbox: sled::Tree,
+    /// Reports the control plane refused for good (409, 400): kept for an
+    /// operator, never retried, never silently dropped.
+    dead_letters: sled::Tree,
     abuse: sled::Tree,
     entries_max: usize,
+    /// Wakes the publisher when an event is added.
+    added: tokio::sync::Notify,
     /// Entries in `runs` (sled's `len` walks the tree, so it is counted).
     runs_len: AtomicUsize,
     outbox_len: AtomicUsize,
@@ -99,6 +104,7 @@ impl RunStore {
         let runs = db.open_tree("runs")?;
         let outbox = db.open_tree("outbox")?;
         let abuse = db.open_tree("abuse")?;
+        let dead_letters = db.open_tree("outbox_dead_letters")?;
         Ok(Self {
             runs_len: AtomicUsize::new(runs.len()),
             outbox_len: AtomicUsize::new(outbox.len()),
@@ -106,8 +112,10 @@ impl RunStore {
             db: db.clone(),
             runs,
             outbox,
+            dead_letters,
             abuse,
             entries_max,
+            added: tokio::sync::Notify::new(),
         })
     }
 
@@ -143,8 +151,9 @@ impl RunStore {
         }
         self.db.flush_async().await?;
         self.trim(&self.runs, &self.runs_len)?;
-        // The outbox is trimmed like the runs until a publisher drains it.
+        // Bounded like the runs, should the control plane stay away.
         self.trim(&self.outbox, &self.outbox_len)?;
+        self.added.notify_one();
         Ok(())
     }
 
@@ -191,6 +200,61 @@ impl RunStore {
     /// Submission events waiting for the control plane.
     pub fn outbox_len(&self) -> usize {
         self.outbox_len.load(Ordering::Relaxed)
+    }
+
+    /// The oldest event waiting, with its key.
+    ///
+    /// # Errors
+    /// [`StoreError`] when sled fails or the value is corrupt.
+    pub fn oldest_event(&self) -> Result<Option<(sled::IVec, SubmissionEvent)>, StoreError> {
+        self.outbox
+            .first()?
+            .map(|(key, bytes)| {
+                serde_json::from_slice(&bytes)
+                    .map(|event| (key, event))
+                    .map_err(|e| corrupt("outbox", &e))
+            })
+            .transpose()
+    }
+
+    /// Removes a published event.
+    ///
+    /// # Errors
+    /// [`StoreError`] when sled fails.
+    pub fn remove_event(&self, key: &[u8]) -> Result<(), StoreError> {
+        if self.outbox.remove(key)?.is_some() {
+            self.outbox_len.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Moves an event the control plane refused for good to the dead
+    /// letters, with the reason.
+    ///
+    /// # Errors
+    /// [`StoreError`] when sled fails.
+    pub fn dead_letter(&self, key: &[u8], reason: &str) -> Result<(), StoreError> {
+        if let Some(bytes) = self.outbox.get(key)? {
+            let entry = serde_json::json!({
+                "event": serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default(),
+                "reason": reason,
+            });
+            let value = serde_json::to_vec(&entry).map_err(|e| corrupt("outbox", &e))?;
+            self.dead_letters.insert(key, value)?;
+            self.remove_event(key)?;
+        }
+        Ok(())
+    }
+
+    /// Events refused for good.
+    pub fn dead_letters_len(&self) -> usize {
+        self.dead_letters.len()
+    }
+
+    /// Waits until an event is added (or returns at once if one was added
+    /// since the last wait).
+    pub async fn event_added(&self) {
+        self.added.notified().await;
     }
 
     fn trim(&self, tree: &sled::Tree, len: &AtomicUsize) -> Result<(), StoreError> {

@@ -11,18 +11,19 @@ use tower::ServiceExt as _;
 
 use crate::databases::{TestDb, ENGINES};
 
-struct Api {
+/// The real router, called in process (shared with other suites).
+pub(crate) struct Api {
     router: axum::Router,
 }
 
 impl Api {
-    fn new(cp: &control_plane::ControlPlane) -> Self {
+    pub(crate) fn new(cp: &control_plane::ControlPlane) -> Self {
         Self {
             router: control_plane::http::router(cp.clone()),
         }
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -57,12 +58,12 @@ impl Api {
         (status, value)
     }
 
-    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
         self.call(Method::POST, path, token, Some(body)).await
     }
 }
 
-fn code(answer: &(u16, Value)) -> (u16, String) {
+pub(crate) fn code(answer: &(u16, Value)) -> (u16, String) {
     (
         answer.0,
         answer.1["error"]["code"].as_str().unwrap_or("-").to_owned(),

@@ -5,6 +5,9 @@
 //! suite; it never skips.
 
 mod auth_api;
+mod content;
 mod databases;
 mod identity;
 mod ledger;
+mod paths;
+mod submissions;

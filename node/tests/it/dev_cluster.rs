@@ -204,6 +204,29 @@ async fn dev_cluster_starts_survives_a_dead_edge_and_stops() {
     let kept_url = format!("{}/api/v1/runs/{run_id}", urls[1]);
     let (status, kept) = get_json(&kept_url, Some(learner)).await.expect("kept");
     assert_eq!((status, &kept), (200, &result));
+    // ...and its outbox reports it to the control plane, which records it.
+    let submissions_url = format!("{cp_url}/api/v1/submissions");
+    let recorded: Value = eventually("the control plane to record the run", START_LIMIT, || {
+        let (url, id) = (submissions_url.clone(), run_id.to_owned());
+        async move {
+            let (status, page) = get_json(&url, Some(learner)).await?;
+            let found = page["items"]
+                .as_array()?
+                .iter()
+                .find(|s| s["id"] == id.as_str());
+            (status == 200).then(|| found.cloned()).flatten()
+        }
+    })
+    .await;
+    assert_eq!(
+        (
+            recorded["status"].as_str(),
+            recorded["region"].as_str(),
+            recorded["language"].as_str()
+        ),
+        (Some("accepted"), Some("eu-west"), Some("python")),
+        "{recorded}"
+    );
     assert_eq!(result["tests"][0]["status"], "accepted", "{result}");
     for key in ["validate", "schedule", "execute", "capture"] {
         assert!(result["stages_ms"][key].is_number(), "{result}");

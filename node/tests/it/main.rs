@@ -3,6 +3,7 @@
 //! Docker engine behind the edges' readiness), edge identity across restarts,
 //! HTTP limits, and the control plane on PostgreSQL.
 
+mod actors_cluster;
 mod config;
 mod control_plane_process;
 mod dev_cluster;

@@ -5,11 +5,12 @@ use sandbox::abuse::AbuseKind;
 use sandbox::job::{StepKind, StreamKind};
 use sandbox::Verdict;
 
-use crate::support::{request, sandbox};
+use crate::support::{containers_of, machine_shared, request, sandbox_owned};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn output_streams_while_the_program_runs_and_matches_the_result() {
-    let sb = sandbox(&["python"], |c| c.pool_target = 1).await;
+    let _machine = machine_shared().await;
+    let (sb, owner) = sandbox_owned(&["python"], |c| c.pool_target = 1).await;
     // Three pieces a little apart, one of them splitting a multi-byte
     // character across two writes, and something on stderr.
     let code = r#"
@@ -54,11 +55,14 @@ sys.stderr.write("warned\n")
         result.memory_kb.is_some_and(|kb| kb > 1024),
         "the cgroup's peak memory is reported: {result:?}"
     );
+    sb.shutdown().await;
+    assert!(containers_of(&owner).is_empty(), "containers left behind");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_sink_drops_pieces_but_the_result_keeps_everything() {
-    let sb = sandbox(&["python"], |c| {
+    let _machine = machine_shared().await;
+    let (sb, owner) = sandbox_owned(&["python"], |c| {
         c.pool_target = 1;
         c.stream_chunks_max = 1;
     })
@@ -73,11 +77,14 @@ async fn a_full_sink_drops_pieces_but_the_result_keeps_everything() {
     let expected: String = (0..20).map(|i| format!("{i}\n")).collect();
     assert_eq!(result.stdout, expected);
     assert!(sink.dropped() > 0, "nobody read: pieces were dropped");
+    sb.shutdown().await;
+    assert!(containers_of(&owner).is_empty(), "containers left behind");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_abuse_monitor_ends_sustained_cpu_and_fork_bombs_and_spares_honest_runs() {
-    let sb = sandbox(&["python", "bash"], |c| {
+    let _machine = machine_shared().await;
+    let (sb, owner) = sandbox_owned(&["python", "bash"], |c| {
         c.pool_target = 1;
         c.abuse_cpu_sustained_ms = 1_000;
         c.abuse_pids_sustained_ms = 300;
@@ -119,13 +126,16 @@ async fn the_abuse_monitor_ends_sustained_cpu_and_fork_bombs_and_spares_honest_r
         (Verdict::Accepted, None, "ok\n"),
         "{fine:?}"
     );
+    sb.shutdown().await;
+    assert!(containers_of(&owner).is_empty(), "containers left behind");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compiles_are_not_watched_by_the_abuse_monitor() {
+    let _machine = machine_shared().await;
     // A monitor so strict that any busy run step trips it, yet the compile
     // step (busy for far longer than 1 ms) goes through.
-    let sb = sandbox(&["c"], |c| {
+    let (sb, owner) = sandbox_owned(&["c"], |c| {
         c.pool_target = 1;
         c.abuse_cpu_sustained_ms = 1;
         c.abuse_sample_ms = 50;
@@ -139,4 +149,6 @@ async fn compiles_are_not_watched_by_the_abuse_monitor() {
         .await
         .expect("run");
     assert_eq!((ok.status, ok.abuse), (Verdict::Accepted, None), "{ok:?}");
+    sb.shutdown().await;
+    assert!(containers_of(&owner).is_empty(), "containers left behind");
 }

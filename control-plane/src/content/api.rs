@@ -1,0 +1,397 @@
+//! The content and path routes under `/api/v1`. Authoring (creating,
+//! editing, publishing, prerequisites, recording results, reading drafts)
+//! needs the instructor role in the tenant, or an operator, who acts
+//! fleet-wide: an operator's request about an id is scoped to the tenant
+//! that owns it. Learners read published content of their own tenant. Every
+//! other tenant's ids are unknown (404), never data.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::courses::{self, Course, Module, NewCourse, NewModule, Owned};
+use super::paths::{self, FrontierUnit, NewPrerequisite, NewResult, Prerequisite, UnitResult};
+use super::units::{self, DraftUpdate, NewUnit, Published, Unit, UnitSummary, View};
+use super::{ContentError, Limits};
+use crate::error::ControlPlaneError;
+use crate::http::{ApiError, Caller};
+use crate::tokens::Role;
+use crate::ControlPlane;
+
+/// The content routes, merged into [`crate::http::router`].
+pub(crate) fn routes() -> Router<ControlPlane> {
+    Router::new()
+        .route("/api/v1/courses", post(create_course).get(list_courses))
+        .route("/api/v1/courses/{id}", get(get_course))
+        .route(
+            "/api/v1/courses/{id}/modules",
+            post(create_module).get(list_modules),
+        )
+        .route(
+            "/api/v1/modules/{id}/units",
+            post(create_unit).get(list_units),
+        )
+        .route("/api/v1/units/{id}", get(get_unit).put(update_draft))
+        .route("/api/v1/units/{id}/publish", post(publish))
+        .route(
+            "/api/v1/units/{id}/prerequisites",
+            post(add_prerequisite).get(list_prerequisites),
+        )
+        .route(
+            "/api/v1/units/{id}/prerequisites/{prerequisite_id}",
+            delete(remove_prerequisite),
+        )
+        .route("/api/v1/units/{id}/results/{user_id}", put(record_result))
+        .route("/api/v1/paths/frontier", get(frontier))
+}
+
+impl From<ContentError> for ApiError {
+    fn from(err: ContentError) -> Self {
+        ControlPlaneError::from(err).into()
+    }
+}
+
+const AUTHORS: [Role; 2] = [Role::Instructor, Role::Operator];
+
+fn limits(cp: &ControlPlane) -> Limits {
+    Limits::from_config(cp.config())
+}
+
+fn is_author(caller: &Caller) -> bool {
+    AUTHORS.contains(&caller.0.role)
+}
+
+/// The tenant a request about `id` is scoped to: the caller's, or for an
+/// operator the one owning `id`.
+async fn tenant_of(
+    cp: &ControlPlane,
+    caller: &Caller,
+    what: Owned,
+    id: &str,
+) -> Result<String, ApiError> {
+    if caller.0.role == Role::Operator {
+        Ok(courses::owner_tenant(cp.db(), what, id).await?)
+    } else {
+        Ok(caller.0.tid.clone())
+    }
+}
+
+/// `?limit=&after=` of the content lists.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// Items per page, 1 to `content_page_size_max`; default 100.
+    pub limit: Option<u32>,
+    /// Return items whose id sorts after this one (the last id seen).
+    pub after: Option<String>,
+}
+
+/// One page of a list; `next_after` is the `after` of the next page,
+/// absent on the last one.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Page<T> {
+    /// The items, in id (creation) order.
+    pub items: Vec<T>,
+    /// Cursor for the next page.
+    pub next_after: Option<String>,
+}
+
+fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    query.map(|Query(q)| q).map_err(|rejection| {
+        ControlPlaneError::BadRequest(format!("query string: {}", rejection.body_text())).into()
+    })
+}
+
+fn page<T>(items: Vec<T>, limit: u32, id: impl Fn(&T) -> &str) -> Page<T> {
+    let full = items.len() == usize::try_from(limit).unwrap_or(usize::MAX);
+    let next_after = if full {
+        items.last().map(|item| id(item).to_owned())
+    } else {
+        None
+    };
+    Page { items, next_after }
+}
+
+async fn create_course(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    body: Result<Json<NewCourse>, JsonRejection>,
+) -> Result<(StatusCode, Json<Course>), ApiError> {
+    caller.require_any(&AUTHORS)?;
+    let Json(request) = body?;
+    let course = courses::create_course(
+        cp.db(),
+        &caller.0.tid,
+        &caller.0.sub,
+        &request,
+        cp.clock().now_ms(),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(course)))
+}
+
+async fn list_courses(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<Page<Course>>, ApiError> {
+    let q = query(q)?;
+    let limit = limits(&cp).page_size(q.limit)?;
+    let items = courses::list_courses(cp.db(), &caller.0.tid, q.after.as_deref(), limit).await?;
+    Ok(Json(page(items, limit, |c: &Course| &c.id)))
+}
+
+async fn get_course(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Course>, ApiError> {
+    let tenant = tenant_of(&cp, &caller, Owned::Course, &id).await?;
+    Ok(Json(courses::get_course(cp.db(), &tenant, &id).await?))
+}
+
+async fn create_module(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Json<NewModule>, JsonRejection>,
+) -> Result<(StatusCode, Json<Module>), ApiError> {
+    caller.require_any(&AUTHORS)?;
+    let Json(request) = body?;
+    let tenant = tenant_of(&cp, &caller, Owned::Course, &id).await?;
+    let module =
+        courses::create_module(cp.db(), &tenant, &id, &request, cp.clock().now_ms()).await?;
+    Ok((StatusCode::CREATED, Json(module)))
+}
+
+async fn list_modules(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    Path(id): Path<String>,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<Page<Module>>, ApiError> {
+    let q = query(q)?;
+    let limit = limits(&cp).page_size(q.limit)?;
+    let tenant = tenant_of(&cp, &caller, Owned::Course, &id).await?;
+    let items = courses::list_modules(cp.db(), &tenant, &id, q.after.as_deref(), limit).await?;
+    Ok(Json(page(items, limit, |m: &Module| &m.id)))
+}
+
+async fn create_unit(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Json<NewUnit>, JsonRejection>,
+) -> Result<(StatusCode, Json<Unit>), ApiError> {
+    caller.require_any(&AUTHORS)?;
+    let Json(request) = body?;
+    let tenant = tenant_of(&cp, &caller, Owned::Module, &id).await?;
+    let unit = units::create_unit(
+        cp.db(),
+        &tenant,
+        &id,
+        request,
+        &limits(&cp),
+        cp.clock().now_ms(),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(unit)))
+}
+
+async fn list_units(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    Path(id): Path<String>,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<Page<UnitSummary>>, ApiError> {
+    let q = query(q)?;
+    let limit = limits(&cp).page_size(q.limit)?;
+    let tenant = tenant_of(&cp, &caller, Owned::Module, &id).await?;
+    let items = units::list_units(
+        cp.db(),
+        &tenant,
+        &id,
+        !is_author(&caller),
+        q.after.as_deref(),
+        limit,
+    )
+    .await?;
+    Ok(Json(page(items, limit, |u: &UnitSummary| &u.id)))
+}
+
+/// `?view=` of `GET /api/v1/units/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnitQuery {
+    /// `learner` (default), `published` or `draft`; the last two need an
+    /// author.
+    #[serde(default)]
+    pub view: View,
+}
+
+async fn get_unit(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    Path(id): Path<String>,
+    q: Result<Query<UnitQuery>, QueryRejection>,
+) -> Result<Json<Unit>, ApiError> {
+    let q = query(q)?;
+    if q.view != View::Learner {
+        caller.require_any(&AUTHORS)?;
+    }
+    let tenant = tenant_of(&cp, &caller, Owned::Unit, &id).await?;
+    Ok(Json(units::get_unit(cp.db(), &tenant, &id, q.view).await?))
+}
+
+async fn update_draft(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Json<DraftUpdate>, JsonRejection>,
+) -> Result<Json<Unit>, ApiError> {
+    caller.require_any(&AUTHORS)?;
+    let Json(request) = body?;
+    let tenant = tenant_of(&cp, &caller, Owned::Unit, &id).await?;
+    let unit = units::update_draft(
+        cp.db(),
+        &tenant,
+        &id,
+        request,
+        &limits(&cp),
+        cp.clock().now_ms(),
+    )
+    .await?;
+    Ok(Json(unit))
+}
+
+async fn publish(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Published>), ApiError> {
+    caller.require_any(&AUTHORS)?;
+    let tenant = tenant_of(&cp, &caller, Owned::Unit, &id).await?;
+    let published =
+        units::publish(cp.db(), &tenant, &id, &caller.0.sub, cp.clock().now_ms()).await?;
+    let status = if published.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(published)))
+}
+
+async fn add_prerequisite(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Json<NewPrerequisite>, JsonRejection>,
+) -> Result<(StatusCode, Json<Prerequisite>), ApiError> {
+    caller.require_any(&AUTHORS)?;
+    let Json(request) = body?;
+    let tenant = tenant_of(&cp, &caller, Owned::Unit, &id).await?;
+    let edge = paths::add_prerequisite(
+        cp.db(),
+        &tenant,
+        &id,
+        &request,
+        &limits(&cp),
+        cp.clock().now_ms(),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(edge)))
+}
+
+/// Answer of `GET /api/v1/units/{id}/prerequisites`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Prerequisites {
+    /// Every prerequisite of the unit (at most `path_edges_per_unit_max`).
+    pub items: Vec<Prerequisite>,
+}
+
+async fn list_prerequisites(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Prerequisites>, ApiError> {
+    let tenant = tenant_of(&cp, &caller, Owned::Unit, &id).await?;
+    let items = paths::list_prerequisites(cp.db(), &tenant, &id).await?;
+    Ok(Json(Prerequisites { items }))
+}
+
+async fn remove_prerequisite(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    Path((id, prerequisite_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    caller.require_any(&AUTHORS)?;
+    let tenant = tenant_of(&cp, &caller, Owned::Unit, &id).await?;
+    paths::remove_prerequisite(cp.db(), &tenant, &id, &prerequisite_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn record_result(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    Path((id, user_id)): Path<(String, String)>,
+    body: Result<Json<NewResult>, JsonRejection>,
+) -> Result<Json<UnitResult>, ApiError> {
+    caller.require_any(&AUTHORS)?;
+    let Json(request) = body?;
+    let tenant = tenant_of(&cp, &caller, Owned::Unit, &id).await?;
+    let result = paths::record_result(
+        cp.db(),
+        &tenant,
+        &id,
+        &user_id,
+        &request,
+        cp.clock().now_ms(),
+    )
+    .await?;
+    Ok(Json(result))
+}
+
+/// `?user_id=&limit=&after=` of `GET /api/v1/paths/frontier`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrontierQuery {
+    /// Whose frontier: learners may only name themselves (or leave it out);
+    /// authors must name a member of the tenant.
+    pub user_id: Option<String>,
+    /// Items per page, 1 to `content_page_size_max`; default 100.
+    pub limit: Option<u32>,
+    /// Return units whose id sorts after this one.
+    pub after: Option<String>,
+}
+
+async fn frontier(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    q: Result<Query<FrontierQuery>, QueryRejection>,
+) -> Result<Json<Page<FrontierUnit>>, ApiError> {
+    let q = query(q)?;
+    let limit = limits(&cp).page_size(q.limit)?;
+    let tenant = &caller.0.tid;
+    let user = if is_author(&caller) {
+        let user = q.user_id.ok_or_else(|| {
+            ControlPlaneError::BadRequest("user_id is needed to read a learner's frontier".into())
+        })?;
+        paths::check_member(cp.db(), tenant, &user).await?;
+        user
+    } else {
+        match q.user_id {
+            Some(user) if user != caller.0.sub => {
+                return Err(ControlPlaneError::Forbidden(
+                    "learners may only read their own frontier".into(),
+                )
+                .into())
+            }
+            _ => caller.0.sub.clone(),
+        }
+    };
+    let items = paths::frontier(cp.db(), tenant, &user, q.after.as_deref(), limit).await?;
+    Ok(Json(page(items, limit, |u: &FrontierUnit| &u.unit_id)))
+}
