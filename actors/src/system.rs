@@ -359,9 +359,20 @@ impl Inner {
             let existing = peers.get(&member.node_id);
             match member.state {
                 MemberState::Down => {
-                    if let Some(Slot::Up { conn, .. }) = existing {
-                        conn.close(0u8.into(), b"member down");
-                        peers.remove(&member.node_id);
+                    // Only sessions we dialled to this generation or an older
+                    // one. A session the peer dialled may be its next life,
+                    // which dials as soon as it sees us and can be ahead of
+                    // our gossip; those close on the down event, or when QUIC
+                    // finds the path dead.
+                    if let Some(Slot::Up {
+                        conn,
+                        generation: Some(generation),
+                    }) = existing
+                    {
+                        if *generation <= member.generation {
+                            conn.close(0u8.into(), b"member down");
+                            peers.remove(&member.node_id);
+                        }
                     }
                 }
                 MemberState::Suspect => {}

@@ -105,6 +105,11 @@ pub const LANGUAGES: &[Language] = &[
             "-XX:+UseSerialGC",
             "-XX:TieredStopAtLevel=1",
             "-Xss64m",
+            // A heap limit above the container's memory, so a hog meets
+            // the cgroup's OOM killer (memory_limit_exceeded) rather than
+            // the JVM's own smaller limit (an exception, runtime_error).
+            // The heap still starts small and grows only as needed.
+            "-Xmx2g",
             "Main",
         ],
         version: &["/usr/bin/java", "-version"],

@@ -33,7 +33,8 @@ async fn child_node() {
         vec![env(ENV_SEED).parse().expect("seed address")],
     )
     .await;
-    println!("{READY_LINE}");
+    // libtest may have begun a line ("test child::child_node ... ").
+    println!("\n{READY_LINE}");
     let mut stdin = tokio::io::stdin();
     let mut buf = [0u8; 64];
     while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}

@@ -73,6 +73,7 @@ async fn sessions_follow_gossip_and_groups_re_resolve_after_a_crash() {
 
     // A crash: gossip declares b down, and its session and actors go.
     let b_id = b.id.clone();
+    let crashed_at = std::time::Instant::now();
     b.kill().await;
     wait_for("gossip to declare b down", || {
         let state = a.state_of(&b_id);
@@ -87,6 +88,10 @@ async fn sessions_follow_gossip_and_groups_re_resolve_after_a_crash() {
         members_of(&b_group).is_empty() && members_of(NODES_GROUP).len() == 2
     })
     .await;
+    eprintln!(
+        "b's session and group entries were gone {:?} after the crash",
+        crashed_at.elapsed()
+    );
     assert!(a.metric("lyceum_actors_disconnects_total", "") >= 1.0);
     assert_eq!(a.metric("lyceum_actors_sessions", ""), 1.0);
 

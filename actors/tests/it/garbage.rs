@@ -1,5 +1,6 @@
 //! A peer with a valid cluster certificate that sends garbage on the actor
-//! transport is dropped and counted; the node and its other sessions carry on.
+//! transport is dropped and counted, a certificate from another CA is refused
+//! at the handshake, and the node and its other sessions carry on.
 
 use std::{sync::Arc, time::Duration};
 
@@ -52,7 +53,7 @@ async fn garbage_frames_drop_the_sender_and_are_counted() {
     ];
     for (bytes, reason) in cases {
         let conn = endpoint
-            .connect(a.actors.local_addr(), "junk-m.lyceum.node")
+            .connect(a.actors.local_addr(), &gossip::tls::node_dns_name(&a.id))
             .expect("connect")
             .await
             .expect("handshake with a cluster certificate");
@@ -68,6 +69,36 @@ async fn garbage_frames_drop_the_sender_and_are_counted() {
             ),
             1.0
         );
+    }
+
+    // A certificate from another CA is refused, even by a client that
+    // trusts ours: the node insists on a client certificate from its CA.
+    let other_ca = ClusterCa::generate_ephemeral().expect("other ca");
+    let foreign = other_ca
+        .issue_node_cert(&node_id("junk-stranger"))
+        .expect("cert");
+    let stranger =
+        gossip::TlsMaterial::from_pem(ca.cert_pem(), foreign.cert_pem(), foreign.key_pem())
+            .expect("material");
+    let mut tls = stranger.rustls_client_config().expect("client tls");
+    tls.alpn_protocols = vec![ACTORS_ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls");
+    let attempt = bounded(
+        "the stranger's handshake",
+        endpoint
+            .connect_with(
+                quinn::ClientConfig::new(Arc::new(crypto)),
+                a.actors.local_addr(),
+                &gossip::tls::node_dns_name(&a.id),
+            )
+            .expect("connect"),
+    )
+    .await;
+    // TLS 1.3 lets the client finish before the server has judged its
+    // certificate; then the refusal closes the connection.
+    if let Ok(conn) = attempt {
+        let closed = bounded("the stranger to be refused", conn.closed()).await;
+        eprintln!("stranger refused: {closed}");
     }
 
     // The node and its session with b carry on.

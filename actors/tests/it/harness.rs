@@ -199,7 +199,7 @@ impl ChildNode {
                     .await
                     .expect("read child stdout")
                     .unwrap_or_else(|| panic!("child {id} exited before it was ready"));
-                if line.trim() == READY_LINE {
+                if line.contains(READY_LINE) {
                     break;
                 }
             }

@@ -304,3 +304,40 @@ fn lyceum_config_prints_the_effective_configuration() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(again, String::from_utf8_lossy(&output.stdout));
 }
+
+#[test]
+fn the_actor_address_follows_gossip_unless_set() {
+    let actor = |config: &Config| match config.edge.actor_addr() {
+        Ok(addr) => addr.to_string(),
+        Err(err) => err.to_string(),
+    };
+    check_ok(None, &[], json!({}), actor, expect!["127.0.0.1:7601"]);
+    check_ok(
+        Some("[edge]\ngossip_listen = \"127.0.0.1:0\""),
+        &[],
+        json!({}),
+        actor,
+        expect!["127.0.0.1:0"],
+    );
+    check_ok(
+        None,
+        &[("LYCEUM_EDGE__ACTOR_LISTEN", "10.0.0.5:9000")],
+        json!({}),
+        actor,
+        expect!["10.0.0.5:9000"],
+    );
+    check_err(
+        Some("[edge]\nactor_listen = \"nowhere\""),
+        &[],
+        json!({}),
+        expect![[
+            r#"invalid configuration: key `edge.actor_listen`: "nowhere" is not an ip:port address"#
+        ]],
+    );
+    check_err(
+        Some("[edge]\ngossip_listen = \"127.0.0.1:65500\""),
+        &[],
+        json!({}),
+        expect!["invalid configuration: key `edge.actor_listen`: empty, and gossip_listen's port + 100 is past 65535; set it"],
+    );
+}

@@ -2,7 +2,8 @@
 //! (eu-west alone, us-east with ap-south) through the fault-injection API,
 //! both sides see the other down while each side still sees its own,
 //! `lyceum route` passes over what its node thinks is down and over nodes
-//! that do not answer, and clearing the rules heals the cluster.
+//! that do not answer, and clearing the rules heals the cluster. The same
+//! cluster answers a table of bad code-run requests with exact 4xx codes.
 //!
 //! A single cut link is not a partition for SWIM: the third node's
 //! indirect probes still reach across, which is the protocol working. So
@@ -97,6 +98,160 @@ async fn an_operator_partitions_two_regions_and_heals_them() {
         Some(3),
         "{chosen}"
     );
+
+    // Bad runs get clear 4xx errors with stable codes, never a 5xx.
+    let runs = format!("{eu}/api/v1/runs");
+    let big = "x".repeat(2 * 1024 * 1024);
+    let file = |name: &str| json!([{"name": name, "content": "print(1)"}]);
+    let cases: Vec<(&str, Option<Value>, Option<&str>, u16, &str)> = vec![
+        ("empty body", None, Some(""), 400, "bad_request"),
+        ("not JSON", None, Some("{"), 400, "bad_request"),
+        ("an array", Some(json!([])), None, 400, "bad_request"),
+        (
+            "wrong type",
+            Some(json!({"language": 5, "files": file("a.py")})),
+            None,
+            400,
+            "bad_request",
+        ),
+        (
+            "no files field",
+            Some(json!({"language": "python"})),
+            None,
+            400,
+            "bad_request",
+        ),
+        (
+            "no files",
+            Some(json!({"language": "python", "files": []})),
+            None,
+            400,
+            "bad_request",
+        ),
+        (
+            "unknown field",
+            Some(json!({"language": "python", "files": file("a.py"), "sudo": true})),
+            None,
+            400,
+            "bad_request",
+        ),
+        (
+            "unknown language",
+            Some(json!({"language": "cobol", "files": file("a.cob")})),
+            None,
+            400,
+            "unknown_language",
+        ),
+        (
+            "path traversal",
+            Some(
+                json!({"language": "python", "files": [{"name": "main.py", "content": ""}, {"name": "../etc/x", "content": ""}]}),
+            ),
+            None,
+            400,
+            "bad_request",
+        ),
+        (
+            "hidden file",
+            Some(
+                json!({"language": "python", "files": [{"name": "main.py", "content": ""}, {"name": ".bashrc", "content": ""}]}),
+            ),
+            None,
+            400,
+            "bad_request",
+        ),
+        (
+            "zero wall",
+            Some(json!({"language": "python", "files": file("a.py"), "limits": {"wall_ms": 0}})),
+            None,
+            400,
+            "bad_request",
+        ),
+        (
+            "absurd wall",
+            Some(
+                json!({"language": "python", "files": file("a.py"), "limits": {"wall_ms": 1_000_000_000_u64}}),
+            ),
+            None,
+            400,
+            "bad_request",
+        ),
+        (
+            "negative wall",
+            Some(json!({"language": "python", "files": file("a.py"), "limits": {"wall_ms": -1}})),
+            None,
+            400,
+            "bad_request",
+        ),
+        (
+            "zero memory",
+            Some(json!({"language": "python", "files": file("a.py"), "limits": {"memory_mb": 0}})),
+            None,
+            400,
+            "bad_request",
+        ),
+        (
+            "absurd memory",
+            Some(
+                json!({"language": "python", "files": file("a.py"), "limits": {"memory_mb": 1_000_000}}),
+            ),
+            None,
+            400,
+            "bad_request",
+        ),
+        (
+            "bad tolerance",
+            Some(
+                json!({"language": "python", "files": file("a.py"), "tests": [{"name": "t", "expected_stdout": "1", "compare": "float", "tolerance": -1.0}]}),
+            ),
+            None,
+            400,
+            "bad_request",
+        ),
+        (
+            "unknown compare",
+            Some(
+                json!({"language": "python", "files": file("a.py"), "tests": [{"name": "t", "expected_stdout": "1", "compare": "fuzzy"}]}),
+            ),
+            None,
+            400,
+            "bad_request",
+        ),
+        (
+            "huge payload",
+            Some(json!({"language": "python", "files": [{"name": "main.py", "content": big}]})),
+            None,
+            413,
+            "payload_too_large",
+        ),
+    ];
+    for (what, body, raw, status, code) in cases {
+        let mut request = client()
+            .post(&runs)
+            .bearer_auth(learner)
+            .header("content-type", "application/json");
+        request = match (body, raw) {
+            (Some(body), _) => request.body(body.to_string()),
+            (None, Some(raw)) => request.body(raw.to_owned()),
+            (None, None) => request,
+        };
+        let answer = request.send().await.expect("post");
+        let got = answer.status().as_u16();
+        let body: Value = answer.json().await.unwrap_or(Value::Null);
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{what}: {body}"
+        );
+    }
+    let no_type = client()
+        .post(&runs)
+        .bearer_auth(learner)
+        .body("{}")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(no_type.status().as_u16(), 415);
 
     // The API checks who asks and what they send.
     let cut_ap = json!({"rules": [{"peer": id(2), "action": "cut"}]});

@@ -1,5 +1,6 @@
 //! Every language: hello world, stdin, a compile or syntax error, a runtime
-//! error, and a test run with one passing and one failing case.
+//! error, and a test run with one passing and one failing case; then a time
+//! limit, a memory limit (the cgroup's OOM kill) and an output flood.
 
 use sandbox::run::TestCase;
 use sandbox::Verdict;
@@ -194,4 +195,124 @@ async fn every_language_runs_reads_fails_and_is_tested() {
         assert_eq!(result.status, Verdict::WrongAnswer);
     }
     sandbox.shutdown().await;
+}
+
+/// Per language: a CPU spinner, a memory hog and an output flood.
+struct LimitPrograms {
+    id: &'static str,
+    spin: &'static str,
+    hog: &'static str,
+    flood: &'static str,
+}
+
+const LIMIT_PROGRAMS: &[LimitPrograms] = &[
+    LimitPrograms {
+        id: "python",
+        spin: "while True:\n    pass",
+        hog: "a = []\nwhile True:\n    a.append(bytearray(16 * 1024 * 1024))",
+        flood: "while True:\n    print('x' * 1000)",
+    },
+    LimitPrograms {
+        id: "javascript",
+        spin: "while (true) {}",
+        hog: "const a = []; while (true) a.push(Buffer.alloc(16 * 1024 * 1024, 1));",
+        flood: "while (true) console.log('x'.repeat(1000));",
+    },
+    LimitPrograms {
+        id: "c",
+        spin: "int main(void){volatile unsigned long x=0;for(;;)x++;}",
+        hog: "#include <stdlib.h>\n#include <string.h>\nint main(void){for(;;){char*p=malloc(1<<24);if(!p)return 1;memset(p,1,1<<24);}}",
+        flood: "#include <stdio.h>\nint main(void){for(;;)puts(\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\");}",
+    },
+    LimitPrograms {
+        id: "cpp",
+        spin: "int main(){volatile unsigned long x=0;for(;;)x++;}",
+        hog: "#include <cstring>\n#include <vector>\nint main(){std::vector<char*> v;for(;;){char*p=new char[1<<24];std::memset(p,1,1<<24);v.push_back(p);}}",
+        flood: "#include <iostream>\nint main(){for(;;)std::cout<<\"xxxxxxxxxxxxxxxxxxxxxxxx\\n\";}",
+    },
+    LimitPrograms {
+        id: "java",
+        spin: "public class Main { public static void main(String[] a) { long x = 0; while (true) x++; } }",
+        hog: "import java.util.*;\npublic class Main { public static void main(String[] a) { List<long[]> l = new ArrayList<>(); while (true) { long[] b = new long[2_000_000]; Arrays.fill(b, 1); l.add(b); } } }",
+        flood: "public class Main { public static void main(String[] a) { while (true) System.out.println(\"xxxxxxxxxxxxxxxxxxxxxxxx\"); } }",
+    },
+    LimitPrograms {
+        id: "go",
+        spin: "package main\nfunc main() { for {} }",
+        hog: "package main\nfunc main() { var a [][]byte; for { b := make([]byte, 16<<20); for i := range b { b[i] = 1 }; a = append(a, b) } }",
+        flood: "package main\nimport \"fmt\"\nfunc main() { for { fmt.Println(\"xxxxxxxxxxxxxxxxxxxxxxxx\") } }",
+    },
+    LimitPrograms {
+        id: "rust",
+        spin: "fn main() { let mut x: u64 = 0; loop { unsafe { std::ptr::write_volatile(&mut x, x + 1) } } }",
+        hog: "fn main() { let mut v = Vec::new(); loop { v.push(vec![1u8; 16 << 20]); } }",
+        flood: "fn main() { loop { println!(\"xxxxxxxxxxxxxxxxxxxxxxxx\"); } }",
+    },
+    LimitPrograms {
+        id: "ruby",
+        spin: "loop { }",
+        hog: "a = []\nloop { a << ('x' * (16 * 1024 * 1024)) }",
+        flood: "loop { puts 'x' * 1000 }",
+    },
+    LimitPrograms {
+        id: "bash",
+        spin: "while :; do :; done",
+        hog: "a=xxxxxxxxxxxxxxxx; while :; do a=$a$a; done",
+        flood: "while :; do echo xxxxxxxxxxxxxxxxxxxxxxxx; done",
+    },
+    LimitPrograms {
+        id: "sql",
+        spin: "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c;",
+        hog: "SELECT length(randomblob(500000000));",
+        flood: "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT 'xxxxxxxxxxxxxxxxxxxxxxxx' FROM c;",
+    },
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_language_meets_its_time_memory_and_output_limits() {
+    let _machine = crate::support::machine_shared().await;
+    let (sandbox, owner) = crate::support::sandbox_owned(&[], |_| {}).await;
+    let covered: Vec<&str> = LIMIT_PROGRAMS.iter().map(|p| p.id).collect();
+    let all: Vec<&str> = PROGRAMS.iter().map(|p| p.id).collect();
+    assert_eq!(covered, all, "every language has limit programs");
+    for p in LIMIT_PROGRAMS {
+        let mut spin = request(p.id, p.spin);
+        spin.limits.wall_ms = Some(2_000);
+        let spun = sandbox.run(&spin).await.expect("run");
+        assert_eq!(
+            spun.status,
+            Verdict::TimeLimitExceeded,
+            "{}: {spun:?}",
+            p.id
+        );
+        assert!(
+            matches!(spun.limit.as_deref(), Some("cpu" | "wall")),
+            "{}: {spun:?}",
+            p.id
+        );
+
+        let mut hog = request(p.id, p.hog);
+        hog.limits.wall_ms = Some(10_000);
+        hog.limits.memory_mb = Some(64);
+        let hogged = sandbox.run(&hog).await.expect("run");
+        assert_eq!(
+            (hogged.status, hogged.signal),
+            (Verdict::MemoryLimitExceeded, Some(9)),
+            "{}: {hogged:?}",
+            p.id
+        );
+
+        let mut flood = request(p.id, p.flood);
+        flood.limits.wall_ms = Some(10_000);
+        let flooded = sandbox.run(&flood).await.expect("run");
+        assert_eq!(
+            flooded.status,
+            Verdict::OutputLimitExceeded,
+            "{}: {flooded:?}",
+            p.id
+        );
+        assert_eq!(flooded.stdout.len(), 64 * 1024, "{}: capped exactly", p.id);
+    }
+    sandbox.shutdown().await;
+    assert!(crate::support::containers_of(&owner).is_empty());
 }
