@@ -241,6 +241,19 @@ impl<R> FrameGuard<R> {
     }
 }
 
+/// ractor_cluster drops the read half when its session ends for any reason
+/// (authentication refused, a frame its decoder refused, a panic in the
+/// session): the QUIC connection goes with it, so the session table forgets
+/// the peer and the next reconcile round dials again instead of keeping a
+/// connection that carries nothing.
+impl<R> Drop for FrameGuard<R> {
+    fn drop(&mut self) {
+        if let Some(conn) = &self.conn {
+            conn.close(0u8.into(), b"session ended");
+        }
+    }
+}
+
 impl<R: AsyncRead + Unpin> AsyncRead for FrameGuard<R> {
     fn poll_read(
         mut self: Pin<&mut Self>,

@@ -63,6 +63,60 @@ pub struct AgentCommand {
     pub owner: String,
 }
 
+/// Where agent copies live on the host: a neutral directory, named for
+/// nobody, so the bind mount's source says nothing about the host.
+pub const AGENT_STAGE_DIR: &str = "/tmp/lyceum-sandbox-agent";
+
+/// How long an unused agent copy is kept in [`AGENT_STAGE_DIR`].
+const AGENT_STAGE_KEEP: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// Links (or, across file systems, copies) the agent binary into
+/// [`AGENT_STAGE_DIR`] under a name derived from its size and modification
+/// time (a rebuilt binary gets a new entry), and returns that path. Entries
+/// are made under a temporary name and renamed, so nodes starting together
+/// never bind a half-written file; entries older than a week go.
+///
+/// # Errors
+/// I/O errors reading the binary or writing the copy.
+pub fn stage_agent(binary: &std::path::Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = std::fs::metadata(binary)?;
+    let modified = meta
+        .modified()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let dir = PathBuf::from(AGENT_STAGE_DIR);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+    let staged = dir.join(format!("agent-{}-{modified}", meta.len()));
+    if staged.exists() {
+        return Ok(staged);
+    }
+    let partial = dir.join(format!(
+        ".agent-{}-{}.partial",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    if std::fs::hard_link(binary, &partial).is_err() {
+        std::fs::copy(binary, &partial)?;
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))?;
+    }
+    std::fs::rename(&partial, &staged)?;
+    for entry in std::fs::read_dir(&dir)?.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > AGENT_STAGE_KEEP);
+        if old && entry.path() != staged {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(staged)
+}
+
 /// A started container whose agent waits for its job.
 pub struct WarmContainer {
     /// Container id.

@@ -497,6 +497,14 @@ impl Sandbox {
             .map_err(|(key, why)| SandboxError::Rejected(format!("sandbox.{key}: {why}")))?;
         engine.negotiate().await?;
         container::remove_leftovers(&engine, &agent.owner).await;
+        // Bind the agent from a neutral copy, so a program reading
+        // /proc/self/mountinfo learns no path of the host's (a home dir).
+        let mut agent = agent;
+        let original = agent.host_path.clone();
+        agent.host_path = tokio::task::spawn_blocking(move || container::stage_agent(&original))
+            .await
+            .map_err(|err| SandboxError::Image(format!("agent copy task: {err}")))?
+            .map_err(|err| SandboxError::Image(format!("copy the agent binary: {err}")))?;
         let image = crate::image::ensure_image(&engine).await?;
         let wanted = config.languages.clone();
         let languages: Vec<(&'static Language, String)> = tokio::task::spawn_blocking(move || {

@@ -654,12 +654,20 @@ except OSError as e:
         // The mount table is the container's own: none of the host's mounts
         // (its home, Docker's socket, other containers) shows up in it; only
         // ours and Docker's usual /proc, /sys and /dev. (Mount sources still
-        // name host paths: Docker's overlay directories and the agent's.)
+        // name Docker's overlay directories; the agent is bound from a
+        // neutral copy, see the next case.)
         case("/proc: host mount paths", "python", r#"
 points = sorted(line.split()[4] for line in open('/proc/self/mountinfo'))
 print([p for p in points if p.split('/')[1] not in ('proc', 'sys', 'dev')])
 "#, Accepted)
         .stdout("['/', '/etc/hostname', '/opt/lyceum/agent', '/tmp', '/usr', '/work']\n"),
+        // Mount sources name Docker's storage and a neutral agent copy,
+        // never a home directory or the build tree.
+        case("/proc: no home paths in mount sources", "python", r#"
+text = open('/proc/self/mountinfo').read()
+print(any(word in text for word in ('/root/', '/home/', 'target/debug', 'target/release')))
+"#, Accepted)
+        .stdout("False\n"),
         case("/proc: kallsyms", "python", r#"
 lines = open('/proc/kallsyms').read().splitlines()
 print(len(lines) > 1000, all(line.split()[0] == '0000000000000000' for line in lines))
