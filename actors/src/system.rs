@@ -252,6 +252,27 @@ impl ActorSystem {
         Ok(views)
     }
 
+    /// Closes the session with `node_id` now, as a lost connection would
+    /// (for chaos drills and tests). It says nothing about the member's
+    /// health: while gossip holds it alive, the side that dials opens a new
+    /// session at its next reconcile round. Returns whether one was open.
+    pub fn drop_session(&self, node_id: &NodeId) -> bool {
+        let mut peers = self.inner.peers();
+        let dropped = match peers.remove(node_id) {
+            Some(Slot::Up { conn, .. }) => {
+                conn.close(0u8.into(), b"dropped by operator");
+                true
+            }
+            Some(Slot::Connecting) => {
+                peers.insert(node_id.clone(), Slot::Connecting);
+                false
+            }
+            None => false,
+        };
+        self.inner.count_sessions(&peers);
+        dropped
+    }
+
     /// How many frames were refused for `reason` (the number the
     /// `lyceum_actors_bad_frames_total` metric shows).
     pub fn bad_frames(&self, reason: BadFrame) -> u64 {

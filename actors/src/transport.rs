@@ -411,6 +411,57 @@ mod tests {
         check(input, 1024, passed, Some(BadFrame::Malformed)).await;
     }
 
+    proptest::proptest! {
+        /// Whatever a peer sends, the guard never panics and hands on only a
+        /// prefix of it.
+        #[test]
+        fn random_bytes_pass_only_a_prefix(
+            input in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096),
+            max in 16u64..2048,
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime");
+            let out = runtime.block_on(async {
+                let (mut guard, _metrics) = guard(input.clone(), max);
+                let mut out = Vec::new();
+                let _outcome = guard.read_to_end(&mut out).await;
+                out
+            });
+            proptest::prop_assert!(input.starts_with(&out));
+            let _shape = well_formed_protobuf(&input);
+        }
+
+        /// The same with well-framed random payloads, which reach the
+        /// protobuf check: only whole well-formed frames pass.
+        #[test]
+        fn random_frames_pass_only_whole_good_ones(
+            payloads in proptest::collection::vec(
+                proptest::collection::vec(proptest::prelude::any::<u8>(), 1..64),
+                0..8,
+            ),
+        ) {
+            let input: Vec<u8> = payloads.iter().flat_map(|p| frame(p)).collect();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime");
+            let out = runtime.block_on(async {
+                let (mut guard, _metrics) = guard(input.clone(), 1024);
+                let mut out = Vec::new();
+                let _outcome = guard.read_to_end(&mut out).await;
+                out
+            });
+            let good: usize = payloads
+                .iter()
+                .take_while(|p| well_formed_protobuf(p))
+                .map(|p| FRAME_HEADER_BYTES + p.len())
+                .sum();
+            proptest::prop_assert!(input.starts_with(&out));
+            proptest::prop_assert!(out.len() >= good);
+            proptest::prop_assert!(out.len() < good + FRAME_HEADER_BYTES + 64);
+        }
+    }
+
     #[test]
     fn protobuf_shape_check() {
         assert!(well_formed_protobuf(&[]));

@@ -55,12 +55,10 @@ async fn sessions_follow_gossip_and_groups_re_resolve_after_a_crash() {
 
     // Node b's echo actor through its own group.
     let b_group = node_group(&b.id);
-    let old_b = {
-        let found = remote_members_of(&b_group);
-        assert_eq!(found.len(), 1, "one echo actor in {b_group}");
-        assert_eq!(ping(&found[0], "hi b", call).await.expect("ping"), "fab-b");
-        found[0].get_id()
-    };
+    let found = remote_members_of(&b_group);
+    assert_eq!(found.len(), 1, "one echo actor in {b_group}");
+    assert_eq!(ping(&found[0], "hi b", call).await.expect("ping"), "fab-b");
+    let first_b = found[0].get_id();
     assert_eq!(a.metric("lyceum_actors_sessions", ""), 2.0);
     assert_eq!(
         a.metric("lyceum_actors_connects_total", "direction=\"inbound\""),
@@ -70,6 +68,26 @@ async fn sessions_follow_gossip_and_groups_re_resolve_after_a_crash() {
         a.metric("lyceum_actors_connects_total", "direction=\"outbound\""),
         1.0
     );
+
+    // A lost connection is not a failed member: both sessions come back
+    // (whichever side dialled), and the echo actors under new ids.
+    let old_x = remote_members_of(&node_group(&c.id))[0].get_id();
+    assert!(a.actors.drop_session(&c.id));
+    assert!(a.actors.drop_session(&b.id));
+    let renewed = |group: &str, old: ractor::ActorId| {
+        let found = remote_members_of(group);
+        found.len() == 1 && found[0].get_id() != old
+    };
+    wait_for("both sessions to come back under new actor ids", || async {
+        a.session_ids().await == ["fab-b", "fab-x"]
+            && renewed(&node_group(&c.id), old_x)
+            && renewed(&b_group, first_b)
+    })
+    .await;
+    assert_eq!(a.state_of(&c.id), Some(MemberState::Alive));
+    let x = remote_members_of(&node_group(&c.id)).remove(0);
+    assert_eq!(ping(&x, "again", call).await.expect("ping"), "fab-x");
+    let old_b = remote_members_of(&b_group)[0].get_id();
 
     // A crash: gossip declares b down, and its session and actors go.
     let b_id = b.id.clone();

@@ -16,6 +16,16 @@ use serde_json::{json, Value};
 
 use crate::support::{client, eventually, get_json, lyceum, Proc, START_LIMIT};
 
+/// A bad run request: what it is, its JSON body or raw text, and the
+/// status and error code it must get.
+type BadRun = (
+    &'static str,
+    Option<Value>,
+    Option<&'static str>,
+    u16,
+    &'static str,
+);
+
 /// How `url` sees the member of `region`.
 async fn state_of(url: &str, region: &str) -> Option<String> {
     let (_, members) = get_json(&format!("{url}/api/v1/cluster/members"), None).await?;
@@ -103,7 +113,7 @@ async fn an_operator_partitions_two_regions_and_heals_them() {
     let runs = format!("{eu}/api/v1/runs");
     let big = "x".repeat(2 * 1024 * 1024);
     let file = |name: &str| json!([{"name": name, "content": "print(1)"}]);
-    let cases: Vec<(&str, Option<Value>, Option<&str>, u16, &str)> = vec![
+    let cases: Vec<BadRun> = vec![
         ("empty body", None, Some(""), 400, "bad_request"),
         ("not JSON", None, Some("{"), 400, "bad_request"),
         ("an array", Some(json!([])), None, 400, "bad_request"),
