@@ -8,6 +8,7 @@ mod config;
 mod control_plane_process;
 mod dev_cluster;
 mod edge_node;
+mod five_nodes;
 mod partition;
 mod run_cli;
 mod support;
