@@ -53,6 +53,16 @@ pub const CONTENT_UNIT_BODY_BYTES_MAX_LIMIT: u32 = 1024 * 1024;
 pub const CONTENT_QUIZ_QUESTIONS_MAX_DEFAULT: u32 = 200;
 /// Default cap on the tests of one assignment or code question.
 pub const CONTENT_ASSIGNMENT_TESTS_MAX_DEFAULT: u32 = 32;
+/// Default time a billing webhook's signature stays acceptable (Stripe's
+/// own default tolerance).
+pub const BILLING_WEBHOOK_TOLERANCE_SECONDS_DEFAULT: u64 = 300;
+/// Default time a retried billing request waits for the first request
+/// with the same idempotency key to finish.
+pub const BILLING_IDEMPOTENCY_WAIT_MS_DEFAULT: u64 = 5_000;
+/// Default cap on the items of one page of a billing list.
+pub const BILLING_PAGE_SIZE_MAX_DEFAULT: u32 = 1_000;
+/// Default payment token the built-in development provider declines.
+pub const BILLING_DEV_DECLINE_TOKEN_DEFAULT: &str = "tok_decline";
 /// Default cap on the prerequisites of one unit.
 pub const PATH_EDGES_PER_UNIT_MAX_DEFAULT: u32 = 32;
 
@@ -108,6 +118,18 @@ pub struct ControlPlaneConfig {
     pub content_assignment_tests_max: u32,
     /// Most prerequisites one unit may have.
     pub path_edges_per_unit_max: u32,
+    /// Endpoint secret (`whsec_...`) that signs Stripe webhooks; empty
+    /// refuses every webhook.
+    pub billing_stripe_webhook_secret: String,
+    /// How far a webhook's signed timestamp may be from our clock.
+    pub billing_webhook_tolerance_seconds: u64,
+    /// How long a retried billing request waits for the first one with
+    /// the same idempotency key.
+    pub billing_idempotency_wait_ms: u64,
+    /// Most items on one page of a billing list.
+    pub billing_page_size_max: u32,
+    /// The payment token the built-in development provider declines.
+    pub billing_dev_decline_token: String,
     /// Directory for the embedded SQLite database; set by the binary from
     /// the global data dir, not by users.
     #[serde(skip)]
@@ -140,6 +162,11 @@ impl Default for ControlPlaneConfig {
             content_quiz_questions_max: CONTENT_QUIZ_QUESTIONS_MAX_DEFAULT,
             content_assignment_tests_max: CONTENT_ASSIGNMENT_TESTS_MAX_DEFAULT,
             path_edges_per_unit_max: PATH_EDGES_PER_UNIT_MAX_DEFAULT,
+            billing_stripe_webhook_secret: String::new(),
+            billing_webhook_tolerance_seconds: BILLING_WEBHOOK_TOLERANCE_SECONDS_DEFAULT,
+            billing_idempotency_wait_ms: BILLING_IDEMPOTENCY_WAIT_MS_DEFAULT,
+            billing_page_size_max: BILLING_PAGE_SIZE_MAX_DEFAULT,
+            billing_dev_decline_token: BILLING_DEV_DECLINE_TOKEN_DEFAULT.to_owned(),
             data_dir: PathBuf::from(".lyceum/control-plane"),
         }
     }
@@ -237,6 +264,20 @@ impl ControlPlaneConfig {
             if value == 0 {
                 return bad(key, "must be at least 1");
             }
+        }
+        if self.billing_webhook_tolerance_seconds == 0
+            || self.billing_webhook_tolerance_seconds > 86_400
+        {
+            return bad("billing_webhook_tolerance_seconds", "must be 1 to 86400");
+        }
+        if self.billing_idempotency_wait_ms > 60_000 {
+            return bad("billing_idempotency_wait_ms", "must be at most 60000");
+        }
+        if self.billing_page_size_max == 0 {
+            return bad("billing_page_size_max", "must be at least 1");
+        }
+        if self.billing_dev_decline_token.is_empty() {
+            return bad("billing_dev_decline_token", "must not be empty");
         }
         if self.content_unit_body_bytes_max < 2
             || self.content_unit_body_bytes_max > CONTENT_UNIT_BODY_BYTES_MAX_LIMIT

@@ -39,6 +39,8 @@ pub enum ErrorCode {
     Cycle,
     /// The unit has no published version for learners to see yet.
     NotPublished,
+    /// A webhook's signature is missing, wrong or outside its time window.
+    BadSignature,
     /// The configuration is invalid.
     InvalidConfig,
     /// The database failed; the request may be retried.
@@ -66,6 +68,7 @@ impl ErrorCode {
             Self::ValidationFailed => "validation_failed",
             Self::Cycle => "cycle",
             Self::NotPublished => "not_published",
+            Self::BadSignature => "bad_signature",
             Self::InvalidConfig => "invalid_config",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
@@ -121,6 +124,9 @@ pub enum ControlPlaneError {
     /// A content or learning-path operation was refused or failed.
     #[error(transparent)]
     Content(#[from] crate::content::ContentError),
+    /// A billing operation was refused or failed.
+    #[error(transparent)]
+    Billing(#[from] crate::billing::BillingError),
     /// A key or hash stored by us could not be used.
     #[error("crypto error: {0}")]
     Crypto(String),
@@ -143,6 +149,7 @@ impl ControlPlaneError {
             Self::Crypto(_) => ErrorCode::Internal,
             Self::Ledger(err) => err.code(),
             Self::Content(err) => err.code(),
+            Self::Billing(err) => err.code(),
         }
     }
 }

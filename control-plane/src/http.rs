@@ -32,6 +32,7 @@ pub fn router(cp: ControlPlane) -> Router {
         .merge(crate::ledger::routes())
         .merge(crate::content::routes())
         .merge(crate::submissions::routes())
+        .merge(crate::billing::routes())
         .with_state(cp)
 }
 
@@ -98,6 +99,21 @@ impl ApiError {
             message: message.into(),
         }
     }
+
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    /// The message clients see.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 #[derive(Serialize)]
@@ -127,7 +143,7 @@ impl From<ControlPlaneError> for ApiError {
     fn from(err: ControlPlaneError) -> Self {
         let code = err.code();
         let status = match code {
-            ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest | ErrorCode::BadSignature => StatusCode::BAD_REQUEST,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,

@@ -5,6 +5,7 @@
 //! hot path: they verify the Ed25519 access tokens it signs with the public
 //! key set it publishes.
 
+pub mod billing;
 pub mod clock;
 pub mod config;
 pub mod content;

@@ -10,7 +10,8 @@
 //! certificates, mutual-TLS configs), [`identity`] (the foca identity),
 //! [`config`] (SWIM presets and limits), [`meta`] (node metadata broadcasts),
 //! [`fault`] (fault injection), [`metrics`] (Prometheus), [`transport`]
-//! (quinn endpoint and connection cache) and [`cluster`] (the running node).
+//! (quinn endpoint and connection cache), [`cluster`] (the running node) and
+//! [`sim`] (a deterministic simulation of many members without sockets).
 
 pub mod cluster;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod identity;
 pub mod meta;
 pub mod metrics;
 pub mod names;
+pub mod sim;
 pub mod tls;
 pub mod transport;
 

@@ -5,6 +5,7 @@
 //! suite; it never skips.
 
 mod auth_api;
+mod billing;
 mod content;
 mod databases;
 mod identity;

@@ -7,3 +7,4 @@ mod faults;
 mod harness;
 mod membership;
 mod security;
+mod sim;
