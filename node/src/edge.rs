@@ -122,6 +122,57 @@ pub fn open_identity(
     ))
 }
 
+/// Raises the stored generation to `generation` if it is higher, durably.
+/// Gossip renews a node's identity (a higher generation) when the cluster
+/// declared it down and it rejoins; keeping that number means the next
+/// start goes above it, never back to one the cluster has seen.
+///
+/// # Errors
+/// [`StoreError::Sled`] when sled fails.
+pub fn persist_generation(db: &sled::Db, generation: u64) -> Result<(), StoreError> {
+    let stored = db
+        .get(KEY_GENERATION)?
+        .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_ref()).ok())
+        .map_or(0, u64::from_be_bytes);
+    if generation > stored {
+        db.insert(KEY_GENERATION, &generation.to_be_bytes())?;
+        db.flush()?;
+    }
+    Ok(())
+}
+
+/// Follows gossip's events and persists every renewed generation.
+async fn keep_generations(
+    db: sled::Db,
+    mut events: tokio::sync::broadcast::Receiver<gossip::MembershipEvent>,
+    shutdown: Shutdown,
+) {
+    loop {
+        let event = tokio::select! {
+            event = events.recv() => event,
+            () = shutdown.clone().wait() => return,
+        };
+        match event {
+            Ok(gossip::MembershipEvent::Rejoined { generation }) => {
+                tracing::warn!(generation, "the cluster declared this node down; rejoined");
+                let db = db.clone();
+                let stored =
+                    tokio::task::spawn_blocking(move || persist_generation(&db, generation)).await;
+                match stored {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => tracing::error!(error = %err, "cannot persist the generation"),
+                    Err(err) => tracing::error!(error = %err, "generation task failed"),
+                }
+            }
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "gossip events missed while persisting generations");
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
 fn rand_u32() -> u32 {
     let bytes = uuid::Uuid::new_v4().into_bytes();
     u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
@@ -301,6 +352,11 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
     tracing::info!(%gossip_addr, seeds = ?edge.join, "gossip started");
     let gossip = Arc::new(gossip);
     actor_system.follow(&gossip);
+    tokio::spawn(keep_generations(
+        store.clone(),
+        gossip.subscribe(),
+        shutdown.clone(),
+    ));
     let echo = actors::EchoActor::start(identity.node_id.clone())
         .await
         .context("start the echo actor")?;
@@ -1362,5 +1418,37 @@ async fn watch_docker(edge: EdgeConfig, readiness: Readiness, shutdown: Shutdown
             () = tokio::time::sleep(Duration::from_millis(edge.readiness_interval_ms)) => {}
             () = shutdown.clone().wait() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_renewed_generation_survives_a_restart_and_never_goes_back() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let region = Region::new("eu-west").expect("region");
+        let (db, first) = open_identity(dir.path(), &region, None).expect("open");
+        assert_eq!(first.generation, 1);
+        // Gossip rejoined as generation 4 while running.
+        persist_generation(&db, 4).expect("persist");
+        // A lower one (a stale event) changes nothing.
+        persist_generation(&db, 2).expect("persist");
+        drop(db);
+        // sled lets go of its lock from a background thread: retry a while.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let second = loop {
+            match open_identity(dir.path(), &region, None) {
+                Ok((_, identity)) => break identity,
+                Err(err) if std::time::Instant::now() < deadline => {
+                    let _ = err;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(err) => panic!("reopen: {err}"),
+            }
+        };
+        assert_eq!(second.node_id, first.node_id);
+        assert_eq!(second.generation, 5);
     }
 }

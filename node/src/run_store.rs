@@ -302,6 +302,22 @@ mod tests {
         (record, event)
     }
 
+    /// sled releases its file lock from a background thread after the last
+    /// handle drops; a reopen right away may have to wait a moment.
+    fn reopen(path: &std::path::Path) -> sled::Db {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match sled::open(path) {
+                Ok(db) => return db,
+                Err(err) if std::time::Instant::now() < deadline => {
+                    let _ = err;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(err) => panic!("reopen {}: {err}", path.display()),
+            }
+        }
+    }
+
     #[tokio::test]
     async fn records_survive_reopen_and_the_oldest_go_past_the_bound() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -316,7 +332,7 @@ mod tests {
             assert!(store.get("run-1").expect("get").is_none(), "trimmed");
             assert_eq!(store.outbox_len(), 3);
         }
-        let db = sled::open(dir.path()).expect("reopen");
+        let db = reopen(dir.path());
         let store = RunStore::open(&db, 3).expect("store");
         let got = store.get("run-4").expect("get").expect("kept");
         assert_eq!(got, record("run-4").0);
