@@ -59,6 +59,8 @@ pub const BILLING_WEBHOOK_TOLERANCE_SECONDS_DEFAULT: u64 = 300;
 /// Default time a retried billing request waits for the first request
 /// with the same idempotency key to finish.
 pub const BILLING_IDEMPOTENCY_WAIT_MS_DEFAULT: u64 = 5_000;
+/// Default pause between runs of the billing clock.
+pub const BILLING_CLOCK_INTERVAL_MS_DEFAULT: u64 = 60_000;
 /// Default cap on the items of one page of a billing list.
 pub const BILLING_PAGE_SIZE_MAX_DEFAULT: u32 = 1_000;
 /// Default payment token the built-in development provider declines.
@@ -128,6 +130,9 @@ pub struct ControlPlaneConfig {
     pub billing_idempotency_wait_ms: u64,
     /// Most items on one page of a billing list.
     pub billing_page_size_max: u32,
+    /// Pause between runs of the billing clock (trial ends, renewals,
+    /// retries); 0 turns it off (tests that drive their own clock do).
+    pub billing_clock_interval_ms: u64,
     /// The payment token the built-in development provider declines.
     pub billing_dev_decline_token: String,
     /// Directory for the embedded SQLite database; set by the binary from
@@ -166,6 +171,7 @@ impl Default for ControlPlaneConfig {
             billing_webhook_tolerance_seconds: BILLING_WEBHOOK_TOLERANCE_SECONDS_DEFAULT,
             billing_idempotency_wait_ms: BILLING_IDEMPOTENCY_WAIT_MS_DEFAULT,
             billing_page_size_max: BILLING_PAGE_SIZE_MAX_DEFAULT,
+            billing_clock_interval_ms: BILLING_CLOCK_INTERVAL_MS_DEFAULT,
             billing_dev_decline_token: BILLING_DEV_DECLINE_TOKEN_DEFAULT.to_owned(),
             data_dir: PathBuf::from(".lyceum/control-plane"),
         }

@@ -1,6 +1,6 @@
 //! The control plane is Lyceum's system of record: who people are, which
-//! tenant they belong to, every unit of money (the ledger), and (in later
-//! issues) courses, progress and billing. It is the only crate that talks to a SQL database, so every
+//! tenant they belong to, every unit of money (the ledger), courses, and
+//! billing (progress in a later issue). It is the only crate that talks to a SQL database, so every
 //! other crate stays storage-agnostic. Edge nodes never call it on a learner's
 //! hot path: they verify the Ed25519 access tokens it signs with the public
 //! key set it publishes.
@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod content;
 pub mod db;
+pub mod demo;
 pub mod error;
 pub mod http;
 pub mod identity;
@@ -45,8 +46,9 @@ struct Inner {
 impl ControlPlane {
     /// Connects to the database, applies migrations, loads (or creates) the
     /// token signing key and starts the ledger's expiry sweep (unless
-    /// `ledger_expiry_sweep_interval_ms` is 0); the sweep stops when the
-    /// last clone of the returned value is dropped.
+    /// `ledger_expiry_sweep_interval_ms` is 0) and the billing clock
+    /// (unless `billing_clock_interval_ms` is 0); both stop when the last
+    /// clone of the returned value is dropped.
     ///
     /// # Errors
     /// Fails when the database cannot be reached or migrated, or when the
@@ -71,6 +73,13 @@ impl ControlPlane {
                 Duration::from_millis(interval),
             ));
         }
+        let billing_interval = cp.config().billing_clock_interval_ms;
+        if billing_interval > 0 {
+            tokio::spawn(run_billing_clock(
+                Arc::downgrade(&cp.inner),
+                Duration::from_millis(billing_interval),
+            ));
+        }
         Ok(cp)
     }
 
@@ -92,6 +101,23 @@ impl ControlPlane {
     /// The signing keys, for issuing tokens and publishing the key set.
     pub fn keys(&self) -> &keys::KeyRing {
         &self.inner.keys
+    }
+}
+
+/// Runs the billing clock every `interval` with the built-in payment
+/// provider, so trials end and periods renew without anyone asking. Holds
+/// only a weak reference, so it ends with the control plane.
+async fn run_billing_clock(inner: Weak<Inner>, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let Some(inner) = inner.upgrade() else { return };
+        let cp = ControlPlane { inner };
+        let provider = billing::DevProvider::new(cp.config().billing_dev_decline_token.clone());
+        match billing::advance(&cp, &provider, cp.clock().now_ms()).await {
+            Ok(done) if done == billing::Advanced::default() => {}
+            Ok(done) => tracing::info!(?done, "billing: clock advanced"),
+            Err(err) => tracing::warn!(error = %err, "billing: clock step failed"),
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Dev accounts: one per role in a `dev` tenant, so that a newcomer running
-//! `lyceum dev` (and any script) can call the APIs at once. Only seeded when
-//! asked (`lyceum control-plane --seed-dev`), never by default.
+//! `lyceum dev` (and any script) can call the APIs at once, and the demo
+//! course in that tenant (see [`crate::demo`]). Only seeded when asked
+//! (`lyceum control-plane --seed-dev`), never by default.
 
 use std::collections::HashMap;
 
@@ -45,6 +46,7 @@ pub async fn seed_dev(cp: &ControlPlane) -> Result<DevTokens, ControlPlaneError>
     let db = cp.db();
     let tenant = identity::ensure_tenant(db, DEV_TENANT_SLUG, "Lyceum dev").await?;
     let mut tokens = HashMap::new();
+    let mut instructor = None;
     for role in Role::ALL {
         let name = format!("Dev {}", role.as_str());
         let member = identity::ensure_member(
@@ -64,7 +66,16 @@ pub async fn seed_dev(cp: &ControlPlane) -> Result<DevTokens, ControlPlaneError>
             &member.email,
             cp.config().dev_token_ttl_seconds,
         )?;
+        if role == Role::Instructor {
+            instructor = Some(member.user_id.clone());
+        }
         tokens.insert(role, token);
+    }
+    if let Some(author) = instructor {
+        let demo = crate::demo::seed_demo(cp, &tenant, &author).await?;
+        if demo.created {
+            tracing::info!(course_id = demo.course_id, "demo course seeded");
+        }
     }
     let mut take = |role| {
         tokens

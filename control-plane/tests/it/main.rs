@@ -8,6 +8,7 @@ mod auth_api;
 mod billing;
 mod content;
 mod databases;
+mod demo;
 mod identity;
 mod ledger;
 mod paths;

@@ -1,0 +1,110 @@
+//! The demo course `--seed-dev` adds: seeded once however often the seed
+//! runs, one published unit of each kind, a path whose frontier starts at
+//! the lesson, and hidden tests kept from learners; on both engines.
+
+use axum::http::Method;
+use serde_json::Value;
+
+use crate::auth_api::Api;
+use crate::databases::{TestDb, ENGINES};
+
+#[tokio::test]
+async fn the_demo_course_is_seeded_once_and_its_path_starts_at_the_lesson() {
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        let cp = db.open().await;
+        let api = Api::new(&cp);
+        let tokens = control_plane::seed::seed_dev(&cp).await.expect("seed");
+        control_plane::seed::seed_dev(&cp)
+            .await
+            .expect("seeding again is harmless");
+
+        let (status, courses) = api
+            .call(Method::GET, "/api/v1/courses", Some(&tokens.learner), None)
+            .await;
+        assert_eq!(status, 200, "{engine:?}: {courses}");
+        let titles: Vec<&str> = courses["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|c| c["title"].as_str().expect("title"))
+            .collect();
+        assert_eq!(
+            titles,
+            [control_plane::demo::DEMO_COURSE_TITLE],
+            "{engine:?}: seeded once"
+        );
+
+        let (status, frontier) = api
+            .call(
+                Method::GET,
+                "/api/v1/paths/frontier",
+                Some(&tokens.learner),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{engine:?}: {frontier}");
+        let open: Vec<(&str, &str)> = frontier["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|u| {
+                (
+                    u["kind"].as_str().expect("kind"),
+                    u["title"].as_str().expect("title"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            open,
+            [("lesson", "Printing and input")],
+            "{engine:?}: only the lesson is open at first"
+        );
+
+        // Every kind is there and published; learners never see hidden tests.
+        let course_id = courses["items"][0]["id"].as_str().expect("id");
+        let (_, modules) = api
+            .call(
+                Method::GET,
+                &format!("/api/v1/courses/{course_id}/modules"),
+                Some(&tokens.learner),
+                None,
+            )
+            .await;
+        let module_id = modules["items"][0]["id"].as_str().expect("module id");
+        let (status, units) = api
+            .call(
+                Method::GET,
+                &format!("/api/v1/modules/{module_id}/units"),
+                Some(&tokens.learner),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{engine:?}: {units}");
+        let units = units["items"].as_array().expect("items").clone();
+        let kinds: Vec<&str> = units
+            .iter()
+            .map(|u| u["kind"].as_str().expect("kind"))
+            .collect();
+        assert_eq!(kinds, ["lesson", "quiz", "assignment", "live_classroom"]);
+        for unit in &units {
+            let id = unit["id"].as_str().expect("id");
+            let (status, seen): (u16, Value) = api
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/units/{id}"),
+                    Some(&tokens.learner),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "{engine:?}: {seen}");
+            let text = seen.to_string();
+            assert!(
+                !text.contains("hidden_tests") && !text.contains("negative"),
+                "{engine:?}: hidden tests reached a learner: {text}"
+            );
+        }
+        drop(api);
+        db.cleanup(vec![cp]).await;
+    }
+}
