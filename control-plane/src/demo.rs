@@ -3,7 +3,8 @@
 //! from zero", with one unit of each kind (lesson, quiz, assignment, live
 //! classroom), all published, linked by a small learning path (the quiz
 //! needs the lesson, the assignment needs 70 on the quiz, the class needs
-//! the assignment). Only seeded with `--seed-dev`, and only once: a tenant
+//! the assignment), and a subscription of the tenant to the per-seat plan
+//! (in its trial). Only seeded with `--seed-dev`, and only once: a tenant
 //! that already has the course is left alone.
 
 use serde_json::json;
@@ -17,6 +18,11 @@ use crate::ControlPlane;
 
 /// Title of the demo course; its presence means the demo is seeded.
 pub const DEMO_COURSE_TITLE: &str = "Python from zero";
+
+/// The plan the demo tenant subscribes to, and for how many seats.
+pub const DEMO_PLAN: &str = "per_seat";
+/// Seats of the demo subscription.
+pub const DEMO_SEATS: i64 = 25;
 
 /// What the demo seed made (or found).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,6 +169,25 @@ pub async fn seed_demo(
             now,
         )
         .await?;
+    }
+    // A subscription in its trial, paid (later) through the built-in
+    // provider; a tenant that already has one keeps it.
+    let provider = crate::billing::DevProvider::new(cp.config().billing_dev_decline_token.clone());
+    let subscribed = crate::billing::subscriptions::subscribe(
+        cp,
+        &provider,
+        tenant,
+        &crate::billing::subscriptions::NewSubscription {
+            plan_id: DEMO_PLAN.to_owned(),
+            quantity: DEMO_SEATS,
+            payment_token: "tok_demo".to_owned(),
+        },
+        now,
+    )
+    .await;
+    match subscribed {
+        Ok(_) | Err(crate::billing::BillingError::AlreadySubscribed) => {}
+        Err(err) => return Err(err.into()),
     }
     Ok(Demo {
         course_id: course.id,

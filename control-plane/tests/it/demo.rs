@@ -1,6 +1,7 @@
 //! The demo course `--seed-dev` adds: seeded once however often the seed
 //! runs, one published unit of each kind, a path whose frontier starts at
-//! the lesson, and hidden tests kept from learners; on both engines.
+//! the lesson, hidden tests kept from learners, and the tenant on a plan in
+//! its trial; on both engines.
 
 use axum::http::Method;
 use serde_json::Value;
@@ -104,6 +105,26 @@ async fn the_demo_course_is_seeded_once_and_its_path_starts_at_the_lesson() {
                 "{engine:?}: hidden tests reached a learner: {text}"
             );
         }
+        // The tenant is on the per-seat plan, in its trial.
+        let tenant = cp
+            .keys()
+            .snapshot()
+            .verifier()
+            .verify(&tokens.instructor)
+            .expect("token")
+            .tid;
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT plan_id, status, quantity FROM billing_subscriptions WHERE tenant_id = $1",
+        )
+        .bind(&tenant)
+        .fetch_all(cp.db().pool())
+        .await
+        .expect("subscriptions");
+        assert_eq!(
+            rows,
+            [("per_seat".to_owned(), "trialing".to_owned(), 25)],
+            "{engine:?}"
+        );
         drop(api);
         db.cleanup(vec![cp]).await;
     }
