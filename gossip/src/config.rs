@@ -114,6 +114,11 @@ impl SwimSettings {
     /// reaches it within one 500 ms period, the probe cycle closes one period
     /// later, then 2 s of suspicion and a 200 ms gossip round). A paused node
     /// has 2 s (four probe periods) to refute a suspicion.
+    ///
+    /// Simulated with 100 members ([`crate::sim`], README "Gossip
+    /// simulation"): p50 2.9 s, p99 4.5 s, since spreading the verdict to
+    /// everyone takes several gossip rounds; about 12 false positives an hour
+    /// at 10 % packet loss, none at 5 %.
     pub fn lan() -> Self {
         Self {
             probe_period_ms: 500,
@@ -138,6 +143,9 @@ impl SwimSettings {
     /// Expected detection: about 14.5 s ([`SwimSettings::expected_detection_ms`]:
     /// 2 s probe period twice, 10 s of suspicion, a 500 ms gossip round).
     /// A paused node has 10 s (five probe periods) to refute a suspicion.
+    ///
+    /// Simulated with 100 members over 20 to 150 ms links ([`crate::sim`]):
+    /// p50 15.5 s, p99 19.5 s.
     pub fn wan() -> Self {
         Self {
             probe_period_ms: 2_000,
