@@ -2,12 +2,9 @@
 //! sign-in, refresh rotation and reuse detection, sign-out, password change,
 //! key rotation and role checks, on both engines.
 
-use axum::body::Body;
-use axum::http::{Method, Request};
+use axum::http::Method;
 use control_plane::seed;
-use http_body_util::BodyExt as _;
 use serde_json::{json, Value};
-use tower::ServiceExt as _;
 
 use crate::databases::{TestDb, ENGINES};
 
@@ -30,32 +27,16 @@ impl Api {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut request = Request::builder().method(method).uri(path);
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        let body = match body {
-            Some(value) => {
-                request = request.header("content-type", "application/json");
-                Body::from(value.to_string())
-            }
-            None => Body::empty(),
-        };
-        let response = self
-            .router
-            .clone()
-            .oneshot(request.body(body).expect("request"))
-            .await
-            .expect("infallible");
-        let status = response.status().as_u16();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, value)
+        let answer = crate::router::call(
+            &self.router,
+            method,
+            path,
+            token,
+            &[],
+            body.map(|value| value.to_string()),
+        )
+        .await;
+        (answer.status, answer.body)
     }
 
     pub(crate) async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {

@@ -4,16 +4,13 @@
 //! different body, concurrent retries); Stripe webhook signatures (good,
 //! bad, expired); tenant isolation and bad input through the real router.
 
-use axum::body::Body;
-use axum::http::{Method, Request};
+use axum::http::Method;
 use control_plane::billing::{self, stripe, Charge, DevProvider, StripeProvider, DAY_MS};
 use control_plane::identity;
 use control_plane::ledger;
 use control_plane::tokens::{self, Role};
 use control_plane::ControlPlane;
-use http_body_util::BodyExt as _;
 use serde_json::{json, Value};
-use tower::ServiceExt as _;
 
 use crate::databases::{Engine, TestDb, ENGINES};
 
@@ -60,39 +57,9 @@ impl Api {
         headers: &[(&str, &str)],
         body: Option<String>,
     ) -> (u16, Value, bool) {
-        let mut request = Request::builder().method(method).uri(path);
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let body = match body {
-            Some(text) => {
-                request = request.header("content-type", "application/json");
-                Body::from(text)
-            }
-            None => Body::empty(),
-        };
-        let response = self
-            .0
-            .clone()
-            .oneshot(request.body(body).expect("request"))
-            .await
-            .expect("infallible");
-        let status = response.status().as_u16();
-        let replayed = response.headers().contains_key("idempotent-replayed");
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            replayed,
-        )
+        let answer = crate::router::call(&self.0, method, path, token, headers, body).await;
+        let replayed = answer.headers.contains_key("idempotent-replayed");
+        (answer.status, answer.body, replayed)
     }
 
     async fn subscribe(&self, token: &str, key: &str, body: Value) -> (u16, Value, bool) {

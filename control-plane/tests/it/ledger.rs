@@ -6,18 +6,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Method, Request};
+use axum::http::Method;
 use control_plane::ledger::{
     self, Account, BalanceLimit, LedgerError, Limits, NewAccount, NewTransfer, Resolve,
     TransferKind,
 };
 use control_plane::tokens::{self, Role};
 use control_plane::{identity, ControlPlane, ControlPlaneConfig};
-use http_body_util::BodyExt as _;
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use tower::ServiceExt as _;
 
 use crate::databases::{Engine, TestDb, ENGINES};
 
@@ -700,31 +697,16 @@ impl Api {
         token: Option<&str>,
         body: Option<&str>,
     ) -> (u16, Value) {
-        let mut request = Request::builder().method(method).uri(path);
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        if body.is_some() {
-            request = request.header("content-type", "application/json");
-        }
-        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_owned()));
-        let response = self
-            .router
-            .clone()
-            .oneshot(request.body(body).expect("request"))
-            .await
-            .expect("infallible");
-        let status = response.status().as_u16();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        let answer = crate::router::call(
+            &self.router,
+            method,
+            path,
+            token,
+            &[],
+            body.map(str::to_owned),
         )
+        .await;
+        (answer.status, answer.body)
     }
 }
 

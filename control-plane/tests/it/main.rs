@@ -12,4 +12,5 @@ mod demo;
 mod identity;
 mod ledger;
 mod paths;
+mod router;
 mod submissions;
