@@ -364,6 +364,29 @@ pub async fn run(
             };
             (report, Some(kind), stderr)
         }
+        Ok(Err(SandboxError::Agent(why))) => {
+            // The agent gone without a report in a box the OOM killer
+            // struck: the kernel took the agent too, for the program's
+            // memory. That is the program's memory limit, not our fault.
+            if cgroup.oom_kills().is_some_and(|n| n > 0) || engine_oom_killed(engine, &id).await {
+                let report = AgentReport {
+                    runs: vec![StepReport {
+                        signal: Some(9),
+                        stderr: "the sandbox ran out of memory".into(),
+                        ..StepReport::default()
+                    }],
+                    ..AgentReport::default()
+                };
+                return Ok(Outcome {
+                    report,
+                    oom_killed: true,
+                    memory_peak_bytes: cgroup.memory_peak_bytes(),
+                    abuse: None,
+                    agent_stderr: why,
+                });
+            }
+            return Err(SandboxError::Agent(why));
+        }
         Ok(Err(err)) => return Err(err),
         Err(_) => {
             return Err(SandboxError::HostTimeout(
@@ -376,17 +399,7 @@ pub async fn run(
     // for the container to exit costs tens of ms.
     let oom_killed = match cgroup.oom_kills() {
         Some(count) => count > 0,
-        None => engine
-            .docker()
-            .inspect_container(
-                &id,
-                None::<bollard::query_parameters::InspectContainerOptions>,
-            )
-            .await
-            .ok()
-            .and_then(|info| info.state)
-            .and_then(|state| state.oom_killed)
-            .unwrap_or(false),
+        None => engine_oom_killed(engine, &id).await,
     };
     drop(container);
     Ok(Outcome {
@@ -496,6 +509,22 @@ async fn exchange(
         }
     }
     Err(bad("the agent ended without a report".into(), &stderr))
+}
+
+/// Whether the engine recorded an OOM kill in the container (it keeps that
+/// after the container exits, unlike the cgroup).
+async fn engine_oom_killed(engine: &DockerEngine, id: &str) -> bool {
+    engine
+        .docker()
+        .inspect_container(
+            id,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .ok()
+        .and_then(|info| info.state)
+        .and_then(|state| state.oom_killed)
+        .unwrap_or(false)
 }
 
 /// Removes every container `owner` left behind (a crash, a kill -9).
