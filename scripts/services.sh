@@ -4,6 +4,7 @@
 #   scripts/services.sh docker            # Docker engine (dockerd)
 #   scripts/services.sh runtimes          # the sandbox's language runtimes
 #   scripts/services.sh postgres          # PostgreSQL + role/database for tests
+#   scripts/services.sh netns             # iproute2; checks network namespaces work
 #   scripts/services.sh docker postgres   # any subset, in any order
 #
 # Progress goes to stderr (prefixed "services:"). The only thing written to
@@ -32,7 +33,7 @@ log() { echo "services: $*" >&2; }
 die() { echo "services: ERROR: $*" >&2; exit 1; }
 
 usage() {
-  echo "usage: $0 {docker|runtimes|postgres} [...]   (any subset of: docker runtimes postgres)" >&2
+  echo "usage: $0 {docker|runtimes|postgres|netns} [...]   (any subset of: docker runtimes postgres netns)" >&2
   exit 2
 }
 
@@ -339,14 +340,33 @@ ensure_runtimes() {
   done
 }
 
+# --------------------------------------------------------------------------
+# netns: iproute2, and a check that this machine lets us make network
+# namespaces, veth pairs and bridges (the partition test in
+# node/tests/it/netns_partition.rs runs edges in their own namespaces and
+# fails, rather than skips, without them).
+# --------------------------------------------------------------------------
+ensure_netns() {
+  command -v ip >/dev/null 2>&1 || apt_install iproute2
+  command -v ip >/dev/null 2>&1 || die "ip not found after installing iproute2"
+  local probe="lyceum-probe-$$" ok=1
+  ip netns add "$probe" >&2 || die "cannot create a network namespace (needs root and a kernel with network namespaces)"
+  ip -n "$probe" link add name probe0 type veth peer name probe1 >&2 || ok=0
+  ip -n "$probe" link add name probebr type bridge >&2 || ok=0
+  ip netns del "$probe" >&2 || true
+  ((ok)) || die "network namespaces work but veth pairs or bridges cannot be made in them"
+  log "netns: $(ip -V 2>&1 | head -n1); namespaces, veth pairs and bridges work"
+}
+
 main() {
   (($# > 0)) || usage
-  local want_docker=0 want_postgres=0 want_runtimes=0 arg
+  local want_docker=0 want_postgres=0 want_runtimes=0 want_netns=0 arg
   for arg in "$@"; do
     case $arg in
       docker) want_docker=1 ;;
       runtimes) want_runtimes=1 ;;
       postgres | postgresql) want_postgres=1 ;;
+      netns) want_netns=1 ;;
       -h | --help) usage ;;
       *) echo "services: unknown service '$arg'" >&2; usage ;;
     esac
@@ -356,6 +376,7 @@ main() {
   ((want_docker)) && ensure_docker
   ((want_runtimes)) && ensure_runtimes
   ((want_postgres)) && ensure_postgres
+  ((want_netns)) && ensure_netns
   log "done in ${SECONDS}s"
 }
 

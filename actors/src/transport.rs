@@ -207,15 +207,9 @@ impl<R> FrameGuard<R> {
                 bytes[*seen..*seen + got].copy_from_slice(data);
                 *seen += got;
                 if *seen == FRAME_HEADER_BYTES {
-                    let len = u64::from_be_bytes(*bytes);
-                    if len == 0 {
-                        return Err(self.refuse(BadFrame::Empty));
-                    }
-                    if len > self.frame_bytes_max {
-                        return Err(self.refuse(BadFrame::Oversize));
-                    }
-                    let Ok(len) = usize::try_from(len) else {
-                        return Err(self.refuse(BadFrame::Oversize));
+                    let len = match frame_payload_len(*bytes, self.frame_bytes_max) {
+                        Ok(len) => len,
+                        Err(reason) => return Err(self.refuse(reason)),
                     };
                     self.part = Part::Payload {
                         len,
@@ -226,8 +220,8 @@ impl<R> FrameGuard<R> {
             Part::Payload { len, payload } => {
                 payload.extend_from_slice(data);
                 if payload.len() == *len {
-                    if !well_formed_protobuf(payload) {
-                        return Err(self.refuse(BadFrame::Malformed));
+                    if let Err(reason) = check_frame_payload(payload) {
+                        return Err(self.refuse(reason));
                     }
                     self.part = Part::Header {
                         bytes: [0; FRAME_HEADER_BYTES],
@@ -288,6 +282,40 @@ impl<R: AsyncRead + Unpin> AsyncRead for FrameGuard<R> {
     }
 }
 
+/// The payload length a frame's header announces, or why the frame is
+/// refused before anything is allocated for it: a zero length
+/// ([`BadFrame::Empty`]) or one above `frame_bytes_max`
+/// ([`BadFrame::Oversize`]).
+///
+/// # Errors
+/// The [`BadFrame`] reason the frame is refused for.
+pub fn frame_payload_len(
+    header: [u8; FRAME_HEADER_BYTES],
+    frame_bytes_max: u64,
+) -> Result<usize, BadFrame> {
+    let len = u64::from_be_bytes(header);
+    if len == 0 {
+        return Err(BadFrame::Empty);
+    }
+    if len > frame_bytes_max {
+        return Err(BadFrame::Oversize);
+    }
+    usize::try_from(len).map_err(|_| BadFrame::Oversize)
+}
+
+/// Whether a whole payload may go on to ractor_cluster's decoder: it must be
+/// [`well_formed_protobuf`].
+///
+/// # Errors
+/// [`BadFrame::Malformed`] when it is not.
+pub fn check_frame_payload(payload: &[u8]) -> Result<(), BadFrame> {
+    if well_formed_protobuf(payload) {
+        Ok(())
+    } else {
+        Err(BadFrame::Malformed)
+    }
+}
+
 /// Whether `bytes` parse as a sequence of protobuf fields: each key a valid
 /// varint with a field number of at least 1 and a known wire type (varint,
 /// 64-bit, length-delimited, 32-bit), each value complete. It does not know
@@ -336,6 +364,11 @@ pub fn well_formed_protobuf(bytes: &[u8]) -> bool {
 fn varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
     let mut value: u64 = 0;
     for (i, byte) in bytes.iter().enumerate().take(10) {
+        // The tenth byte carries only the top bit of a u64: more overflows,
+        // and prost (behind the guard) refuses it, so the guard does too.
+        if i == 9 && *byte > 1 {
+            return None;
+        }
         value |= u64::from(byte & 0x7f) << (7 * i);
         if byte & 0x80 == 0 {
             return Some((value, &bytes[i + 1..]));
@@ -472,5 +505,11 @@ mod tests {
         assert!(!well_formed_protobuf(&[0x0b])); // group start (wire type 3)
         assert!(!well_formed_protobuf(&[0x0a, 0x05, 1])); // length past the end
         assert!(!well_formed_protobuf(&[0x08, 0xff])); // unterminated varint
+        let mut max = vec![0x08];
+        max.extend([0xff; 9]);
+        max.push(0x01);
+        assert!(well_formed_protobuf(&max)); // u64::MAX
+        *max.last_mut().expect("last") = 0x3f;
+        assert!(!well_formed_protobuf(&max)); // past u64::MAX (found by fuzzing)
     }
 }

@@ -67,6 +67,18 @@ pub const BILLING_PAGE_SIZE_MAX_DEFAULT: u32 = 1_000;
 pub const BILLING_DEV_DECLINE_TOKEN_DEFAULT: &str = "tok_decline";
 /// Default cap on the prerequisites of one unit.
 pub const PATH_EDGES_PER_UNIT_MAX_DEFAULT: u32 = 32;
+/// Default lifetime of a live-class ticket: two hours, a long class. The
+/// edge checks it when a client joins, not for the rest of the session.
+pub const LIVE_TICKET_TTL_SECONDS_DEFAULT: u64 = 7_200;
+/// Default cap on the events of one page of `GET /api/v1/events`.
+pub const EVENTS_PAGE_SIZE_MAX_DEFAULT: u32 = 1_000;
+/// Default cap on the events one run of the sequencer publishes.
+pub const EVENTS_PUBLISH_BATCH_MAX_DEFAULT: u32 = 10_000;
+/// Default pause between catch-up rounds of the analytics projection.
+pub const ANALYTICS_INTERVAL_MS_DEFAULT: u64 = 1_000;
+/// Default cap on the events the analytics projection applies in one
+/// transaction.
+pub const ANALYTICS_BATCH_MAX_DEFAULT: u32 = 1_000;
 
 /// Control-plane settings (the `[control_plane]` table of the config file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +147,17 @@ pub struct ControlPlaneConfig {
     pub billing_clock_interval_ms: u64,
     /// The payment token the built-in development provider declines.
     pub billing_dev_decline_token: String,
+    /// Lifetime of the live-class tickets of `POST /api/v1/live/tickets`.
+    pub live_ticket_ttl_seconds: u64,
+    /// Most events on one page of `GET /api/v1/events`.
+    pub events_page_size_max: u32,
+    /// Most events one run of the outbox sequencer publishes.
+    pub events_publish_batch_max: u32,
+    /// Pause between catch-up rounds of the analytics projection; 0 turns
+    /// it off (tests that drive it themselves do).
+    pub analytics_interval_ms: u64,
+    /// Most events the analytics projection applies in one transaction.
+    pub analytics_batch_max: u32,
     /// Directory for the embedded SQLite database; set by the binary from
     /// the global data dir, not by users.
     #[serde(skip)]
@@ -173,6 +196,11 @@ impl Default for ControlPlaneConfig {
             billing_page_size_max: BILLING_PAGE_SIZE_MAX_DEFAULT,
             billing_clock_interval_ms: BILLING_CLOCK_INTERVAL_MS_DEFAULT,
             billing_dev_decline_token: BILLING_DEV_DECLINE_TOKEN_DEFAULT.to_owned(),
+            live_ticket_ttl_seconds: LIVE_TICKET_TTL_SECONDS_DEFAULT,
+            events_page_size_max: EVENTS_PAGE_SIZE_MAX_DEFAULT,
+            events_publish_batch_max: EVENTS_PUBLISH_BATCH_MAX_DEFAULT,
+            analytics_interval_ms: ANALYTICS_INTERVAL_MS_DEFAULT,
+            analytics_batch_max: ANALYTICS_BATCH_MAX_DEFAULT,
             data_dir: PathBuf::from(".lyceum/control-plane"),
         }
     }
@@ -266,10 +294,16 @@ impl ControlPlaneConfig {
                 self.content_assignment_tests_max,
             ),
             ("path_edges_per_unit_max", self.path_edges_per_unit_max),
+            ("events_page_size_max", self.events_page_size_max),
+            ("events_publish_batch_max", self.events_publish_batch_max),
+            ("analytics_batch_max", self.analytics_batch_max),
         ] {
             if value == 0 {
                 return bad(key, "must be at least 1");
             }
+        }
+        if self.live_ticket_ttl_seconds == 0 || self.live_ticket_ttl_seconds > 86_400 {
+            return bad("live_ticket_ttl_seconds", "must be 1 to 86400");
         }
         if self.billing_webhook_tolerance_seconds == 0
             || self.billing_webhook_tolerance_seconds > 86_400

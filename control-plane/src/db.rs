@@ -99,6 +99,31 @@ impl Db {
         self.kind
     }
 
+    /// Starts a transaction that writes: on SQLite with `BEGIN IMMEDIATE`,
+    /// which takes the single write lock up front, so a read-then-write
+    /// inside it can never be overtaken (and never fails half way with
+    /// `SQLITE_BUSY` on the upgrade); on PostgreSQL a plain `BEGIN` (READ
+    /// COMMITTED), callers lock the rows they read with `FOR UPDATE`
+    /// ([`Db::lock_clause`]).
+    ///
+    /// # Errors
+    /// Fails when no connection can be had or the database refuses.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.kind {
+            DbKind::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            DbKind::Postgres => self.pool.begin().await,
+        }
+    }
+
+    /// ` FOR UPDATE` on PostgreSQL, nothing on SQLite (whose write lock,
+    /// taken by [`Db::begin_write`], already covers every row).
+    pub fn lock_clause(&self) -> &'static str {
+        match self.kind {
+            DbKind::Sqlite => "",
+            DbKind::Postgres => " FOR UPDATE",
+        }
+    }
+
     /// Closes every pooled connection; later queries fail.
     pub async fn close(&self) {
         self.pool.close().await;

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 /// Stable, closed set of error codes that clients may match on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The request body or a field in it is malformed.
@@ -41,6 +41,12 @@ pub enum ErrorCode {
     NotPublished,
     /// A webhook's signature is missing, wrong or outside its time window.
     BadSignature,
+    /// The caller is neither enrolled in the course nor an instructor of
+    /// its tenant (a live-class ticket, progress of a course).
+    NotEnrolled,
+    /// A report was sent again under the same id with another body; the
+    /// first one stands (live attendance).
+    IdempotencyMismatch,
     /// The configuration is invalid.
     InvalidConfig,
     /// The database failed; the request may be retried.
@@ -69,6 +75,8 @@ impl ErrorCode {
             Self::Cycle => "cycle",
             Self::NotPublished => "not_published",
             Self::BadSignature => "bad_signature",
+            Self::NotEnrolled => "not_enrolled",
+            Self::IdempotencyMismatch => "idempotency_mismatch",
             Self::InvalidConfig => "invalid_config",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
@@ -127,9 +135,16 @@ pub enum ControlPlaneError {
     /// A billing operation was refused or failed.
     #[error(transparent)]
     Billing(#[from] crate::billing::BillingError),
+    /// An enrollment, progress or live-class operation was refused or
+    /// failed.
+    #[error(transparent)]
+    Learning(#[from] crate::learning::LearningError),
     /// A key or hash stored by us could not be used.
     #[error("crypto error: {0}")]
     Crypto(String),
+    /// A fault a test injected on purpose (see [`crate::analytics::Fault`]).
+    #[error("injected fault: {0}")]
+    InjectedFault(&'static str),
 }
 
 impl ControlPlaneError {
@@ -146,10 +161,11 @@ impl ControlPlaneError {
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::Conflict(_) => ErrorCode::Conflict,
             Self::IdempotencyConflict(_) => ErrorCode::IdempotencyConflict,
-            Self::Crypto(_) => ErrorCode::Internal,
+            Self::Crypto(_) | Self::InjectedFault(_) => ErrorCode::Internal,
             Self::Ledger(err) => err.code(),
             Self::Content(err) => err.code(),
             Self::Billing(err) => err.code(),
+            Self::Learning(err) => err.code(),
         }
     }
 }

@@ -5,7 +5,7 @@
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -29,10 +29,14 @@ pub fn router(cp: ControlPlane) -> Router {
         .route("/api/v1/auth/keys/rotate", post(rotate_key))
         .route("/api/v1/auth/keys/{kid}", delete(retire_key))
         .route("/api/v1/me", get(me))
+        .route(crate::openapi::OPENAPI_PATH, get(crate::openapi::serve))
         .merge(crate::ledger::routes())
         .merge(crate::content::routes())
         .merge(crate::submissions::routes())
         .merge(crate::billing::routes())
+        .merge(crate::learning::routes())
+        .merge(crate::events::routes())
+        .merge(crate::analytics::routes())
         .with_state(cp)
 }
 
@@ -44,13 +48,53 @@ impl FromRequestParts<ControlPlane> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, cp: &ControlPlane) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
+        Ok(caller_from_headers(cp, &parts.headers)?)
+    }
+}
+
+/// The caller named by the bearer access token in `headers`, for routes
+/// that accept either a token or the service key.
+///
+/// # Errors
+/// [`ControlPlaneError::BadToken`] (401) for a missing or bad token.
+pub(crate) fn caller_from_headers(
+    cp: &ControlPlane,
+    headers: &HeaderMap,
+) -> Result<Caller, ControlPlaneError> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let token = tokens::bearer(header)?;
+    let claims = cp.keys().snapshot().verifier().verify(token)?;
+    Ok(Caller(claims))
+}
+
+/// Checks that `headers` carry the edge service key
+/// (`control_plane.edge_service_key`) as a bearer token: how edges report
+/// submissions and attendance, which must go through even after the
+/// learner's token has expired. An empty key refuses everyone.
+///
+/// # Errors
+/// [`ControlPlaneError::BadToken`] (401) otherwise.
+pub(crate) fn check_service_key(
+    cp: &ControlPlane,
+    headers: &HeaderMap,
+) -> Result<(), ControlPlaneError> {
+    let key = &cp.config().edge_service_key;
+    let presented = tokens::bearer(
+        headers
             .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        let token = tokens::bearer(header)?;
-        let claims = cp.keys().snapshot().verifier().verify(token)?;
-        Ok(Self(claims))
+            .and_then(|v| v.to_str().ok()),
+    )?;
+    // Comparing digests, not the secrets, keeps the comparison's timing
+    // from telling anything about the key.
+    let digest = |text: &str| ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    if !key.is_empty() && digest(presented).as_ref() == digest(key).as_ref() {
+        Ok(())
+    } else {
+        Err(ControlPlaneError::BadToken(
+            "this is for edge nodes with the service key (control_plane.edge_service_key)".into(),
+        ))
     }
 }
 
@@ -116,22 +160,27 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
+/// The body of every error answer: `{"error": {"code", "message"}}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
+    /// What went wrong.
+    pub error: ErrorDetail<'a>,
 }
 
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
-    code: &'a str,
-    message: &'a str,
+/// The code clients match on and a message for people.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail<'a> {
+    /// One of a closed set; never changes meaning.
+    pub code: ErrorCode,
+    /// Lowercase, for people; may change between versions.
+    pub message: &'a str,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code.as_str(),
+                code: self.code,
                 message: &self.message,
             },
         };
@@ -147,11 +196,12 @@ impl From<ControlPlaneError> for ApiError {
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
-            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden | ErrorCode::NotEnrolled => StatusCode::FORBIDDEN,
             ErrorCode::NotFound | ErrorCode::NotPublished => StatusCode::NOT_FOUND,
             ErrorCode::Conflict
             | ErrorCode::InsufficientFunds
             | ErrorCode::IdempotencyConflict
+            | ErrorCode::IdempotencyMismatch
             | ErrorCode::PendingClosed
             | ErrorCode::PendingExpired
             | ErrorCode::Cycle => StatusCode::CONFLICT,
@@ -206,7 +256,7 @@ fn check_lengths(cp: &ControlPlane, fields: &[&str]) -> Result<(), ControlPlaneE
 
 /// Body of `POST /api/v1/auth/sign-up`: join `tenant` (by slug) as a
 /// learner, or create `organisation` and become its instructor.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignUpRequest {
     /// Account email, unique fleet-wide.
@@ -224,7 +274,7 @@ pub struct SignUpRequest {
 }
 
 /// A tenant created at sign-up.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOrganisation {
     /// URL-friendly id: 2 to 64 characters of a-z, 0-9 and `-`.
@@ -283,7 +333,7 @@ async fn sign_up(
 }
 
 /// Body of `POST /api/v1/auth/sign-in`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignInRequest {
     /// Account email.
@@ -304,7 +354,7 @@ async fn sign_in(
 }
 
 /// Body of `POST /api/v1/auth/refresh` and `POST /api/v1/auth/sign-out`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     /// The refresh token from sign-in or the last refresh.
@@ -331,7 +381,7 @@ async fn sign_out(
 }
 
 /// Body of `POST /api/v1/auth/password`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     /// The password in use now.
@@ -361,7 +411,7 @@ async fn change_password(
 }
 
 /// Answer of `POST /api/v1/auth/keys/rotate`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RotatedKey {
     /// Id of the key that signs from now on.
     pub kid: String,

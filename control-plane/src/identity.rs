@@ -11,7 +11,7 @@ use crate::passwords;
 use crate::tokens::Role;
 
 /// A user as the API shows it (never with the password hash).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Member {
     /// User id.
     pub user_id: String,

@@ -1,10 +1,12 @@
 //! The control plane is Lyceum's system of record: who people are, which
-//! tenant they belong to, every unit of money (the ledger), courses, and
-//! billing (progress in a later issue). It is the only crate that talks to a SQL database, so every
-//! other crate stays storage-agnostic. Edge nodes never call it on a learner's
-//! hot path: they verify the Ed25519 access tokens it signs with the public
-//! key set it publishes.
+//! tenant they belong to, every unit of money (the ledger), courses,
+//! enrollments and progress, billing, and the outbox of domain events. It
+//! is the only crate that talks to a SQL database, so every other crate
+//! stays storage-agnostic. Edge nodes never call it on a learner's hot
+//! path: they verify the Ed25519 access tokens (and live-class tickets) it
+//! signs with the public key set it publishes.
 
+pub mod analytics;
 pub mod billing;
 pub mod clock;
 pub mod config;
@@ -12,10 +14,13 @@ pub mod content;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod identity;
 pub mod keys;
+pub mod learning;
 pub mod ledger;
+pub mod openapi;
 pub mod passwords;
 pub mod seed;
 pub mod sessions;
@@ -46,9 +51,10 @@ struct Inner {
 impl ControlPlane {
     /// Connects to the database, applies migrations, loads (or creates) the
     /// token signing key and starts the ledger's expiry sweep (unless
-    /// `ledger_expiry_sweep_interval_ms` is 0) and the billing clock
-    /// (unless `billing_clock_interval_ms` is 0); both stop when the last
-    /// clone of the returned value is dropped.
+    /// `ledger_expiry_sweep_interval_ms` is 0), the billing clock (unless
+    /// `billing_clock_interval_ms` is 0) and the analytics projection
+    /// (unless `analytics_interval_ms` is 0); they stop when the last clone
+    /// of the returned value is dropped.
     ///
     /// # Errors
     /// Fails when the database cannot be reached or migrated, or when the
@@ -78,6 +84,13 @@ impl ControlPlane {
             tokio::spawn(run_billing_clock(
                 Arc::downgrade(&cp.inner),
                 Duration::from_millis(billing_interval),
+            ));
+        }
+        let analytics_interval = cp.config().analytics_interval_ms;
+        if analytics_interval > 0 {
+            tokio::spawn(run_analytics(
+                Arc::downgrade(&cp.inner),
+                Duration::from_millis(analytics_interval),
             ));
         }
         Ok(cp)
@@ -117,6 +130,29 @@ async fn run_billing_clock(inner: Weak<Inner>, interval: Duration) {
             Ok(done) if done == billing::Advanced::default() => {}
             Ok(done) => tracing::info!(?done, "billing: clock advanced"),
             Err(err) => tracing::warn!(error = %err, "billing: clock step failed"),
+        }
+    }
+}
+
+/// Brings the analytics projection up to date every `interval`; each round
+/// is one transaction with its cursor, so a crash in between loses and
+/// repeats nothing. Holds only a weak reference, so it ends with the
+/// control plane.
+async fn run_analytics(inner: Weak<Inner>, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let Some(inner) = inner.upgrade() else { return };
+        let config = &inner.config;
+        match analytics::catch_up(
+            &inner.db,
+            config.analytics_batch_max,
+            config.events_publish_batch_max,
+        )
+        .await
+        {
+            Ok(0) => {}
+            Ok(applied) => tracing::debug!(applied, "analytics: projection caught up"),
+            Err(err) => tracing::warn!(error = %err, "analytics: projection round failed"),
         }
     }
 }

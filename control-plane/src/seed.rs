@@ -1,6 +1,7 @@
 //! Dev accounts: one per role in a `dev` tenant, so that a newcomer running
 //! `lyceum dev` (and any script) can call the APIs at once, and the demo
-//! course in that tenant (see [`crate::demo`]). Only seeded when asked
+//! course in that tenant (see [`crate::demo`]), in which the dev learner
+//! is enrolled. Only seeded when asked
 //! (`lyceum control-plane --seed-dev`), never by default.
 
 use std::collections::HashMap;
@@ -47,6 +48,7 @@ pub async fn seed_dev(cp: &ControlPlane) -> Result<DevTokens, ControlPlaneError>
     let tenant = identity::ensure_tenant(db, DEV_TENANT_SLUG, "Lyceum dev").await?;
     let mut tokens = HashMap::new();
     let mut instructor = None;
+    let mut learner = None;
     for role in Role::ALL {
         let name = format!("Dev {}", role.as_str());
         let member = identity::ensure_member(
@@ -66,8 +68,10 @@ pub async fn seed_dev(cp: &ControlPlane) -> Result<DevTokens, ControlPlaneError>
             &member.email,
             cp.config().dev_token_ttl_seconds,
         )?;
-        if role == Role::Instructor {
-            instructor = Some(member.user_id.clone());
+        match role {
+            Role::Instructor => instructor = Some(member.user_id.clone()),
+            Role::Learner => learner = Some(member.user_id.clone()),
+            Role::Operator => {}
         }
         tokens.insert(role, token);
     }
@@ -75,6 +79,19 @@ pub async fn seed_dev(cp: &ControlPlane) -> Result<DevTokens, ControlPlaneError>
         let demo = crate::demo::seed_demo(cp, &tenant, &author).await?;
         if demo.created {
             tracing::info!(course_id = demo.course_id, "demo course seeded");
+        }
+        // The dev learner takes the demo course (enrolling again is a no-op),
+        // so live-class tickets and progress work for it at once.
+        if let Some(learner) = &learner {
+            crate::learning::enrollments::enroll(
+                db,
+                &tenant,
+                &demo.course_id,
+                learner,
+                None,
+                cp.clock().now_ms(),
+            )
+            .await?;
         }
     }
     let mut take = |role| {

@@ -17,7 +17,7 @@ use crate::tokens;
 use crate::ControlPlane;
 
 /// What sign-in and refresh answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenPair {
     /// The EdDSA-signed access token.
     pub access_token: String,

@@ -8,18 +8,33 @@
 //! Edges authenticate with the shared service key
 //! (`control_plane.edge_service_key`), not a user's token: the learner's
 //! token may have expired by the time a queued report goes out.
+//!
+//! A report may name the unit (and its published version) the run was made
+//! against, and how many of its tests passed; reports without them stay
+//! valid. A new record writes its `submission_recorded` event and, for a
+//! unit, the learner's progress ([`crate::learning::progress`]: an
+//! accepted assignment is complete) in the same transaction.
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 
+use crate::content::UnitKind;
 use crate::db::{now_ms, Db};
 use crate::error::ControlPlaneError;
+use crate::events::{self, EventKind, NewEvent};
+use crate::learning::progress;
 
 /// Longest text field of a report (ids, language, status, region, time).
 pub const FIELD_BYTES_MAX: usize = 128;
 
+/// Most tests one report may count (far above any assignment's).
+pub const TESTS_TOTAL_MAX: u32 = 10_000;
+
+/// The verdict of a run that passed every test.
+pub const ACCEPTED: &str = "accepted";
+
 /// A report from an edge, as its outbox holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmissionReport {
     /// Always `submission`.
@@ -39,10 +54,23 @@ pub struct SubmissionReport {
     pub region: String,
     /// When it finished (RFC 3339).
     pub finished_at: String,
+    /// The unit the run was made against, if any (a unit of the tenant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_id: Option<String>,
+    /// The unit's published version the learner saw (1 up to the latest);
+    /// only with `unit_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_version: Option<i64>,
+    /// Tests passed, when the run had tests; with `tests_total`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tests_passed: Option<u32>,
+    /// Tests run, at most [`TESTS_TOTAL_MAX`]; with `tests_passed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tests_total: Option<u32>,
 }
 
 /// A stored submission.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Submission {
     /// Stable id (the run's).
     pub id: String,
@@ -60,6 +88,14 @@ pub struct Submission {
     pub finished_at: String,
     /// When the control plane first recorded it (unix ms).
     pub recorded_at: i64,
+    /// The unit it was made against, if the edge said.
+    pub unit_id: Option<String>,
+    /// That unit's version, if the edge said.
+    pub unit_version: Option<i64>,
+    /// Tests passed, if the edge said.
+    pub tests_passed: Option<i64>,
+    /// Tests run, if the edge said.
+    pub tests_total: Option<i64>,
 }
 
 /// What recording did.
@@ -97,11 +133,43 @@ impl SubmissionReport {
                 )));
             }
         }
+        if let Some(unit) = &self.unit_id {
+            if unit.is_empty() || unit.len() > FIELD_BYTES_MAX {
+                return Err(ControlPlaneError::BadRequest(format!(
+                    "unit_id must be 1 to {FIELD_BYTES_MAX} bytes"
+                )));
+            }
+        }
+        match (&self.unit_id, self.unit_version) {
+            (None, Some(_)) => {
+                return Err(ControlPlaneError::BadRequest(
+                    "unit_version needs unit_id".into(),
+                ))
+            }
+            (_, Some(v)) if v < 1 => {
+                return Err(ControlPlaneError::BadRequest(
+                    "unit_version must be at least 1".into(),
+                ))
+            }
+            _ => {}
+        }
+        match (self.tests_passed, self.tests_total) {
+            (None, None) => {}
+            (Some(passed), Some(total)) if passed <= total && total <= TESTS_TOTAL_MAX => {}
+            _ => {
+                return Err(ControlPlaneError::BadRequest(format!(
+                    "tests_passed and tests_total go together, passed at most total, \
+                     total at most {TESTS_TOTAL_MAX}"
+                )))
+            }
+        }
         Ok(())
     }
 
     fn canonical(&self) -> String {
-        // Field order is the struct's, so equal reports give equal text.
+        // Field order is the struct's, so equal reports give equal text;
+        // absent optional fields are left out, so a report from before
+        // they existed keeps the canonical form it was stored with.
         serde_json::to_string(self).unwrap_or_default()
     }
 }
@@ -116,24 +184,31 @@ fn submission(row: &sqlx::any::AnyRow) -> Result<Submission, ControlPlaneError> 
         region: row.try_get("region")?,
         finished_at: row.try_get("finished_at")?,
         recorded_at: row.try_get("recorded_at")?,
+        unit_id: row.try_get("unit_id")?,
+        unit_version: row.try_get("unit_version")?,
+        tests_passed: row.try_get("tests_passed")?,
+        tests_total: row.try_get("tests_total")?,
     })
 }
 
-const COLUMNS: &str =
-    "id, tenant_id, user_id, language, status, region, finished_at, recorded_at, body";
+const COLUMNS: &str = "id, tenant_id, user_id, language, status, region, finished_at, \
+     recorded_at, body, unit_id, unit_version, tests_passed, tests_total";
 
 /// Records a report once. Concurrent retries of the same report race on
-/// the primary key: exactly one inserts, the others read its row back.
+/// the primary key: exactly one inserts (and writes the event and the
+/// progress), the others read its row back.
 ///
 /// # Errors
-/// `BadRequest` for a malformed report or an unknown tenant,
-/// `IdempotencyConflict` when the id was recorded with other contents.
+/// `BadRequest` for a malformed report, an unknown tenant or a unit (or
+/// version) the tenant does not have, `IdempotencyConflict` when the id
+/// was recorded with other contents. Cancel safety: one transaction.
 pub async fn record(db: &Db, report: &SubmissionReport) -> Result<Recorded, ControlPlaneError> {
     report.validate()?;
     let body = report.canonical();
+    let mut tx = db.begin_write().await?;
     let tenant_known = sqlx::query("SELECT 1 AS one FROM tenants WHERE id = $1")
         .bind(&report.tenant_id)
-        .fetch_optional(db.pool())
+        .fetch_optional(&mut *tx)
         .await?
         .is_some();
     if !tenant_known {
@@ -142,9 +217,34 @@ pub async fn record(db: &Db, report: &SubmissionReport) -> Result<Recorded, Cont
             report.tenant_id
         )));
     }
+    let unit = match &report.unit_id {
+        Some(unit_id) => {
+            let row: Option<(String, String, i64)> = sqlx::query_as(
+                "SELECT course_id, kind, published_version FROM units \
+                 WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(&report.tenant_id)
+            .bind(unit_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let (course, kind, latest) = row.ok_or_else(|| {
+                ControlPlaneError::BadRequest(format!("the tenant has no unit {unit_id}"))
+            })?;
+            if report.unit_version.is_some_and(|v| v > latest) {
+                return Err(ControlPlaneError::BadRequest(format!(
+                    "unit {unit_id} has no published version {}",
+                    report.unit_version.unwrap_or_default()
+                )));
+            }
+            Some((unit_id.as_str(), course, UnitKind::parse(&kind)?))
+        }
+        None => None,
+    };
+    let now = now_ms();
     let inserted = sqlx::query(
         "INSERT INTO submissions (id, tenant_id, user_id, language, status, region, \
-         finished_at, recorded_at, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         finished_at, recorded_at, body, unit_id, unit_version, tests_passed, tests_total) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
          ON CONFLICT (id) DO NOTHING",
     )
     .bind(&report.submission_id)
@@ -154,15 +254,56 @@ pub async fn record(db: &Db, report: &SubmissionReport) -> Result<Recorded, Cont
     .bind(&report.status)
     .bind(&report.region)
     .bind(&report.finished_at)
-    .bind(now_ms())
+    .bind(now)
     .bind(&body)
-    .execute(db.pool())
+    .bind(report.unit_id.as_deref())
+    .bind(report.unit_version)
+    .bind(report.tests_passed.map(i64::from))
+    .bind(report.tests_total.map(i64::from))
+    .execute(&mut *tx)
     .await?
     .rows_affected()
         == 1;
+    if inserted {
+        let course = unit.as_ref().map(|(_, course, _)| course.as_str());
+        events::append(
+            &mut tx,
+            &[NewEvent {
+                kind: EventKind::SubmissionRecorded,
+                tenant_id: report.tenant_id.clone(),
+                aggregate_id: report.submission_id.clone(),
+                payload: serde_json::json!({
+                    "submission_id": report.submission_id,
+                    "user_id": report.user_id,
+                    "status": report.status,
+                    "language": report.language,
+                    "unit_id": report.unit_id,
+                    "unit_version": report.unit_version,
+                    "course_id": course,
+                }),
+            }],
+            now,
+        )
+        .await?;
+        if let Some((unit_id, course, kind)) = &unit {
+            let facts = progress::SubmissionFacts {
+                tenant: &report.tenant_id,
+                user: &report.user_id,
+                unit: unit_id,
+                course,
+                kind: *kind,
+                accepted: report.status == ACCEPTED,
+                tests: report
+                    .tests_passed
+                    .zip(report.tests_total)
+                    .map(|(p, t)| (i64::from(p), i64::from(t))),
+            };
+            progress::record_submission(db, &mut tx, &facts, now).await?;
+        }
+    }
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM submissions WHERE id = $1"))
         .bind(&report.submission_id)
-        .fetch_one(db.pool())
+        .fetch_one(&mut *tx)
         .await?;
     let stored_body: String = row.try_get("body")?;
     if stored_body != body {
@@ -172,6 +313,7 @@ pub async fn record(db: &Db, report: &SubmissionReport) -> Result<Recorded, Cont
         )));
     }
     let stored = submission(&row)?;
+    tx.commit().await?;
     Ok(if inserted {
         Recorded::Created(stored)
     } else {
@@ -225,7 +367,7 @@ mod http {
     use super::{Recorded, Submission, SubmissionReport};
     use crate::error::ControlPlaneError;
     use crate::http::{ApiError, Caller};
-    use crate::tokens::{self, Role};
+    use crate::tokens::Role;
     use crate::ControlPlane;
 
     /// Answers 201 for a new record and 200 for a repeat, with the record.
@@ -234,24 +376,13 @@ mod http {
         headers: HeaderMap,
         body: Result<Json<SubmissionReport>, JsonRejection>,
     ) -> Result<(StatusCode, Json<Submission>), ApiError> {
-        let key = &cp.config().edge_service_key;
-        let presented = tokens::bearer(
-            headers
-                .get(axum::http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok()),
-        )?;
-        // Comparing digests, not the secrets, keeps the comparison's
-        // timing from telling anything about the key.
-        let digest = |text: &str| ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
-        let matches = !key.is_empty() && digest(presented).as_ref() == digest(key).as_ref();
-        if !matches {
-            return Err(ControlPlaneError::BadToken(
+        crate::http::check_service_key(&cp, &headers).map_err(|_| {
+            ControlPlaneError::BadToken(
                 "submissions are reported by edge nodes with the service key \
                  (control_plane.edge_service_key)"
                     .into(),
             )
-            .into());
-        }
+        })?;
         let Json(report) = body?;
         match super::record(cp.db(), &report).await? {
             Recorded::Created(stored) => Ok((StatusCode::CREATED, Json(stored))),

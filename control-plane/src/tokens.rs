@@ -2,6 +2,13 @@
 //! role. The control plane issues them; edge nodes verify them locally with
 //! the published key set, so a learner's run never waits on the control
 //! plane.
+//!
+//! Live-class tickets are JWTs signed with the same keys but for another
+//! audience ([`LIVE_AUDIENCE`]): one class, one person, one class role, for
+//! a few hours. The edge that hosts the class verifies them offline with
+//! [`TokenVerifier::verify_live_ticket`]. The two never stand in for each
+//! other: an access token has no `aud` and a ticket must have this one,
+//! and a ticket's `aud` makes [`TokenVerifier::verify`] refuse it.
 
 use std::collections::HashMap;
 
@@ -14,8 +21,11 @@ use crate::keys::KeyRing;
 /// The `iss` claim of every token we sign.
 pub const ISSUER: &str = "lyceum-control-plane";
 
+/// The `aud` claim of every live-class ticket.
+pub const LIVE_AUDIENCE: &str = "lyceum-live";
+
 /// What a person may do within a tenant (operator is fleet-wide).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Takes courses and runs code.
@@ -70,8 +80,53 @@ pub struct Claims {
     pub exp: u64,
 }
 
-/// One public key in the published key set (RFC 8037 OKP form).
+/// Someone's part in one live class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassRole {
+    /// Runs the class: an instructor of the class's tenant.
+    Instructor,
+    /// Takes part: enrolled (active) in the class's course.
+    Learner,
+}
+
+impl ClassRole {
+    /// The role as sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Instructor => "instructor",
+            Self::Learner => "learner",
+        }
+    }
+}
+
+/// The claims inside a live-class ticket (`POST /api/v1/live/tickets`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveTicketClaims {
+    /// Issuer, always [`ISSUER`].
+    pub iss: String,
+    /// Audience, always [`LIVE_AUDIENCE`].
+    pub aud: String,
+    /// User id.
+    pub sub: String,
+    /// Tenant id of the class.
+    pub tid: String,
+    /// Class id: the id of the published `live_classroom` unit.
+    pub cls: String,
+    /// The holder's part in the class.
+    pub crole: ClassRole,
+    /// The holder's name as others see it (their email).
+    pub name: String,
+    /// The region whose edge should host the class (the unit's), if any.
+    pub reg: Option<String>,
+    /// Issued at, unix seconds.
+    pub iat: u64,
+    /// Expires at, unix seconds.
+    pub exp: u64,
+}
+
+/// One public key in the published key set (RFC 8037 OKP form).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Jwk {
     /// Key type, `OKP`.
     pub kty: String,
@@ -103,7 +158,7 @@ impl Jwk {
 }
 
 /// The key set published at `/.well-known/jwks.json`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Jwks {
     /// Every key a verifier should accept.
     pub keys: Vec<Jwk>,
@@ -145,11 +200,60 @@ pub fn issue(
         .map_err(|err| ControlPlaneError::Crypto(format!("sign token: {err}")))
 }
 
+/// What a live-class ticket is issued for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketFor<'a> {
+    /// User id.
+    pub user_id: &'a str,
+    /// Tenant id.
+    pub tenant_id: &'a str,
+    /// Class id.
+    pub class_id: &'a str,
+    /// Part in the class.
+    pub class_role: ClassRole,
+    /// Name shown to the class.
+    pub name: &'a str,
+    /// Region of the class, if any.
+    pub region: Option<&'a str>,
+}
+
+/// Signs a live-class ticket that lives for `ttl_seconds`, with the key
+/// that signs access tokens.
+///
+/// # Errors
+/// [`ControlPlaneError::Crypto`] if signing fails.
+pub fn issue_live_ticket(
+    keys: &KeyRing,
+    ticket: &TicketFor<'_>,
+    ttl_seconds: u64,
+) -> Result<(String, LiveTicketClaims), ControlPlaneError> {
+    let iat = unix_now();
+    let claims = LiveTicketClaims {
+        iss: ISSUER.to_owned(),
+        aud: LIVE_AUDIENCE.to_owned(),
+        sub: ticket.user_id.to_owned(),
+        tid: ticket.tenant_id.to_owned(),
+        cls: ticket.class_id.to_owned(),
+        crole: ticket.class_role,
+        name: ticket.name.to_owned(),
+        reg: ticket.region.map(str::to_owned),
+        iat,
+        exp: iat.saturating_add(ttl_seconds),
+    };
+    let set = keys.snapshot();
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(set.signing_kid().to_owned());
+    let token = jsonwebtoken::encode(&header, &claims, set.signing_key())
+        .map_err(|err| ControlPlaneError::Crypto(format!("sign ticket: {err}")))?;
+    Ok((token, claims))
+}
+
 /// Verifies tokens against a published key set, without any I/O.
 #[derive(Clone)]
 pub struct TokenVerifier {
     keys: HashMap<String, DecodingKey>,
     validation: Validation,
+    live_validation: Validation,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -176,10 +280,19 @@ impl TokenVerifier {
                 .map_err(|err| ControlPlaneError::BadToken(format!("key {}: {err}", jwk.kid)))?;
             keys.insert(jwk.kid.clone(), key);
         }
+        // Access tokens carry no `aud`; jsonwebtoken refuses a token that
+        // has one when no audience is expected, so a ticket is not one.
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[ISSUER]);
         validation.leeway = 5;
-        Ok(Self { keys, validation })
+        let mut live_validation = validation.clone();
+        live_validation.set_audience(&[LIVE_AUDIENCE]);
+        live_validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        Ok(Self {
+            keys,
+            validation,
+            live_validation,
+        })
     }
 
     /// How many keys this verifier accepts.
@@ -192,6 +305,33 @@ impl TokenVerifier {
     /// # Errors
     /// [`ControlPlaneError::BadToken`] saying what is wrong.
     pub fn verify(&self, token: &str) -> Result<Claims, ControlPlaneError> {
+        self.decode(token, &self.validation)
+    }
+
+    /// Checks a live-class ticket: signature, issuer, audience
+    /// ([`LIVE_AUDIENCE`]) and expiry, and returns its claims. An access
+    /// token is refused (it has no audience).
+    ///
+    /// # Errors
+    /// [`ControlPlaneError::UnknownKey`] when the ticket names a key this
+    /// verifier does not have (refetch the key set and retry),
+    /// [`ControlPlaneError::BadToken`] saying what is wrong otherwise.
+    pub fn verify_live_ticket(&self, token: &str) -> Result<LiveTicketClaims, ControlPlaneError> {
+        let claims: LiveTicketClaims = self.decode(token, &self.live_validation)?;
+        // The library checked `aud` against the set; say it plainly too.
+        if claims.aud != LIVE_AUDIENCE {
+            return Err(ControlPlaneError::BadToken(
+                "not a live-class ticket".into(),
+            ));
+        }
+        Ok(claims)
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        validation: &Validation,
+    ) -> Result<T, ControlPlaneError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|err| ControlPlaneError::BadToken(format!("header: {err}")))?;
         let kid = header
@@ -201,7 +341,7 @@ impl TokenVerifier {
             .keys
             .get(&kid)
             .ok_or_else(|| ControlPlaneError::UnknownKey(kid.clone()))?;
-        jsonwebtoken::decode::<Claims>(token, key, &self.validation)
+        jsonwebtoken::decode::<T>(token, key, validation)
             .map(|data| data.claims)
             .map_err(|err| ControlPlaneError::BadToken(err.to_string()))
     }

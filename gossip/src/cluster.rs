@@ -7,7 +7,8 @@
 //! Every received packet is checked before foca sees it: the sender identity
 //! in its header must be the node that the TLS certificate of the connection
 //! names. Packets that fail that check, do not decode, or that foca refuses are
-//! dropped and counted, never trusted.
+//! dropped and counted, never trusted; [`crate::receive`] holds that path, so
+//! the fuzz targets run the same code.
 
 use std::{
     cmp::Ordering,
@@ -34,6 +35,7 @@ use crate::{
     meta::{MetaError, MetaHandler, MetaTable, MetaUpdate, NodeMeta},
     metrics::{DropReason, Metrics, MetricsError},
     names::{NodeId, Region},
+    receive::{self, Received},
     transport::{Inbound, Transport, TransportError, TransportSettings},
 };
 
@@ -641,41 +643,15 @@ impl Driver {
     }
 
     fn handle_datagram(&mut self, from_addr: SocketAddr, from_node: &NodeId, bytes: &[u8]) {
-        let metrics = &self.shared.metrics;
-        let decoded: Result<Header<NodeIdentity>, _> = PostcardCodec.decode_header(bytes);
-        let header = match decoded {
-            Ok(header) => header,
-            Err(err) => {
-                tracing::debug!(peer = %from_addr, node = %from_node, error = %err, "malformed gossip packet");
-                metrics.dropped(DropReason::Malformed);
-                return;
-            }
-        };
-        if header.src.node_id() != from_node {
-            tracing::warn!(
-                peer = %from_addr,
-                certificate = %from_node,
-                claimed = %header.src.node_id(),
-                "gossip packet sender does not match its certificate"
-            );
-            metrics.dropped(DropReason::IdentityMismatch);
-            return;
-        }
-        if let Err(err) = self.foca.handle_data(bytes, &mut self.runtime) {
-            let reason = match err {
-                foca::Error::Decode(_) | foca::Error::MalformedPacket | foca::Error::DataTooBig => {
-                    Some(DropReason::Malformed)
-                }
-                foca::Error::DataFromOurselves | foca::Error::IndirectForOurselves => {
-                    Some(DropReason::ProtocolViolation)
-                }
-                foca::Error::CustomBroadcast(_) => Some(DropReason::BadBroadcast),
-                _ => None,
-            };
-            tracing::debug!(peer = %from_addr, node = %from_node, error = %err, "gossip packet refused");
-            if let Some(reason) = reason {
-                metrics.dropped(reason);
-            }
+        let received = receive::receive(
+            &mut self.foca,
+            &mut self.runtime,
+            from_addr,
+            from_node,
+            bytes,
+        );
+        if let Received::Dropped(reason) = received {
+            self.shared.metrics.dropped(reason);
         }
     }
 

@@ -10,16 +10,22 @@
 //! certificates, mutual-TLS configs), [`identity`] (the foca identity),
 //! [`config`] (SWIM presets and limits), [`meta`] (node metadata broadcasts),
 //! [`fault`] (fault injection), [`metrics`] (Prometheus), [`transport`]
-//! (quinn endpoint and connection cache), [`cluster`] (the running node) and
-//! [`sim`] (a deterministic simulation of many members without sockets).
+//! (quinn endpoint and connection cache), [`receive`] (what becomes of one
+//! received datagram), [`cluster`] (the running node), [`sim`] (a
+//! deterministic simulation of many members without sockets) and `fuzzing`
+//! (the entry points of the fuzz targets and their seeds; tests and the
+//! `fuzzing` feature only).
 
 pub mod cluster;
 pub mod config;
 pub mod fault;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod identity;
 pub mod meta;
 pub mod metrics;
 pub mod names;
+pub mod receive;
 pub mod sim;
 pub mod tls;
 pub mod transport;
@@ -31,4 +37,5 @@ pub use identity::{IdentityError, NodeIdentity};
 pub use meta::{MetaError, NodeMeta};
 pub use metrics::DropReason;
 pub use names::{NameError, NodeId, Region, NAME_BYTES_MAX};
+pub use receive::{Received, Refusal};
 pub use tls::{ClusterCa, NodeCert, TlsError, TlsMaterial};

@@ -105,7 +105,7 @@ impl MetaUpdate {
         Ok(bytes)
     }
 
-    fn decode(bytes: &[u8]) -> Result<Self, MetaError> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, MetaError> {
         if bytes.len() > META_UPDATE_BYTES_MAX {
             return Err(MetaError::TooLarge);
         }

@@ -63,9 +63,67 @@ pub enum Command {
     /// round trips to each healthy region's edges, print the lowest. Exit
     /// code 0 with a region, 1 when none answers.
     Route(RouteArgs),
+    /// Load-test live classrooms on a running dev cluster: open many
+    /// WebSocket sessions across regions, broadcast at a set rate, and print
+    /// fan-out latency percentiles (optionally beside a baseline server).
+    Load(LoadArgs),
+    /// One process of `lyceum load` (spawned by it; reads a plan on stdin).
+    #[command(hide = true)]
+    LoadWorker,
     /// Run one sandbox job from stdin (used inside sandbox containers only).
     #[command(hide = true)]
     SandboxAgent,
+}
+
+/// Flags of `lyceum load`.
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    /// The dev cluster's `cluster.json`. Default: `<data-dir>/cluster.json`.
+    #[arg(long, value_name = "FILE")]
+    pub cluster: Option<PathBuf>,
+
+    /// Learner sessions to open, spread over the regions' edges.
+    #[arg(long, default_value_t = 1000)]
+    pub sessions: usize,
+
+    /// Learner accounts the sessions share (each a separate sign-up).
+    #[arg(long, default_value_t = 10)]
+    pub users: usize,
+
+    /// Regions to connect to (comma-separated); the first homes the class.
+    /// Default: every running edge, in cluster.json's order.
+    #[arg(long, value_delimiter = ',')]
+    pub regions: Vec<String>,
+
+    /// Broadcasts the instructor sends.
+    #[arg(long, default_value_t = 50)]
+    pub broadcasts: u64,
+
+    /// Broadcasts per second.
+    #[arg(long, default_value_t = 5.0)]
+    pub rate: f64,
+
+    /// Worker processes at least (more when sessions need them: one
+    /// process may hold at most 20,000 open files).
+    #[arg(long, default_value_t = 2)]
+    pub processes: usize,
+
+    /// Seconds to wait after the last broadcast for stragglers.
+    #[arg(long, default_value_t = 30)]
+    pub grace_secs: u64,
+
+    /// A plain WebSocket broadcast server to run the same load against in
+    /// the same run (`ws://127.0.0.1:PORT`; see node/bench/ws-baseline).
+    #[arg(long, value_name = "URL")]
+    pub baseline: Option<String>,
+
+    /// The baseline server's pid, to report its memory and CPU too.
+    #[arg(long, value_name = "PID")]
+    pub baseline_pid: Option<u32>,
+
+    /// Print JSON instead of a Markdown table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `lyceum dev`.

@@ -98,6 +98,8 @@ pub struct Config {
     pub dev: DevConfig,
     /// The code sandbox of edge nodes.
     pub sandbox: sandbox::SandboxConfig,
+    /// Live classrooms on edge nodes.
+    pub live: crate::live::LiveConfig,
 }
 
 impl Default for Config {
@@ -111,6 +113,7 @@ impl Default for Config {
             edge: EdgeConfig::default(),
             dev: DevConfig::default(),
             sandbox: sandbox::SandboxConfig::default(),
+            live: crate::live::LiveConfig::default(),
         }
     }
 }
@@ -463,6 +466,9 @@ impl Config {
                 return Err(ConfigError::invalid(key, "must be at least 1"));
             }
         }
+        self.live
+            .validate()
+            .map_err(|(key, reason)| ConfigError::invalid(key, reason))?;
         self.sandbox
             .validate()
             .map_err(|(key, reason)| ConfigError::invalid(&format!("sandbox.{key}"), reason))?;
@@ -656,7 +662,12 @@ fn flag_overrides(cli: &Cli) -> Value {
                 insert_path(&mut root, &["edge", "gossip_listen"], json!(addr));
             }
         }
-        Command::Config | Command::SandboxAgent | Command::Run(_) | Command::Route(_) => {}
+        Command::Config
+        | Command::SandboxAgent
+        | Command::Run(_)
+        | Command::Route(_)
+        | Command::Load(_)
+        | Command::LoadWorker => {}
     }
     Value::Object(root)
 }

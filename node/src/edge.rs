@@ -178,16 +178,19 @@ fn rand_u32() -> u32 {
     u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
 }
 
+/// What every edge handler shares.
 #[derive(Clone)]
-struct EdgeState {
-    identity: NodeIdentity,
+pub(crate) struct EdgeState {
+    pub(crate) identity: NodeIdentity,
     url: String,
     join: Vec<String>,
-    keys: Arc<KeyCache>,
+    pub(crate) keys: Arc<KeyCache>,
     /// Set once the image is built and the pools are warming.
-    sandbox: Arc<tokio::sync::OnceCell<sandbox::Sandbox>>,
+    pub(crate) sandbox: Arc<tokio::sync::OnceCell<sandbox::Sandbox>>,
     /// Cluster membership.
-    gossip: Arc<gossip::GossipHandle>,
+    pub(crate) gossip: Arc<gossip::GossipHandle>,
+    /// Live classrooms: the WebSocket gateway and this node's hub.
+    pub(crate) live: Arc<crate::live::Gateway>,
     /// The actor system: ractor_cluster sessions to the other edges.
     actors: Arc<actors::ActorSystem>,
     /// Per-user budget of code runs.
@@ -207,7 +210,7 @@ struct EdgeState {
 /// verified locally; only a token signed by a key we have not seen (the set
 /// rotated since the last fetch) makes us refetch, at most once per
 /// `edge.key_refetch_min_interval_ms`.
-struct KeyCache {
+pub(crate) struct KeyCache {
     verifier: RwLock<Option<Arc<TokenVerifier>>>,
     client: reqwest::Client,
     url: String,
@@ -274,6 +277,29 @@ impl KeyCache {
         match fetch_keys(&self.client, &self.url).await {
             Ok(fresh) => self.install(fresh),
             Err(err) => tracing::warn!(error = %err, "key set refetch failed"),
+        }
+    }
+
+    /// Verifies a live-class ticket the same way, refetching the key set
+    /// once when it names an unknown key; the error is for the client.
+    pub(crate) async fn verify_ticket(
+        &self,
+        ticket: &str,
+    ) -> Result<tokens::LiveTicketClaims, String> {
+        let verifier = self
+            .current()
+            .ok_or("this node has not loaded the control plane's token keys yet")?;
+        match verifier.verify_live_ticket(ticket) {
+            Err(control_plane::ControlPlaneError::UnknownKey(_)) => {
+                self.refetch_if_due().await;
+                let verifier = self
+                    .current()
+                    .ok_or("this node has not loaded the control plane's token keys yet")?;
+                verifier
+                    .verify_live_ticket(ticket)
+                    .map_err(|e| e.to_string())
+            }
+            other => other.map_err(|e| e.to_string()),
         }
     }
 
@@ -360,7 +386,35 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
     let echo = actors::EchoActor::start(identity.node_id.clone())
         .await
         .context("start the echo actor")?;
+    let live = crate::live::Gateway::start(
+        config.live.clone(),
+        identity.node_id.as_str(),
+        identity.region.as_str(),
+        store.clone(),
+        crate::live::AttendanceReporter {
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_millis(edge.control_plane_timeout_ms))
+                .build()
+                .context("http client")?,
+            url: format!(
+                "{}/api/v1/live/attendance",
+                edge.control_plane_url.trim_end_matches('/')
+            ),
+            service_key: edge.control_plane_service_key.clone(),
+            retry_max: Duration::from_millis(edge.outbox_retry_max_ms),
+        },
+        metrics.registry(),
+        shutdown.clone(),
+    )
+    .await
+    .context("start the live gateway")?;
+    tokio::spawn(crate::live::follow_membership(
+        live.clone(),
+        gossip.subscribe(),
+        shutdown.clone(),
+    ));
     let state = EdgeState {
+        live,
         identity: identity.clone(),
         url: url.clone(),
         join: edge.join.clone(),
@@ -408,6 +462,7 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
         .route("/api/v1/cluster/members", get(cluster_members))
         .route("/api/v1/cluster/actors", get(cluster_actors))
         .route("/api/v1/regions", get(regions))
+        .route("/api/v1/live", get(crate::live::upgrade))
         .route("/api/v1/runs", axum::routing::post(run_code))
         .route("/api/v1/runs/{id}", get(get_run))
         .route("/api/v1/sandbox/abuse", get(abuse_events))
@@ -488,6 +543,7 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
     if let Some(sandbox) = state.sandbox.get() {
         sandbox.shutdown().await;
     }
+    state.live.node().stop_all();
     echo.stop(None);
     if let Ok(actor_system) = Arc::try_unwrap(state.actors) {
         actor_system.shutdown().await;
@@ -811,7 +867,7 @@ async fn languages(State(state): State<EdgeState>) -> Response {
 }
 
 /// The refusal when the user's or the tenant's run budget is spent.
-fn spent_run_budget(state: &EdgeState, claims: &tokens::Claims) -> Option<Response> {
+pub(crate) fn spent_run_budget(state: &EdgeState, claims: &tokens::Claims) -> Option<Response> {
     use crate::rate_limit::Refusal;
     let now = std::time::Instant::now();
     let checks = [
@@ -889,7 +945,7 @@ fn now_rfc3339() -> String {
 /// Records a finished run (result, submission event, abuse event) in the
 /// edge's store and returns the body to answer with; an error response
 /// when the store fails, because an answer we cannot keep must not be given.
-async fn finish_run(
+pub(crate) async fn finish_run(
     state: &EdgeState,
     claims: &tokens::Claims,
     language: &str,

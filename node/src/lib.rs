@@ -10,6 +10,8 @@ pub mod config;
 pub mod control_plane;
 pub mod dev;
 pub mod edge;
+pub mod live;
+pub mod load;
 pub mod metrics;
 pub mod outbox;
 pub mod rate_limit;

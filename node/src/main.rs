@@ -50,6 +50,8 @@ fn main() -> ExitCode {
             Command::Edge(args) => node::edge::run(args, &config).await.map(|()| 0),
             Command::Run(args) => node::run_cmd::run(args, &config).await,
             Command::Route(args) => node::route::run(args, &config).await,
+            Command::Load(args) => node::load::run(args, &config).await,
+            Command::LoadWorker => node::load::worker().await,
             Command::Config | Command::SandboxAgent => Ok(0),
         }
     });

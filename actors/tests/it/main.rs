@@ -10,3 +10,4 @@ mod child;
 mod cluster;
 mod garbage;
 mod harness;
+mod live_local;

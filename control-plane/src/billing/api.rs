@@ -233,8 +233,9 @@ async fn get_invoice(
 }
 
 /// What the webhook did with an event.
-#[derive(Debug, Serialize)]
-struct WebhookAnswer {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct WebhookAnswer {
+    /// Always `true`: the event was verified and handled.
     received: bool,
     /// `settled`, `past_due`, `ignored`.
     action: &'static str,

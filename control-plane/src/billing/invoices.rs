@@ -6,12 +6,14 @@
 //! `billing:revenue:<CUR>` account; the transfer is made *before* the
 //! invoice is marked paid, and is idempotent by id, so a crash in between
 //! or a second settle (a redelivered webhook) never moves money twice.
+//! Marking it paid writes its `invoice_paid` event in the same transaction.
 
 use sqlx::any::AnyRow;
 use sqlx::Row as _;
 
 use super::provider::{Charge, ChargeOutcome, PaymentProvider};
 use super::{BillingError, Invoice, InvoiceLine, InvoiceStatus, Plan, Subscription};
+use crate::events::{self, EventKind, NewEvent};
 use crate::ledger::{self, BalanceLimit, LedgerError, Limits, NewAccount, NewTransfer};
 use crate::ControlPlane;
 
@@ -359,14 +361,39 @@ pub async fn settle(
         let limits = Limits::from_config(cp.config());
         ledger::create_transfer(cp.db(), tenant_id, &transfer, &limits, now_ms).await?;
     }
-    sqlx::query(
+    // Marked paid and its `invoice_paid` event in one transaction; only
+    // the settle that flips the status writes the event.
+    let mut tx = cp.db().begin_write().await?;
+    let paid = sqlx::query(
         "UPDATE billing_invoices SET status = 'paid', paid_at = $1, provider_ref = $2 \
          WHERE id = $3 AND status <> 'paid'",
     )
     .bind(now_ms)
     .bind(reference)
     .bind(&invoice.id)
-    .execute(cp.db().pool())
-    .await?;
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if paid {
+        events::append(
+            &mut tx,
+            &[NewEvent {
+                kind: EventKind::InvoicePaid,
+                tenant_id: tenant_id.to_owned(),
+                aggregate_id: invoice.id.clone(),
+                payload: serde_json::json!({
+                    "invoice_id": invoice.id,
+                    "subscription_id": invoice.subscription_id,
+                    "total": invoice.total,
+                    "currency": invoice.currency,
+                    "period_start": invoice.period_start,
+                }),
+            }],
+            now_ms,
+        )
+        .await?;
+    }
+    tx.commit().await?;
     get(cp, tenant_id, invoice_id).await
 }

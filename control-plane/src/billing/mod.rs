@@ -16,7 +16,7 @@
 //! with a valid signature ([`stripe`]). Nothing here calls out to the
 //! network: the Stripe adapter builds requests and verifies signatures.
 
-mod api;
+pub(crate) mod api;
 pub mod cycle;
 pub mod idempotency;
 pub mod invoices;
@@ -119,7 +119,7 @@ impl BillingError {
 }
 
 /// How a plan prices a subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PlanKind {
     /// Nothing to pay; never invoiced.
@@ -149,7 +149,7 @@ impl PlanKind {
 }
 
 /// A plan anyone may subscribe to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Plan {
     /// Stable id (`free`, `per_learner`, `per_seat`).
     pub id: String,
@@ -168,8 +168,9 @@ pub struct Plan {
 }
 
 /// Where a subscription is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = SubscriptionStatus)]
 pub enum Status {
     /// In its free trial; the first invoice comes at `trial_end`.
     Trialing,
@@ -202,7 +203,7 @@ impl Status {
 }
 
 /// A tenant's subscription.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Subscription {
     /// Server-chosen id.
     pub id: String,
@@ -229,7 +230,7 @@ pub struct Subscription {
 }
 
 /// Where an invoice is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InvoiceStatus {
     /// Issued, not paid yet.
@@ -259,7 +260,7 @@ impl InvoiceStatus {
 }
 
 /// One line of an invoice.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InvoiceLine {
     /// What is billed.
     pub description: String,
@@ -272,7 +273,7 @@ pub struct InvoiceLine {
 }
 
 /// An invoice for one period of a subscription.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Invoice {
     /// Server-chosen id; also the id of its ledger transfer once paid.
     pub id: String,

@@ -20,7 +20,7 @@ const COLUMNS: &str = "id, tenant_id, plan_id, quantity, status, trial_end, peri
      period_end, cancel_at_period_end, canceled_at, created_at";
 
 /// Body of a subscribe request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSubscription {
     /// The plan's id.
@@ -37,7 +37,7 @@ fn one() -> i64 {
 }
 
 /// Body of a payment method change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentMethod {
     /// The new card token or payment method.

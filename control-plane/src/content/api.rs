@@ -306,7 +306,7 @@ async fn add_prerequisite(
 }
 
 /// Answer of `GET /api/v1/units/{id}/prerequisites`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Prerequisites {
     /// Every prerequisite of the unit (at most `path_edges_per_unit_max`).
     pub items: Vec<Prerequisite>,

@@ -28,7 +28,7 @@ pub const ATTEMPTS_MAX: u32 = 1_000;
 pub const TIME_LIMIT_S_MAX: u32 = 24 * 3600;
 
 /// What a unit is; fixed when the unit is created.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UnitKind {
     /// Markdown with runnable code snippets.
@@ -636,7 +636,7 @@ fn validate_assignment(assignment: &Assignment, limits: &Limits) -> Result<(), C
 /// # Errors
 /// [`ContentError::Invalid`] naming the field.
 pub fn check_rfc3339(field: &str, text: &str) -> Result<(), ContentError> {
-    if parse_rfc3339(text).is_some() {
+    if rfc3339_unix_ms(text).is_some() {
         Ok(())
     } else {
         Err(invalid(format!(
@@ -645,7 +645,9 @@ pub fn check_rfc3339(field: &str, text: &str) -> Result<(), ContentError> {
     }
 }
 
-fn parse_rfc3339(text: &str) -> Option<()> {
+/// The unix milliseconds of an RFC 3339 date-time (as [`check_rfc3339`]
+/// accepts it; a leap second counts as the next second), or `None`.
+pub fn rfc3339_unix_ms(text: &str) -> Option<i64> {
     let b = text.as_bytes();
     let digits = |range: std::ops::Range<usize>| -> Option<u32> {
         let part = b.get(range)?;
@@ -673,29 +675,73 @@ fn parse_rfc3339(text: &str) -> Option<()> {
         return None;
     }
     let mut i = 19;
+    let mut millis = 0_i64;
     if sep(i, b".") {
         i += 1;
         let start = i;
         while b.get(i).is_some_and(u8::is_ascii_digit) {
+            if i - start < 3 {
+                millis = millis * 10 + i64::from(b[i] - b'0');
+            }
             i += 1;
         }
         if i == start {
             return None;
         }
-    }
-    match b.get(i)? {
-        b'Z' | b'z' if i + 1 == b.len() => Some(()),
-        b'+' | b'-' if i + 6 == b.len() && sep(i + 3, b":") => {
-            let (oh, om) = (digits(i + 1..i + 3)?, digits(i + 4..i + 6)?);
-            (oh <= 23 && om <= 59).then_some(())
+        for _ in (i - start)..3 {
+            millis *= 10;
         }
-        _ => None,
     }
+    let offset_minutes = match b.get(i)? {
+        b'Z' | b'z' if i + 1 == b.len() => 0,
+        sign @ (b'+' | b'-') if i + 6 == b.len() && sep(i + 3, b":") => {
+            let (oh, om) = (digits(i + 1..i + 3)?, digits(i + 4..i + 6)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let minutes = i64::from(oh * 60 + om);
+            if *sign == b'-' {
+                -minutes
+            } else {
+                minutes
+            }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(i64::from(year), i64::from(month), i64::from(day));
+    let seconds =
+        days * 86_400 + i64::from(hour * 3600 + minute * 60 + second) - offset_minutes * 60;
+    Some(seconds * 1000 + millis)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_rfc3339;
+    use super::rfc3339_unix_ms as parse_rfc3339;
+
+    #[test]
+    fn rfc3339_dates_convert_to_unix_ms() {
+        for (text, ms) in [
+            ("1970-01-01T00:00:00Z", 0),
+            ("2026-12-01T17:00:00Z", 1_796_144_400_000),
+            ("2026-12-01T18:30:00.25+01:30", 1_796_144_400_250),
+            ("2000-02-29T00:00:00.123456-00:30", 951_784_200_123),
+            ("1969-12-31T23:59:59.9Z", -100),
+        ] {
+            assert_eq!(parse_rfc3339(text), Some(ms), "{text}");
+        }
+    }
 
     #[test]
     fn rfc3339_dates_are_checked() {

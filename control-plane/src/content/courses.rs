@@ -8,7 +8,7 @@ use super::{check_title, new_id, ContentError, SUMMARY_BYTES_MAX};
 use crate::db::Db;
 
 /// A course as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Course {
     /// Server-chosen id.
     pub id: String,
@@ -23,7 +23,7 @@ pub struct Course {
 }
 
 /// A module (a chapter of a course).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Module {
     /// Server-chosen id.
     pub id: String,
@@ -36,7 +36,7 @@ pub struct Module {
 }
 
 /// Body of `POST /api/v1/courses`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCourse {
     /// 1 to 200 characters.
@@ -47,7 +47,7 @@ pub struct NewCourse {
 }
 
 /// Body of `POST /api/v1/courses/{id}/modules`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewModule {
     /// 1 to 200 characters.

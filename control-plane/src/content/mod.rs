@@ -16,7 +16,7 @@
 //! Everything is tenant-scoped: every store function takes the tenant id
 //! and every query filters on it, so another tenant's ids are simply unknown.
 
-mod api;
+pub(crate) mod api;
 pub mod body;
 pub mod courses;
 pub mod paths;

@@ -16,8 +16,9 @@
 //! `min_score`, or is itself locked. Locked units are found by one `WITH
 //! RECURSIVE` query (seeded by the unsatisfied edges, then following edges
 //! forward), and the frontier is what is neither locked nor done, in the
-//! same statement. Until progress tracking (issue 5, item 4) records
-//! results, instructors record them through the API.
+//! same statement. Results are written by progress tracking
+//! ([`crate::learning::progress`]) when a unit's completion rule is met,
+//! and by instructors through the API.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -29,7 +30,7 @@ use super::{ContentError, Limits};
 use crate::db::{Db, DbKind};
 
 /// A performance condition on a prerequisite.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Condition {
     /// The prerequisite's score must be at least this, 0 to 100.
@@ -37,7 +38,7 @@ pub struct Condition {
 }
 
 /// Body of `POST /api/v1/units/{id}/prerequisites`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPrerequisite {
     /// The unit that must be done first (same tenant, any course).
@@ -48,7 +49,7 @@ pub struct NewPrerequisite {
 }
 
 /// One prerequisite edge.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Prerequisite {
     /// The unit that requires.
     pub unit_id: String,
@@ -59,7 +60,7 @@ pub struct Prerequisite {
 }
 
 /// Body of `PUT /api/v1/units/{id}/results/{user_id}`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewResult {
     /// 0 to 100; absent for a unit that is not scored.
@@ -68,7 +69,7 @@ pub struct NewResult {
 }
 
 /// A learner's result on one unit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UnitResult {
     /// The learner.
     pub user_id: String,
@@ -81,7 +82,7 @@ pub struct UnitResult {
 }
 
 /// A unit on a learner's frontier: unlocked, published, not done.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FrontierUnit {
     /// Unit id.
     pub unit_id: String,
@@ -350,7 +351,11 @@ pub async fn list_prerequisites(
         .collect())
 }
 
-/// Records (or replaces) a learner's result on a unit.
+/// Records (or replaces) a learner's result on a unit, as an instructor
+/// does: the unit is complete with this score. It goes through
+/// [`crate::learning::progress::record_result`], like every completion, so
+/// the result, the progress row, the `unit_completed` event and the
+/// course's completion stay in step.
 ///
 /// # Errors
 /// [`ContentError::NotFound`] for a unit or user not in the tenant,
@@ -364,35 +369,16 @@ pub async fn record_result(
     now_ms: i64,
 ) -> Result<UnitResult, ContentError> {
     check_score("score", request.score)?;
-    let unit: Option<String> =
-        sqlx::query_scalar("SELECT id FROM units WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(unit_id)
-            .fetch_optional(db.pool())
-            .await?;
-    if unit.is_none() {
-        return Err(ContentError::not_found("unit", unit_id));
-    }
-    check_member(db, tenant, user_id).await?;
-    sqlx::query(
-        "INSERT INTO unit_results (tenant_id, user_id, unit_id, score, completed_at) \
-         VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (tenant_id, user_id, unit_id) \
-         DO UPDATE SET score = excluded.score, completed_at = excluded.completed_at",
-    )
-    .bind(tenant)
-    .bind(user_id)
-    .bind(unit_id)
-    .bind(request.score)
-    .bind(now_ms)
-    .execute(db.pool())
-    .await?;
-    Ok(UnitResult {
-        user_id: user_id.to_owned(),
-        unit_id: unit_id.to_owned(),
-        score: request.score,
-        completed_at: now_ms,
-    })
+    use crate::learning::LearningError as L;
+    crate::learning::progress::record_result(db, tenant, unit_id, user_id, request.score, now_ms)
+        .await
+        .map_err(|err| match err {
+            L::NotFound { what, id } => ContentError::NotFound { what, id },
+            L::Invalid(message) => ContentError::Invalid(message),
+            L::Content(err) => err,
+            L::Database(err) => ContentError::Database(err),
+            other => ContentError::Corrupt(other.to_string()),
+        })
 }
 
 /// The frontier query; see the module docs. `$1` tenant, `$2` user, `$3`

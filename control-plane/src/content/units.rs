@@ -22,7 +22,7 @@ use super::{check_title, new_id, ContentError, Limits};
 use crate::db::{Db, DbKind};
 
 /// Which form of a unit to read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum View {
     /// Latest published version, hidden tests and answer keys removed.
@@ -35,7 +35,7 @@ pub enum View {
 }
 
 /// A unit as one of its views.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Unit {
     /// Server-chosen id.
     pub id: String,
@@ -60,7 +60,7 @@ pub struct Unit {
 }
 
 /// A unit in a module's list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UnitSummary {
     /// Unit id.
     pub id: String,
@@ -73,7 +73,7 @@ pub struct UnitSummary {
 }
 
 /// Body of `POST /api/v1/modules/{id}/units`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUnit {
     /// `lesson`, `quiz`, `assignment` or `live_classroom`.
@@ -85,7 +85,7 @@ pub struct NewUnit {
 }
 
 /// Body of `PUT /api/v1/units/{id}`: replaces the draft.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DraftUpdate {
     /// New title; unchanged when absent.
@@ -96,7 +96,7 @@ pub struct DraftUpdate {
 }
 
 /// What [`publish`] answers: the version and whether this call made it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Published {
     /// The published unit (the `published` view).
     pub unit: Unit,

@@ -149,7 +149,7 @@ async fn create_transfer(
 }
 
 /// Body of `POST /api/v1/ledger/transfers/batch`.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     /// 1 to `ledger_batch_transfers_max` transfers, applied in order, all or
@@ -158,7 +158,7 @@ pub struct BatchRequest {
 }
 
 /// Answer of a batch: one result per transfer, in request order.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct BatchAnswer {
     /// Each stored transfer and whether this call created it.
     pub results: Vec<Recorded>,

@@ -21,7 +21,7 @@
 //! Concurrency: see [`store`] for how writes stay correct under contention
 //! on both engines.
 
-mod api;
+pub(crate) mod api;
 pub mod store;
 
 use serde::{Deserialize, Serialize};
@@ -142,7 +142,7 @@ impl LedgerError {
 /// Which side of an account may not outgrow the other, TigerBeetle style:
 /// a credit-normal account (what we owe a tenant) may not have more debits
 /// than credits, a debit-normal one (cash we hold) the reverse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BalanceLimit {
     /// Any balance, negative included (a funding source, revenue).
@@ -178,7 +178,7 @@ impl BalanceLimit {
 }
 
 /// An account as stored, with its running totals.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Account {
     /// Server-chosen id.
     pub id: String,
@@ -203,7 +203,7 @@ pub struct Account {
 }
 
 /// Body of an account creation.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAccount {
     /// Unique within the tenant; same character set as transfer ids.
@@ -219,7 +219,7 @@ pub struct NewAccount {
 }
 
 /// What a journal row does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TransferKind {
     /// Moves the amount at once.
@@ -261,7 +261,7 @@ impl TransferKind {
 }
 
 /// A journal row as stored; never changes once written.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Transfer {
     /// Client-chosen id, the idempotency key.
     pub id: String,
@@ -288,7 +288,7 @@ pub struct Transfer {
 }
 
 /// Body of a transfer creation (alone or in a batch).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTransfer {
     /// Client-chosen idempotency key: 1 to `ledger_id_bytes_max` bytes of
@@ -314,7 +314,7 @@ pub struct NewTransfer {
 }
 
 /// Body of a post or void of a pending transfer.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Resolve {
     /// Id of the closing transfer; defaults to `<pending id>.post` or
@@ -332,7 +332,7 @@ pub struct Resolve {
 
 /// A transfer and whether this call wrote it (false: an earlier call with
 /// the same id and body did).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Recorded {
     /// The stored transfer.
     pub transfer: Transfer,
@@ -481,7 +481,7 @@ fn check_currency(currency: &str) -> Result<(), LedgerError> {
 
 /// What [`audit`] finds: stored balances against a replay of the journal,
 /// and the per-currency sums that double entry keeps at zero.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, utoipa::ToSchema)]
 pub struct Audit {
     /// Accounts of the tenant.
     pub accounts: usize,

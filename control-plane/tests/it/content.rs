@@ -19,6 +19,12 @@ pub(crate) struct Api {
 }
 
 impl Api {
+    pub(crate) fn new(cp: &ControlPlane) -> Self {
+        Self {
+            router: control_plane::http::router(cp.clone()),
+        }
+    }
+
     pub(crate) async fn call(
         &self,
         method: Method,
@@ -163,7 +169,7 @@ pub(crate) fn lesson() -> Value {
     json!({"markdown": "# Loops\nRun the snippet.", "snippets": [{"language": "python", "code": "for i in range(3): print(i)"}]})
 }
 
-fn quiz() -> Value {
+pub(crate) fn quiz() -> Value {
     json!({
         "questions": [
             {"type": "single_choice", "id": "q1", "prompt": "2 + 2?", "choices": ["3", "4"], "answer": 1},
@@ -177,7 +183,7 @@ fn quiz() -> Value {
     })
 }
 
-fn assignment() -> Value {
+pub(crate) fn assignment() -> Value {
     json!({
         "language": "python",
         "starter_files": [{"name": "main.py", "content": "print()"}],
@@ -187,7 +193,7 @@ fn assignment() -> Value {
     })
 }
 
-fn live_classroom() -> Value {
+pub(crate) fn live_classroom() -> Value {
     json!({"schedule": {"starts_at": "2026-12-01T17:00:00Z", "duration_minutes": 60}, "cohort": "spring-2027", "region": "eu-west"})
 }
 
@@ -489,6 +495,34 @@ async fn tenants_are_isolated_and_roles_checked_on_every_endpoint() {
         )
         .await;
         let learner_a = a.learner_id.clone();
+        // One published unit of the other kinds, for the learning routes.
+        let mut learning = Vec::new();
+        for (kind, body) in [
+            ("lesson", lesson()),
+            ("quiz", quiz()),
+            ("live_classroom", live_classroom()),
+        ] {
+            let unit = api
+                .ok(
+                    Method::POST,
+                    &format!("/api/v1/modules/{module_id}/units"),
+                    &a.instructor,
+                    Some(&json!({"kind": kind, "title": kind, "body": body})),
+                    201,
+                )
+                .await;
+            let id = unit["id"].as_str().expect("id").to_owned();
+            api.ok(
+                Method::POST,
+                &format!("/api/v1/units/{id}/publish"),
+                &a.instructor,
+                None,
+                201,
+            )
+            .await;
+            learning.push(id);
+        }
+        let (a_lesson, a_quiz, a_live) = (&learning[0], &learning[1], &learning[2]);
 
         // (method, path, body, what A's learner gets, what B's learner and
         // B's instructor get). Reads are open to A's learner; writes are not.
@@ -599,6 +633,84 @@ async fn tenants_are_isolated_and_roles_checked_on_every_endpoint() {
                 200,
                 (403, 404),
             ),
+            // Learning: A's learner enrolls first, and drops last.
+            (
+                Method::POST,
+                format!("/api/v1/courses/{course_id}/enrollments"),
+                Some(json!({})),
+                201,
+                (404, 404),
+            ),
+            (
+                Method::GET,
+                format!("/api/v1/courses/{course_id}/enrollments"),
+                None,
+                403,
+                (403, 404),
+            ),
+            (
+                Method::POST,
+                format!("/api/v1/courses/{course_id}/cohorts"),
+                Some(json!({"name": "spring"})),
+                403,
+                (403, 404),
+            ),
+            (
+                Method::GET,
+                format!("/api/v1/courses/{course_id}/cohorts"),
+                None,
+                403,
+                (403, 404),
+            ),
+            (
+                Method::PUT,
+                format!("/api/v1/units/{a_lesson}/progress"),
+                Some(json!({"seconds_on_page": 5, "scroll_depth": 0.2})),
+                200,
+                (404, 404),
+            ),
+            (
+                Method::POST,
+                format!("/api/v1/units/{a_quiz}/attempts"),
+                Some(json!({"answers": {}})),
+                201,
+                (404, 404),
+            ),
+            (
+                Method::GET,
+                format!("/api/v1/me/progress?course_id={course_id}"),
+                None,
+                200,
+                (404, 404),
+            ),
+            (
+                Method::POST,
+                "/api/v1/live/tickets".to_owned(),
+                Some(json!({"class_id": a_live})),
+                200,
+                (404, 404),
+            ),
+            (
+                Method::GET,
+                format!("/api/v1/live/{a_live}/attendance"),
+                None,
+                403,
+                (403, 404),
+            ),
+            (
+                Method::GET,
+                format!("/api/v1/courses/{course_id}/stats"),
+                None,
+                403,
+                (403, 404),
+            ),
+            (
+                Method::DELETE,
+                format!("/api/v1/courses/{course_id}/enrollments/{learner_a}"),
+                None,
+                204,
+                (403, 404),
+            ),
         ];
         for (method, path, body, for_learner_a, (for_learner_b, for_instructor_b)) in cases {
             let text = body.as_ref().map(Value::to_string);
@@ -631,6 +743,10 @@ async fn tenants_are_isolated_and_roles_checked_on_every_endpoint() {
         assert_eq!(listed["items"], json!([]));
         let (_, frontier) = api.get("/api/v1/paths/frontier", &b.learner).await;
         assert_eq!(frontier["items"], json!([]));
+        let (_, enrolled) = api.get("/api/v1/me/enrollments", &b.learner).await;
+        assert_eq!(enrolled["items"], json!([]));
+        let (_, enrolled) = api.get("/api/v1/me/enrollments", &a.learner).await;
+        assert_eq!(enrolled["items"][0]["status"], "dropped");
         // A's unit cannot be made a prerequisite of B's, nor the reverse.
         let (_, b_module) = course(&api, &b.instructor, "B's course").await;
         let b_unit = api

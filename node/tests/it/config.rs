@@ -130,7 +130,7 @@ fn errors_name_the_key_and_the_source() {
             r#"invalid configuration: key `http.request_timeout_ms` (in $DIR/lyceum.toml): expected u64, found string "soon""#
         ]],
     );
-    check_err(Some("colour = \"blue\"\n"), &[], json!({}), expect!["invalid configuration: key `colour` (in $DIR/lyceum.toml): unknown key; known keys here: data_dir, log_format, log_filter, http, control_plane, edge, dev, sandbox"]);
+    check_err(Some("colour = \"blue\"\n"), &[], json!({}), expect!["invalid configuration: key `colour` (in $DIR/lyceum.toml): unknown key; known keys here: data_dir, log_format, log_filter, http, control_plane, edge, dev, sandbox, live"]);
     check_err(
         None,
         &[("LYCEUM_HTTP__NOPE", "1")],
@@ -161,6 +161,32 @@ fn errors_name_the_key_and_the_source() {
 #[test]
 fn limits_are_checked_at_their_edges() {
     let limit = |c: &Config| format!("in_flight={}", c.http.requests_in_flight_max);
+    let sessions = |c: &Config| format!("sessions={}", c.live.sessions_max);
+    check_ok(
+        Some("[live]\nsessions_max = 19900\n"),
+        &[],
+        json!({}),
+        sessions,
+        expect!["sessions=19900"],
+    );
+    check_err(
+        Some("[live]\nsessions_max = 19901\n"),
+        &[],
+        json!({}),
+        expect!["invalid configuration: key `live.sessions_max`: must be at most 19900 (a process may hold 20000 open files)"],
+    );
+    check_err(
+        Some("[live]\nsession_queue_max = 0\n"),
+        &[],
+        json!({}),
+        expect!["invalid configuration: key `live.session_queue_max`: must be at least 1"],
+    );
+    check_err(
+        Some("[live]\nframe_bytes_max = 200000\n"),
+        &[],
+        json!({}),
+        expect!["invalid configuration: key `live.websocket_message_bytes_max`: must be at least live.frame_bytes_max"],
+    );
     check_ok(
         Some("[http]\nrequests_in_flight_max = 1\n"),
         &[],

@@ -9,6 +9,8 @@ mod control_plane_process;
 mod dev_cluster;
 mod edge_node;
 mod five_nodes;
+mod live_class;
+mod netns_partition;
 mod partition;
 mod run_cli;
 mod support;

@@ -1,0 +1,619 @@
+//! The classroom actor: one per live class, on its home node. It holds the
+//! class's state, numbers its events, keeps the replay buffer, stores the
+//! log and snapshots in sled, and sends each event once to every node that
+//! has sessions in the class.
+//!
+//! *Storage.* Tree `class:<id>`: key `s` holds the latest snapshot (state
+//! and epoch), keys `e` + big-endian seq hold events. A snapshot is written
+//! every `snapshot_every_events`; events older than the snapshot minus the
+//! replay buffer are trimmed. A classroom started on a node that has the
+//! class stored resumes from it (same events, same numbers), with its epoch
+//! one higher.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Weak,
+    time::Instant,
+};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor_cluster::RactorClusterMessage;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    class::{ClassState, CommandError, Participant},
+    hub::{to_hub_text, AttendanceReport, Deliver, Direct, LiveNode},
+    now_ms,
+    protocol::{Audience, ClientBody, Event, EventKind, Reply},
+};
+
+/// What a classroom understands; the payload is an [`Envelope`] as JSON so
+/// it crosses nodes.
+#[derive(RactorClusterMessage)]
+pub enum ClassroomMessage {
+    /// One input from a session (or the node).
+    Command(String),
+}
+
+/// One input and who sent it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The node of the session.
+    pub node_id: String,
+    /// The session on that node.
+    pub session_id: u64,
+    /// Who (from their verified ticket).
+    pub who: Participant,
+    /// What.
+    pub input: Input,
+}
+
+/// The inputs of a classroom.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "input", rename_all = "snake_case")]
+pub enum Input {
+    /// A session opened (or resumed from `last_seq`).
+    Join {
+        /// The largest `seq` the client saw.
+        last_seq: Option<u64>,
+        /// The region serving the session (for the welcome).
+        region: String,
+    },
+    /// A session closed.
+    Leave,
+    /// A client command.
+    Client {
+        /// The request id, for replies.
+        id: Option<String>,
+        /// The command.
+        body: ClientBody,
+    },
+    /// A learner's submission started running on their node.
+    SubmissionStarted {
+        /// Assignment.
+        assignment_id: String,
+    },
+    /// It finished.
+    SubmissionFinished {
+        /// Assignment.
+        assignment_id: String,
+        /// Sandbox run id.
+        run_id: String,
+        /// Verdict.
+        verdict: String,
+        /// Tests passed.
+        passed: u32,
+        /// Tests run.
+        total: u32,
+        /// Region that ran it.
+        region: String,
+    },
+    /// Every session of `node_id` is gone (gossip declared it down).
+    NodeDown,
+}
+
+/// What a classroom starts from.
+#[derive(Debug)]
+pub struct ClassroomArgs {
+    /// The class.
+    pub class_id: String,
+    /// Its tenant.
+    pub tenant_id: String,
+    /// The node it lives on.
+    pub node: Weak<LiveNode>,
+}
+
+/// The running classroom.
+#[derive(Debug)]
+pub struct ClassroomState {
+    class: ClassState,
+    epoch: u64,
+    node: Weak<LiveNode>,
+    tree: sled::Tree,
+    replay: VecDeque<Event>,
+    replay_max: usize,
+    snapshot_every: u64,
+    members_max: usize,
+    /// Open connections: (node, session) → user.
+    connections: HashMap<(String, u64), String>,
+    /// Connections per node: the nodes to deliver to.
+    subscribers: HashMap<String, usize>,
+    /// Token bucket of commands.
+    tokens: f64,
+    rate: f64,
+    refilled: Instant,
+}
+
+/// The classroom actor.
+#[derive(Debug)]
+pub struct ClassroomActor;
+
+const SNAPSHOT_KEY: &[u8] = b"s";
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    epoch: u64,
+    state: ClassState,
+}
+
+fn event_key(seq: u64) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = b'e';
+    key[1..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// Loads a stored class: its snapshot, then the events after it.
+fn load(
+    tree: &sled::Tree,
+    class_id: &str,
+    tenant_id: &str,
+) -> Result<(ClassState, u64, Vec<Event>), String> {
+    let (mut state, epoch) = match tree.get(SNAPSHOT_KEY).map_err(|e| e.to_string())? {
+        Some(bytes) => {
+            let stored: Stored = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+            (stored.state, stored.epoch)
+        }
+        None => (ClassState::new(class_id, tenant_id, now_ms()), 0),
+    };
+    let mut events = Vec::new();
+    for item in tree.range(event_key(0)..=event_key(u64::MAX)) {
+        let (_, bytes) = item.map_err(|e| e.to_string())?;
+        let event: Event = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+        if event.seq > state.seq {
+            state.fold(&event);
+        }
+        events.push(event);
+    }
+    Ok((state, epoch, events))
+}
+
+impl Actor for ClassroomActor {
+    type Msg = ClassroomMessage;
+    type State = ClassroomState;
+    type Arguments = ClassroomArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: ClassroomArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let node = args
+            .node
+            .upgrade()
+            .ok_or("the live node is shutting down")?;
+        let tree = node.store().open_tree(format!("class:{}", args.class_id))?;
+        let (class, epoch, events) = load(&tree, &args.class_id, &args.tenant_id)?;
+        let epoch = epoch + 1;
+        tree.insert(
+            SNAPSHOT_KEY,
+            serde_json::to_vec(&Stored {
+                epoch,
+                state: class.clone(),
+            })?,
+        )?;
+        let limits = node.limits().clone();
+        let replay: VecDeque<Event> = events
+            .into_iter()
+            .rev()
+            .take(limits.replay_events_max)
+            .rev()
+            .collect();
+        let rate = f64::from(limits.class_commands_per_second.max(1));
+        let mut state = ClassroomState {
+            class,
+            epoch,
+            node: args.node,
+            tree,
+            replay,
+            replay_max: limits.replay_events_max,
+            snapshot_every: limits.snapshot_every_events.max(1),
+            members_max: limits.class_members_max,
+            connections: HashMap::new(),
+            subscribers: HashMap::new(),
+            tokens: rate,
+            rate,
+            refilled: Instant::now(),
+        };
+        // Whoever was connected to the previous home is not connected to
+        // this one until they join again.
+        let departed: Vec<_> = state
+            .class
+            .members
+            .keys()
+            .filter_map(|user| state.class.depart(user))
+            .collect();
+        state.emit(departed);
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let ClassroomMessage::Command(text) = message;
+        let envelope: Envelope = match serde_json::from_str(&text) {
+            Ok(envelope) => envelope,
+            Err(err) => {
+                tracing::warn!(error = %err, "undecodable classroom input dropped");
+                return Ok(());
+            }
+        };
+        let was_ended = state.class.ended();
+        state.input(envelope);
+        if !was_ended && state.class.ended() {
+            if let Some(node) = state.node.upgrade() {
+                node.report_attendance(AttendanceReport {
+                    class_id: state.class.class_id.clone(),
+                    tenant_id: state.class.tenant_id.clone(),
+                    epoch: state.epoch,
+                    started_at_ms: state.class.started_at_ms,
+                    ended_at_ms: state.class.ended_at_ms.unwrap_or_else(now_ms),
+                    attendees: state.class.attendance(now_ms()),
+                });
+                let linger = node.limits().ended_linger;
+                let actor = myself.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(linger).await;
+                    actor.stop(Some("class ended".into()));
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.store_snapshot();
+        if let Some(node) = state.node.upgrade() {
+            node.forget(&state.class.class_id);
+        }
+        Ok(())
+    }
+}
+
+impl ClassroomState {
+    fn input(&mut self, envelope: Envelope) {
+        let Envelope {
+            node_id,
+            session_id,
+            who,
+            input,
+        } = envelope;
+        match input {
+            Input::Join { last_seq, region } => {
+                self.join(&node_id, session_id, &who, last_seq, &region)
+            }
+            Input::Leave => {
+                if self
+                    .connections
+                    .remove(&(node_id.clone(), session_id))
+                    .is_some()
+                {
+                    self.unsubscribe(&node_id);
+                    if !self.connected(&who.user_id) {
+                        let event = self.class.depart(&who.user_id);
+                        self.emit(event.into_iter().collect());
+                    }
+                }
+            }
+            Input::NodeDown => {
+                let gone: Vec<_> = self
+                    .connections
+                    .keys()
+                    .filter(|(node, _)| *node == node_id)
+                    .cloned()
+                    .collect();
+                let mut users = Vec::new();
+                for key in gone {
+                    if let Some(user) = self.connections.remove(&key) {
+                        users.push(user);
+                    }
+                }
+                self.subscribers.remove(&node_id);
+                users.sort();
+                users.dedup();
+                let events: Vec<_> = users
+                    .iter()
+                    .filter(|user| !self.connected(user))
+                    .filter_map(|user| self.class.depart(user))
+                    .collect();
+                self.emit(events);
+            }
+            Input::Client { id, body } => {
+                if !self
+                    .connections
+                    .contains_key(&(node_id.clone(), session_id))
+                {
+                    self.reply(
+                        &node_id,
+                        session_id,
+                        Reply::error("join_required", "join the class first", id),
+                    );
+                    return;
+                }
+                if !self.take_token() {
+                    self.reply(
+                        &node_id,
+                        session_id,
+                        Reply::error(
+                            "rate_limited",
+                            "this class is receiving too many messages; slow down",
+                            id,
+                        ),
+                    );
+                    return;
+                }
+                match self.class.decide(&who, &body) {
+                    Ok(events) => self.emit(events),
+                    Err(CommandError { code, message }) => {
+                        self.reply(&node_id, session_id, Reply::error(code, message, id));
+                    }
+                }
+            }
+            Input::SubmissionStarted { assignment_id } => {
+                match self.class.check_submission(&who, &assignment_id) {
+                    Ok(_) => self.emit(vec![(
+                        Audience::instructors_and(vec![who.user_id.clone()]),
+                        EventKind::SubmissionStarted {
+                            assignment_id,
+                            user_id: who.user_id.clone(),
+                            name: who.name.clone(),
+                        },
+                    )]),
+                    Err(CommandError { code, message }) => {
+                        self.reply(&node_id, session_id, Reply::error(code, message, None));
+                    }
+                }
+            }
+            Input::SubmissionFinished {
+                assignment_id,
+                run_id,
+                verdict,
+                passed,
+                total,
+                region,
+            } => {
+                // A run that finishes after the class ended still counts
+                // for the learner's record, but the class is closed.
+                if self.class.assignment(&assignment_id).is_some() && !self.class.ended() {
+                    self.emit(vec![(
+                        Audience::instructors_and(vec![who.user_id.clone()]),
+                        EventKind::Submission {
+                            assignment_id,
+                            user_id: who.user_id.clone(),
+                            name: who.name.clone(),
+                            run_id,
+                            verdict,
+                            passed,
+                            total,
+                            region,
+                        },
+                    )]);
+                }
+            }
+        }
+    }
+
+    fn connected(&self, user_id: &str) -> bool {
+        self.connections.values().any(|user| user == user_id)
+    }
+
+    fn unsubscribe(&mut self, node_id: &str) {
+        if let Some(count) = self.subscribers.get_mut(node_id) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.subscribers.remove(node_id);
+            }
+        }
+    }
+
+    fn take_token(&mut self) -> bool {
+        let elapsed = self.refilled.elapsed().as_secs_f64();
+        self.refilled = Instant::now();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn join(
+        &mut self,
+        node_id: &str,
+        session_id: u64,
+        who: &Participant,
+        last_seq: Option<u64>,
+        region: &str,
+    ) {
+        let known = self.class.members.contains_key(&who.user_id);
+        if !known && self.class.members.len() >= self.members_max {
+            self.send_direct(
+                Direct {
+                    class_id: self.class.class_id.clone(),
+                    session_id,
+                    reply: Some(Reply::error(
+                        "class_full",
+                        format!("the class holds at most {} people", self.members_max),
+                        None,
+                    )),
+                    close: Some((
+                        super::protocol::close::CLASS_UNAVAILABLE,
+                        "class_full".into(),
+                    )),
+                    ..Direct::default()
+                },
+                node_id,
+            );
+            return;
+        }
+        let seq = self.class.seq;
+        let oldest = self.replay.front().map_or(seq + 1, |e| e.seq);
+        let replayable = last_seq.filter(|last| *last <= seq && last + 1 >= oldest);
+        let (events, snapshot) = match replayable {
+            Some(last) => (
+                self.replay
+                    .iter()
+                    .filter(|e| e.seq > last && e.audience.includes(&who.user_id, who.role))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+                None,
+            ),
+            None => (
+                Vec::new(),
+                Some((seq, self.class.snapshot_for(&who.user_id, who.role))),
+            ),
+        };
+        let node_name = self
+            .node
+            .upgrade()
+            .map(|node| node.node_id().to_owned())
+            .unwrap_or_default();
+        let welcome = Reply::Welcome {
+            class_id: self.class.class_id.clone(),
+            user_id: who.user_id.clone(),
+            role: who.role,
+            node_id: node_id.to_owned(),
+            region: region.to_owned(),
+            home_node_id: node_name,
+            epoch: self.epoch,
+            resumed: replayable.is_some(),
+            replayed: u64::try_from(events.len()).unwrap_or(u64::MAX),
+        };
+        let ended = self.class.ended();
+        self.send_direct(
+            Direct {
+                class_id: self.class.class_id.clone(),
+                session_id,
+                welcome: Some(welcome),
+                snapshot,
+                events,
+                reply: None,
+                close: ended.then(|| (super::protocol::close::CLASS_ENDED, "class_ended".into())),
+                assignments: self.class.assignments.clone(),
+                ended,
+            },
+            node_id,
+        );
+        if ended {
+            return;
+        }
+        if self
+            .connections
+            .insert((node_id.to_owned(), session_id), who.user_id.clone())
+            .is_none()
+        {
+            *self.subscribers.entry(node_id.to_owned()).or_default() += 1;
+        }
+        let event = self.class.arrive(who);
+        self.emit(event.into_iter().collect());
+    }
+
+    fn reply(&self, node_id: &str, session_id: u64, reply: Reply) {
+        self.send_direct(
+            Direct {
+                class_id: self.class.class_id.clone(),
+                session_id,
+                reply: Some(reply),
+                ..Direct::default()
+            },
+            node_id,
+        );
+    }
+
+    fn send_direct(&self, direct: Direct, node_id: &str) {
+        let text = serde_json::to_string(&direct).unwrap_or_default();
+        if !to_hub_text(node_id, "direct", text) {
+            tracing::debug!(node_id, "no hub to answer a session on");
+        }
+    }
+
+    /// Numbers, folds, stores and delivers events.
+    fn emit(&mut self, kinds: Vec<(Audience, EventKind)>) {
+        if kinds.is_empty() {
+            return;
+        }
+        let now = now_ms();
+        let mut events = Vec::with_capacity(kinds.len());
+        let mut batch = sled::Batch::default();
+        for (audience, kind) in kinds {
+            let event = Event {
+                seq: self.class.seq + 1,
+                at_ms: now,
+                audience,
+                kind,
+            };
+            self.class.fold(&event);
+            batch.insert(
+                &event_key(event.seq),
+                serde_json::to_vec(&event).unwrap_or_default(),
+            );
+            self.replay.push_back(event.clone());
+            events.push(event);
+        }
+        while self.replay.len() > self.replay_max {
+            self.replay.pop_front();
+        }
+        if let Err(err) = self.tree.apply_batch(batch) {
+            tracing::error!(class_id = self.class.class_id, error = %err, "cannot store class events");
+        }
+        let crossed = events.iter().any(|e| {
+            e.seq % self.snapshot_every == 0 || matches!(e.kind, EventKind::ClassEnded {})
+        });
+        if crossed {
+            self.store_snapshot();
+        }
+        if let Some(node) = self.node.upgrade() {
+            node.count_events(events.len());
+        }
+        let text = serde_json::to_string(&Deliver {
+            class_id: self.class.class_id.clone(),
+            events,
+        })
+        .unwrap_or_default();
+        for node_id in self.subscribers.keys() {
+            if !to_hub_text(node_id, "deliver", text.clone()) {
+                tracing::debug!(node_id, "no hub to deliver to");
+            }
+        }
+    }
+
+    /// Writes the snapshot and trims events no replay can need.
+    fn store_snapshot(&self) {
+        let stored = Stored {
+            epoch: self.epoch,
+            state: self.class.clone(),
+        };
+        let result = serde_json::to_vec(&stored)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                self.tree
+                    .insert(SNAPSHOT_KEY, bytes)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(err) = result {
+            tracing::error!(class_id = self.class.class_id, error = %err, "cannot store a class snapshot");
+            return;
+        }
+        let keep_from = self
+            .class
+            .seq
+            .saturating_sub(u64::try_from(self.replay_max).unwrap_or(u64::MAX));
+        let stale: Vec<_> = self
+            .tree
+            .range(event_key(0)..event_key(keep_from))
+            .keys()
+            .filter_map(Result::ok)
+            .collect();
+        for key in stale {
+            let _gone = self.tree.remove(key);
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Live classrooms: the protocol, the class as data, the classroom actor
+//! and each node's fan-out hub.
+//!
+//! *Shape.* A class has one [`classroom::ClassroomActor`], homed on one edge
+//! node and found cluster-wide through the process group
+//! `classroom:<class_id>`. Every edge runs one [`hub::LiveHub`] (group
+//! `live-hub:<node_id>`) and a [`hub::Registry`] of its local sessions. A
+//! session sends its commands straight to the classroom actor (local or a
+//! remote proxy); the classroom decides, folds and numbers the resulting
+//! events and sends **one copy per subscribed node** to that node's hub,
+//! which fans out to its local sessions by audience. Cross-region traffic
+//! grows with nodes, not learners.
+//!
+//! *Order.* A classroom sends to a hub over one actor session (or the local
+//! mailbox), so a hub sees a class's messages in the order they were sent:
+//! a join's welcome and replay arrive before any later event, which is what
+//! makes resume exact. Sessions still drop any event at or below the last
+//! `seq` they delivered.
+//!
+//! *Bounds.* ractor mailboxes are unbounded, so nothing is allowed to pile
+//! into them faster than it is limited elsewhere: commands are rate-limited
+//! per session on the gateway and per class in the classroom, and a
+//! session's outbound queue is bounded (a session that falls behind is
+//! closed as a slow consumer, never waited for).
+//!
+//! Modules: [`protocol`] (the wire frames), [`class`] (state and its fold),
+//! [`classroom`] (the actor: persistence, replay, delivery), [`hub`] (the
+//! per-node registry, fan-out and classroom placement).
+
+pub mod class;
+pub mod classroom;
+pub mod hub;
+pub mod protocol;
+
+use std::time::Duration;
+
+/// The limits of live classrooms that the actors enforce; every one is set
+/// from the `live` section of the node's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveLimits {
+    /// Events a classroom keeps for resume; a client further behind gets a
+    /// snapshot instead.
+    pub replay_events_max: usize,
+    /// Frames queued for one session before it counts as a slow consumer.
+    pub session_queue_max: usize,
+    /// People one class may hold.
+    pub class_members_max: usize,
+    /// Commands a class accepts per second (a token bucket of this size).
+    pub class_commands_per_second: u32,
+    /// Classes one tenant may have homed on one node.
+    pub classes_per_tenant_max: usize,
+    /// Events between two stored snapshots of a class.
+    pub snapshot_every_events: u64,
+    /// How long a join waits for a classroom to be found or started.
+    pub class_start_timeout: Duration,
+    /// How long an ended class stays, so late resumers learn it ended.
+    pub ended_linger: Duration,
+}
+
+impl Default for LiveLimits {
+    fn default() -> Self {
+        Self {
+            replay_events_max: 1024,
+            session_queue_max: 256,
+            class_members_max: 5_000,
+            class_commands_per_second: 500,
+            classes_per_tenant_max: 100,
+            snapshot_every_events: 256,
+            class_start_timeout: Duration::from_secs(5),
+            ended_linger: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The process group of one node's live hub.
+pub fn hub_group(node_id: &str) -> String {
+    format!("live-hub:{node_id}")
+}
+
+/// Milliseconds since the Unix epoch, by this node's clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

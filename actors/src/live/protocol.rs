@@ -1,0 +1,892 @@
+//! The live protocol, version 1: the JSON frames a browser and an edge node
+//! exchange over the `/api/v1/live` WebSocket. This module is the one place
+//! the shapes are defined; `docs/live-protocol.md` and
+//! `docs/live-protocol.schema.json` describe the same thing for people and
+//! validators, and a test keeps the schema's message names equal to these.
+//!
+//! Every server frame carries `"v": 1` and a `seq`. Events (what happened in
+//! the class) carry the class's own sequence number, which grows by one per
+//! event of the class; a client sees gaps where an event was not meant for
+//! it (another breakout group's message). Replies (welcome, error, pong)
+//! carry the sequence number of the last event the session delivered, so a
+//! client always knows where it stands, and resumes with the largest `seq`
+//! it has seen.
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version every server frame states.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The message types a client may send, in the order the docs list them.
+pub const CLIENT_TYPES: [&str; 12] = [
+    "join",
+    "chat",
+    "hand",
+    "presence",
+    "broadcast",
+    "drop_assignment",
+    "submit",
+    "breakout_start",
+    "breakout_message",
+    "breakout_end",
+    "end_class",
+    "ping",
+];
+
+/// The frame types a server sends.
+pub const SERVER_TYPES: [&str; 15] = [
+    "welcome",
+    "snapshot",
+    "error",
+    "pong",
+    "presence",
+    "chat",
+    "hand",
+    "broadcast",
+    "assignment",
+    "submission",
+    "breakout_started",
+    "breakout_message",
+    "breakout_ended",
+    "class_ended",
+    "submission_started",
+];
+
+/// Longest chat, broadcast or breakout text, in characters.
+pub const TEXT_CHARS_MAX: usize = 2_000;
+/// Longest code snippet, submission or starter file, in bytes.
+pub const SOURCE_BYTES_MAX: usize = 64 * 1024;
+/// Most test cases an assignment dropped into a class may carry.
+pub const TESTS_MAX: usize = 32;
+/// Most breakout groups at once.
+pub const GROUPS_MAX: usize = 64;
+/// Longest id a client may attach to a request (echoed in replies).
+pub const REQUEST_ID_CHARS_MAX: usize = 64;
+/// Longest name (group, assignment title, language id).
+pub const NAME_CHARS_MAX: usize = 200;
+
+/// WebSocket close codes the gateway uses (4000-4999 is the application
+/// range); each has a stable reason text equal to its error code.
+pub mod close {
+    /// The first frame was not a valid `join`.
+    pub const JOIN_REQUIRED: u16 = 4000;
+    /// The ticket was missing, forged, expired or for another audience.
+    pub const UNAUTHENTICATED: u16 = 4001;
+    /// No `join` arrived within the join timeout.
+    pub const JOIN_TIMEOUT: u16 = 4002;
+    /// The session could not keep up; resume to continue.
+    pub const SLOW_CONSUMER: u16 = 4008;
+    /// The instructor ended the class.
+    pub const CLASS_ENDED: u16 = 4010;
+    /// This node or tenant holds as many sessions as it may.
+    pub const TOO_MANY_SESSIONS: u16 = 4013;
+    /// The classroom could not be found or started; try again or elsewhere.
+    pub const CLASS_UNAVAILABLE: u16 = 4014;
+    /// The node is shutting down; resume elsewhere.
+    pub const GOING_AWAY: u16 = 1001;
+}
+
+/// A class participant's role, from the ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassRole {
+    /// Runs the class.
+    Instructor,
+    /// Takes part.
+    Learner,
+}
+
+/// A learner's or instructor's presence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Presence {
+    /// Connected and just arrived (or back).
+    Joined,
+    /// Connected and active.
+    Active,
+    /// Connected but away (the tab is hidden, says the client).
+    Idle,
+    /// No connection left.
+    Left,
+}
+
+/// A code snippet in a broadcast.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeSnippet {
+    /// Language id (as in `GET /api/v1/languages`).
+    pub language: String,
+    /// The code.
+    pub source: String,
+}
+
+/// One test of an assignment dropped into a class. Learners never receive
+/// them; they run on the learner's edge node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveTest {
+    /// Name shown to the instructor.
+    pub name: String,
+    /// Standard input.
+    #[serde(default)]
+    pub stdin: String,
+    /// Expected standard output (compared with trailing space trimmed).
+    pub expected_stdout: String,
+}
+
+/// What an instructor drops into a running class.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignmentSpec {
+    /// Title.
+    pub title: String,
+    /// Language id.
+    pub language: String,
+    /// What to do (Markdown).
+    #[serde(default)]
+    pub instructions: String,
+    /// The file the learner starts from.
+    #[serde(default)]
+    pub starter: String,
+    /// The tests a submission must pass; hidden from learners.
+    #[serde(default)]
+    pub tests: Vec<LiveTest>,
+}
+
+/// One breakout group as the instructor defines it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSpec {
+    /// Group name, unique within the split.
+    pub name: String,
+    /// User ids of its learners.
+    pub members: Vec<String>,
+}
+
+/// The body of a client frame, by `type`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientBody {
+    /// Must be first: the ticket from `POST /api/v1/live/tickets`, and the
+    /// last `seq` seen when resuming.
+    Join {
+        /// The signed class ticket.
+        ticket: String,
+        /// The largest `seq` received before, when resuming.
+        #[serde(default)]
+        last_seq: Option<u64>,
+    },
+    /// A chat line to the class (or to one's breakout group while split).
+    Chat {
+        /// The text.
+        text: String,
+    },
+    /// Raise or lower one's hand.
+    Hand {
+        /// Raised?
+        raised: bool,
+    },
+    /// Active or idle, as the client sees its user.
+    Presence {
+        /// `active` or `idle`.
+        status: Presence,
+    },
+    /// Instructor: a message (and snippet) to everyone.
+    Broadcast {
+        /// The text.
+        text: String,
+        /// An optional snippet.
+        #[serde(default)]
+        code: Option<CodeSnippet>,
+    },
+    /// Instructor: drop an assignment into the class.
+    DropAssignment {
+        /// The assignment.
+        assignment: AssignmentSpec,
+    },
+    /// Learner: run a solution against a dropped assignment's tests.
+    Submit {
+        /// Which assignment.
+        assignment_id: String,
+        /// The solution.
+        source: String,
+    },
+    /// Instructor: split the class into groups.
+    BreakoutStart {
+        /// The groups.
+        groups: Vec<GroupSpec>,
+    },
+    /// Instructor: a message to one group.
+    BreakoutMessage {
+        /// Group name.
+        group: String,
+        /// The text.
+        text: String,
+    },
+    /// Instructor: bring everyone back.
+    BreakoutEnd {},
+    /// Instructor: end the class; attendance is recorded.
+    EndClass {},
+    /// Liveness check; answered with `pong`.
+    Ping {},
+}
+
+impl ClientBody {
+    /// The `type` of this body.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Join { .. } => "join",
+            Self::Chat { .. } => "chat",
+            Self::Hand { .. } => "hand",
+            Self::Presence { .. } => "presence",
+            Self::Broadcast { .. } => "broadcast",
+            Self::DropAssignment { .. } => "drop_assignment",
+            Self::Submit { .. } => "submit",
+            Self::BreakoutStart { .. } => "breakout_start",
+            Self::BreakoutMessage { .. } => "breakout_message",
+            Self::BreakoutEnd {} => "breakout_end",
+            Self::EndClass {} => "end_class",
+            Self::Ping {} => "ping",
+        }
+    }
+}
+
+/// A client frame: the body plus the fields every frame may carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientFrame {
+    /// A request id the client chose, echoed as `re` in replies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The class this is meant for; when given it must be the joined class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_id: Option<String>,
+    /// The message.
+    #[serde(flatten)]
+    pub body: ClientBody,
+}
+
+/// Why a client frame was refused; each has a stable code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Not JSON, or not an object with a string `type`.
+    #[error("bad_message: {0}")]
+    BadMessage(String),
+    /// A `type` the protocol does not have.
+    #[error("unknown_type: {0:?} is not a message type of protocol version 1")]
+    UnknownType(String),
+    /// Longer than the configured frame limit.
+    #[error("message_too_large: {len} bytes; the limit is {max}")]
+    TooLarge {
+        /// Its size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl FrameError {
+    /// The stable code sent in the error frame.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadMessage(_) => "bad_message",
+            Self::UnknownType(_) => "unknown_type",
+            Self::TooLarge { .. } => "message_too_large",
+        }
+    }
+}
+
+/// Parses one text frame, telling an unknown type from a malformed message.
+///
+/// # Errors
+/// [`FrameError`] with the reason; nothing is forwarded then.
+pub fn parse_client_frame(text: &str, bytes_max: usize) -> Result<ClientFrame, FrameError> {
+    if text.len() > bytes_max {
+        return Err(FrameError::TooLarge {
+            len: text.len(),
+            max: bytes_max,
+        });
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|err| FrameError::BadMessage(err.to_string()))?;
+    let kind = value
+        .get("type")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| {
+            FrameError::BadMessage("a frame is an object with a string `type`".into())
+        })?;
+    if !CLIENT_TYPES.contains(&kind) {
+        return Err(FrameError::UnknownType(kind.chars().take(64).collect()));
+    }
+    let frame: ClientFrame =
+        serde_json::from_value(value).map_err(|err| FrameError::BadMessage(err.to_string()))?;
+    if frame
+        .id
+        .as_ref()
+        .is_some_and(|id| id.chars().count() > REQUEST_ID_CHARS_MAX)
+    {
+        return Err(FrameError::BadMessage(format!(
+            "`id` is longer than {REQUEST_ID_CHARS_MAX} characters"
+        )));
+    }
+    Ok(frame)
+}
+
+/// A breakout group as events and snapshots show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    /// Name.
+    pub name: String,
+    /// User ids.
+    pub members: Vec<String>,
+}
+
+/// What happened in a class; the payload of an event frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// Someone's presence changed.
+    Presence {
+        /// User id.
+        user_id: String,
+        /// Display name.
+        name: String,
+        /// Role in the class.
+        role: ClassRole,
+        /// New presence.
+        status: Presence,
+    },
+    /// A chat line.
+    Chat {
+        /// Author.
+        user_id: String,
+        /// Author's name.
+        name: String,
+        /// Text.
+        text: String,
+        /// The breakout group it was said in, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+    },
+    /// A hand went up or down.
+    Hand {
+        /// Whose.
+        user_id: String,
+        /// Up?
+        raised: bool,
+    },
+    /// The instructor's broadcast.
+    Broadcast {
+        /// Text.
+        text: String,
+        /// Snippet.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<CodeSnippet>,
+    },
+    /// An assignment was dropped in. Learners get it without `tests`.
+    Assignment {
+        /// Its id within the class.
+        assignment_id: String,
+        /// Title.
+        title: String,
+        /// Language id.
+        language: String,
+        /// Instructions.
+        instructions: String,
+        /// Starter file.
+        starter: String,
+        /// How many tests it has.
+        tests_count: usize,
+        /// The tests (instructors and edge nodes only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tests: Option<Vec<LiveTest>>,
+    },
+    /// A learner's submission started running (instructors see the grid fill).
+    SubmissionStarted {
+        /// Assignment.
+        assignment_id: String,
+        /// Learner.
+        user_id: String,
+        /// Learner's name.
+        name: String,
+    },
+    /// A learner's submission finished.
+    Submission {
+        /// Assignment.
+        assignment_id: String,
+        /// Learner.
+        user_id: String,
+        /// Learner's name.
+        name: String,
+        /// The sandbox run id (readable at `GET /api/v1/runs/{id}` on the
+        /// node that ran it).
+        run_id: String,
+        /// The sandbox verdict.
+        verdict: String,
+        /// Tests passed.
+        passed: u32,
+        /// Tests run.
+        total: u32,
+        /// The region that ran it.
+        region: String,
+    },
+    /// The class was split.
+    BreakoutStarted {
+        /// The groups.
+        groups: Vec<Group>,
+    },
+    /// The instructor's message to one group.
+    BreakoutMessage {
+        /// Group.
+        group: String,
+        /// Text.
+        text: String,
+    },
+    /// Everyone is back in the main room.
+    BreakoutEnded {},
+    /// The class is over.
+    ClassEnded {},
+}
+
+impl EventKind {
+    /// The frame `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Presence { .. } => "presence",
+            Self::Chat { .. } => "chat",
+            Self::Hand { .. } => "hand",
+            Self::Broadcast { .. } => "broadcast",
+            Self::Assignment { .. } => "assignment",
+            Self::SubmissionStarted { .. } => "submission_started",
+            Self::Submission { .. } => "submission",
+            Self::BreakoutStarted { .. } => "breakout_started",
+            Self::BreakoutMessage { .. } => "breakout_message",
+            Self::BreakoutEnded {} => "breakout_ended",
+            Self::ClassEnded {} => "class_ended",
+        }
+    }
+}
+
+/// Who may see an event.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Audience {
+    /// Everyone in the class.
+    #[serde(default)]
+    pub all: bool,
+    /// Every instructor.
+    #[serde(default)]
+    pub instructors: bool,
+    /// These users.
+    #[serde(default)]
+    pub users: Vec<String>,
+}
+
+impl Audience {
+    /// Everyone.
+    pub fn all() -> Self {
+        Self {
+            all: true,
+            ..Self::default()
+        }
+    }
+
+    /// Instructors and the given users.
+    pub fn instructors_and(users: Vec<String>) -> Self {
+        Self {
+            all: false,
+            instructors: true,
+            users,
+        }
+    }
+
+    /// Whether `user_id` in `role` sees it.
+    pub fn includes(&self, user_id: &str, role: ClassRole) -> bool {
+        self.all
+            || (self.instructors && role == ClassRole::Instructor)
+            || self.users.iter().any(|user| user == user_id)
+    }
+}
+
+/// One event of a class, as stored, replicated and replayed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The class's sequence number: 1, 2, 3, ... per class.
+    pub seq: u64,
+    /// When it happened, unix milliseconds (by the home node's clock).
+    pub at_ms: u64,
+    /// Who may see it.
+    pub audience: Audience,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// A server frame around an event, as sent: `{"v":1,"seq":..,"type":..}`.
+#[derive(Serialize)]
+struct EventFrame<'a> {
+    v: u32,
+    seq: u64,
+    at_ms: u64,
+    #[serde(flatten)]
+    kind: &'a EventKind,
+}
+
+impl Event {
+    /// The frame instructors receive (everything).
+    pub fn frame_full(&self) -> String {
+        serde_json::to_string(&EventFrame {
+            v: PROTOCOL_VERSION,
+            seq: self.seq,
+            at_ms: self.at_ms,
+            kind: &self.kind,
+        })
+        .unwrap_or_default()
+    }
+
+    /// The frame learners receive, when it differs from the full one
+    /// (an assignment without its tests); `None` when it is the same.
+    pub fn frame_learner(&self) -> Option<String> {
+        match &self.kind {
+            EventKind::Assignment { tests: Some(_), .. } => {
+                let mut kind = self.kind.clone();
+                if let EventKind::Assignment { tests, .. } = &mut kind {
+                    *tests = None;
+                }
+                Some(
+                    serde_json::to_string(&EventFrame {
+                        v: PROTOCOL_VERSION,
+                        seq: self.seq,
+                        at_ms: self.at_ms,
+                        kind: &kind,
+                    })
+                    .unwrap_or_default(),
+                )
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A reply to one session (not part of the class's event stream).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Reply {
+    /// The join was accepted.
+    Welcome {
+        /// The class.
+        class_id: String,
+        /// Who joined.
+        user_id: String,
+        /// As what.
+        role: ClassRole,
+        /// The node serving this connection.
+        node_id: String,
+        /// Its region.
+        region: String,
+        /// The node the class is homed on.
+        home_node_id: String,
+        /// The class's ownership epoch.
+        epoch: u64,
+        /// True when the missed events follow (resume); false when a
+        /// snapshot follows.
+        resumed: bool,
+        /// How many events are replayed.
+        replayed: u64,
+    },
+    /// A request was refused; nothing was forwarded.
+    Error {
+        /// Stable code.
+        code: String,
+        /// For people.
+        message: String,
+        /// The request's `id`, if it had one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        re: Option<String>,
+    },
+    /// Answer to `ping`.
+    Pong {
+        /// The request's `id`, if it had one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        re: Option<String>,
+    },
+}
+
+impl Reply {
+    /// An error reply.
+    pub fn error(code: &str, message: impl Into<String>, re: Option<String>) -> Self {
+        Self::Error {
+            code: code.to_owned(),
+            message: message.into(),
+            re,
+        }
+    }
+}
+
+/// A reply frame as sent: the reply with `v` and the session's `seq`.
+pub fn reply_frame(reply: &Reply, seq: u64) -> String {
+    #[derive(Serialize)]
+    struct Frame<'a> {
+        v: u32,
+        seq: u64,
+        #[serde(flatten)]
+        reply: &'a Reply,
+    }
+    serde_json::to_string(&Frame {
+        v: PROTOCOL_VERSION,
+        seq,
+        reply,
+    })
+    .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_types_are_told_from_malformed_frames() {
+        assert_eq!(
+            parse_client_frame(r#"{"type":"dance"}"#, 1024).map_err(|e| e.code()),
+            Err("unknown_type")
+        );
+        assert_eq!(
+            parse_client_frame(r#"{"type":"chat"}"#, 1024).map_err(|e| e.code()),
+            Err("bad_message")
+        );
+        assert_eq!(
+            parse_client_frame("not json", 1024).map_err(|e| e.code()),
+            Err("bad_message")
+        );
+        assert_eq!(
+            parse_client_frame(r#"{"type":"chat","text":"hi","extra":1}"#, 1024)
+                .map_err(|e| e.code()),
+            Err("bad_message")
+        );
+        assert_eq!(
+            parse_client_frame(
+                &format!(r#"{{"type":"chat","text":"{}"}}"#, "a".repeat(100)),
+                64
+            )
+            .map_err(|e| e.code()),
+            Err("message_too_large")
+        );
+        let frame = parse_client_frame(
+            r#"{"type":"chat","text":"hi","id":"7","class_id":"c"}"#,
+            1024,
+        )
+        .expect("valid");
+        assert_eq!(frame.id.as_deref(), Some("7"));
+        assert_eq!(frame.body, ClientBody::Chat { text: "hi".into() });
+    }
+
+    #[test]
+    fn every_client_type_parses_and_names_itself() {
+        for (text, kind) in [
+            (r#"{"type":"join","ticket":"t"}"#, "join"),
+            (r#"{"type":"hand","raised":true}"#, "hand"),
+            (r#"{"type":"presence","status":"idle"}"#, "presence"),
+            (r#"{"type":"broadcast","text":"x"}"#, "broadcast"),
+            (
+                r#"{"type":"drop_assignment","assignment":{"title":"t","language":"python"}}"#,
+                "drop_assignment",
+            ),
+            (
+                r#"{"type":"submit","assignment_id":"a","source":"s"}"#,
+                "submit",
+            ),
+            (r#"{"type":"breakout_start","groups":[]}"#, "breakout_start"),
+            (
+                r#"{"type":"breakout_message","group":"g","text":"x"}"#,
+                "breakout_message",
+            ),
+            (r#"{"type":"breakout_end"}"#, "breakout_end"),
+            (r#"{"type":"end_class"}"#, "end_class"),
+            (r#"{"type":"ping"}"#, "ping"),
+            (r#"{"type":"chat","text":""}"#, "chat"),
+        ] {
+            let frame = parse_client_frame(text, 4096).expect(text);
+            assert_eq!(frame.body.kind(), kind);
+            assert!(CLIENT_TYPES.contains(&kind));
+        }
+    }
+
+    #[test]
+    fn learners_never_see_an_assignments_tests() {
+        let event = Event {
+            seq: 3,
+            at_ms: 1,
+            audience: Audience::all(),
+            kind: EventKind::Assignment {
+                assignment_id: "a1".into(),
+                title: "Sum".into(),
+                language: "python".into(),
+                instructions: String::new(),
+                starter: String::new(),
+                tests_count: 1,
+                tests: Some(vec![LiveTest {
+                    name: "secret".into(),
+                    stdin: "1 2".into(),
+                    expected_stdout: "3".into(),
+                }]),
+            },
+        };
+        assert!(event.frame_full().contains("secret"));
+        let learner = event.frame_learner().expect("differs");
+        assert!(!learner.contains("secret"));
+        assert!(learner.contains(r#""seq":3"#));
+        assert!(learner.contains(r#""v":1"#));
+    }
+
+    /// The schema's variants, by `type`: (properties, required).
+    fn schema_variants(which: &str) -> Vec<(String, Vec<String>, Vec<String>)> {
+        let text = include_str!("../../../docs/live-protocol.schema.json");
+        let schema: serde_json::Value = serde_json::from_str(text).expect("schema is JSON");
+        schema["$defs"][which]["oneOf"]
+            .as_array()
+            .expect("oneOf")
+            .iter()
+            .map(|variant| {
+                let kind = variant["properties"]["type"]["const"]
+                    .as_str()
+                    .expect("const type")
+                    .to_owned();
+                let props = variant["properties"]
+                    .as_object()
+                    .expect("properties")
+                    .keys()
+                    .cloned()
+                    .collect();
+                let required = variant["required"]
+                    .as_array()
+                    .expect("required")
+                    .iter()
+                    .map(|r| r.as_str().expect("name").to_owned())
+                    .collect();
+                (kind, props, required)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_schema_names_exactly_the_protocols_types() {
+        let client: Vec<_> = schema_variants("client_frame")
+            .into_iter()
+            .map(|v| v.0)
+            .collect();
+        assert_eq!(client, CLIENT_TYPES.to_vec());
+        let server: Vec<_> = schema_variants("server_frame")
+            .into_iter()
+            .map(|v| v.0)
+            .collect();
+        assert_eq!(server, SERVER_TYPES.to_vec());
+    }
+
+    #[test]
+    fn every_server_frame_we_write_fits_the_schema() {
+        let variants = schema_variants("server_frame");
+        let check = |text: &str| {
+            let value: serde_json::Value = serde_json::from_str(text).expect("json");
+            let kind = value["type"].as_str().expect("type");
+            let (_, props, required) = variants
+                .iter()
+                .find(|v| v.0 == kind)
+                .unwrap_or_else(|| panic!("{kind} not in the schema"));
+            for key in required {
+                assert!(value.get(key).is_some(), "{kind} lacks {key}: {text}");
+            }
+            for key in value.as_object().expect("object").keys() {
+                assert!(props.contains(key), "{kind} has {key} not in the schema");
+            }
+        };
+        let snippet = CodeSnippet {
+            language: "python".into(),
+            source: "print(1)".into(),
+        };
+        let kinds = vec![
+            EventKind::Presence {
+                user_id: "u".into(),
+                name: "n".into(),
+                role: ClassRole::Learner,
+                status: Presence::Joined,
+            },
+            EventKind::Chat {
+                user_id: "u".into(),
+                name: "n".into(),
+                text: "t".into(),
+                group: Some("g".into()),
+            },
+            EventKind::Hand {
+                user_id: "u".into(),
+                raised: true,
+            },
+            EventKind::Broadcast {
+                text: "t".into(),
+                code: Some(snippet),
+            },
+            EventKind::Assignment {
+                assignment_id: "a".into(),
+                title: "t".into(),
+                language: "python".into(),
+                instructions: String::new(),
+                starter: String::new(),
+                tests_count: 0,
+                tests: Some(Vec::new()),
+            },
+            EventKind::SubmissionStarted {
+                assignment_id: "a".into(),
+                user_id: "u".into(),
+                name: "n".into(),
+            },
+            EventKind::Submission {
+                assignment_id: "a".into(),
+                user_id: "u".into(),
+                name: "n".into(),
+                run_id: "r".into(),
+                verdict: "accepted".into(),
+                passed: 1,
+                total: 1,
+                region: "eu-west".into(),
+            },
+            EventKind::BreakoutStarted {
+                groups: vec![Group {
+                    name: "g".into(),
+                    members: vec!["u".into()],
+                }],
+            },
+            EventKind::BreakoutMessage {
+                group: "g".into(),
+                text: "t".into(),
+            },
+            EventKind::BreakoutEnded {},
+            EventKind::ClassEnded {},
+        ];
+        for kind in kinds {
+            let event = Event {
+                seq: 1,
+                at_ms: 2,
+                audience: Audience::all(),
+                kind,
+            };
+            check(&event.frame_full());
+            if let Some(learner) = event.frame_learner() {
+                check(&learner);
+            }
+        }
+        for reply in [
+            Reply::Welcome {
+                class_id: "c".into(),
+                user_id: "u".into(),
+                role: ClassRole::Instructor,
+                node_id: "n".into(),
+                region: "r".into(),
+                home_node_id: "h".into(),
+                epoch: 1,
+                resumed: false,
+                replayed: 0,
+            },
+            Reply::error("bad_message", "m", Some("1".into())),
+            Reply::Pong { re: None },
+        ] {
+            check(&reply_frame(&reply, 5));
+        }
+    }
+}

@@ -1,0 +1,1227 @@
+//! The live gateway of an edge node: `GET /api/v1/live` upgrades to a
+//! WebSocket and becomes one session (a task with a bounded mailbox, see
+//! below), which joins one class with a ticket the control plane signed,
+//! carries the client's commands to the class's classroom actor and writes
+//! what the node's hub hands it. The protocol is in `actors::live::protocol`
+//! and `docs/live-protocol.md`.
+//!
+//! *Why a task and not a ractor actor per session.* Fan-out must never wait
+//! for a slow client, so a session's mailbox has to be bounded and written
+//! with `try_send`; ractor mailboxes are unbounded. The session is still an
+//! actor in the plain sense: it owns its socket and state, and others talk
+//! to it only through its queue.
+//!
+//! *Attendance.* A class homed here that ends produces an attendance report;
+//! it is stored in the edge's sled store first, then posted to the control
+//! plane (`POST /api/v1/live/attendance`, idempotent by class) until it is
+//! taken, across restarts.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, PoisonError,
+    },
+    time::{Duration, Instant},
+};
+
+use actors::live::{
+    class::Participant,
+    classroom::Input,
+    hub::{AttendanceReport, LiveNode, Outbound, SessionHandle},
+    protocol::{self, close, ClassRole, ClientBody, ClientFrame, Reply},
+};
+use axum::{
+    extract::{
+        ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
+        State,
+    },
+    response::Response,
+};
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde::{Deserialize, Serialize};
+
+use crate::edge::EdgeState;
+use crate::shutdown::Shutdown;
+
+/// Limits and timings of the live gateway and classrooms (`[live]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveConfig {
+    /// Largest client frame the protocol accepts, in bytes; a larger one
+    /// gets an error frame `message_too_large` and is not forwarded.
+    pub frame_bytes_max: usize,
+    /// Largest WebSocket message at all, in bytes; past it the connection
+    /// is closed with 1009 (the protocol's own limit answers first).
+    pub websocket_message_bytes_max: usize,
+    /// How long a new connection may take to send its `join`.
+    pub join_timeout_ms: u64,
+    /// Sessions this node holds at once (one process may hold at most
+    /// 20,000 open files here).
+    pub sessions_max: u64,
+    /// Sessions one tenant may hold on this node.
+    pub sessions_per_tenant_max: usize,
+    /// Frames a session may send per second (a bucket of this size).
+    pub messages_per_session_per_second: u32,
+    /// Frames all sessions of one tenant on this node may send per minute
+    /// together, so one organisation's classes cannot take the node.
+    pub messages_per_tenant_per_minute: u32,
+    /// Frames queued for one session before it is a slow consumer.
+    pub session_queue_max: usize,
+    /// How long one write to a client may take before the connection is
+    /// dropped as dead.
+    pub write_timeout_ms: u64,
+    /// Interval of WebSocket pings from the server.
+    pub ping_interval_ms: u64,
+    /// Events a classroom keeps for resume.
+    pub replay_events_max: usize,
+    /// People one class may hold.
+    pub class_members_max: usize,
+    /// Commands one class accepts per second.
+    pub class_commands_per_second: u32,
+    /// Classes one tenant may have homed on this node.
+    pub classes_per_tenant_max: usize,
+    /// Events between stored snapshots of a class.
+    pub snapshot_every_events: u64,
+    /// How long a join waits for the classroom to be found or started.
+    pub class_start_timeout_ms: u64,
+    /// How long an ended class stays reachable.
+    pub ended_linger_ms: u64,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        Self {
+            frame_bytes_max: 16 * 1024,
+            websocket_message_bytes_max: 128 * 1024,
+            join_timeout_ms: 10_000,
+            sessions_max: 19_500,
+            sessions_per_tenant_max: 19_500,
+            messages_per_session_per_second: 20,
+            messages_per_tenant_per_minute: 600_000,
+            session_queue_max: 512,
+            write_timeout_ms: 10_000,
+            ping_interval_ms: 20_000,
+            replay_events_max: 1_024,
+            class_members_max: 5_000,
+            class_commands_per_second: 500,
+            classes_per_tenant_max: 100,
+            snapshot_every_events: 256,
+            class_start_timeout_ms: 5_000,
+            ended_linger_ms: 300_000,
+        }
+    }
+}
+
+impl LiveConfig {
+    /// Checks ranges; the error names the key.
+    ///
+    /// # Errors
+    /// `(key, reason)` for the first bad value.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        for (key, value) in [
+            ("live.frame_bytes_max", self.frame_bytes_max as u64),
+            (
+                "live.websocket_message_bytes_max",
+                self.websocket_message_bytes_max as u64,
+            ),
+            ("live.join_timeout_ms", self.join_timeout_ms),
+            ("live.sessions_max", self.sessions_max),
+            (
+                "live.sessions_per_tenant_max",
+                self.sessions_per_tenant_max as u64,
+            ),
+            (
+                "live.messages_per_session_per_second",
+                u64::from(self.messages_per_session_per_second),
+            ),
+            (
+                "live.messages_per_tenant_per_minute",
+                u64::from(self.messages_per_tenant_per_minute),
+            ),
+            ("live.session_queue_max", self.session_queue_max as u64),
+            ("live.write_timeout_ms", self.write_timeout_ms),
+            ("live.ping_interval_ms", self.ping_interval_ms),
+            ("live.replay_events_max", self.replay_events_max as u64),
+            ("live.class_members_max", self.class_members_max as u64),
+            (
+                "live.class_commands_per_second",
+                u64::from(self.class_commands_per_second),
+            ),
+            (
+                "live.classes_per_tenant_max",
+                self.classes_per_tenant_max as u64,
+            ),
+            ("live.snapshot_every_events", self.snapshot_every_events),
+            ("live.class_start_timeout_ms", self.class_start_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err((key, "must be at least 1".into()));
+            }
+        }
+        if self.websocket_message_bytes_max < self.frame_bytes_max {
+            return Err((
+                "live.websocket_message_bytes_max",
+                "must be at least live.frame_bytes_max".into(),
+            ));
+        }
+        if self.sessions_max > 19_900 {
+            return Err((
+                "live.sessions_max",
+                "must be at most 19900 (a process may hold 20000 open files)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The limits the actors enforce.
+    pub fn limits(&self) -> actors::live::LiveLimits {
+        actors::live::LiveLimits {
+            replay_events_max: self.replay_events_max,
+            session_queue_max: self.session_queue_max,
+            class_members_max: self.class_members_max,
+            class_commands_per_second: self.class_commands_per_second,
+            classes_per_tenant_max: self.classes_per_tenant_max,
+            snapshot_every_events: self.snapshot_every_events,
+            class_start_timeout: Duration::from_millis(self.class_start_timeout_ms),
+            ended_linger: Duration::from_millis(self.ended_linger_ms),
+        }
+    }
+}
+
+/// Tenants whose frame budgets one node tracks at once.
+const TENANTS_TRACKED_MAX: usize = 100_000;
+
+/// The gateway's shared state on one node.
+pub struct Gateway {
+    config: LiveConfig,
+    node: Arc<LiveNode>,
+    /// Sessions per tenant on this node.
+    tenants: Mutex<HashMap<String, usize>>,
+    /// Frames per tenant on this node.
+    tenant_rate: crate::rate_limit::RateLimiter,
+    metrics: LiveMetrics,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").finish_non_exhaustive()
+    }
+}
+
+/// Prometheus series of the live gateway.
+#[derive(Clone)]
+struct LiveMetrics {
+    sessions: prometheus::IntGauge,
+    classes: prometheus::IntGauge,
+    frames_in: prometheus::IntCounter,
+    frames_out: prometheus::IntCounter,
+    refused: prometheus::IntCounterVec,
+    closed: prometheus::IntCounterVec,
+}
+
+impl LiveMetrics {
+    fn new(registry: &prometheus::Registry) -> anyhow::Result<Self> {
+        let sessions = prometheus::IntGauge::new(
+            "lyceum_live_sessions",
+            "Live WebSocket sessions on this node",
+        )?;
+        let classes = prometheus::IntGauge::new(
+            "lyceum_live_classes_homed",
+            "Live classes homed on this node",
+        )?;
+        let frames_in = prometheus::IntCounter::new(
+            "lyceum_live_frames_in_total",
+            "Frames received from live clients",
+        )?;
+        let frames_out = prometheus::IntCounter::new(
+            "lyceum_live_frames_out_total",
+            "Frames written to live clients",
+        )?;
+        let refused = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "lyceum_live_refused_total",
+                "Client frames refused, by error code",
+            ),
+            &["code"],
+        )?;
+        let closed = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "lyceum_live_closed_total",
+                "Live sessions closed by the server, by reason",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(sessions.clone()))?;
+        registry.register(Box::new(classes.clone()))?;
+        registry.register(Box::new(frames_in.clone()))?;
+        registry.register(Box::new(frames_out.clone()))?;
+        registry.register(Box::new(refused.clone()))?;
+        registry.register(Box::new(closed.clone()))?;
+        Ok(Self {
+            sessions,
+            classes,
+            frames_in,
+            frames_out,
+            refused,
+            closed,
+        })
+    }
+}
+
+impl Gateway {
+    /// Starts this node's live side: the hub, and the attendance reporter.
+    ///
+    /// # Errors
+    /// When the hub cannot start or the metrics cannot register.
+    pub async fn start(
+        config: LiveConfig,
+        node_id: &str,
+        region: &str,
+        store: sled::Db,
+        reporter: AttendanceReporter,
+        registry: &prometheus::Registry,
+        shutdown: Shutdown,
+    ) -> anyhow::Result<Arc<Self>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let node = LiveNode::start(node_id, region, config.limits(), store.clone(), tx).await?;
+        tokio::spawn(reporter.run(store, rx, shutdown));
+        let per_tenant = config.messages_per_tenant_per_minute.max(1);
+        Ok(Arc::new(Self {
+            config,
+            node,
+            tenant_rate: crate::rate_limit::RateLimiter::new(per_tenant, TENANTS_TRACKED_MAX),
+            tenants: Mutex::new(HashMap::new()),
+            metrics: LiveMetrics::new(registry)?,
+        }))
+    }
+
+    /// The node's live side.
+    pub fn node(&self) -> &Arc<LiveNode> {
+        &self.node
+    }
+
+    fn take_tenant_slot(&self, tenant: &str) -> bool {
+        let mut tenants = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = tenants.entry(tenant.to_owned()).or_default();
+        if *count >= self.config.sessions_per_tenant_max {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn give_tenant_slot(&self, tenant: &str) {
+        let mut tenants = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = tenants.get_mut(tenant) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                tenants.remove(tenant);
+            }
+        }
+    }
+}
+
+/// `GET /api/v1/live`: the WebSocket upgrade.
+pub(crate) async fn upgrade(State(state): State<EdgeState>, ws: WebSocketUpgrade) -> Response {
+    let max = state.live.config.websocket_message_bytes_max;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| async move {
+            Session::run(state, socket).await;
+        })
+}
+
+/// Who a verified ticket says the client is.
+struct Ticket {
+    class_id: String,
+    tenant_id: String,
+    who: Participant,
+    region: Option<String>,
+}
+
+/// One connection's writer side and position.
+struct Writer {
+    sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    /// The `seq` of the last event (or snapshot) written.
+    seq: u64,
+    timeout: Duration,
+    frames_out: prometheus::IntCounter,
+    /// The hub's signal that this session fell behind.
+    kick: Arc<tokio::sync::Notify>,
+    /// Set when a write was abandoned because of it.
+    kicked: bool,
+}
+
+impl Writer {
+    /// Writes one frame; false when the client is gone, too slow to take it
+    /// within the write timeout, or the hub gave up on it meanwhile.
+    async fn send(&mut self, text: String) -> bool {
+        let kick = self.kick.clone();
+        let ok = tokio::select! {
+            sent = tokio::time::timeout(self.timeout, self.sink.send(Message::Text(text.into()))) => {
+                matches!(sent, Ok(Ok(())))
+            }
+            () = kick.notified() => {
+                self.kicked = true;
+                false
+            }
+        };
+        if ok {
+            self.frames_out.inc();
+        }
+        ok
+    }
+
+    async fn reply(&mut self, reply: &Reply) -> bool {
+        let text = protocol::reply_frame(reply, self.seq);
+        self.send(text).await
+    }
+
+    async fn close(&mut self, code: u16, reason: &str) {
+        let frame = CloseFrame {
+            code,
+            reason: reason.to_owned().into(),
+        };
+        let _gone =
+            tokio::time::timeout(self.timeout, self.sink.send(Message::Close(Some(frame)))).await;
+    }
+
+    /// Writes what the hub queued; false when the session must end.
+    async fn write(&mut self, item: Outbound) -> Result<(), Option<(u16, String)>> {
+        match item {
+            Outbound::Event { seq, text } => {
+                if seq <= self.seq {
+                    // Already delivered (a replay overlapping live events).
+                    return Ok(());
+                }
+                self.seq = seq;
+                if self.send(text.to_string()).await {
+                    Ok(())
+                } else {
+                    Err(self.failed())
+                }
+            }
+            Outbound::Snapshot { seq, state } => {
+                self.seq = seq;
+                let text = serde_json::json!({
+                    "v": protocol::PROTOCOL_VERSION, "seq": seq, "type": "snapshot", "state": *state,
+                })
+                .to_string();
+                if self.send(text).await {
+                    Ok(())
+                } else {
+                    Err(self.failed())
+                }
+            }
+            Outbound::Reply(reply) => {
+                if self.reply(&reply).await {
+                    Ok(())
+                } else {
+                    Err(self.failed())
+                }
+            }
+            Outbound::Replay(events) => {
+                for (seq, text) in events {
+                    if seq <= self.seq {
+                        continue;
+                    }
+                    self.seq = seq;
+                    if !self.send(text.to_string()).await {
+                        return Err(self.failed());
+                    }
+                }
+                Ok(())
+            }
+            Outbound::Close(code, reason) => Err(Some((code, reason))),
+        }
+    }
+
+    /// The close owed after a failed write.
+    fn failed(&self) -> Option<(u16, String)> {
+        self.kicked
+            .then(|| (close::SLOW_CONSUMER, "slow_consumer".to_owned()))
+    }
+}
+
+/// A token bucket per session.
+struct Bucket {
+    tokens: f64,
+    rate: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(rate: u32) -> Self {
+        let rate = f64::from(rate.max(1));
+        Self {
+            tokens: rate,
+            rate,
+            at: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.rate);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// How long a closing connection waits for the client's close reply.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// One live connection.
+struct Session {
+    state: EdgeState,
+    id: u64,
+    ticket: Ticket,
+    /// True while a submission of this session runs.
+    running: Arc<AtomicBool>,
+}
+
+impl Session {
+    async fn run(state: EdgeState, socket: WebSocket) {
+        let gateway = state.live.clone();
+        let (sink, mut stream) = socket.split();
+        let mut writer = Writer {
+            sink,
+            seq: 0,
+            timeout: Duration::from_millis(gateway.config.write_timeout_ms),
+            frames_out: gateway.metrics.frames_out.clone(),
+            kick: Arc::new(tokio::sync::Notify::new()),
+            kicked: false,
+        };
+        Self::connection(state, gateway, &mut writer, &mut stream).await;
+        // Read until the client answers the close (or a moment passes), so
+        // its unread frames do not turn our close into a reset.
+        let _ = tokio::time::timeout(LINGER, async {
+            while let Some(Ok(message)) = stream.next().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Everything between the upgrade and the close.
+    async fn connection(
+        state: EdgeState,
+        gateway: Arc<Gateway>,
+        writer: &mut Writer,
+        stream: &mut futures_util::stream::SplitStream<WebSocket>,
+    ) {
+        if gateway.node.registry().session_count() >= gateway.config.sessions_max {
+            refuse(
+                writer,
+                &gateway,
+                close::TOO_MANY_SESSIONS,
+                "too_many_sessions",
+                "this node holds as many live sessions as it may; connect to another edge",
+            )
+            .await;
+            return;
+        }
+        let join_timeout = Duration::from_millis(gateway.config.join_timeout_ms);
+        let first = match tokio::time::timeout(join_timeout, next_text(stream)).await {
+            Ok(Some(text)) => text,
+            Ok(None) => return,
+            Err(_) => {
+                refuse(
+                    writer,
+                    &gateway,
+                    close::JOIN_TIMEOUT,
+                    "join_timeout",
+                    "no join arrived in time",
+                )
+                .await;
+                return;
+            }
+        };
+        gateway.metrics.frames_in.inc();
+        let (ticket_text, last_seq, request_id) =
+            match protocol::parse_client_frame(&first, gateway.config.frame_bytes_max) {
+                Ok(ClientFrame {
+                    id,
+                    body: ClientBody::Join { ticket, last_seq },
+                    ..
+                }) => (ticket, last_seq, id),
+                Ok(_) => {
+                    refuse(
+                        writer,
+                        &gateway,
+                        close::JOIN_REQUIRED,
+                        "join_required",
+                        "the first frame must be a join",
+                    )
+                    .await;
+                    return;
+                }
+                Err(err) => {
+                    refuse(
+                        writer,
+                        &gateway,
+                        close::JOIN_REQUIRED,
+                        err.code(),
+                        &err.to_string(),
+                    )
+                    .await;
+                    return;
+                }
+            };
+        let ticket = match verify_ticket(&state, &ticket_text).await {
+            Ok(ticket) => ticket,
+            Err(message) => {
+                gateway
+                    .metrics
+                    .refused
+                    .with_label_values(&["unauthenticated"])
+                    .inc();
+                let _sent = writer
+                    .reply(&Reply::error("unauthenticated", message, request_id))
+                    .await;
+                writer
+                    .close(close::UNAUTHENTICATED, "unauthenticated")
+                    .await;
+                gateway
+                    .metrics
+                    .closed
+                    .with_label_values(&["unauthenticated"])
+                    .inc();
+                return;
+            }
+        };
+        if !gateway.take_tenant_slot(&ticket.tenant_id) {
+            refuse(
+                writer,
+                &gateway,
+                close::TOO_MANY_SESSIONS,
+                "too_many_sessions",
+                "your organisation holds as many live sessions on this node as it may",
+            )
+            .await;
+            return;
+        }
+        let tenant = ticket.tenant_id.clone();
+        let home = choose_home(&state, ticket.region.as_deref());
+        let placed = gateway
+            .node
+            .place(&ticket.class_id, &ticket.tenant_id, &home)
+            .await;
+        if let Err(err) = placed {
+            let code = match err {
+                actors::live::hub::PlaceError::TooManyClasses(_) => "too_many_classes",
+                _ => "class_unavailable",
+            };
+            refuse(
+                writer,
+                &gateway,
+                close::CLASS_UNAVAILABLE,
+                code,
+                &err.to_string(),
+            )
+            .await;
+            gateway.give_tenant_slot(&tenant);
+            return;
+        }
+        let session = Session {
+            id: gateway.node.registry().next_session_id(),
+            state: state.clone(),
+            ticket,
+            running: Arc::new(AtomicBool::new(false)),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(gateway.config.session_queue_max);
+        gateway.node.registry().register(
+            &session.ticket.class_id,
+            session.id,
+            SessionHandle {
+                user_id: session.ticket.who.user_id.clone(),
+                role: session.ticket.who.role,
+                tx,
+                kick: writer.kick.clone(),
+            },
+        );
+        gateway.metrics.sessions.inc();
+        gateway
+            .metrics
+            .classes
+            .set(i64::try_from(gateway.node.homed_count()).unwrap_or(i64::MAX));
+        let joined = gateway.node.send(
+            &session.ticket.class_id,
+            session.id,
+            &session.ticket.who,
+            Input::Join {
+                last_seq,
+                region: state.identity.region.to_string(),
+            },
+        );
+        let ended = match joined {
+            Ok(()) => session.serve(writer, stream, rx).await,
+            Err(err) => Some((
+                close::CLASS_UNAVAILABLE,
+                format!("class_unavailable: {err}"),
+            )),
+        };
+        gateway
+            .node
+            .registry()
+            .unregister(&session.ticket.class_id, session.id);
+        let _gone = gateway.node.send(
+            &session.ticket.class_id,
+            session.id,
+            &session.ticket.who,
+            Input::Leave,
+        );
+        gateway.metrics.sessions.dec();
+        gateway.give_tenant_slot(&tenant);
+        if let Some((code, reason)) = ended {
+            let label = reason.split(':').next().unwrap_or("other").to_owned();
+            gateway.metrics.closed.with_label_values(&[&label]).inc();
+            writer.close(code, &reason).await;
+        }
+    }
+
+    /// The session's loop; returns the close to send, if any.
+    async fn serve(
+        &self,
+        writer: &mut Writer,
+        stream: &mut futures_util::stream::SplitStream<WebSocket>,
+        mut rx: tokio::sync::mpsc::Receiver<Outbound>,
+    ) -> Option<(u16, String)> {
+        let gateway = self.state.live.clone();
+        let mut bucket = Bucket::new(gateway.config.messages_per_session_per_second);
+        let mut ping =
+            tokio::time::interval(Duration::from_millis(gateway.config.ping_interval_ms));
+        ping.tick().await;
+        let kick = writer.kick.clone();
+        loop {
+            tokio::select! {
+                () = kick.notified() => return Some((close::SLOW_CONSUMER, "slow_consumer".into())),
+                item = rx.recv() => match item {
+                    Some(item) => {
+                        if let Err(close) = writer.write(item).await {
+                            return close;
+                        }
+                    }
+                    // The hub let go of this session: it fell behind.
+                    None => return Some((close::SLOW_CONSUMER, "slow_consumer".into())),
+                },
+                frame = stream.next() => {
+                    let text = match frame {
+                        Some(Ok(Message::Text(text))) => text.to_string(),
+                        Some(Ok(Message::Binary(_))) => {
+                            gateway.metrics.frames_in.inc();
+                            self.refuse_frame(writer, "bad_message", "frames are JSON text", None).await;
+                            continue;
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                        Some(Ok(Message::Close(_))) | None => return None,
+                        Some(Err(err)) => {
+                            // Past the WebSocket size limit, tungstenite fails
+                            // the read; the socket is unusable after that.
+                            tracing::debug!(error = %err, "live socket read failed");
+                            return Some((1009, "message_too_large".into()));
+                        }
+                    };
+                    gateway.metrics.frames_in.inc();
+                    if !bucket.take() {
+                        self.refuse_frame(writer, "rate_limited", "too many messages; slow down", None).await;
+                        continue;
+                    }
+                    if gateway.tenant_rate.check(&self.ticket.tenant_id, Instant::now()).is_err() {
+                        self.refuse_frame(writer, "rate_limited", "your organisation is sending too many messages on this node; slow down", None).await;
+                        continue;
+                    }
+                    let frame = match protocol::parse_client_frame(&text, gateway.config.frame_bytes_max) {
+                        Ok(frame) => frame,
+                        Err(err) => {
+                            self.refuse_frame(writer, err.code(), &err.to_string(), None).await;
+                            continue;
+                        }
+                    };
+                    self.handle(writer, frame).await;
+                },
+                _ = ping.tick() => {
+                    let sent = tokio::time::timeout(writer.timeout, writer.sink.send(Message::Ping(Vec::new().into()))).await;
+                    if !matches!(sent, Ok(Ok(()))) {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn refuse_frame(
+        &self,
+        writer: &mut Writer,
+        code: &str,
+        message: &str,
+        re: Option<String>,
+    ) {
+        self.state
+            .live
+            .metrics
+            .refused
+            .with_label_values(&[code])
+            .inc();
+        let _sent = writer.reply(&Reply::error(code, message, re)).await;
+    }
+
+    async fn handle(&self, writer: &mut Writer, frame: ClientFrame) {
+        let ClientFrame { id, class_id, body } = frame;
+        if class_id
+            .as_deref()
+            .is_some_and(|class| class != self.ticket.class_id)
+        {
+            self.refuse_frame(
+                writer,
+                "not_enrolled",
+                "this connection is joined to another class; a class needs its own ticket",
+                id,
+            )
+            .await;
+            return;
+        }
+        match body {
+            ClientBody::Ping {} => {
+                let _sent = writer.reply(&Reply::Pong { re: id }).await;
+            }
+            ClientBody::Join { .. } => {
+                self.refuse_frame(writer, "already_joined", "this connection has joined", id)
+                    .await;
+            }
+            ClientBody::Submit {
+                assignment_id,
+                source,
+            } => {
+                if let Err((code, message)) = self.submit(&assignment_id, source) {
+                    self.refuse_frame(writer, code, &message, id).await;
+                }
+            }
+            body => {
+                let sent = self.state.live.node.send(
+                    &self.ticket.class_id,
+                    self.id,
+                    &self.ticket.who,
+                    Input::Client {
+                        id: id.clone(),
+                        body,
+                    },
+                );
+                if let Err(err) = sent {
+                    self.refuse_frame(writer, "class_unavailable", &err.to_string(), id)
+                        .await;
+                }
+            }
+        }
+    }
+
+    /// Starts a learner's submission on this node's sandbox.
+    fn submit(&self, assignment_id: &str, source: String) -> Result<(), (&'static str, String)> {
+        let who = &self.ticket.who;
+        if who.role != ClassRole::Learner {
+            return Err(("forbidden", "only learners submit".into()));
+        }
+        if source.len() > protocol::SOURCE_BYTES_MAX {
+            return Err((
+                "message_too_large",
+                format!(
+                    "a submission has at most {} bytes",
+                    protocol::SOURCE_BYTES_MAX
+                ),
+            ));
+        }
+        let (assignment, ended) = self
+            .state
+            .live
+            .node
+            .registry()
+            .assignment(&self.ticket.class_id, assignment_id);
+        if ended {
+            return Err(("class_ended", "the class has ended".into()));
+        }
+        let assignment = assignment.ok_or_else(|| {
+            (
+                "unknown_assignment",
+                format!("no assignment {assignment_id:?} in this class"),
+            )
+        })?;
+        let Some(language) = sandbox::languages::find(&assignment.spec.language) else {
+            return Err((
+                "unknown_language",
+                format!("{:?} is not a sandbox language", assignment.spec.language),
+            ));
+        };
+        let Some(sandbox) = self.state.sandbox.get().cloned() else {
+            return Err((
+                "sandbox_unavailable",
+                "the sandbox is still starting".into(),
+            ));
+        };
+        let claims = self.claims();
+        if crate::edge::spent_run_budget(&self.state, &claims).is_some() {
+            return Err(("rate_limited", "too many runs; wait a moment".into()));
+        }
+        if self.running.swap(true, Ordering::AcqRel) {
+            return Err((
+                "submission_in_progress",
+                "your previous submission is still running".into(),
+            ));
+        }
+        let request = sandbox::RunRequest {
+            language: language.id.to_owned(),
+            files: vec![sandbox::run::SourceFile {
+                name: language.file_name.to_owned(),
+                content: source,
+            }],
+            stdin: String::new(),
+            tests: assignment
+                .spec
+                .tests
+                .iter()
+                .map(|test| sandbox::run::TestCase {
+                    name: test.name.clone(),
+                    stdin: test.stdin.clone(),
+                    expected_stdout: test.expected_stdout.clone(),
+                    compare: sandbox::compare::Compare::Trimmed,
+                    tolerance: None,
+                })
+                .collect(),
+            limits: sandbox::run::RequestLimits::default(),
+        };
+        let node = self.state.live.node.clone();
+        let class_id = self.ticket.class_id.clone();
+        let session_id = self.id;
+        let who = who.clone();
+        let state = self.state.clone();
+        let running = self.running.clone();
+        let assignment_id = assignment_id.to_owned();
+        let _sent = node.send(
+            &class_id,
+            session_id,
+            &who,
+            Input::SubmissionStarted {
+                assignment_id: assignment_id.clone(),
+            },
+        );
+        tokio::spawn(async move {
+            let outcome = sandbox.run(&request).await;
+            let finished = match outcome {
+                Ok(result) => {
+                    let recorded =
+                        crate::edge::finish_run(&state, &claims, &request.language, &result).await;
+                    if recorded.is_err() {
+                        tracing::error!(
+                            run_id = result.id,
+                            "a live submission ran but was not recorded"
+                        );
+                    }
+                    let total = u32::try_from(result.tests.len()).unwrap_or(u32::MAX);
+                    let passed = u32::try_from(
+                        result
+                            .tests
+                            .iter()
+                            .filter(|t| t.status == sandbox::Verdict::Accepted)
+                            .count(),
+                    )
+                    .unwrap_or(u32::MAX);
+                    Input::SubmissionFinished {
+                        assignment_id,
+                        run_id: result.id.clone(),
+                        verdict: result.status.as_str().to_owned(),
+                        passed,
+                        total,
+                        region: state.identity.region.to_string(),
+                    }
+                }
+                Err(err) => Input::SubmissionFinished {
+                    assignment_id,
+                    run_id: String::new(),
+                    verdict: "internal_error".into(),
+                    passed: 0,
+                    total: 0,
+                    region: format!("{}: {err}", state.identity.region),
+                },
+            };
+            running.store(false, Ordering::Release);
+            let _sent = node.send(&class_id, session_id, &who, finished);
+        });
+        Ok(())
+    }
+
+    /// The ticket as access-token claims, for the run path.
+    fn claims(&self) -> control_plane::tokens::Claims {
+        control_plane::tokens::Claims {
+            iss: control_plane::tokens::ISSUER.to_owned(),
+            sub: self.ticket.who.user_id.clone(),
+            tid: self.ticket.tenant_id.clone(),
+            role: control_plane::tokens::Role::Learner,
+            email: self.ticket.who.name.clone(),
+            iat: 0,
+            exp: u64::MAX,
+        }
+    }
+}
+
+/// Sends an error frame and closes.
+async fn refuse(writer: &mut Writer, gateway: &Gateway, code: u16, error: &str, message: &str) {
+    gateway.metrics.refused.with_label_values(&[error]).inc();
+    gateway.metrics.closed.with_label_values(&[error]).inc();
+    let _sent = writer.reply(&Reply::error(error, message, None)).await;
+    writer.close(code, error).await;
+}
+
+/// The next text frame (skipping pings), or `None` when the socket ends.
+async fn next_text(stream: &mut futures_util::stream::SplitStream<WebSocket>) -> Option<String> {
+    loop {
+        match stream.next().await? {
+            Ok(Message::Text(text)) => return Some(text.to_string()),
+            Ok(Message::Ping(_) | Message::Pong(_)) => {}
+            Ok(Message::Binary(_)) => return Some(String::new()),
+            Ok(Message::Close(_)) | Err(_) => return None,
+        }
+    }
+}
+
+/// Checks a class ticket against the control plane's published keys.
+async fn verify_ticket(state: &EdgeState, text: &str) -> Result<Ticket, String> {
+    let claims = state.keys.verify_ticket(text).await?;
+    let role = match claims.crole {
+        control_plane::tokens::ClassRole::Instructor => ClassRole::Instructor,
+        control_plane::tokens::ClassRole::Learner => ClassRole::Learner,
+    };
+    Ok(Ticket {
+        class_id: claims.cls,
+        tenant_id: claims.tid,
+        who: Participant {
+            user_id: claims.sub,
+            name: claims.name,
+            role,
+        },
+        region: claims.reg,
+    })
+}
+
+/// Where a class without a home should live: the alive edge with the
+/// smallest node id in the class's region (the instructor's, by default),
+/// so every node picks the same one; this node when that region has none.
+fn choose_home(state: &EdgeState, region: Option<&str>) -> String {
+    let own = state.identity.node_id.to_string();
+    let Some(region) = region else {
+        return own;
+    };
+    let mut candidates: Vec<String> = state
+        .gossip
+        .members()
+        .into_iter()
+        .filter(|m| m.state == gossip::MemberState::Alive && m.region.as_str() == region)
+        .map(|m| m.node_id.to_string())
+        .collect();
+    if state.identity.region.as_str() == region {
+        candidates.push(own.clone());
+    }
+    candidates.into_iter().min().unwrap_or(own)
+}
+
+/// Stores end-of-class reports and posts them to the control plane until
+/// taken.
+pub struct AttendanceReporter {
+    /// HTTP client with the control plane timeout.
+    pub client: reqwest::Client,
+    /// `POST` target.
+    pub url: String,
+    /// The edge service key; empty keeps reports stored unsent.
+    pub service_key: String,
+    /// Longest pause between retries.
+    pub retry_max: Duration,
+}
+
+/// What became of one post.
+#[derive(Debug, PartialEq, Eq)]
+enum Posted {
+    /// The control plane recorded it.
+    Taken,
+    /// The control plane will never take it as it is (a 4xx).
+    Refused,
+}
+
+/// The JSON the control plane takes.
+#[derive(Serialize)]
+struct AttendanceBody<'a> {
+    class_id: &'a str,
+    tenant_id: &'a str,
+    epoch: u64,
+    started_at: String,
+    ended_at: String,
+    attendees: Vec<serde_json::Value>,
+}
+
+fn rfc3339(ms: u64) -> String {
+    let nanos = i128::from(ms) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+impl AttendanceReporter {
+    async fn run(
+        self,
+        store: sled::Db,
+        mut rx: tokio::sync::mpsc::Receiver<AttendanceReport>,
+        shutdown: Shutdown,
+    ) {
+        let tree = match store.open_tree("live_attendance_outbox") {
+            Ok(tree) => tree,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot open the attendance outbox");
+                return;
+            }
+        };
+        let dead = match store.open_tree("live_attendance_dead") {
+            Ok(tree) => tree,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot open the attendance dead letters");
+                return;
+            }
+        };
+        let mut pause = Duration::from_millis(100);
+        loop {
+            // Send everything stored, oldest first.
+            let mut failed = false;
+            for item in tree.iter() {
+                let Ok((key, bytes)) = item else { continue };
+                let Ok(report) = serde_json::from_slice::<AttendanceReport>(&bytes) else {
+                    tracing::error!("undecodable attendance report dropped from the outbox");
+                    let _gone = tree.remove(key);
+                    continue;
+                };
+                match self.post(&report).await {
+                    Ok(posted) => {
+                        if posted == Posted::Refused {
+                            if let Err(err) = dead.insert(&key, &bytes) {
+                                tracing::error!(error = %err, "cannot keep a refused attendance report");
+                            }
+                        }
+                        let _gone = tree.remove(key);
+                        let _flushed = tree.flush_async().await;
+                        tracing::info!(class_id = report.class_id, "attendance recorded");
+                    }
+                    Err(err) => {
+                        tracing::warn!(class_id = report.class_id, error = %err, "attendance report not taken; will retry");
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            let wait = if failed {
+                pause = (pause * 2).min(self.retry_max);
+                pause
+            } else {
+                pause = Duration::from_millis(100);
+                Duration::from_secs(3600)
+            };
+            tokio::select! {
+                report = rx.recv() => {
+                    let Some(report) = report else { return };
+                    match serde_json::to_vec(&report) {
+                        Ok(bytes) => {
+                            if let Err(err) = tree.insert(report.class_id.as_bytes(), bytes) {
+                                tracing::error!(error = %err, "cannot store an attendance report");
+                            }
+                            let _flushed = tree.flush_async().await;
+                        }
+                        Err(err) => tracing::error!(error = %err, "cannot encode an attendance report"),
+                    }
+                }
+                () = tokio::time::sleep(wait) => {}
+                () = shutdown.clone().wait() => return,
+            }
+        }
+    }
+
+    async fn post(&self, report: &AttendanceReport) -> Result<Posted, String> {
+        if self.service_key.is_empty() {
+            return Err("no control plane service key configured".into());
+        }
+        let body = AttendanceBody {
+            class_id: &report.class_id,
+            tenant_id: &report.tenant_id,
+            epoch: report.epoch,
+            started_at: rfc3339(report.started_at_ms),
+            ended_at: rfc3339(report.ended_at_ms),
+            attendees: report
+                .attendees
+                .iter()
+                .map(|a| {
+                    serde_json::json!({
+                        "user_id": a.user_id,
+                        "class_role": a.class_role,
+                        "joined_at": rfc3339(a.joined_at_ms),
+                        "left_at": rfc3339(a.left_at_ms),
+                        "seconds_present": a.seconds_present,
+                        "submissions": a.submissions,
+                        "accepted": a.accepted,
+                    })
+                })
+                .collect(),
+        };
+        let response = self
+            .client
+            .post(&self.url)
+            .bearer_auth(&self.service_key)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|err| err.to_string())?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(Posted::Taken);
+        }
+        let text = response.text().await.unwrap_or_default();
+        if status.is_client_error() && status != reqwest::StatusCode::TOO_MANY_REQUESTS {
+            // It will never be taken as it is: keep it aside, visible in the
+            // logs and in the dead-letter tree, and stop retrying it.
+            tracing::error!(class_id = report.class_id, %status, body = text, "attendance report refused; kept in live_attendance_dead");
+            return Ok(Posted::Refused);
+        }
+        Err(format!("{status}: {text}"))
+    }
+}
+
+/// Tells classrooms homed here when gossip declares a node down, so its
+/// sessions leave the roster.
+pub async fn follow_membership(
+    gateway: Arc<Gateway>,
+    mut events: tokio::sync::broadcast::Receiver<gossip::MembershipEvent>,
+    shutdown: Shutdown,
+) {
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(gossip::MembershipEvent::Member { node_id, current: gossip::MemberState::Down, .. }) => {
+                    gateway.node.node_down(node_id.as_str());
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            () = shutdown.clone().wait() => return,
+        }
+        gateway
+            .metrics
+            .classes
+            .set(i64::try_from(gateway.node.homed_count()).unwrap_or(i64::MAX));
+    }
+}
