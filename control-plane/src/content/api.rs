@@ -54,19 +54,21 @@ impl From<ContentError> for ApiError {
     }
 }
 
-const AUTHORS: [Role; 2] = [Role::Instructor, Role::Operator];
+/// The roles that author content (and see every learner's records).
+pub(crate) const AUTHORS: [Role; 2] = [Role::Instructor, Role::Operator];
 
 fn limits(cp: &ControlPlane) -> Limits {
     Limits::from_config(cp.config())
 }
 
-fn is_author(caller: &Caller) -> bool {
+/// Whether the caller authors content in its tenant.
+pub(crate) fn is_author(caller: &Caller) -> bool {
     AUTHORS.contains(&caller.0.role)
 }
 
 /// The tenant a request about `id` is scoped to: the caller's, or for an
 /// operator the one owning `id`.
-async fn tenant_of(
+pub(crate) async fn tenant_of(
     cp: &ControlPlane,
     caller: &Caller,
     what: Owned,
@@ -99,13 +101,15 @@ pub struct Page<T> {
     pub next_after: Option<String>,
 }
 
-fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+/// A query string, or a 400 naming what is wrong with it.
+pub(crate) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     query.map(|Query(q)| q).map_err(|rejection| {
         ControlPlaneError::BadRequest(format!("query string: {}", rejection.body_text())).into()
     })
 }
 
-fn page<T>(items: Vec<T>, limit: u32, id: impl Fn(&T) -> &str) -> Page<T> {
+/// One page of a list: `next_after` is the last id when the page is full.
+pub(crate) fn page<T>(items: Vec<T>, limit: u32, id: impl Fn(&T) -> &str) -> Page<T> {
     let full = items.len() == usize::try_from(limit).unwrap_or(usize::MAX);
     let next_after = if full {
         items.last().map(|item| id(item).to_owned())

@@ -17,12 +17,11 @@ use super::live::{self, AttendanceRecorded, AttendanceReport, ClassAttendance, T
 use super::progress::{self, AttemptResult, CourseProgress, LessonReport, UnitProgress};
 use super::quiz::QuizAnswers;
 use super::LearningError;
-use crate::content::api::{Page, PageQuery};
-use crate::content::courses::{self, Owned};
+use crate::content::api::{is_author, page, query, tenant_of, Page, PageQuery, AUTHORS};
+use crate::content::courses::Owned;
 use crate::content::Limits;
 use crate::error::ControlPlaneError;
 use crate::http::{ApiError, Caller};
-use crate::tokens::Role;
 use crate::ControlPlane;
 
 /// The learning routes, merged into [`crate::http::router`].
@@ -58,45 +57,8 @@ impl From<LearningError> for ApiError {
     }
 }
 
-const AUTHORS: [Role; 2] = [Role::Instructor, Role::Operator];
-
-fn is_author(caller: &Caller) -> bool {
-    AUTHORS.contains(&caller.0.role)
-}
-
-/// The tenant a request about `id` is scoped to: the caller's, or for an
-/// operator the one owning `id`.
-async fn tenant_of(
-    cp: &ControlPlane,
-    caller: &Caller,
-    what: Owned,
-    id: &str,
-) -> Result<String, ApiError> {
-    if caller.0.role == Role::Operator {
-        Ok(courses::owner_tenant(cp.db(), what, id).await?)
-    } else {
-        Ok(caller.0.tid.clone())
-    }
-}
-
-fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    query.map(|Query(q)| q).map_err(|rejection| {
-        ControlPlaneError::BadRequest(format!("query string: {}", rejection.body_text())).into()
-    })
-}
-
 fn limit(cp: &ControlPlane, requested: Option<u32>) -> Result<u32, ApiError> {
     Ok(Limits::from_config(cp.config()).page_size(requested)?)
-}
-
-fn page<T>(items: Vec<T>, limit: u32, id: impl Fn(&T) -> &str) -> Page<T> {
-    let full = items.len() == usize::try_from(limit).unwrap_or(usize::MAX);
-    let next_after = if full {
-        items.last().map(|item| id(item).to_owned())
-    } else {
-        None
-    };
-    Page { items, next_after }
 }
 
 async fn enroll(
