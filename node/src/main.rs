@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         }
     }
     node::telemetry::init(&config);
+    raise_open_files_limit();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -62,5 +63,21 @@ fn main() -> ExitCode {
             eprintln!("lyceum: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Live sessions, load workers and the dev cluster hold many sockets: lift
+/// the soft limit on open files to the hard one (20,000 on these machines),
+/// which no process may pass. Failing to is logged, not fatal.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(err) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(soft, hard, error = %err, "cannot raise the open-files limit");
+            }
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %err, "cannot read the open-files limit"),
     }
 }
