@@ -249,6 +249,34 @@ fn cpu_ms_now(pid: u32) -> f64 {
     (tick(11) + tick(12)) as f64 * 10.0
 }
 
+/// Gives an output pipe room for more than `cap` bytes, so that a program
+/// can always write past the cap without waiting for our reader.
+///
+/// Why: Node.js writes to a full pipe by queueing in memory and never
+/// retries while its loop spins, so with the default 64 KiB pipe and a
+/// reader the kernel had not scheduled yet, `while (true) console.log(..)`
+/// parked 64,064 bytes in the pipe and grew its heap until it died, instead
+/// of meeting the output limit. With room for `cap + 1` bytes the reader
+/// always sees the excess. Best effort above the system's
+/// `fs.pipe-max-size` (1 MiB by default): the kernel refuses, and the pipe
+/// keeps the size it has.
+fn widen_pipe(pipe: &std::fs::File, cap: usize) {
+    let want = cap
+        .saturating_add(1)
+        .max(PIPE_DEFAULT_BYTES)
+        .next_power_of_two();
+    let max = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+        .ok()
+        .and_then(|text| text.trim().parse::<usize>().ok())
+        .unwrap_or(PIPE_DEFAULT_BYTES);
+    let size = i32::try_from(want.min(max)).unwrap_or(i32::MAX);
+    use std::os::fd::AsRawFd as _;
+    let _ = nix::fcntl::fcntl(pipe.as_raw_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(size));
+}
+
+/// The kernel's default pipe capacity.
+const PIPE_DEFAULT_BYTES: usize = 64 * 1024;
+
 /// Reads a pipe to its end, keeping at most `cap` bytes; reports whether
 /// more came, and raises `over` at once so the step can be killed.
 fn read_capped(
@@ -336,6 +364,8 @@ fn run_step(
             return report;
         }
     };
+    widen_pipe(&out_write, cap);
+    widen_pipe(&err_write, cap);
     let input = stdin.as_bytes().to_vec();
     std::thread::spawn(move || {
         // A program that does not read its input closes the pipe: fine.
@@ -427,4 +457,26 @@ fn run_step(
     report.stdout = String::from_utf8_lossy(&out).into_owned();
     report.stderr = String::from_utf8_lossy(&err).into_owned();
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd as _;
+
+    fn capacity(pipe: &std::fs::File) -> usize {
+        let size = nix::fcntl::fcntl(pipe.as_raw_fd(), nix::fcntl::FcntlArg::F_GETPIPE_SZ)
+            .expect("F_GETPIPE_SZ");
+        usize::try_from(size).expect("a pipe's size is positive")
+    }
+
+    #[test]
+    fn an_output_pipe_holds_one_byte_past_the_cap() {
+        for cap in [1, 4096, 64 * 1024, 300 * 1024] {
+            let (_read, write) = nix::unistd::pipe().expect("pipe");
+            let write = std::fs::File::from(write);
+            widen_pipe(&write, cap);
+            assert!(capacity(&write) > cap, "cap {cap}: {}", capacity(&write));
+        }
+    }
 }
