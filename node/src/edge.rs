@@ -386,10 +386,27 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
     let echo = actors::EchoActor::start(identity.node_id.clone())
         .await
         .context("start the echo actor")?;
+    let peers: actors::live::Peers = {
+        let gossip = gossip.clone();
+        std::sync::Arc::new(move || {
+            gossip
+                .members()
+                .into_iter()
+                .map(|m| actors::live::Peer {
+                    node_id: m.node_id.to_string(),
+                    region: m.region.to_string(),
+                    alive: m.state == gossip::MemberState::Alive,
+                })
+                .collect()
+        })
+    };
     let live = crate::live::Gateway::start(
         config.live.clone(),
-        identity.node_id.as_str(),
-        identity.region.as_str(),
+        crate::live::Whereabouts {
+            node_id: identity.node_id.to_string(),
+            region: identity.region.to_string(),
+            peers,
+        },
         store.clone(),
         crate::live::AttendanceReporter {
             client: reqwest::Client::builder()

@@ -87,6 +87,14 @@ pub struct LiveConfig {
     pub class_start_timeout_ms: u64,
     /// How long an ended class stays reachable.
     pub ended_linger_ms: u64,
+    /// How long a class's home waits for its replica's acknowledgement
+    /// before it sends the whole class again.
+    pub replica_retry_ms: u64,
+    /// How long a claim for a class's next epoch waits for votes.
+    pub claim_timeout_ms: u64,
+    /// Messages a home holds back while its replica catches up; past it
+    /// the home gives the class up and its sessions resume elsewhere.
+    pub replication_pending_max: usize,
 }
 
 impl Default for LiveConfig {
@@ -109,6 +117,9 @@ impl Default for LiveConfig {
             snapshot_every_events: 256,
             class_start_timeout_ms: 5_000,
             ended_linger_ms: 300_000,
+            replica_retry_ms: 1_000,
+            claim_timeout_ms: 2_000,
+            replication_pending_max: 16_384,
         }
     }
 }
@@ -154,6 +165,12 @@ impl LiveConfig {
             ),
             ("live.snapshot_every_events", self.snapshot_every_events),
             ("live.class_start_timeout_ms", self.class_start_timeout_ms),
+            ("live.replica_retry_ms", self.replica_retry_ms),
+            ("live.claim_timeout_ms", self.claim_timeout_ms),
+            (
+                "live.replication_pending_max",
+                self.replication_pending_max as u64,
+            ),
         ] {
             if value == 0 {
                 return Err((key, "must be at least 1".into()));
@@ -185,6 +202,9 @@ impl LiveConfig {
             snapshot_every_events: self.snapshot_every_events,
             class_start_timeout: Duration::from_millis(self.class_start_timeout_ms),
             ended_linger: Duration::from_millis(self.ended_linger_ms),
+            replica_retry: Duration::from_millis(self.replica_retry_ms),
+            claim_timeout: Duration::from_millis(self.claim_timeout_ms),
+            replication_pending_max: self.replication_pending_max,
         }
     }
 }
@@ -269,6 +289,17 @@ impl LiveMetrics {
     }
 }
 
+/// Who this node is among the others, for the live side: classes are
+/// homed by region, copied to another region and voted on by every edge.
+pub struct Whereabouts {
+    /// This node.
+    pub node_id: String,
+    /// Its region.
+    pub region: String,
+    /// The membership, read when a replica is chosen or votes are counted.
+    pub peers: actors::live::Peers,
+}
+
 impl Gateway {
     /// Starts this node's live side: the hub, and the attendance reporter.
     ///
@@ -276,15 +307,22 @@ impl Gateway {
     /// When the hub cannot start or the metrics cannot register.
     pub async fn start(
         config: LiveConfig,
-        node_id: &str,
-        region: &str,
+        whereabouts: Whereabouts,
         store: sled::Db,
         reporter: AttendanceReporter,
         registry: &prometheus::Registry,
         shutdown: Shutdown,
     ) -> anyhow::Result<Arc<Self>> {
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
-        let node = LiveNode::start(node_id, region, config.limits(), store.clone(), tx).await?;
+        let node = LiveNode::start(
+            &whereabouts.node_id,
+            &whereabouts.region,
+            config.limits(),
+            store.clone(),
+            tx,
+            whereabouts.peers,
+        )
+        .await?;
         tokio::spawn(reporter.run(store, rx, shutdown));
         let per_tenant = config.messages_per_tenant_per_minute.max(1);
         Ok(Arc::new(Self {
@@ -1201,7 +1239,9 @@ impl AttendanceReporter {
 }
 
 /// Tells classrooms homed here when gossip declares a node down, so its
-/// sessions leave the roster.
+/// sessions leave the roster (and classes it homed or copied move); when
+/// this node itself was declared down and rejoined, its sessions of classes
+/// homed elsewhere resume, since those homes let them go.
 pub async fn follow_membership(
     gateway: Arc<Gateway>,
     mut events: tokio::sync::broadcast::Receiver<gossip::MembershipEvent>,
@@ -1212,6 +1252,13 @@ pub async fn follow_membership(
             event = events.recv() => match event {
                 Ok(gossip::MembershipEvent::Member { node_id, current: gossip::MemberState::Down, .. }) => {
                     gateway.node.node_down(node_id.as_str());
+                }
+                Ok(gossip::MembershipEvent::Rejoined { .. }) => {
+                    let own = gateway.node.node_id().to_owned();
+                    let closed = gateway.node.registry().close_remote(&own);
+                    if closed > 0 {
+                        tracing::info!(closed, "rejoined the cluster; live sessions of classes homed elsewhere resume");
+                    }
                 }
                 Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}

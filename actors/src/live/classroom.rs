@@ -7,13 +7,18 @@
 //! and epoch), keys `e` + big-endian seq hold events. A snapshot is written
 //! every `snapshot_every_events`; events older than the snapshot minus the
 //! replay buffer are trimmed. A classroom started on a node that has the
-//! class stored resumes from it (same events, same numbers), with its epoch
-//! one higher.
+//! class stored resumes from it (same events, same numbers), at the epoch
+//! its claim won.
+//!
+//! *Replication.* Everything bound for a hub waits in an outbox until the
+//! replica has acknowledged the events it depends on (see
+//! [`super::replication`]); a refusal from the replica means a newer home
+//! exists, and this one steps down.
 
 use std::{
     collections::{HashMap, VecDeque},
     sync::Weak,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -24,7 +29,8 @@ use super::{
     class::{ClassState, CommandError, Participant},
     hub::{to_hub_text, AttendanceReport, Deliver, Direct, LiveNode},
     now_ms,
-    protocol::{Audience, ClientBody, Event, EventKind, Reply},
+    protocol::{close, Audience, ClientBody, Event, EventKind, Reply},
+    replication::{self, event_key, AckResult, ReplicaAck, Replicate, Stored, SNAPSHOT_KEY},
 };
 
 /// What a classroom understands; the payload is an [`Envelope`] as JSON so
@@ -33,6 +39,34 @@ use super::{
 pub enum ClassroomMessage {
     /// One input from a session (or the node).
     Command(String),
+    /// A [`Control`] from this node: timers, the replica's answers, the
+    /// outcome of a new epoch's claim.
+    Control(String),
+}
+
+/// What drives a classroom's replication.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "control", rename_all = "snake_case")]
+pub enum Control {
+    /// The classroom is registered on its node: copy the class to the
+    /// replica.
+    Start,
+    /// Time passed: resend when the replica has been silent too long.
+    Tick,
+    /// The replica answered.
+    Ack(ReplicaAck),
+    /// A claim for a new epoch with a new replica was granted.
+    Reconfigured {
+        /// The epoch won.
+        epoch: u64,
+        /// The replica named in the claim.
+        replica: Option<String>,
+    },
+    /// It was not: someone else holds the class, or too few voters answered.
+    Lost {
+        /// Why, for the log.
+        reason: String,
+    },
 }
 
 /// One input and who sent it.
@@ -101,6 +135,20 @@ pub struct ClassroomArgs {
     pub tenant_id: String,
     /// The node it lives on.
     pub node: Weak<LiveNode>,
+    /// The epoch its claim won.
+    pub epoch: u64,
+    /// The replica its claim named (None only for a node alone).
+    pub replica: Option<String>,
+}
+
+/// Something for a hub, held until the replica has what it depends on.
+#[derive(Debug)]
+struct Held {
+    /// The class's `seq` it reflects.
+    needs: u64,
+    node_id: String,
+    kind: &'static str,
+    text: String,
 }
 
 /// The running classroom.
@@ -122,26 +170,24 @@ pub struct ClassroomState {
     tokens: f64,
     rate: f64,
     refilled: Instant,
+    /// The replica, when there is one.
+    replica: Option<String>,
+    /// The largest `seq` the replica has acknowledged at this epoch.
+    acked: u64,
+    /// When the replica last made progress (or was sent a full copy).
+    progressed: Instant,
+    /// Messages waiting for the replica.
+    outbox: VecDeque<Held>,
+    /// A claim for a new replica is under way.
+    reconfiguring: bool,
+    /// This home gave the class up; it is stopping.
+    stepped_down: bool,
+    myself: Option<ActorRef<ClassroomMessage>>,
 }
 
 /// The classroom actor.
 #[derive(Debug)]
 pub struct ClassroomActor;
-
-const SNAPSHOT_KEY: &[u8] = b"s";
-
-#[derive(Serialize, Deserialize)]
-struct Stored {
-    epoch: u64,
-    state: ClassState,
-}
-
-fn event_key(seq: u64) -> [u8; 9] {
-    let mut key = [0u8; 9];
-    key[0] = b'e';
-    key[1..].copy_from_slice(&seq.to_be_bytes());
-    key
-}
 
 /// Loads a stored class: its snapshot, then the events after it.
 fn load(
@@ -175,16 +221,20 @@ impl Actor for ClassroomActor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: ClassroomArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let node = args
             .node
             .upgrade()
             .ok_or("the live node is shutting down")?;
-        let tree = node.store().open_tree(format!("class:{}", args.class_id))?;
-        let (class, epoch, events) = load(&tree, &args.class_id, &args.tenant_id)?;
-        let epoch = epoch + 1;
+        let tree = replication::class_tree(node.store(), &args.class_id)?;
+        let (class, stored_epoch, events) = load(&tree, &args.class_id, &args.tenant_id)?;
+        assert!(
+            args.epoch > stored_epoch,
+            "a claim is granted only above the stored copy's epoch"
+        );
+        let epoch = args.epoch;
         tree.insert(
             SNAPSHOT_KEY,
             serde_json::to_vec(&Stored {
@@ -214,7 +264,23 @@ impl Actor for ClassroomActor {
             tokens: rate,
             rate,
             refilled: Instant::now(),
+            acked: 0,
+            progressed: Instant::now(),
+            outbox: VecDeque::new(),
+            reconfiguring: false,
+            stepped_down: false,
+            myself: Some(myself.clone()),
+            replica: args.replica,
         };
+        state.acked = if state.replica.is_none() {
+            u64::MAX
+        } else {
+            state.class.seq
+        };
+        let period = limits.replica_retry / 2;
+        myself.send_interval(period.max(Duration::from_millis(10)), || {
+            ClassroomMessage::Control(serde_json::to_string(&Control::Tick).unwrap_or_default())
+        });
         // Whoever was connected to the previous home is not connected to
         // this one until they join again.
         let departed: Vec<_> = state
@@ -233,7 +299,21 @@ impl Actor for ClassroomActor {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let ClassroomMessage::Command(text) = message;
+        let text = match message {
+            ClassroomMessage::Command(text) => text,
+            ClassroomMessage::Control(text) => {
+                match serde_json::from_str::<Control>(&text) {
+                    Ok(control) => state.control(control),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "undecodable classroom control dropped")
+                    }
+                }
+                return Ok(());
+            }
+        };
+        if state.stepped_down {
+            return Ok(());
+        }
         let envelope: Envelope = match serde_json::from_str(&text) {
             Ok(envelope) => envelope,
             Err(err) => {
@@ -269,6 +349,7 @@ impl Actor for ClassroomActor {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        state.myself = None;
         state.store_snapshot();
         if let Some(node) = state.node.upgrade() {
             node.forget(&state.class.class_id);
@@ -303,6 +384,9 @@ impl ClassroomState {
                 }
             }
             Input::NodeDown => {
+                if self.replica.as_deref() == Some(node_id.as_str()) {
+                    self.reconfigure();
+                }
                 let gone: Vec<_> = self
                     .connections
                     .keys()
@@ -516,7 +600,7 @@ impl ClassroomState {
         self.emit(event.into_iter().collect());
     }
 
-    fn reply(&self, node_id: &str, session_id: u64, reply: Reply) {
+    fn reply(&mut self, node_id: &str, session_id: u64, reply: Reply) {
         self.send_direct(
             Direct {
                 class_id: self.class.class_id.clone(),
@@ -528,10 +612,201 @@ impl ClassroomState {
         );
     }
 
-    fn send_direct(&self, direct: Direct, node_id: &str) {
+    fn send_direct(&mut self, direct: Direct, node_id: &str) {
         let text = serde_json::to_string(&direct).unwrap_or_default();
-        if !to_hub_text(node_id, "direct", text) {
-            tracing::debug!(node_id, "no hub to answer a session on");
+        let needs = self.class.seq;
+        self.hold(needs, node_id, "direct", text);
+    }
+
+    /// Queues a hub message behind what the replica has not acknowledged,
+    /// then sends whatever may go.
+    fn hold(&mut self, needs: u64, node_id: &str, kind: &'static str, text: String) {
+        self.outbox.push_back(Held {
+            needs,
+            node_id: node_id.to_owned(),
+            kind,
+            text,
+        });
+        if self.outbox.len() > self.pending_max() {
+            self.step_down("the replica fell too far behind");
+            return;
+        }
+        self.release();
+    }
+
+    fn pending_max(&self) -> usize {
+        self.node
+            .upgrade()
+            .map_or(usize::MAX, |node| node.limits().replication_pending_max)
+    }
+
+    /// Sends, in order, every held message the replica has caught up with.
+    fn release(&mut self) {
+        while self
+            .outbox
+            .front()
+            .is_some_and(|held| held.needs <= self.acked)
+        {
+            if let Some(held) = self.outbox.pop_front() {
+                if !to_hub_text(&held.node_id, held.kind, held.text) {
+                    tracing::debug!(node_id = held.node_id, "no hub to send to");
+                }
+            }
+        }
+    }
+
+    fn control(&mut self, control: Control) {
+        if self.stepped_down {
+            return;
+        }
+        match control {
+            Control::Start => self.sync(),
+            Control::Tick => {
+                let retry = self
+                    .node
+                    .upgrade()
+                    .map_or(Duration::from_secs(1), |node| node.limits().replica_retry);
+                let behind = self.acked < self.class.seq || !self.outbox.is_empty();
+                if behind
+                    && !self.reconfiguring
+                    && self.replica.is_some()
+                    && self.progressed.elapsed() >= retry
+                {
+                    tracing::info!(
+                        class_id = self.class.class_id,
+                        replica = self.replica.as_deref().unwrap_or_default(),
+                        "the replica is silent; sending the class again"
+                    );
+                    self.sync();
+                }
+            }
+            Control::Ack(ack) => {
+                if ack.epoch != self.epoch || Some(&ack.replica) != self.replica.as_ref() {
+                    return;
+                }
+                match ack.result {
+                    AckResult::Stored => {
+                        self.progressed = Instant::now();
+                        self.acked = self.acked.max(ack.seq);
+                        self.release();
+                    }
+                    AckResult::Gap => self.sync(),
+                    AckResult::Stale => self.step_down("a newer home holds the class"),
+                }
+            }
+            Control::Reconfigured { epoch, replica } => {
+                tracing::info!(
+                    class_id = self.class.class_id,
+                    epoch,
+                    replica = replica.as_deref().unwrap_or("none"),
+                    "class has a new replica"
+                );
+                self.reconfiguring = false;
+                self.epoch = epoch;
+                self.replica = replica;
+                self.store_snapshot();
+                if self.replica.is_none() {
+                    self.acked = u64::MAX;
+                    self.release();
+                } else {
+                    self.sync();
+                }
+            }
+            Control::Lost { reason } => {
+                self.reconfiguring = false;
+                self.step_down(&reason);
+            }
+        }
+    }
+
+    /// Sends the replica a full copy: the state and the replay buffer.
+    fn sync(&mut self) {
+        let Some(replica) = self.replica.clone() else {
+            return;
+        };
+        self.progressed = Instant::now();
+        let batch = Replicate {
+            class_id: self.class.class_id.clone(),
+            tenant_id: self.class.tenant_id.clone(),
+            epoch: self.epoch,
+            home: self.node_name(),
+            sync: Some(self.class.clone()),
+            snapshot: None,
+            events: self.replay.iter().cloned().collect(),
+            replay_max: u64::try_from(self.replay_max).unwrap_or(u64::MAX),
+        };
+        self.to_replica(&replica, &batch);
+    }
+
+    fn to_replica(&self, replica: &str, batch: &Replicate) {
+        let text = serde_json::to_string(batch).unwrap_or_default();
+        if !to_hub_text(replica, "replicate", text) {
+            tracing::debug!(replica, "replica unreachable; retrying later");
+        }
+    }
+
+    fn node_name(&self) -> String {
+        self.node
+            .upgrade()
+            .map(|node| node.node_id().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// The replica is gone: claim the next epoch with another one. Until
+    /// then, everything waits in the outbox.
+    fn reconfigure(&mut self) {
+        if self.reconfiguring || self.stepped_down {
+            return;
+        }
+        let (Some(node), Some(myself)) = (self.node.upgrade(), self.myself.clone()) else {
+            return;
+        };
+        self.reconfiguring = true;
+        self.acked = self.acked.min(self.class.seq);
+        let class_id = self.class.class_id.clone();
+        let epoch = self.epoch;
+        tokio::spawn(async move {
+            let control = match node.claim_patiently(&class_id, epoch).await {
+                Ok((epoch, replica)) => Control::Reconfigured { epoch, replica },
+                Err(err) => Control::Lost {
+                    reason: err.to_string(),
+                },
+            };
+            let _gone = myself.cast(ClassroomMessage::Control(
+                serde_json::to_string(&control).unwrap_or_default(),
+            ));
+        });
+    }
+
+    /// Gives the class up: its sessions are told it moved (4011) and
+    /// resume wherever it is now; nothing held is sent.
+    fn step_down(&mut self, reason: &str) {
+        if self.stepped_down {
+            return;
+        }
+        tracing::warn!(
+            class_id = self.class.class_id,
+            epoch = self.epoch,
+            reason,
+            "stepping down as the class's home"
+        );
+        self.stepped_down = true;
+        self.outbox.clear();
+        for (node_id, session_id) in self.connections.keys() {
+            let direct = Direct {
+                class_id: self.class.class_id.clone(),
+                session_id: *session_id,
+                close: Some((close::CLASS_MOVED, "class_moved".into())),
+                ..Direct::default()
+            };
+            let _sent = to_hub_text(
+                node_id,
+                "direct",
+                serde_json::to_string(&direct).unwrap_or_default(),
+            );
+        }
+        if let Some(myself) = &self.myself {
+            myself.stop(Some("stepped down".into()));
         }
     }
 
@@ -573,15 +848,30 @@ impl ClassroomState {
         if let Some(node) = self.node.upgrade() {
             node.count_events(events.len());
         }
+        let last = self.class.seq;
+        if let Some(replica) = self.replica.clone() {
+            let batch = Replicate {
+                class_id: self.class.class_id.clone(),
+                tenant_id: self.class.tenant_id.clone(),
+                epoch: self.epoch,
+                home: self.node_name(),
+                sync: None,
+                snapshot: crossed.then(|| self.class.clone()),
+                events: events.clone(),
+                replay_max: u64::try_from(self.replay_max).unwrap_or(u64::MAX),
+            };
+            if !self.reconfiguring {
+                self.to_replica(&replica, &batch);
+            }
+        }
         let text = serde_json::to_string(&Deliver {
             class_id: self.class.class_id.clone(),
             events,
         })
         .unwrap_or_default();
-        for node_id in self.subscribers.keys() {
-            if !to_hub_text(node_id, "deliver", text.clone()) {
-                tracing::debug!(node_id, "no hub to deliver to");
-            }
+        let nodes: Vec<String> = self.subscribers.keys().cloned().collect();
+        for node_id in nodes {
+            self.hold(last, &node_id, "deliver", text.clone());
         }
     }
 
@@ -606,14 +896,6 @@ impl ClassroomState {
             .class
             .seq
             .saturating_sub(u64::try_from(self.replay_max).unwrap_or(u64::MAX));
-        let stale: Vec<_> = self
-            .tree
-            .range(event_key(0)..event_key(keep_from))
-            .keys()
-            .filter_map(Result::ok)
-            .collect();
-        for key in stale {
-            let _gone = self.tree.remove(key);
-        }
+        replication::trim(&self.tree, keep_from);
     }
 }

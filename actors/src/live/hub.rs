@@ -18,10 +18,11 @@ use tokio::sync::mpsc;
 
 use super::{
     class::{Assignment, Attendee, Participant},
-    classroom::{ClassroomActor, ClassroomArgs, ClassroomMessage, Input},
+    classroom::{ClassroomActor, ClassroomArgs, ClassroomMessage, Control, Input},
     hub_group,
     protocol::{ClassRole, Event, EventKind, Reply},
-    LiveLimits,
+    replication::{self, Claim, ClaimReply, Copy, ReplicaAck, Replicate, Vote},
+    LiveLimits, Peer, Peers,
 };
 use crate::groups::{classroom_group, join_group, members_of};
 use crate::system::ActorsError;
@@ -78,6 +79,8 @@ struct LocalClass {
     /// on this node without asking the home.
     assignments: HashMap<String, Assignment>,
     ended: bool,
+    /// The node the class is homed on, from the last welcome.
+    home: Option<String>,
 }
 
 /// The sessions of this node, by class.
@@ -151,6 +154,46 @@ impl Registry {
         classes.get(class_id).map_or((None, false), |class| {
             (class.assignments.get(assignment_id).cloned(), class.ended)
         })
+    }
+
+    /// Closes every session of a class homed on `node_id` with 4011 (the
+    /// home is gone): each client resumes with its last `seq`, wherever
+    /// the class is homed next.
+    pub fn close_moved(&self, node_id: &str) -> usize {
+        self.close_where(|home| home == node_id)
+    }
+
+    /// Closes every session of a class homed on another node than
+    /// `node_id` (this one) with 4011: gossip declared this node down and
+    /// it came back as a new generation, so those homes dropped its
+    /// sessions; each client resumes and is counted in again.
+    pub fn close_remote(&self, node_id: &str) -> usize {
+        self.close_where(|home| home != node_id)
+    }
+
+    fn close_where(&self, homed_on: impl Fn(&str) -> bool) -> usize {
+        let mut classes = self.classes.write().unwrap_or_else(PoisonError::into_inner);
+        let mut closed = 0;
+        for class in classes.values_mut() {
+            if !class.home.as_deref().is_some_and(&homed_on) {
+                continue;
+            }
+            class.home = None;
+            for session in class.sessions.values() {
+                if session
+                    .tx
+                    .try_send(Outbound::Close(
+                        super::protocol::close::CLASS_MOVED,
+                        "class_moved".into(),
+                    ))
+                    .is_err()
+                {
+                    session.kick.notify_one();
+                }
+                closed += 1;
+            }
+        }
+        closed
     }
 
     /// Fans events out to this node's sessions of the class, by audience.
@@ -233,6 +276,9 @@ impl Registry {
         };
         let mut items = Vec::new();
         if let Some(welcome) = direct.welcome {
+            if let Reply::Welcome { home_node_id, .. } = &welcome {
+                class.home = Some(home_node_id.clone());
+            }
             items.push(Outbound::Reply(welcome));
             class.pending.remove(&direct.session_id);
         }
@@ -350,6 +396,10 @@ pub struct Host {
     pub class_id: String,
     /// Its tenant.
     pub tenant_id: String,
+    /// How many nodes passed the request on already (at most one does:
+    /// a node whose claim is refused sends it where the votes point).
+    #[serde(default)]
+    pub hops: u8,
 }
 
 /// What a hub understands; payloads are JSON so they cross nodes.
@@ -364,6 +414,14 @@ pub enum LiveHubMessage {
     /// A piece of a [`Deliver`] or [`Direct`] too large for one actor frame
     /// (a [`Part`]); the hub joins the pieces.
     Part(String),
+    /// A [`Claim`]: vote on a class's next epoch.
+    Claim(String),
+    /// A [`ClaimReply`] to a claim this node made.
+    Vote(String),
+    /// A [`Replicate`]: a home's batch for this node's copy.
+    Replicate(String),
+    /// A [`ReplicaAck`] for a classroom homed here.
+    Ack(String),
 }
 
 /// Largest hub message sent in one piece, in bytes: well under the actor
@@ -418,6 +476,17 @@ pub struct LiveNode {
     homed: Mutex<HashMap<String, (String, ActorRef<ClassroomMessage>)>>,
     /// Events emitted by classrooms homed here.
     events_total: AtomicU64,
+    /// The membership, for replicas and votes.
+    peers: Peers,
+    /// This node's votes (tree `live_votes`), changed under `vote_lock`.
+    votes: sled::Tree,
+    vote_lock: Mutex<()>,
+    /// Claims under way here: where their votes go.
+    claims: Mutex<HashMap<String, mpsc::UnboundedSender<ClaimReply>>>,
+    /// Classes this node keeps a copy of, as replica.
+    copies: Mutex<HashMap<String, Copy>>,
+    /// Classes being started here now (a second start waits instead).
+    hosting: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for LiveNode {
@@ -438,6 +507,20 @@ pub enum PlaceError {
     /// The tenant has as many classes homed here as it may.
     #[error("the tenant has {0} classes on this node, the most it may")]
     TooManyClasses(usize),
+    /// The votes say another node has the class (or its newest copy).
+    #[error("the class belongs to epoch {} on {}", .0.epoch, .0.home)]
+    Elsewhere(Vote),
+    /// Too few edges answered to grant a new epoch.
+    #[error("only {granted} of the {needed} votes needed were granted")]
+    NoQuorum {
+        /// Votes granted.
+        granted: usize,
+        /// Votes needed (a majority of the edges known).
+        needed: usize,
+    },
+    /// The class is being started here already.
+    #[error("the class is being started on this node")]
+    Busy,
     /// The actor could not start.
     #[error(transparent)]
     Actors(#[from] ActorsError),
@@ -455,8 +538,18 @@ impl LiveNode {
         limits: LiveLimits,
         store: sled::Db,
         attendance: mpsc::Sender<AttendanceReport>,
+        peers: Peers,
     ) -> Result<Arc<Self>, ActorsError> {
+        let votes = store
+            .open_tree(replication::VOTES_TREE)
+            .map_err(|err| ActorsError::Spawn(format!("open the votes tree: {err}")))?;
         let node = Arc::new(Self {
+            peers,
+            votes,
+            vote_lock: Mutex::new(()),
+            claims: Mutex::new(HashMap::new()),
+            copies: Mutex::new(HashMap::new()),
+            hosting: Mutex::new(HashSet::new()),
             node_id: node_id.to_owned(),
             region: region.to_owned(),
             limits,
@@ -544,10 +637,227 @@ impl LiveNode {
             .map(ActorRef::from)
     }
 
-    /// Starts the classroom here unless it already runs here.
+    /// The membership now.
+    pub fn peers(&self) -> Vec<Peer> {
+        (self.peers)()
+    }
+
+    fn alive(&self, node_id: &str) -> bool {
+        node_id == self.node_id || self.peers().iter().any(|p| p.node_id == node_id && p.alive)
+    }
+
+    /// The replica a class homed here should copy to: an alive edge in
+    /// another region (the smallest id of the smallest region, so choices
+    /// agree), or any other alive edge when no other region has one.
+    pub fn choose_replica(&self) -> Option<String> {
+        self.peers()
+            .into_iter()
+            .filter(|p| p.alive && p.node_id != self.node_id)
+            .min_by(|a, b| {
+                (a.region == self.region, &a.region, &a.node_id).cmp(&(
+                    b.region == self.region,
+                    &b.region,
+                    &b.node_id,
+                ))
+            })
+            .map(|p| p.node_id)
+    }
+
+    /// Votes on a claim here: decided and stored before it is answered.
+    pub fn vote(&self, claim: &Claim) -> ClaimReply {
+        let _held = self
+            .vote_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let current = replication::read_vote(&self.votes, &claim.class_id);
+        let (granted, behind, vote) = match replication::decide(&current, claim) {
+            Ok(next) => match replication::write_vote(&self.votes, &claim.class_id, &next) {
+                Ok(()) => (true, false, next),
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot store a vote; refusing");
+                    (false, false, current)
+                }
+            },
+            Err(behind) => (false, behind, current),
+        };
+        ClaimReply {
+            claim_id: claim.claim_id.clone(),
+            voter: self.node_id.clone(),
+            granted,
+            behind,
+            vote,
+        }
+    }
+
+    /// Claims the epoch after `after` for a class, with `replica`, from a
+    /// majority of the edges this node knows, in both rounds (promise, then
+    /// establish). Answers the epoch won. A claim outbid by another
+    /// claimant's promise tries again higher, a few times.
     ///
     /// # Errors
-    /// [`PlaceError::TooManyClasses`] past the tenant's limit, or the spawn
+    /// [`PlaceError::Elsewhere`] when a voter knows a newer home or copy,
+    /// [`PlaceError::NoQuorum`] when too few grant in time.
+    pub async fn claim(
+        &self,
+        class_id: &str,
+        after: u64,
+        replica: Option<String>,
+    ) -> Result<u64, PlaceError> {
+        const ATTEMPTS: usize = 3;
+        let data_epoch = replication::data_epoch(&self.store, class_id);
+        let mut above = after.max(data_epoch);
+        let mut outcome = Err(PlaceError::NoQuorum {
+            granted: 0,
+            needed: 1,
+        });
+        for _ in 0..ATTEMPTS {
+            let known = replication::read_vote(&self.votes, class_id).epoch;
+            let mut claim = Claim {
+                claim_id: format!(
+                    "{}-{}-{}",
+                    self.node_id,
+                    super::now_ms(),
+                    PART_KEYS.fetch_add(1, Ordering::Relaxed)
+                ),
+                class_id: class_id.to_owned(),
+                epoch: above.max(known) + 1,
+                home: self.node_id.clone(),
+                replica: replica.clone(),
+                data_epoch,
+                establish: false,
+            };
+            let promised = self.round(&claim).await;
+            let round = match promised {
+                Ok(()) => {
+                    claim.establish = true;
+                    self.round(&claim).await
+                }
+                Err(err) => Err(err),
+            };
+            match round {
+                Ok(()) => return Ok(claim.epoch),
+                Err(Refused::Outbid(vote)) => {
+                    above = above.max(vote.epoch);
+                    outcome = Err(PlaceError::Elsewhere(vote));
+                }
+                Err(Refused::Behind(vote)) => return Err(PlaceError::Elsewhere(vote)),
+                Err(Refused::NoQuorum { granted, needed }) => {
+                    return Err(PlaceError::NoQuorum { granted, needed })
+                }
+            }
+        }
+        outcome
+    }
+
+    /// One round of a claim: the alive peers' votes, then (only when they
+    /// make a majority with it) this node's own. A node that cannot win
+    /// never promises itself anything, so a cut-off or outdated node does
+    /// not outbid the real home while it keeps trying.
+    async fn round(&self, claim: &Claim) -> Result<(), Refused> {
+        let peers = self.peers();
+        // A majority of every edge known, this one included.
+        let voters = peers.len() + 1;
+        let needed = voters / 2 + 1;
+        let from_peers = if needed > 1 {
+            self.ask_peers(claim, &peers, needed - 1).await
+        } else {
+            Ok(())
+        };
+        from_peers?;
+        let own = self.vote(claim);
+        if own.granted {
+            Ok(())
+        } else if own.behind {
+            Err(Refused::Behind(own.vote))
+        } else {
+            Err(Refused::Outbid(own.vote))
+        }
+    }
+
+    /// Sends a claim to the alive peers; Ok once `needed` granted it.
+    async fn ask_peers(&self, claim: &Claim, peers: &[Peer], needed: usize) -> Result<(), Refused> {
+        let mut granted = 0;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        self.claims
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(claim.claim_id.clone(), tx);
+        let text = serde_json::to_string(claim).unwrap_or_default();
+        let mut asked = 0;
+        for peer in peers.iter().filter(|p| p.alive) {
+            if to_hub(&peer.node_id, LiveHubMessage::Claim(text.clone())) {
+                asked += 1;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + self.limits.claim_timeout;
+        let mut refusal: Option<Refused> = None;
+        let mut answered = 0;
+        let outcome = loop {
+            if granted >= needed {
+                break Ok(());
+            }
+            if answered >= asked || granted + (asked - answered) < needed {
+                break Err(refusal.unwrap_or(Refused::NoQuorum {
+                    granted: granted + 1,
+                    needed: needed + 1,
+                }));
+            }
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(reply)) => {
+                    answered += 1;
+                    if reply.granted {
+                        granted += 1;
+                    } else if reply.behind {
+                        refusal = Some(Refused::Behind(reply.vote));
+                    } else if !matches!(refusal, Some(Refused::Behind(_))) {
+                        refusal = Some(Refused::Outbid(reply.vote));
+                    }
+                }
+                Ok(None) | Err(_) => {
+                    break Err(refusal.unwrap_or(Refused::NoQuorum {
+                        granted: granted + 1,
+                        needed: needed + 1,
+                    }))
+                }
+            }
+        };
+        self.claims
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&claim.claim_id);
+        outcome
+    }
+
+    /// Claims as [`Self::claim`] does, choosing the replica afresh each
+    /// time, and tries again while too few voters answer (actor sessions
+    /// come back a moment after gossip does), until `class_start_timeout`.
+    ///
+    /// # Errors
+    /// As [`Self::claim`]; `NoQuorum` once the time is up.
+    pub async fn claim_patiently(
+        &self,
+        class_id: &str,
+        after: u64,
+    ) -> Result<(u64, Option<String>), PlaceError> {
+        let deadline = tokio::time::Instant::now() + self.limits.class_start_timeout;
+        loop {
+            let replica = self.choose_replica();
+            match self.claim(class_id, after, replica.clone()).await {
+                Ok(epoch) => return Ok((epoch, replica)),
+                Err(PlaceError::NoQuorum { .. }) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(self.limits.replica_retry / 4).await;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Starts the classroom here unless it already runs here: claims the
+    /// class's next epoch, then starts from this node's copy (if any).
+    ///
+    /// # Errors
+    /// [`PlaceError::TooManyClasses`] past the tenant's limit, the claim's
+    /// errors, [`PlaceError::Busy`] while another start runs, or the spawn
     /// failing.
     pub async fn host(
         self: &Arc<Self>,
@@ -564,28 +874,82 @@ impl LiveNode {
                 return Err(PlaceError::TooManyClasses(of_tenant));
             }
         }
+        if !self
+            .hosting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(class_id.to_owned())
+        {
+            return Err(PlaceError::Busy);
+        }
+        let started = self.start_classroom(class_id, tenant_id).await;
+        self.hosting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(class_id);
+        started
+    }
+
+    async fn start_classroom(
+        self: &Arc<Self>,
+        class_id: &str,
+        tenant_id: &str,
+    ) -> Result<ActorRef<ClassroomMessage>, PlaceError> {
+        let (epoch, replica) = self.claim_patiently(class_id, 0).await?;
         let args = ClassroomArgs {
             class_id: class_id.to_owned(),
             tenant_id: tenant_id.to_owned(),
             node: Arc::downgrade(self),
+            epoch,
+            replica: replica.clone(),
         };
         let (actor, _handle) = Actor::spawn(None, ClassroomActor, args)
             .await
             .map_err(|err| ActorsError::Spawn(err.to_string()))?;
-        let mut homed = self.homed.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, existing)) = homed.get(class_id) {
-            // Another join started it meanwhile; keep that one.
-            actor.stop(None);
-            return Ok(existing.clone());
+        self.copies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(class_id);
+        {
+            let mut homed = self.homed.lock().unwrap_or_else(PoisonError::into_inner);
+            join_group(&classroom_group(class_id), actor.get_cell());
+            homed.insert(class_id.to_owned(), (tenant_id.to_owned(), actor.clone()));
         }
-        join_group(&classroom_group(class_id), actor.get_cell());
-        homed.insert(class_id.to_owned(), (tenant_id.to_owned(), actor.clone()));
-        tracing::info!(class_id, tenant_id, "classroom homed here");
+        let _started = actor.cast(ClassroomMessage::Control(
+            serde_json::to_string(&Control::Start).unwrap_or_default(),
+        ));
+        tracing::info!(
+            class_id,
+            tenant_id,
+            epoch,
+            replica = replica.as_deref().unwrap_or("none"),
+            "classroom homed here"
+        );
         Ok(actor)
     }
 
-    /// Finds the class's classroom, or has `home` start it (this node when
-    /// `home` is this node), then waits for it to be reachable.
+    /// Where the votes say to start a class: its last home if alive, else
+    /// the replica holding its newest copy, if alive; never this node.
+    fn pointed_at(&self, vote: &Vote) -> Option<String> {
+        [Some(vote.home.clone()), vote.replica.clone()]
+            .into_iter()
+            .flatten()
+            .find(|node| node != &self.node_id && !node.is_empty() && self.alive(node))
+    }
+
+    fn ask_host(&self, node_id: &str, class_id: &str, tenant_id: &str, hops: u8) -> bool {
+        let host = serde_json::to_string(&Host {
+            class_id: class_id.to_owned(),
+            tenant_id: tenant_id.to_owned(),
+            hops,
+        })
+        .unwrap_or_default();
+        to_hub(node_id, LiveHubMessage::Host(host))
+    }
+
+    /// Finds the class's classroom, or has it started: on `home` (this
+    /// node when `home` is this node), or where the votes point when the
+    /// class already lived somewhere; then waits for it to be reachable.
     ///
     /// # Errors
     /// [`PlaceError`] when it cannot be started or reached in time.
@@ -598,36 +962,86 @@ impl LiveNode {
         if let Some(actor) = self.classroom(class_id) {
             return Ok(actor);
         }
-        if home == self.node_id {
-            return self.host(class_id, tenant_id).await;
-        }
-        let host = serde_json::to_string(&Host {
-            class_id: class_id.to_owned(),
-            tenant_id: tenant_id.to_owned(),
-        })
-        .unwrap_or_default();
         let deadline = tokio::time::Instant::now() + self.limits.class_start_timeout;
-        let mut asked = false;
+        let mut target = Some(home.to_owned());
+        let mut asked = HashSet::new();
+        let mut last_error = None;
         loop {
             if let Some(actor) = self.classroom(class_id) {
                 return Ok(actor);
             }
-            if !asked {
-                if let Some(hub) = members_of(&hub_group(home)).into_iter().next() {
-                    let hub: ActorRef<LiveHubMessage> = hub.into();
-                    asked = hub.cast(LiveHubMessage::Host(host.clone())).is_ok();
+            if let Some(node) = target.take().filter(|node| asked.insert(node.clone())) {
+                if node == self.node_id {
+                    match self.host(class_id, tenant_id).await {
+                        Ok(actor) => return Ok(actor),
+                        Err(PlaceError::Elsewhere(vote)) => {
+                            target = self.pointed_at(&vote);
+                            last_error = Some(PlaceError::Elsewhere(vote));
+                        }
+                        Err(PlaceError::Busy) => {}
+                        Err(err @ PlaceError::TooManyClasses(_)) => return Err(err),
+                        Err(err) => last_error = Some(err),
+                    }
+                } else if !self.ask_host(&node, class_id, tenant_id, 0) {
+                    // The chosen home is unreachable from here: try here.
+                    target = Some(self.node_id.clone());
                 }
             }
             if tokio::time::Instant::now() >= deadline {
-                if !asked {
-                    // The chosen home is unreachable from here: host it
-                    // ourselves rather than fail the class.
-                    return self.host(class_id, tenant_id).await;
-                }
-                return Err(PlaceError::Timeout(self.limits.class_start_timeout));
+                return Err(
+                    last_error.unwrap_or(PlaceError::Timeout(self.limits.class_start_timeout))
+                );
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
+    }
+
+    /// A home's batch for this node's copy of a class; answers the home.
+    fn replicate(&self, batch: &Replicate) {
+        let copy = self
+            .copies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&batch.class_id)
+            .cloned();
+        let applied = {
+            let _held = self
+                .vote_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            replication::apply(
+                &self.store,
+                &self.votes,
+                &self.node_id,
+                copy.as_ref(),
+                batch,
+            )
+        };
+        let (result, copy) = match applied {
+            Ok(applied) => applied,
+            Err(err) => {
+                tracing::error!(class_id = batch.class_id, error = %err, "cannot store a class copy");
+                return;
+            }
+        };
+        let seq = copy.as_ref().map_or(0, |c| c.seq);
+        if let Some(copy) = copy {
+            self.copies
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(batch.class_id.clone(), copy);
+        }
+        let ack = ReplicaAck {
+            class_id: batch.class_id.clone(),
+            epoch: batch.epoch,
+            replica: self.node_id.clone(),
+            seq,
+            result,
+        };
+        let _unreachable = to_hub(
+            &batch.home,
+            LiveHubMessage::Ack(serde_json::to_string(&ack).unwrap_or_default()),
+        );
     }
 
     /// Sends one input of a session to the class's classroom.
@@ -658,8 +1072,33 @@ impl LiveNode {
     }
 
     /// Tells every classroom homed here that `node_id` is gone, so its
-    /// sessions leave.
-    pub fn node_down(&self, node_id: &str) {
+    /// sessions leave (and a class whose replica it was finds another);
+    /// takes over the classes this node copies from it; closes local
+    /// sessions of classes homed on it, so they resume at the new home.
+    pub fn node_down(self: &Arc<Self>, node_id: &str) {
+        let orphans: Vec<(String, String)> = self
+            .copies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(_, copy)| copy.home == node_id)
+            .map(|(class_id, copy)| (class_id.clone(), copy.tenant_id.clone()))
+            .collect();
+        for (class_id, tenant_id) in orphans {
+            let node = self.clone();
+            tokio::spawn(async move {
+                match node.host(&class_id, &tenant_id).await {
+                    Ok(_) => tracing::info!(class_id, "took the class over from its dead home"),
+                    Err(err) => {
+                        tracing::warn!(class_id, error = %err, "cannot take the class over")
+                    }
+                }
+            });
+        }
+        let closed = self.registry.close_moved(node_id);
+        if closed > 0 {
+            tracing::info!(node_id, closed, "sessions told their class's home is gone");
+        }
         let homed: Vec<_> = self
             .homed
             .lock()
@@ -696,6 +1135,16 @@ impl LiveNode {
             actor.stop(None);
         }
     }
+}
+
+/// Why a round of a claim failed.
+enum Refused {
+    /// Someone promised a higher epoch (to another claimant): try higher.
+    Outbid(Vote),
+    /// The claimant's copy is older than an established epoch.
+    Behind(Vote),
+    /// Too few voters answered in time.
+    NoQuorum { granted: usize, needed: usize },
 }
 
 /// The hub of one node: receives classrooms' messages for its sessions.
@@ -776,8 +1225,7 @@ impl Actor for LiveHub {
                 Ok(part) => {
                     let kind = part.kind.clone();
                     match state.piece(part) {
-                        Some(whole) if kind == "deliver" => LiveHubMessage::Deliver(whole),
-                        Some(whole) => LiveHubMessage::Direct(whole),
+                        Some(whole) => hub_message(&kind, whole),
                         None => return Ok(()),
                     }
                 }
@@ -798,12 +1246,68 @@ impl Actor for LiveHub {
                 Err(err) => tracing::warn!(error = %err, "undecodable direct message dropped"),
             },
             LiveHubMessage::Host(text) => match serde_json::from_str::<Host>(&text) {
+                // Claiming takes round trips: never inside the hub, which
+                // must keep delivering.
                 Ok(host) => {
-                    if let Err(err) = node.host(&host.class_id, &host.tenant_id).await {
-                        tracing::warn!(class_id = host.class_id, error = %err, "cannot host a class");
-                    }
+                    tokio::spawn(async move {
+                        match node.host(&host.class_id, &host.tenant_id).await {
+                            Ok(_) | Err(PlaceError::Busy) => {}
+                            Err(PlaceError::Elsewhere(vote)) if host.hops == 0 => {
+                                if let Some(next) = node.pointed_at(&vote) {
+                                    node.ask_host(&next, &host.class_id, &host.tenant_id, 1);
+                                }
+                            }
+                            Err(err) => {
+                                tracing::warn!(class_id = host.class_id, error = %err, "cannot host a class");
+                            }
+                        }
+                    });
                 }
                 Err(err) => tracing::warn!(error = %err, "undecodable host request dropped"),
+            },
+            LiveHubMessage::Claim(text) => match serde_json::from_str::<Claim>(&text) {
+                Ok(claim) => {
+                    let reply = node.vote(&claim);
+                    let _unreachable = to_hub(
+                        &claim.home,
+                        LiveHubMessage::Vote(serde_json::to_string(&reply).unwrap_or_default()),
+                    );
+                }
+                Err(err) => tracing::warn!(error = %err, "undecodable claim dropped"),
+            },
+            LiveHubMessage::Vote(text) => match serde_json::from_str::<ClaimReply>(&text) {
+                Ok(reply) => {
+                    let waiting = node
+                        .claims
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .get(&reply.claim_id)
+                        .cloned();
+                    if let Some(waiting) = waiting {
+                        let _done = waiting.send(reply);
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "undecodable vote dropped"),
+            },
+            LiveHubMessage::Replicate(text) => match serde_json::from_str::<Replicate>(&text) {
+                Ok(batch) => node.replicate(&batch),
+                Err(err) => tracing::warn!(error = %err, "undecodable class copy dropped"),
+            },
+            LiveHubMessage::Ack(text) => match serde_json::from_str::<ReplicaAck>(&text) {
+                Ok(ack) => {
+                    let homed = node
+                        .homed
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .get(&ack.class_id)
+                        .map(|(_, actor)| actor.clone());
+                    if let Some(actor) = homed {
+                        let _gone = actor.cast(ClassroomMessage::Control(
+                            serde_json::to_string(&Control::Ack(ack)).unwrap_or_default(),
+                        ));
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "undecodable replica answer dropped"),
             },
             LiveHubMessage::Part(_) => {}
         }
@@ -821,15 +1325,21 @@ pub(super) fn to_hub(node_id: &str, message: LiveHubMessage) -> bool {
 
 static PART_KEYS: AtomicU64 = AtomicU64::new(0);
 
-/// Sends a [`Deliver`] (`kind` "deliver") or [`Direct`] ("direct") as
-/// JSON, in pieces of at most [`HUB_MESSAGE_BYTES_MAX`] when it is larger.
+/// The hub message of a kind that may travel in pieces.
+fn hub_message(kind: &str, text: String) -> LiveHubMessage {
+    match kind {
+        "deliver" => LiveHubMessage::Deliver(text),
+        "replicate" => LiveHubMessage::Replicate(text),
+        _ => LiveHubMessage::Direct(text),
+    }
+}
+
+/// Sends a [`Deliver`] (`kind` "deliver"), [`Direct`] ("direct") or
+/// [`Replicate`] ("replicate") as JSON, in pieces of at most
+/// [`HUB_MESSAGE_BYTES_MAX`] when it is larger.
 pub(super) fn to_hub_text(node_id: &str, kind: &str, text: String) -> bool {
     if text.len() <= HUB_MESSAGE_BYTES_MAX {
-        let message = match kind {
-            "deliver" => LiveHubMessage::Deliver(text),
-            _ => LiveHubMessage::Direct(text),
-        };
-        return to_hub(node_id, message);
+        return to_hub(node_id, hub_message(kind, text));
     }
     let Some(cell) = members_of(&hub_group(node_id)).into_iter().next() else {
         return false;

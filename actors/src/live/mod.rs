@@ -23,14 +23,21 @@
 //! session's outbound queue is bounded (a session that falls behind is
 //! closed as a slow consumer, never waited for).
 //!
+//! *Failover.* Every event is stored on the home and on a replica in
+//! another region before anyone sees it; homes hold a class at an epoch a
+//! majority of edges granted, so a partitioned home cannot go on beside
+//! its successor. See [`replication`].
+//!
 //! Modules: [`protocol`] (the wire frames), [`class`] (state and its fold),
 //! [`classroom`] (the actor: persistence, replay, delivery), [`hub`] (the
-//! per-node registry, fan-out and classroom placement).
+//! per-node registry, fan-out and classroom placement), [`replication`]
+//! (epochs, votes, the replica's copy).
 
 pub mod class;
 pub mod classroom;
 pub mod hub;
 pub mod protocol;
+pub mod replication;
 
 use std::time::Duration;
 
@@ -55,6 +62,14 @@ pub struct LiveLimits {
     pub class_start_timeout: Duration,
     /// How long an ended class stays, so late resumers learn it ended.
     pub ended_linger: Duration,
+    /// How long a home waits for its replica's acknowledgement before it
+    /// sends the whole class again.
+    pub replica_retry: Duration,
+    /// How long a claim for a class's next epoch waits for votes.
+    pub claim_timeout: Duration,
+    /// Messages a home holds back while its replica catches up; past it
+    /// the home steps down (its sessions resume wherever the class goes).
+    pub replication_pending_max: usize,
 }
 
 impl Default for LiveLimits {
@@ -68,6 +83,9 @@ impl Default for LiveLimits {
             snapshot_every_events: 256,
             class_start_timeout: Duration::from_secs(5),
             ended_linger: Duration::from_secs(300),
+            replica_retry: Duration::from_secs(1),
+            claim_timeout: Duration::from_secs(2),
+            replication_pending_max: 16_384,
         }
     }
 }
@@ -84,3 +102,18 @@ pub fn now_ms() -> u64 {
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
+
+/// Another edge as membership sees it, for choosing replicas and counting
+/// votes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// Its node id.
+    pub node_id: String,
+    /// Its region.
+    pub region: String,
+    /// Whether gossip has it alive now.
+    pub alive: bool,
+}
+
+/// Where a node's live side reads the membership from (gossip, in a node).
+pub type Peers = std::sync::Arc<dyn Fn() -> Vec<Peer> + Send + Sync>;

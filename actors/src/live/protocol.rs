@@ -78,6 +78,9 @@ pub mod close {
     pub const SLOW_CONSUMER: u16 = 4008;
     /// The instructor ended the class.
     pub const CLASS_ENDED: u16 = 4010;
+    /// The class moved to another home (its home died or gave it up);
+    /// resume at once, from any node.
+    pub const CLASS_MOVED: u16 = 4011;
     /// This node or tenant holds as many sessions as it may.
     pub const TOO_MANY_SESSIONS: u16 = 4013;
     /// The classroom could not be found or started; try again or elsewhere.

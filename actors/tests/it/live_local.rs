@@ -101,7 +101,7 @@ impl Tab {
 async fn start(dir: &std::path::Path, node_id: &str, limits: LiveLimits) -> Arc<LiveNode> {
     let store = sled::open(dir).expect("sled");
     let (tx, _rx) = mpsc::channel(16);
-    LiveNode::start(node_id, "eu-west", limits, store, tx)
+    LiveNode::start(node_id, "eu-west", limits, store, tx, Arc::new(Vec::new))
         .await
         .expect("live node")
 }

@@ -21,18 +21,23 @@ type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// One browser tab: a socket, and every frame it got, checked on arrival.
-struct Tab {
-    name: &'static str,
+pub(crate) struct Tab {
+    pub(crate) name: &'static str,
     socket: Socket,
     /// Largest event `seq` seen (carried over a resume).
-    seq: u64,
+    pub(crate) seq: u64,
     /// Every event seq seen, to prove nothing came twice.
-    seen: Vec<u64>,
-    frames: Vec<Value>,
+    pub(crate) seen: Vec<u64>,
+    pub(crate) frames: Vec<Value>,
 }
 
 impl Tab {
-    async fn open(name: &'static str, edge: &str, ticket: &str, last_seq: Option<u64>) -> Self {
+    pub(crate) async fn open(
+        name: &'static str,
+        edge: &str,
+        ticket: &str,
+        last_seq: Option<u64>,
+    ) -> Self {
         let url = format!("{}/api/v1/live", edge.replacen("http", "ws", 1));
         let (socket, _) = tokio_tungstenite::connect_async(&url)
             .await
@@ -52,7 +57,15 @@ impl Tab {
         tab
     }
 
-    async fn send(&mut self, frame: Value) {
+    /// Sends a frame; the error when the socket is closed.
+    pub(crate) async fn try_send(
+        &mut self,
+        frame: Value,
+    ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        self.socket.send(Message::text(frame.to_string())).await
+    }
+
+    pub(crate) async fn send(&mut self, frame: Value) {
         self.socket
             .send(Message::text(frame.to_string()))
             .await
@@ -60,7 +73,7 @@ impl Tab {
     }
 
     /// The next text frame, or the close code when the server closed.
-    async fn next(&mut self) -> Result<Value, Option<u16>> {
+    pub(crate) async fn next(&mut self) -> Result<Value, Option<u16>> {
         // One deadline for the frame: pings must not keep a stuck wait alive.
         let deadline = tokio::time::Instant::now() + FRAME_LIMIT;
         loop {
@@ -104,7 +117,7 @@ impl Tab {
     }
 
     /// Reads until a frame matches; panics when the socket closes first.
-    async fn until(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn until(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
         loop {
             match self.next().await {
                 Ok(frame) if matches(&frame) => return frame,
@@ -115,12 +128,12 @@ impl Tab {
     }
 
     /// Reads until a frame of `kind` arrives.
-    async fn until_type(&mut self, kind: &str) -> Value {
+    pub(crate) async fn until_type(&mut self, kind: &str) -> Value {
         self.until(kind, |f| f["type"] == kind).await
     }
 
     /// Reads until the server closes; returns the close code.
-    async fn until_closed(&mut self) -> Option<u16> {
+    pub(crate) async fn until_closed(&mut self) -> Option<u16> {
         loop {
             if let Err(code) = self.next().await {
                 return code;
@@ -129,13 +142,13 @@ impl Tab {
     }
 
     /// Whether any frame so far matched.
-    fn saw(&self, matches: impl Fn(&Value) -> bool) -> bool {
+    pub(crate) fn saw(&self, matches: impl Fn(&Value) -> bool) -> bool {
         self.frames.iter().any(matches)
     }
 }
 
 /// POST JSON with a bearer token; status and body.
-async fn post(url: &str, token: &str, body: &Value) -> (u16, Value) {
+pub(crate) async fn post(url: &str, token: &str, body: &Value) -> (u16, Value) {
     let response = client()
         .post(url)
         .bearer_auth(token)
@@ -147,18 +160,20 @@ async fn post(url: &str, token: &str, body: &Value) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-struct Cluster {
+pub(crate) struct Cluster {
     _dev: Proc,
-    _dir: tempfile::TempDir,
-    cp: String,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) cp: String,
     /// Edge URL by region.
-    edges: std::collections::BTreeMap<String, String>,
+    pub(crate) edges: std::collections::BTreeMap<String, String>,
     /// Edge pid by region.
-    pids: std::collections::BTreeMap<String, i64>,
+    pub(crate) pids: std::collections::BTreeMap<String, i64>,
+    /// Edge node id by region.
+    pub(crate) ids: std::collections::BTreeMap<String, String>,
     tokens: Value,
 }
 
-async fn start_cluster(extra_env: &[(&str, &str)]) -> Cluster {
+pub(crate) async fn start_cluster(extra_env: &[(&str, &str)]) -> Cluster {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
     let mut command = lyceum();
@@ -183,7 +198,12 @@ async fn start_cluster(extra_env: &[(&str, &str)]) -> Cluster {
         .to_owned();
     let mut edges = std::collections::BTreeMap::new();
     let mut pids = std::collections::BTreeMap::new();
+    let mut ids = std::collections::BTreeMap::new();
     for edge in cluster["edges"].as_array().expect("edges") {
+        ids.insert(
+            edge["region"].as_str().expect("region").to_owned(),
+            edge["node_id"].as_str().expect("node_id").to_owned(),
+        );
         pids.insert(
             edge["region"].as_str().expect("region").to_owned(),
             edge["pid"].as_i64().expect("pid"),
@@ -216,25 +236,26 @@ async fn start_cluster(extra_env: &[(&str, &str)]) -> Cluster {
     }
     Cluster {
         _dev: dev,
-        _dir: dir,
+        dir,
         cp,
         edges,
         pids,
+        ids,
         tokens: cluster["tokens"].clone(),
     }
 }
 
 impl Cluster {
-    fn token(&self, role: &str) -> String {
+    pub(crate) fn token(&self, role: &str) -> String {
         self.tokens[role].as_str().expect("dev token").to_owned()
     }
 
-    fn edge(&self, region: &str) -> &str {
+    pub(crate) fn edge(&self, region: &str) -> &str {
         self.edges.get(region).expect("edge in region")
     }
 
     /// The demo course and its live-classroom unit.
-    async fn live_unit(&self) -> (String, String) {
+    pub(crate) async fn live_unit(&self) -> (String, String) {
         let instructor = self.token("instructor");
         let (status, courses) = get_json(&format!("{}/api/v1/courses", self.cp), Some(&instructor))
             .await
@@ -280,7 +301,7 @@ impl Cluster {
     }
 
     /// A new learner of the dev tenant, enrolled in `course`; their token.
-    async fn learner(&self, email: &str, course: &str) -> String {
+    pub(crate) async fn learner(&self, email: &str, course: &str) -> String {
         let (status, body) = post(
             &format!("{}/api/v1/auth/sign-up", self.cp),
             "",
@@ -296,7 +317,7 @@ impl Cluster {
         token
     }
 
-    async fn enroll(&self, token: &str, course: &str) {
+    pub(crate) async fn enroll(&self, token: &str, course: &str) {
         let (status, body) = post(
             &format!("{}/api/v1/courses/{course}/enrollments", self.cp),
             token,
@@ -306,7 +327,7 @@ impl Cluster {
         assert!(status == 201 || status == 200, "enroll: {status} {body}");
     }
 
-    async fn ticket(&self, token: &str, class_id: &str) -> String {
+    pub(crate) async fn ticket(&self, token: &str, class_id: &str) -> String {
         let (status, body) = post(
             &format!("{}/api/v1/live/tickets", self.cp),
             token,

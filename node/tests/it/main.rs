@@ -10,6 +10,7 @@ mod dev_cluster;
 mod edge_node;
 mod five_nodes;
 mod live_class;
+mod live_failover;
 mod netns_partition;
 mod partition;
 mod run_cli;
