@@ -959,14 +959,28 @@ fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
+/// Test cases a run passed.
+pub(crate) fn tests_passed(result: &sandbox::RunResult) -> u32 {
+    u32::try_from(
+        result
+            .tests
+            .iter()
+            .filter(|t| t.status == sandbox::Verdict::Accepted)
+            .count(),
+    )
+    .unwrap_or(u32::MAX)
+}
+
 /// Records a finished run (result, submission event, abuse event) in the
 /// edge's store and returns the body to answer with; an error response
 /// when the store fails, because an answer we cannot keep must not be given.
+/// `unit_id` names the unit the run counts for (a live class's unit).
 pub(crate) async fn finish_run(
     state: &EdgeState,
     claims: &tokens::Claims,
     language: &str,
     result: &sandbox::RunResult,
+    unit_id: Option<&str>,
 ) -> Result<serde_json::Value, Response> {
     tracing::info!(
         run_id = result.id,
@@ -999,6 +1013,10 @@ pub(crate) async fn finish_run(
         status: result.status.as_str().to_owned(),
         region: state.identity.region.to_string(),
         finished_at: finished_at.clone(),
+        unit_id: unit_id.map(str::to_owned),
+        tests_passed: (!result.tests.is_empty()).then(|| tests_passed(result)),
+        tests_total: (!result.tests.is_empty())
+            .then(|| u32::try_from(result.tests.len()).unwrap_or(u32::MAX)),
     };
     if let Some(kind) = result.abuse {
         tracing::warn!(
@@ -1080,7 +1098,7 @@ async fn run_code(
         return stream_run(state, claims, sandbox, request);
     }
     match sandbox.run(&request).await {
-        Ok(result) => match finish_run(&state, &claims, &request.language, &result).await {
+        Ok(result) => match finish_run(&state, &claims, &request.language, &result, None).await {
             Ok(body) => Json(body).into_response(),
             Err(response) => response,
         },
@@ -1140,7 +1158,8 @@ fn stream_run(
             }
         }
         let last = match outcome {
-            Ok(result) => match finish_run(&state, &claims, &request.language, &result).await {
+            Ok(result) => match finish_run(&state, &claims, &request.language, &result, None).await
+            {
                 Ok(body) => Event::default().event("result").json_data(body),
                 Err(_) => Event::default().event("error").json_data(json!({"error": {
                     "code": "internal_error",

@@ -54,6 +54,13 @@ pub struct LiveConfig {
     /// Largest WebSocket message at all, in bytes; past it the connection
     /// is closed with 1009 (the protocol's own limit answers first).
     pub websocket_message_bytes_max: usize,
+    /// Bytes each connection reads from its socket at a time (its read
+    /// buffer). Small by default: client frames are small, and at 19,000
+    /// connections the library's default (128 KiB) alone is 2.4 GiB.
+    pub websocket_read_buffer_bytes: usize,
+    /// Bytes a connection gathers before writing to its socket (every frame
+    /// is flushed anyway; this bounds the buffer kept between frames).
+    pub websocket_write_buffer_bytes: usize,
     /// How long a new connection may take to send its `join`.
     pub join_timeout_ms: u64,
     /// Sessions this node holds at once (one process may hold at most
@@ -102,6 +109,8 @@ impl Default for LiveConfig {
         Self {
             frame_bytes_max: 16 * 1024,
             websocket_message_bytes_max: 128 * 1024,
+            websocket_read_buffer_bytes: 8 * 1024,
+            websocket_write_buffer_bytes: 8 * 1024,
             join_timeout_ms: 10_000,
             sessions_max: 19_500,
             sessions_per_tenant_max: 19_500,
@@ -135,6 +144,10 @@ impl LiveConfig {
             (
                 "live.websocket_message_bytes_max",
                 self.websocket_message_bytes_max as u64,
+            ),
+            (
+                "live.websocket_read_buffer_bytes",
+                self.websocket_read_buffer_bytes as u64,
             ),
             ("live.join_timeout_ms", self.join_timeout_ms),
             ("live.sessions_max", self.sessions_max),
@@ -365,6 +378,8 @@ pub(crate) async fn upgrade(State(state): State<EdgeState>, ws: WebSocketUpgrade
     let max = state.live.config.websocket_message_bytes_max;
     ws.max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(state.live.config.websocket_read_buffer_bytes)
+        .write_buffer_size(state.live.config.websocket_write_buffer_bytes)
         .on_upgrade(move |socket| async move {
             Session::run(state, socket).await;
         })
@@ -954,8 +969,14 @@ impl Session {
             let outcome = sandbox.run(&request).await;
             let finished = match outcome {
                 Ok(result) => {
-                    let recorded =
-                        crate::edge::finish_run(&state, &claims, &request.language, &result).await;
+                    let recorded = crate::edge::finish_run(
+                        &state,
+                        &claims,
+                        &request.language,
+                        &result,
+                        Some(&class_id),
+                    )
+                    .await;
                     if recorded.is_err() {
                         tracing::error!(
                             run_id = result.id,
@@ -963,14 +984,7 @@ impl Session {
                         );
                     }
                     let total = u32::try_from(result.tests.len()).unwrap_or(u32::MAX);
-                    let passed = u32::try_from(
-                        result
-                            .tests
-                            .iter()
-                            .filter(|t| t.status == sandbox::Verdict::Accepted)
-                            .count(),
-                    )
-                    .unwrap_or(u32::MAX);
+                    let passed = crate::edge::tests_passed(&result);
                     Input::SubmissionFinished {
                         assignment_id,
                         run_id: result.id.clone(),

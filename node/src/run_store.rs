@@ -53,6 +53,16 @@ pub struct SubmissionEvent {
     pub region: String,
     /// When.
     pub finished_at: String,
+    /// The unit it was made against: a live submission names its class's
+    /// unit, so the control plane counts it for that unit's progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_id: Option<String>,
+    /// Tests passed, when the run had tests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tests_passed: Option<u32>,
+    /// Tests run, when the run had tests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tests_total: Option<u32>,
 }
 
 /// An abuse event, for operators.
@@ -297,6 +307,9 @@ mod tests {
             language: "python".into(),
             status: "accepted".into(),
             region: "eu-west".into(),
+            unit_id: None,
+            tests_passed: None,
+            tests_total: None,
             finished_at: record.finished_at.clone(),
         };
         (record, event)

@@ -507,6 +507,28 @@ async fn a_class_across_three_regions_from_join_to_attendance() {
         f["type"] == "submission" && f["verdict"] == "accepted"
     })
     .await;
+    // The control plane recorded bob's live submission against the class's
+    // unit, with its tests, from bob's edge's outbox.
+    let recorded = eventually("bob's submission recorded", START_LIMIT, || {
+        let url = format!("{}/api/v1/submissions", cluster.cp);
+        let token = bob_token.clone();
+        async move {
+            let (_, listed) = get_json(&url, Some(&token)).await?;
+            listed["items"]
+                .as_array()?
+                .iter()
+                .find(|s| s["status"] == "accepted")
+                .cloned()
+        }
+    })
+    .await;
+    assert_eq!(recorded["unit_id"], json!(class_id), "{recorded}");
+    assert_eq!(recorded["region"], "us-east", "{recorded}");
+    assert!(
+        recorded["tests_total"].as_u64() >= Some(1)
+            && recorded["tests_passed"] == recorded["tests_total"],
+        "{recorded}"
+    );
     // Nobody sees another learner's submissions.
     assert!(!bob.saw(|f| f["type"]
         .as_str()
