@@ -88,6 +88,34 @@ pub struct Assignment {
     pub spec: AssignmentSpec,
 }
 
+impl Assignment {
+    /// The assignment (with its tests) an `assignment` event drops into
+    /// the class; what the class folds and every node caches.
+    pub fn dropped_by(event: &Event) -> Option<Self> {
+        match &event.kind {
+            EventKind::Assignment {
+                assignment_id,
+                title,
+                language,
+                instructions,
+                starter,
+                tests,
+                ..
+            } => Some(Self {
+                id: assignment_id.clone(),
+                spec: AssignmentSpec {
+                    title: title.clone(),
+                    language: language.clone(),
+                    instructions: instructions.clone(),
+                    starter: starter.clone(),
+                    tests: tests.clone().unwrap_or_default(),
+                },
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// A learner's latest submission to one assignment (a cell of the grid).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cell {
@@ -595,24 +623,9 @@ impl ClassState {
                     self.recent.pop_front();
                 }
             }
-            EventKind::Assignment {
-                assignment_id,
-                title,
-                language,
-                instructions,
-                starter,
-                tests,
-                ..
-            } => self.assignments.push(Assignment {
-                id: assignment_id.clone(),
-                spec: AssignmentSpec {
-                    title: title.clone(),
-                    language: language.clone(),
-                    instructions: instructions.clone(),
-                    starter: starter.clone(),
-                    tests: tests.clone().unwrap_or_default(),
-                },
-            }),
+            EventKind::Assignment { .. } => {
+                self.assignments.extend(Assignment::dropped_by(event));
+            }
             EventKind::SubmissionStarted {
                 assignment_id,
                 user_id,

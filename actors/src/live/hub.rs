@@ -207,10 +207,8 @@ impl Registry {
                 return;
             };
             for event in events {
-                if let EventKind::Assignment { assignment_id, .. } = &event.kind {
-                    if let Some(assignment) = assignment_of(event) {
-                        class.assignments.insert(assignment_id.clone(), assignment);
-                    }
+                if let Some(assignment) = Assignment::dropped_by(event) {
+                    class.assignments.insert(assignment.id.clone(), assignment);
                 }
                 let ends = matches!(event.kind, EventKind::ClassEnded {});
                 class.ended |= ends;
@@ -322,31 +320,6 @@ impl Registry {
                 break;
             }
         }
-    }
-}
-
-/// The assignment (with tests) an assignment event carries.
-fn assignment_of(event: &Event) -> Option<Assignment> {
-    match &event.kind {
-        EventKind::Assignment {
-            assignment_id,
-            title,
-            language,
-            instructions,
-            starter,
-            tests,
-            ..
-        } => Some(Assignment {
-            id: assignment_id.clone(),
-            spec: super::protocol::AssignmentSpec {
-                title: title.clone(),
-                language: language.clone(),
-                instructions: instructions.clone(),
-                starter: starter.clone(),
-                tests: tests.clone().unwrap_or_default(),
-            },
-        }),
-        _ => None,
     }
 }
 
