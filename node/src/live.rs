@@ -336,6 +336,7 @@ impl Gateway {
             whereabouts.peers,
         )
         .await?;
+        node.counters().register(registry)?;
         tokio::spawn(reporter.run(store, rx, shutdown));
         let per_tenant = config.messages_per_tenant_per_minute.max(1);
         Ok(Arc::new(Self {

@@ -725,6 +725,9 @@ impl ClassroomState {
             return;
         };
         self.progressed = Instant::now();
+        if let Some(node) = self.node.upgrade() {
+            node.counters().replica_syncs.inc();
+        }
         let batch = Replicate {
             class_id: self.class.class_id.clone(),
             tenant_id: self.class.tenant_id.clone(),
@@ -792,6 +795,9 @@ impl ClassroomState {
         );
         self.stepped_down = true;
         self.outbox.clear();
+        if let Some(node) = self.node.upgrade() {
+            node.counters().step_downs.inc();
+        }
         for (node_id, session_id) in self.connections.keys() {
             let direct = Direct {
                 class_id: self.class.class_id.clone(),
@@ -846,7 +852,9 @@ impl ClassroomState {
             self.store_snapshot();
         }
         if let Some(node) = self.node.upgrade() {
-            node.count_events(events.len());
+            node.counters()
+                .events
+                .inc_by(u64::try_from(events.len()).unwrap_or(0));
         }
         let last = self.class.seq;
         if let Some(replica) = self.replica.clone() {

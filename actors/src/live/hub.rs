@@ -447,8 +447,8 @@ pub struct LiveNode {
     attendance: mpsc::Sender<AttendanceReport>,
     /// Classrooms homed here, by class id, with their tenant.
     homed: Mutex<HashMap<String, (String, ActorRef<ClassroomMessage>)>>,
-    /// Events emitted by classrooms homed here.
-    events_total: AtomicU64,
+    /// What operators see of it.
+    counters: super::LiveCounters,
     /// The membership, for replicas and votes.
     peers: Peers,
     /// This node's votes (tree `live_votes`), changed under `vote_lock`.
@@ -530,7 +530,7 @@ impl LiveNode {
             store,
             attendance,
             homed: Mutex::new(HashMap::new()),
-            events_total: AtomicU64::new(0),
+            counters: super::LiveCounters::new(),
         });
         let (hub, _handle) = Actor::spawn(None, LiveHub, Arc::downgrade(&node))
             .await
@@ -567,14 +567,9 @@ impl LiveNode {
             .len()
     }
 
-    /// Events emitted by the classrooms homed here since start.
-    pub fn events_total(&self) -> u64 {
-        self.events_total.load(Ordering::Relaxed)
-    }
-
-    pub(super) fn count_events(&self, n: usize) {
-        self.events_total
-            .fetch_add(u64::try_from(n).unwrap_or(0), Ordering::Relaxed);
+    /// The node's live counters (register them to export them).
+    pub fn counters(&self) -> &super::LiveCounters {
+        &self.counters
     }
 
     pub(super) fn store(&self) -> &sled::Db {
@@ -707,6 +702,16 @@ impl LiveNode {
                 }
                 Err(err) => Err(err),
             };
+            let outcome_label = match &round {
+                Ok(()) => "won",
+                Err(Refused::Outbid(_)) => "outbid",
+                Err(Refused::Behind(_)) => "behind",
+                Err(Refused::NoQuorum { .. }) => "no_quorum",
+            };
+            self.counters
+                .claims
+                .with_label_values(&[outcome_label])
+                .inc();
             match round {
                 Ok(()) => return Ok(claim.epoch),
                 Err(Refused::Outbid(vote)) => {
@@ -1061,7 +1066,10 @@ impl LiveNode {
             let node = self.clone();
             tokio::spawn(async move {
                 match node.host(&class_id, &tenant_id).await {
-                    Ok(_) => tracing::info!(class_id, "took the class over from its dead home"),
+                    Ok(_) => {
+                        node.counters.takeovers.inc();
+                        tracing::info!(class_id, "took the class over from its dead home");
+                    }
                     Err(err) => {
                         tracing::warn!(class_id, error = %err, "cannot take the class over")
                     }

@@ -117,3 +117,83 @@ pub struct Peer {
 
 /// Where a node's live side reads the membership from (gossip, in a node).
 pub type Peers = std::sync::Arc<dyn Fn() -> Vec<Peer> + Send + Sync>;
+
+/// Counters of a node's live side, for operators: how classes move. Made
+/// unregistered with the node; [`LiveCounters::register`] adds them to the
+/// node's registry (tests need not).
+#[derive(Debug, Clone)]
+pub struct LiveCounters {
+    /// `lyceum_live_events_total`: events emitted by classes homed here.
+    pub events: prometheus::IntCounter,
+    /// `lyceum_live_claims_total{outcome}`: claims for a class's epoch
+    /// made here, by outcome (`won`, `behind`, `outbid`, `no_quorum`).
+    pub claims: prometheus::IntCounterVec,
+    /// `lyceum_live_takeovers_total`: classes this node took over as
+    /// replica when their home died.
+    pub takeovers: prometheus::IntCounter,
+    /// `lyceum_live_step_downs_total`: classes a home here gave up.
+    pub step_downs: prometheus::IntCounter,
+    /// `lyceum_live_replica_syncs_total`: full copies sent to replicas.
+    pub replica_syncs: prometheus::IntCounter,
+}
+
+impl LiveCounters {
+    /// Fresh, unregistered counters.
+    ///
+    /// # Panics
+    /// Never: the names and labels are constants that prometheus accepts.
+    pub fn new() -> Self {
+        let counter = |name: &str, help: &str| {
+            prometheus::IntCounter::new(name, help).expect("a valid metric name")
+        };
+        let claims = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "live_claims_total",
+                "Claims for a class's next epoch made on this node, by outcome.",
+            ),
+            &["outcome"],
+        )
+        .expect("a valid metric name");
+        for outcome in ["won", "behind", "outbid", "no_quorum"] {
+            claims.with_label_values(&[outcome]);
+        }
+        Self {
+            events: counter(
+                "live_events_total",
+                "Events emitted by the classes homed on this node.",
+            ),
+            claims,
+            takeovers: counter(
+                "live_takeovers_total",
+                "Classes this node took over as replica when their home died.",
+            ),
+            step_downs: counter(
+                "live_step_downs_total",
+                "Classes a home on this node gave up (fenced off, or no majority).",
+            ),
+            replica_syncs: counter(
+                "live_replica_syncs_total",
+                "Full copies of a class sent to its replica.",
+            ),
+        }
+    }
+
+    /// Adds every counter to `registry`.
+    ///
+    /// # Errors
+    /// When a name is registered already.
+    pub fn register(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
+        registry.register(Box::new(self.events.clone()))?;
+        registry.register(Box::new(self.claims.clone()))?;
+        registry.register(Box::new(self.takeovers.clone()))?;
+        registry.register(Box::new(self.step_downs.clone()))?;
+        registry.register(Box::new(self.replica_syncs.clone()))?;
+        Ok(())
+    }
+}
+
+impl Default for LiveCounters {
+    fn default() -> Self {
+        Self::new()
+    }
+}

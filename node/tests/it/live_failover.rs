@@ -205,6 +205,33 @@ async fn the_class_re_homes_on_its_replica_when_the_home_dies_and_nothing_is_los
     }
     contiguous(&teacher);
     one_history(&[&teacher, &ada, &bob]);
+    // Operators see the move.
+    let metrics = client()
+        .get(format!("{}/metrics", cluster.edge("ap-south")))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    // (Label order varies: match the name, the wanted labels and the value.)
+    let value = |name: &str, label: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    assert_eq!(
+        value("lyceum_live_takeovers_total", ""),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        value("lyceum_live_claims_total", "outcome=\"won\""),
+        Some(1.0),
+        "{metrics}"
+    );
 }
 
 async fn set_faults(url: &str, token: &str, rules: Option<Value>) {
