@@ -386,10 +386,12 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
     let echo = actors::EchoActor::start(identity.node_id.clone())
         .await
         .context("start the echo actor")?;
+    // Weak: shutdown takes the gossip handle back to leave the cluster.
     let peers: actors::live::Peers = {
-        let gossip = gossip.clone();
+        let gossip = Arc::downgrade(&gossip);
         std::sync::Arc::new(move || {
-            gossip
+            let gossip = gossip.upgrade()?;
+            let members = gossip
                 .members()
                 .into_iter()
                 .map(|m| actors::live::Peer {
@@ -397,7 +399,8 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
                     region: m.region.to_string(),
                     alive: m.state == gossip::MemberState::Alive,
                 })
-                .collect()
+                .collect();
+            Some(members)
         })
     };
     let live = crate::live::Gateway::start(
@@ -560,7 +563,7 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
     if let Some(sandbox) = state.sandbox.get() {
         sandbox.shutdown().await;
     }
-    state.live.node().stop_all();
+    state.live.node().stop_all().await;
     echo.stop(None);
     if let Ok(actor_system) = Arc::try_unwrap(state.actors) {
         actor_system.shutdown().await;

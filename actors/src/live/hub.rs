@@ -397,6 +397,10 @@ pub enum LiveHubMessage {
     Ack(String),
 }
 
+/// How long shutting down waits for one classroom to write its snapshot
+/// and stop.
+pub const CLASSROOM_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Largest hub message sent in one piece, in bytes: well under the actor
 /// transport's default frame cap (1 MiB), so a long replay or a large
 /// snapshot crosses nodes in pieces instead of being refused.
@@ -605,9 +609,9 @@ impl LiveNode {
             .map(ActorRef::from)
     }
 
-    /// The membership now.
+    /// The membership now; empty once it is gone (the node is stopping).
     pub fn peers(&self) -> Vec<Peer> {
-        (self.peers)()
+        (self.peers)().unwrap_or_default()
     }
 
     fn alive(&self, node_id: &str) -> bool {
@@ -732,7 +736,14 @@ impl LiveNode {
     /// never promises itself anything, so a cut-off or outdated node does
     /// not outbid the real home while it keeps trying.
     async fn round(&self, claim: &Claim) -> Result<(), Refused> {
-        let peers = self.peers();
+        // Without a membership there is no majority to count: never claim
+        // alone then (a stopping node would otherwise win every vote).
+        let Some(peers) = (self.peers)() else {
+            return Err(Refused::NoQuorum {
+                granted: 0,
+                needed: 1,
+            });
+        };
         // A majority of every edge known, this one included.
         let voters = peers.len() + 1;
         let needed = voters / 2 + 1;
@@ -1103,8 +1114,12 @@ impl LiveNode {
         }
     }
 
-    /// Stops every classroom homed here (the node is shutting down).
-    pub fn stop_all(&self) {
+    /// Stops every classroom homed here (the node is shutting down) and
+    /// waits for each to finish (up to [`CLASSROOM_STOP_WAIT`] each), so their last snapshots are written and their sled handles
+    /// dropped while the store is still open. A classroom dropped during the
+    /// runtime's own shutdown, after the store, hung the process in sled's
+    /// flush.
+    pub async fn stop_all(&self) {
         let homed: Vec<_> = self
             .homed
             .lock()
@@ -1113,7 +1128,9 @@ impl LiveNode {
             .map(|(_, (_, actor))| actor)
             .collect();
         for actor in homed {
-            actor.stop(None);
+            if let Err(err) = actor.stop_and_wait(None, Some(CLASSROOM_STOP_WAIT)).await {
+                tracing::warn!(error = %err, "a classroom did not stop in time");
+            }
         }
     }
 }

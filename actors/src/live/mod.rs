@@ -115,8 +115,9 @@ pub struct Peer {
     pub alive: bool,
 }
 
-/// Where a node's live side reads the membership from (gossip, in a node).
-pub type Peers = std::sync::Arc<dyn Fn() -> Vec<Peer> + Send + Sync>;
+/// Where a node's live side reads the membership from (gossip, in a node);
+/// `None` when it is gone (the node is stopping), which no claim survives.
+pub type Peers = std::sync::Arc<dyn Fn() -> Option<Vec<Peer>> + Send + Sync>;
 
 /// Counters of a node's live side, for operators: how classes move. Made
 /// unregistered with the node; [`LiveCounters::register`] adds them to the

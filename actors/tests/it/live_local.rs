@@ -101,9 +101,16 @@ impl Tab {
 async fn start(dir: &std::path::Path, node_id: &str, limits: LiveLimits) -> Arc<LiveNode> {
     let store = sled::open(dir).expect("sled");
     let (tx, _rx) = mpsc::channel(16);
-    LiveNode::start(node_id, "eu-west", limits, store, tx, Arc::new(Vec::new))
-        .await
-        .expect("live node")
+    LiveNode::start(
+        node_id,
+        "eu-west",
+        limits,
+        store,
+        tx,
+        Arc::new(|| Some(Vec::new())),
+    )
+    .await
+    .expect("live node")
 }
 
 fn join(node: &LiveNode, class: &str, tab: &Tab, last_seq: Option<u64>) {
@@ -247,7 +254,7 @@ async fn a_class_on_one_node_delivers_resumes_and_survives_a_restart() {
 
     // Stop the classroom and start it again from sled: same numbers.
     let seq_before = teacher.seq;
-    node.stop_all();
+    node.stop_all().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     node.place(class, "tenant-1", "live-a")
         .await

@@ -77,8 +77,24 @@ impl Proc {
     }
 }
 
+/// How long a dropped process gets to stop on SIGTERM before SIGKILL. A
+/// `lyceum dev` supervisor stops its children first; killing it outright
+/// would leave them shutting down while the test deletes their data
+/// directory under them (sled then waits forever in its final flush).
+const STOP_GRACE: Duration = Duration::from_secs(20);
+
 impl Drop for Proc {
     fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.pid()),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + STOP_GRACE;
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
