@@ -405,6 +405,8 @@ struct Writer {
     kick: Arc<tokio::sync::Notify>,
     /// Set when a write was abandoned because of it.
     kicked: bool,
+    /// Set once the classroom's welcome is written.
+    welcomed: bool,
 }
 
 impl Writer {
@@ -443,6 +445,9 @@ impl Writer {
 
     /// Writes what the hub queued; false when the session must end.
     async fn write(&mut self, item: Outbound) -> Result<(), Option<(u16, String)>> {
+        if matches!(item, Outbound::Reply(Reply::Welcome { .. })) {
+            self.welcomed = true;
+        }
         match item {
             Outbound::Event { seq, text } => {
                 if seq <= self.seq {
@@ -552,6 +557,7 @@ impl Session {
             frames_out: gateway.metrics.frames_out.clone(),
             kick: Arc::new(tokio::sync::Notify::new()),
             kicked: false,
+            welcomed: false,
         };
         Self::connection(state, gateway, &mut writer, &mut stream).await;
         // Read until the client answers the close (or a moment passes), so
@@ -756,9 +762,19 @@ impl Session {
             tokio::time::interval(Duration::from_millis(gateway.config.ping_interval_ms));
         ping.tick().await;
         let kick = writer.kick.clone();
+        // A classroom that vanished with its node between the look-up and
+        // the join never answers: give up and let the client try again.
+        let welcome_by = tokio::time::Instant::now()
+            + Duration::from_millis(gateway.config.class_start_timeout_ms);
         loop {
             tokio::select! {
                 () = kick.notified() => return Some((close::SLOW_CONSUMER, "slow_consumer".into())),
+                () = tokio::time::sleep_until(welcome_by), if !writer.welcomed => {
+                    let _sent = writer
+                        .reply(&Reply::error("class_unavailable", "the class did not answer; try again", None))
+                        .await;
+                    return Some((close::CLASS_UNAVAILABLE, "class_unavailable".into()));
+                }
                 item = rx.recv() => match item {
                     Some(item) => {
                         if let Err(close) = writer.write(item).await {
