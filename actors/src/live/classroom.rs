@@ -67,6 +67,12 @@ pub enum Control {
         /// Why, for the log.
         reason: String,
     },
+    /// Another node holds the class at `epoch` (it replicates to this node,
+    /// or this node accepted its claim): give the class up if that is newer.
+    Fenced {
+        /// The other home's epoch.
+        epoch: u64,
+    },
 }
 
 /// One input and who sent it.
@@ -350,7 +356,11 @@ impl Actor for ClassroomActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         state.myself = None;
-        state.store_snapshot();
+        // A home that gave the class up keeps its copy as it was: the new
+        // home's copy may be written into the same tree next.
+        if !state.stepped_down {
+            state.store_snapshot();
+        }
         if let Some(node) = state.node.upgrade() {
             node.forget(&state.class.class_id);
         }
@@ -667,17 +677,35 @@ impl ClassroomState {
                     .upgrade()
                     .map_or(Duration::from_secs(1), |node| node.limits().replica_retry);
                 let behind = self.acked < self.class.seq || !self.outbox.is_empty();
-                if behind
-                    && !self.reconfiguring
-                    && self.replica.is_some()
-                    && self.progressed.elapsed() >= retry
-                {
+                if self.reconfiguring || self.progressed.elapsed() < retry {
+                    return;
+                }
+                let Some(replica) = self.replica.clone() else {
+                    return;
+                };
+                if behind {
                     tracing::info!(
                         class_id = self.class.class_id,
-                        replica = self.replica.as_deref().unwrap_or_default(),
+                        replica,
                         "the replica is silent; sending the class again"
                     );
                     self.sync();
+                } else {
+                    // Idle: an empty batch, so a home that lost the class
+                    // while nobody spoke learns it (the replica answers
+                    // stale) and lets its sessions go.
+                    self.progressed = Instant::now();
+                    let batch = Replicate {
+                        class_id: self.class.class_id.clone(),
+                        tenant_id: self.class.tenant_id.clone(),
+                        epoch: self.epoch,
+                        home: self.node_name(),
+                        sync: None,
+                        snapshot: None,
+                        events: Vec::new(),
+                        replay_max: u64::try_from(self.replay_max).unwrap_or(u64::MAX),
+                    };
+                    self.to_replica(&replica, &batch);
                 }
             }
             Control::Ack(ack) => {
@@ -715,6 +743,11 @@ impl ClassroomState {
             Control::Lost { reason } => {
                 self.reconfiguring = false;
                 self.step_down(&reason);
+            }
+            Control::Fenced { epoch } => {
+                if epoch > self.epoch {
+                    self.step_down(&format!("a newer home holds the class at epoch {epoch}"));
+                }
             }
         }
     }

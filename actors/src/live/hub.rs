@@ -652,6 +652,10 @@ impl LiveNode {
             },
             Err(behind) => (false, behind, current),
         };
+        if granted && claim.establish && claim.home != self.node_id {
+            // Another node now holds the class: a classroom here is over.
+            self.fence_local(&claim.class_id, claim.epoch);
+        }
         ClaimReply {
             claim_id: claim.claim_id.clone(),
             voter: self.node_id.clone(),
@@ -985,8 +989,35 @@ impl LiveNode {
         }
     }
 
+    /// Tells a classroom homed here that another home holds its class at
+    /// `epoch`; true when there was one.
+    fn fence_local(&self, class_id: &str, epoch: u64) -> bool {
+        let local = self
+            .homed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(class_id)
+            .map(|(_, actor)| actor.clone());
+        let Some(local) = local else {
+            return false;
+        };
+        let _gone = local.cast(ClassroomMessage::Control(
+            serde_json::to_string(&Control::Fenced { epoch }).unwrap_or_default(),
+        ));
+        true
+    }
+
     /// A home's batch for this node's copy of a class; answers the home.
     fn replicate(&self, batch: &Replicate) {
+        if self.fence_local(&batch.class_id, batch.epoch) {
+            let vote = replication::read_vote(&self.votes, &batch.class_id);
+            if batch.epoch >= vote.epoch {
+                // This node still runs an older home of the class, in the
+                // tree the copy goes to: no copy, no answer, until it has
+                // stopped; the sender tries again.
+                return;
+            }
+        }
         let copy = self
             .copies
             .lock()

@@ -74,18 +74,27 @@ impl Tab {
 
     /// The next text frame, or the close code when the server closed.
     pub(crate) async fn next(&mut self) -> Result<Value, Option<u16>> {
+        match self.next_within(FRAME_LIMIT).await {
+            Some(next) => next,
+            None => panic!(
+                "{}: no frame within {FRAME_LIMIT:?}; got {:#?}",
+                self.name,
+                self.frames.iter().rev().take(5).collect::<Vec<_>>()
+            ),
+        }
+    }
+
+    /// As [`Tab::next`], or `None` when nothing came within `limit`.
+    pub(crate) async fn next_within(
+        &mut self,
+        limit: Duration,
+    ) -> Option<Result<Value, Option<u16>>> {
         // One deadline for the frame: pings must not keep a stuck wait alive.
-        let deadline = tokio::time::Instant::now() + FRAME_LIMIT;
-        loop {
-            let message = tokio::time::timeout_at(deadline, self.socket.next())
-                .await
-                .unwrap_or_else(|_| {
-                    panic!(
-                        "{}: no frame within {FRAME_LIMIT:?}; got {:#?}",
-                        self.name,
-                        self.frames.iter().rev().take(5).collect::<Vec<_>>()
-                    )
-                });
+        let deadline = tokio::time::Instant::now() + limit;
+        Some(loop {
+            let Ok(message) = tokio::time::timeout_at(deadline, self.socket.next()).await else {
+                return None;
+            };
             match message {
                 Some(Ok(Message::Text(text))) => {
                     let frame: Value = serde_json::from_str(&text).expect("server frames are JSON");
@@ -105,15 +114,15 @@ impl Tab {
                         self.seen.push(seq);
                     }
                     self.frames.push(frame.clone());
-                    return Ok(frame);
+                    break Ok(frame);
                 }
                 Some(Ok(Message::Close(close))) => {
-                    return Err(close.map(|c| u16::from(c.code)));
+                    break Err(close.map(|c| u16::from(c.code)));
                 }
                 Some(Ok(_)) => {}
-                Some(Err(_)) | None => return Err(None),
+                Some(Err(_)) | None => break Err(None),
             }
-        }
+        })
     }
 
     /// Reads until a frame matches; panics when the socket closes first.
