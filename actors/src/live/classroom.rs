@@ -241,13 +241,7 @@ impl Actor for ClassroomActor {
             "a claim is granted only above the stored copy's epoch"
         );
         let epoch = args.epoch;
-        tree.insert(
-            SNAPSHOT_KEY,
-            serde_json::to_vec(&Stored {
-                epoch,
-                state: class.clone(),
-            })?,
-        )?;
+        replication::write_snapshot(&tree, epoch, &class)?;
         let limits = node.limits().clone();
         let replay: VecDeque<Event> = events
             .into_iter()
@@ -695,16 +689,7 @@ impl ClassroomState {
                     // while nobody spoke learns it (the replica answers
                     // stale) and lets its sessions go.
                     self.progressed = Instant::now();
-                    let batch = Replicate {
-                        class_id: self.class.class_id.clone(),
-                        tenant_id: self.class.tenant_id.clone(),
-                        epoch: self.epoch,
-                        home: self.node_name(),
-                        sync: None,
-                        snapshot: None,
-                        events: Vec::new(),
-                        replay_max: u64::try_from(self.replay_max).unwrap_or(u64::MAX),
-                    };
+                    let batch = self.batch(None, None, Vec::new());
                     self.to_replica(&replica, &batch);
                 }
             }
@@ -761,17 +746,31 @@ impl ClassroomState {
         if let Some(node) = self.node.upgrade() {
             node.counters().replica_syncs.inc();
         }
-        let batch = Replicate {
+        let batch = self.batch(
+            Some(self.class.clone()),
+            None,
+            self.replay.iter().cloned().collect(),
+        );
+        self.to_replica(&replica, &batch);
+    }
+
+    /// A batch for the replica at this home's epoch.
+    fn batch(
+        &self,
+        sync: Option<ClassState>,
+        snapshot: Option<ClassState>,
+        events: Vec<Event>,
+    ) -> Replicate {
+        Replicate {
             class_id: self.class.class_id.clone(),
             tenant_id: self.class.tenant_id.clone(),
             epoch: self.epoch,
             home: self.node_name(),
-            sync: Some(self.class.clone()),
-            snapshot: None,
-            events: self.replay.iter().cloned().collect(),
+            sync,
+            snapshot,
+            events,
             replay_max: u64::try_from(self.replay_max).unwrap_or(u64::MAX),
-        };
-        self.to_replica(&replica, &batch);
+        }
     }
 
     fn to_replica(&self, replica: &str, batch: &Replicate) {
@@ -891,16 +890,7 @@ impl ClassroomState {
         }
         let last = self.class.seq;
         if let Some(replica) = self.replica.clone() {
-            let batch = Replicate {
-                class_id: self.class.class_id.clone(),
-                tenant_id: self.class.tenant_id.clone(),
-                epoch: self.epoch,
-                home: self.node_name(),
-                sync: None,
-                snapshot: crossed.then(|| self.class.clone()),
-                events: events.clone(),
-                replay_max: u64::try_from(self.replay_max).unwrap_or(u64::MAX),
-            };
+            let batch = self.batch(None, crossed.then(|| self.class.clone()), events.clone());
             if !self.reconfiguring {
                 self.to_replica(&replica, &batch);
             }
@@ -918,18 +908,7 @@ impl ClassroomState {
 
     /// Writes the snapshot and trims events no replay can need.
     fn store_snapshot(&self) {
-        let stored = Stored {
-            epoch: self.epoch,
-            state: self.class.clone(),
-        };
-        let result = serde_json::to_vec(&stored)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| {
-                self.tree
-                    .insert(SNAPSHOT_KEY, bytes)
-                    .map_err(|e| e.to_string())
-            });
-        if let Err(err) = result {
+        if let Err(err) = replication::write_snapshot(&self.tree, self.epoch, &self.class) {
             tracing::error!(class_id = self.class.class_id, error = %err, "cannot store a class snapshot");
             return;
         }

@@ -992,6 +992,12 @@ impl LiveNode {
     /// Tells a classroom homed here that another home holds its class at
     /// `epoch`; true when there was one.
     fn fence_local(&self, class_id: &str, epoch: u64) -> bool {
+        self.tell_local(class_id, &Control::Fenced { epoch })
+    }
+
+    /// Sends a [`Control`] to the classroom of `class_id` homed here; false
+    /// when there is none.
+    fn tell_local(&self, class_id: &str, control: &Control) -> bool {
         let local = self
             .homed
             .lock()
@@ -1002,7 +1008,7 @@ impl LiveNode {
             return false;
         };
         let _gone = local.cast(ClassroomMessage::Control(
-            serde_json::to_string(&Control::Fenced { epoch }).unwrap_or_default(),
+            serde_json::to_string(control).unwrap_or_default(),
         ));
         true
     }
@@ -1324,17 +1330,8 @@ impl Actor for LiveHub {
             },
             LiveHubMessage::Ack(text) => match serde_json::from_str::<ReplicaAck>(&text) {
                 Ok(ack) => {
-                    let homed = node
-                        .homed
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .get(&ack.class_id)
-                        .map(|(_, actor)| actor.clone());
-                    if let Some(actor) = homed {
-                        let _gone = actor.cast(ClassroomMessage::Control(
-                            serde_json::to_string(&Control::Ack(ack)).unwrap_or_default(),
-                        ));
-                    }
+                    let class_id = ack.class_id.clone();
+                    node.tell_local(&class_id, &Control::Ack(ack));
                 }
                 Err(err) => tracing::warn!(error = %err, "undecodable replica answer dropped"),
             },

@@ -69,6 +69,23 @@ pub(super) fn event_key(seq: u64) -> [u8; 9] {
     key
 }
 
+/// Writes a class's snapshot (its state and the epoch of the copy).
+pub(super) fn write_snapshot(
+    tree: &sled::Tree,
+    epoch: u64,
+    state: &ClassState,
+) -> sled::Result<()> {
+    let stored = Stored {
+        epoch,
+        state: state.clone(),
+    };
+    tree.insert(
+        SNAPSHOT_KEY,
+        serde_json::to_vec(&stored).unwrap_or_default(),
+    )?;
+    Ok(())
+}
+
 /// The tree holding a class's snapshot and log.
 pub(super) fn class_tree(db: &sled::Db, class_id: &str) -> sled::Result<sled::Tree> {
     db.open_tree(format!("class:{class_id}"))
@@ -290,14 +307,7 @@ pub(super) fn apply(
     };
     if let Some(state) = &batch.sync {
         tree.clear()?;
-        tree.insert(
-            SNAPSHOT_KEY,
-            serde_json::to_vec(&Stored {
-                epoch: batch.epoch,
-                state: state.clone(),
-            })
-            .unwrap_or_default(),
-        )?;
+        write_snapshot(&tree, batch.epoch, state)?;
         seq = state.seq;
     } else if batch.events.first().is_some_and(|e| e.seq != seq + 1) {
         return Ok((AckResult::Gap, copy.cloned()));
@@ -314,14 +324,7 @@ pub(super) fn apply(
     }
     tree.apply_batch(writes)?;
     if let Some(state) = &batch.snapshot {
-        tree.insert(
-            SNAPSHOT_KEY,
-            serde_json::to_vec(&Stored {
-                epoch: batch.epoch,
-                state: state.clone(),
-            })
-            .unwrap_or_default(),
-        )?;
+        write_snapshot(&tree, batch.epoch, state)?;
         trim(&tree, state.seq.saturating_sub(batch.replay_max));
     }
     Ok((
