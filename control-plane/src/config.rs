@@ -28,6 +28,12 @@ pub const LEDGER_BATCH_TRANSFERS_MAX_DEFAULT: u32 = 1_000;
 /// Largest `ledger_batch_transfers_max` accepted: a batch binds two account
 /// ids per transfer in one statement, and SQLite allows 32,766 parameters.
 pub const LEDGER_BATCH_TRANSFERS_MAX_LIMIT: u32 = 8_000;
+/// Default cap on single transfers waiting for the ledger's group commit.
+pub const LEDGER_GROUP_COMMIT_QUEUE_MAX_DEFAULT: u32 = 10_000;
+/// Default cap on transfers one group commit writes in one transaction.
+pub const LEDGER_GROUP_COMMIT_TRANSFERS_MAX_DEFAULT: u32 = 500;
+/// Default number of group-commit writers (transactions in flight).
+pub const LEDGER_GROUP_COMMIT_WRITERS_DEFAULT: u32 = 1;
 /// Default cap on the items of one page of a ledger list.
 pub const LEDGER_PAGE_SIZE_MAX_DEFAULT: u32 = 1_000;
 /// Default cap on the serialised JSON metadata of an account or transfer.
@@ -44,6 +50,14 @@ pub const LEDGER_EXPIRY_SWEEP_BATCH_MAX_DEFAULT: u32 = 1_000;
 /// Default cap on the items of one page of a content list (courses,
 /// modules, units, a learner's frontier).
 pub const CONTENT_PAGE_SIZE_MAX_DEFAULT: u32 = 1_000;
+/// Default cap on answers the catalogue and course-page cache holds.
+pub const CONTENT_CACHE_ENTRIES_MAX_DEFAULT: u32 = 10_000;
+/// Largest `content_cache_entries_max` accepted.
+pub const CONTENT_CACHE_ENTRIES_MAX_LIMIT: u32 = 1_000_000;
+/// Default time a cached catalogue or course answer is served as fresh.
+pub const CONTENT_CACHE_FRESH_MS_DEFAULT: u64 = 1_000;
+/// Default time after that it is still served while one refresh runs.
+pub const CONTENT_CACHE_STALE_MS_DEFAULT: u64 = 10_000;
 /// Default cap on a unit's serialised JSON body: room for a long lesson.
 pub const CONTENT_UNIT_BODY_BYTES_MAX_DEFAULT: u32 = 256 * 1024;
 /// Largest `content_unit_body_bytes_max` accepted: below axum's default
@@ -104,6 +118,12 @@ pub struct ControlPlaneConfig {
     pub credential_bytes_max: u32,
     /// Most transfers in one ledger batch request (all or nothing).
     pub ledger_batch_transfers_max: u32,
+    /// Most single transfers waiting for the group commit; more get 503.
+    pub ledger_group_commit_queue_max: u32,
+    /// Most transfers one group commit writes in one transaction.
+    pub ledger_group_commit_transfers_max: u32,
+    /// Group-commit writers, i.e. ledger transactions in flight at once.
+    pub ledger_group_commit_writers: u32,
     /// Most items on one page of a ledger list.
     pub ledger_page_size_max: u32,
     /// Largest serialised metadata of a ledger account or transfer.
@@ -124,6 +144,14 @@ pub struct ControlPlaneConfig {
     pub submissions_page_size_max: u32,
     /// Most items on one page of a content list or frontier.
     pub content_page_size_max: u32,
+    /// Most answers the catalogue and course-page cache holds; 0 turns it
+    /// off.
+    pub content_cache_entries_max: u32,
+    /// How long a cached catalogue or course answer is fresh.
+    pub content_cache_fresh_ms: u64,
+    /// How long after that a cached answer is still served (stale) while
+    /// one background refresh runs.
+    pub content_cache_stale_ms: u64,
     /// Largest serialised body of one unit.
     pub content_unit_body_bytes_max: u32,
     /// Most questions in one quiz.
@@ -177,6 +205,9 @@ impl Default for ControlPlaneConfig {
             password_bytes_min: PASSWORD_BYTES_MIN_DEFAULT,
             credential_bytes_max: CREDENTIAL_BYTES_MAX_DEFAULT,
             ledger_batch_transfers_max: LEDGER_BATCH_TRANSFERS_MAX_DEFAULT,
+            ledger_group_commit_queue_max: LEDGER_GROUP_COMMIT_QUEUE_MAX_DEFAULT,
+            ledger_group_commit_transfers_max: LEDGER_GROUP_COMMIT_TRANSFERS_MAX_DEFAULT,
+            ledger_group_commit_writers: LEDGER_GROUP_COMMIT_WRITERS_DEFAULT,
             ledger_page_size_max: LEDGER_PAGE_SIZE_MAX_DEFAULT,
             ledger_metadata_bytes_max: LEDGER_METADATA_BYTES_MAX_DEFAULT,
             ledger_id_bytes_max: LEDGER_ID_BYTES_MAX_DEFAULT,
@@ -186,6 +217,9 @@ impl Default for ControlPlaneConfig {
             edge_service_key: String::new(),
             submissions_page_size_max: 1_000,
             content_page_size_max: CONTENT_PAGE_SIZE_MAX_DEFAULT,
+            content_cache_entries_max: CONTENT_CACHE_ENTRIES_MAX_DEFAULT,
+            content_cache_fresh_ms: CONTENT_CACHE_FRESH_MS_DEFAULT,
+            content_cache_stale_ms: CONTENT_CACHE_STALE_MS_DEFAULT,
             content_unit_body_bytes_max: CONTENT_UNIT_BODY_BYTES_MAX_DEFAULT,
             content_quiz_questions_max: CONTENT_QUIZ_QUESTIONS_MAX_DEFAULT,
             content_assignment_tests_max: CONTENT_ASSIGNMENT_TESTS_MAX_DEFAULT,
@@ -254,6 +288,20 @@ impl ControlPlaneConfig {
                 "must be at most 8000 (SQLite binds at most 32766 parameters)",
             );
         }
+        if self.ledger_group_commit_queue_max == 0 {
+            return bad("ledger_group_commit_queue_max", "must be at least 1");
+        }
+        if self.ledger_group_commit_transfers_max == 0
+            || self.ledger_group_commit_transfers_max > LEDGER_BATCH_TRANSFERS_MAX_LIMIT
+        {
+            return bad(
+                "ledger_group_commit_transfers_max",
+                "must be 1 to 8000 (SQLite binds at most 32766 parameters)",
+            );
+        }
+        if self.ledger_group_commit_writers == 0 || self.ledger_group_commit_writers > 64 {
+            return bad("ledger_group_commit_writers", "must be 1 to 64");
+        }
         if self.submissions_page_size_max == 0 {
             return bad("submissions_page_size_max", "must be at least 1");
         }
@@ -282,6 +330,15 @@ impl ControlPlaneConfig {
         }
         if self.ledger_expiry_sweep_batch_max == 0 {
             return bad("ledger_expiry_sweep_batch_max", "must be at least 1");
+        }
+        if self.content_cache_entries_max > CONTENT_CACHE_ENTRIES_MAX_LIMIT {
+            return bad("content_cache_entries_max", "must be at most 1000000");
+        }
+        if self.content_cache_fresh_ms > 86_400_000 {
+            return bad("content_cache_fresh_ms", "must be at most 86400000 (a day)");
+        }
+        if self.content_cache_stale_ms > 86_400_000 {
+            return bad("content_cache_stale_ms", "must be at most 86400000 (a day)");
         }
         for (key, value) in [
             ("content_page_size_max", self.content_page_size_max),

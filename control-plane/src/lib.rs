@@ -46,6 +46,8 @@ struct Inner {
     db: Db,
     keys: keys::KeyRing,
     clock: clock::Clock,
+    ledger_writer: ledger::group::GroupCommit,
+    content_cache: content::cache::SwrCache,
 }
 
 impl ControlPlane {
@@ -64,12 +66,26 @@ impl ControlPlane {
         let db = Db::connect(&config).await?;
         db.migrate().await?;
         let keys = keys::KeyRing::load_or_create(&db).await?;
+        let ledger_writer = ledger::group::GroupCommit::start(
+            db.clone(),
+            ledger::Limits::from_config(&config),
+            usize::try_from(config.ledger_group_commit_queue_max).unwrap_or(usize::MAX),
+            usize::try_from(config.ledger_group_commit_transfers_max).unwrap_or(usize::MAX),
+            usize::try_from(config.ledger_group_commit_writers).unwrap_or(1),
+        );
+        let content_cache = content::cache::SwrCache::new(
+            usize::try_from(config.content_cache_entries_max).unwrap_or(usize::MAX),
+            config.content_cache_fresh_ms,
+            config.content_cache_stale_ms,
+        );
         let cp = Self {
             inner: Arc::new(Inner {
                 config,
                 db,
                 keys,
                 clock: clock::Clock::default(),
+                ledger_writer,
+                content_cache,
             }),
         };
         let interval = cp.config().ledger_expiry_sweep_interval_ms;
@@ -109,6 +125,17 @@ impl ControlPlane {
     /// The database handle, for readiness probes and tests.
     pub fn db(&self) -> &Db {
         &self.inner.db
+    }
+
+    /// The ledger's group commit, which single transfers over HTTP go
+    /// through (see [`ledger::group`]).
+    pub fn ledger_writer(&self) -> &ledger::group::GroupCommit {
+        &self.inner.ledger_writer
+    }
+
+    /// The catalogue and course-page cache (see [`content::cache`]).
+    pub fn content_cache(&self) -> &content::cache::SwrCache {
+        &self.inner.content_cache
     }
 
     /// The signing keys, for issuing tokens and publishing the key set.

@@ -1,15 +1,18 @@
 //! `bench-ledger`: ledger transfers per second on PostgreSQL at 1, 8 and 64
 //! concurrent clients, single and batched, over 1,000 accounts and over 10
-//! hot accounts, side by side in the same run with naive transfers (two
+//! hot accounts (single transfers one per transaction, single transfers
+//! through the group commit the HTTP route uses, and batches), side by
+//! side in the same run with naive transfers (two
 //! `UPDATE ... SET balance` statements and an insert per transaction, in
 //! whatever order the transfer names the accounts). It creates a scratch
 //! database on the server, prints a Markdown table and drops the database.
 //!
 //! ```text
-//! bench-ledger [--seconds 2] [--batch 100] [--clients 1,8,64] [--database-url postgres://...]
+//! bench-ledger [--seconds 2] [--batch 100] [--clients 1,8,64] [--writers 4] [--database-url postgres://...]
 //! ```
 //! The URL defaults to `LYCEUM_TEST_DATABASE_URL`; each cell runs for
-//! `--seconds` (keep it short by default; raise it for steadier figures).
+//! `--seconds` (keep it short by default; raise it for steadier figures);
+//! `--writers` sets `ledger_group_commit_writers`.
 
 use std::str::FromStr as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +32,7 @@ struct Options {
     seconds: f64,
     batch: usize,
     clients: Vec<usize>,
+    writers: u32,
     database_url: String,
 }
 
@@ -37,6 +41,7 @@ fn options() -> anyhow::Result<Options> {
         seconds: 2.0,
         batch: 100,
         clients: vec![1, 8, 64],
+        writers: control_plane::config::LEDGER_GROUP_COMMIT_WRITERS_DEFAULT,
         database_url: std::env::var("LYCEUM_TEST_DATABASE_URL").unwrap_or_default(),
     };
     let mut args = std::env::args().skip(1);
@@ -52,10 +57,11 @@ fn options() -> anyhow::Result<Options> {
                     .collect::<Result<_, _>>()
                     .context("--clients")?;
             }
+            "--writers" => options.writers = value()?.parse().context("--writers")?,
             "--database-url" => options.database_url = value()?,
             "--help" | "-h" => {
                 println!(
-                    "bench-ledger [--seconds 2] [--batch 100] [--clients 1,8,64] [--database-url postgres://...]"
+                    "bench-ledger [--seconds 2] [--batch 100] [--clients 1,8,64] [--writers 4] [--database-url postgres://...]"
                 );
                 std::process::exit(0);
             }
@@ -74,6 +80,7 @@ fn options() -> anyhow::Result<Options> {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Single,
+    Group,
     Batched,
     Naive,
 }
@@ -120,6 +127,7 @@ async fn run(options: &Options, url: &str) -> anyhow::Result<()> {
         db_connections_max: u32::try_from(clients_max + 2)?,
         db_acquire_timeout_ms: 60_000,
         ledger_expiry_sweep_interval_ms: 0,
+        ledger_group_commit_writers: options.writers,
         ledger_batch_transfers_max: u32::try_from(options.batch.max(1))?.min(8_000),
         data_dir: dir,
         ..ControlPlaneConfig::default()
@@ -212,29 +220,28 @@ async fn run(options: &Options, url: &str) -> anyhow::Result<()> {
         options.seconds, options.batch
     );
     println!();
-    println!("| accounts | clients | ledger, one per transaction | ledger, batched | naive (2 UPDATEs + INSERT) | naive errors (deadlocks) |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    println!("| accounts | clients | ledger, one per transaction | ledger, single via group commit | ledger, batched | naive (2 UPDATEs + INSERT) | naive errors (deadlocks) |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     let seq = Arc::new(AtomicU64::new(0));
     for set in &sets {
         for &clients in &options.clients {
             let mut cells = Vec::new();
-            for mode in [Mode::Single, Mode::Batched, Mode::Naive] {
+            for mode in [Mode::Single, Mode::Group, Mode::Batched, Mode::Naive] {
                 cells.push(cell(&cp, &tenant, set, mode, clients, options, &seq).await?);
             }
             println!(
-                "| {} | {} | {:.0} | {:.0} | {:.0} | {} |",
+                "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} |",
                 set.name,
                 clients,
                 cells[0].per_second,
                 cells[1].per_second,
                 cells[2].per_second,
-                cells[2].errors
+                cells[3].per_second,
+                cells[3].errors
             );
-            if cells[0].errors + cells[1].errors > 0 {
-                bail!(
-                    "the ledger failed {} transfers",
-                    cells[0].errors + cells[1].errors
-                );
+            let failed = cells[0].errors + cells[1].errors + cells[2].errors;
+            if failed > 0 {
+                bail!("the ledger failed {failed} transfers");
             }
         }
     }
@@ -304,6 +311,20 @@ async fn cell(
                             0,
                         )
                         .await
+                        {
+                            Ok(_) => done += 1,
+                            Err(err) => {
+                                eprintln!("ledger error: {err}");
+                                errors += 1;
+                            }
+                        }
+                    }
+                    Mode::Group => {
+                        let (from, to, amount) = pick();
+                        match cp
+                            .ledger_writer()
+                            .create_transfer(&tenant, new(from, to, amount), 0)
+                            .await
                         {
                             Ok(_) => done += 1,
                             Err(err) => {

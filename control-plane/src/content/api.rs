@@ -5,9 +5,10 @@
 //! that owns it. Learners read published content of their own tenant. Every
 //! other tenant's ids are unknown (404), never data.
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -134,27 +135,69 @@ async fn create_course(
         cp.clock().now_ms(),
     )
     .await?;
+    cp.content_cache().invalidate(&caller.0.tid);
     Ok((StatusCode::CREATED, Json(course)))
 }
 
+/// A JSON body as the cache holds it.
+type CachedJson = ([(header::HeaderName, &'static str); 1], Bytes);
+
+fn cached_json(body: Bytes) -> CachedJson {
+    ([(header::CONTENT_TYPE, "application/json")], body)
+}
+
+fn to_json_bytes<T: Serialize>(value: &T) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(value).map(Bytes::from).map_err(|err| {
+        ControlPlaneError::BadRequest(format!("unserialisable answer: {err}")).into()
+    })
+}
+
+/// The catalogue, through the stale-while-revalidate cache (keyed by the
+/// tenant and the page asked for).
 async fn list_courses(
     State(cp): State<ControlPlane>,
     caller: Caller,
     q: Result<Query<PageQuery>, QueryRejection>,
-) -> Result<Json<Page<Course>>, ApiError> {
+) -> Result<CachedJson, ApiError> {
     let q = query(q)?;
     let limit = limits(&cp).page_size(q.limit)?;
-    let items = courses::list_courses(cp.db(), &caller.0.tid, q.after.as_deref(), limit).await?;
-    Ok(Json(page(items, limit, |c: &Course| &c.id)))
+    let tenant = caller.0.tid.clone();
+    let after = q.after.unwrap_or_default();
+    let resource = format!("courses?limit={limit}&after={after}");
+    let db = cp.db().clone();
+    let key_tenant = tenant.clone();
+    let body = cp
+        .content_cache()
+        .get_or_load(&key_tenant, &resource, move || {
+            let (db, tenant, after) = (db.clone(), tenant.clone(), after.clone());
+            async move {
+                let after = (!after.is_empty()).then_some(after.as_str());
+                let items = courses::list_courses(&db, &tenant, after, limit).await?;
+                to_json_bytes(&page(items, limit, |c: &Course| &c.id))
+            }
+        })
+        .await?;
+    Ok(cached_json(body))
 }
 
+/// A course page, through the same cache.
 async fn get_course(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Course>, ApiError> {
+) -> Result<CachedJson, ApiError> {
     let tenant = tenant_of(&cp, &caller, Owned::Course, &id).await?;
-    Ok(Json(courses::get_course(cp.db(), &tenant, &id).await?))
+    let resource = format!("course/{id}");
+    let db = cp.db().clone();
+    let key_tenant = tenant.clone();
+    let body = cp
+        .content_cache()
+        .get_or_load(&key_tenant, &resource, move || {
+            let (db, tenant, id) = (db.clone(), tenant.clone(), id.clone());
+            async move { to_json_bytes(&courses::get_course(&db, &tenant, &id).await?) }
+        })
+        .await?;
+    Ok(cached_json(body))
 }
 
 async fn create_module(
@@ -168,6 +211,7 @@ async fn create_module(
     let tenant = tenant_of(&cp, &caller, Owned::Course, &id).await?;
     let module =
         courses::create_module(cp.db(), &tenant, &id, &request, cp.clock().now_ms()).await?;
+    cp.content_cache().invalidate(&tenant);
     Ok((StatusCode::CREATED, Json(module)))
 }
 
@@ -202,6 +246,7 @@ async fn create_unit(
         cp.clock().now_ms(),
     )
     .await?;
+    cp.content_cache().invalidate(&tenant);
     Ok((StatusCode::CREATED, Json(unit)))
 }
 
@@ -268,6 +313,7 @@ async fn update_draft(
         cp.clock().now_ms(),
     )
     .await?;
+    cp.content_cache().invalidate(&tenant);
     Ok(Json(unit))
 }
 
@@ -280,6 +326,7 @@ async fn publish(
     let tenant = tenant_of(&cp, &caller, Owned::Unit, &id).await?;
     let published =
         units::publish(cp.db(), &tenant, &id, &caller.0.sub, cp.clock().now_ms()).await?;
+    cp.content_cache().invalidate(&tenant);
     let status = if published.created {
         StatusCode::CREATED
     } else {

@@ -18,6 +18,7 @@
 
 pub(crate) mod api;
 pub mod body;
+pub mod cache;
 pub mod courses;
 pub mod paths;
 pub mod units;

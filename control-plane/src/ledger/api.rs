@@ -141,10 +141,12 @@ async fn create_transfer(
 ) -> Result<(StatusCode, Json<Transfer>), ApiError> {
     let tenant = tenant(&caller)?;
     let Json(request) = body?;
-    let recorded =
-        store::create_transfer(cp.db(), tenant, &request, &limits(&cp), cp.clock().now_ms())
-            .await
-            .map_err(ControlPlaneError::from)?;
+    // Through the group commit: concurrent requests share a transaction.
+    let recorded = cp
+        .ledger_writer()
+        .create_transfer(tenant, request, cp.clock().now_ms())
+        .await
+        .map_err(ControlPlaneError::from)?;
     Ok((recorded_status(recorded.created), Json(recorded.transfer)))
 }
 

@@ -19,9 +19,11 @@
 //! the wall clock.
 //!
 //! Concurrency: see [`store`] for how writes stay correct under contention
-//! on both engines.
+//! on both engines, and [`group`] for the group commit that single
+//! transfers over HTTP go through.
 
 pub(crate) mod api;
+pub mod group;
 pub mod store;
 
 use serde::{Deserialize, Serialize};
@@ -110,6 +112,14 @@ pub enum LedgerError {
         /// Why it failed.
         source: Box<LedgerError>,
     },
+    /// The group-commit queue holds its limit of waiting transfers
+    /// (`ledger_group_commit_queue_max`); retry later.
+    #[error("the ledger is busy: {0} transfers are queued (control_plane.ledger_group_commit_queue_max)")]
+    Busy(usize),
+    /// The group a transfer was written in failed as a whole (the database
+    /// failed); nothing of it was written, a retry with the same id is safe.
+    #[error("the ledger could not write: {0}")]
+    GroupFailed(String),
     /// Stored data does not parse: a bug or a hand edit.
     #[error("corrupt ledger data: {0}")]
     Corrupt(String),
@@ -134,7 +144,7 @@ impl LedgerError {
             Self::PendingExpired(_) => ErrorCode::PendingExpired,
             Self::InBatch { source, .. } => source.code(),
             Self::Corrupt(_) => ErrorCode::Internal,
-            Self::Database(_) => ErrorCode::Unavailable,
+            Self::Database(_) | Self::Busy(_) | Self::GroupFailed(_) => ErrorCode::Unavailable,
         }
     }
 }

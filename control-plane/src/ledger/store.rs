@@ -590,6 +590,173 @@ pub async fn create_transfers(
         })
 }
 
+/// Checks one new transfer and builds its journal row at `now_ms`.
+fn new_row(limits: &Limits, transfer: &NewTransfer, now_ms: i64) -> Result<NewRow, LedgerError> {
+    let metadata = limits.check_new_transfer(transfer)?;
+    let expires_at = match transfer.timeout_ms {
+        Some(ms) => Some(
+            now_ms
+                .checked_add(ms)
+                .ok_or_else(|| LedgerError::Invalid("timeout_ms is too large".into()))?,
+        ),
+        None => None,
+    };
+    let value = parse_metadata(&metadata)?;
+    Ok(NewRow {
+        transfer: Transfer {
+            id: transfer.id.clone(),
+            kind: if transfer.pending {
+                TransferKind::Pending
+            } else {
+                TransferKind::Posted
+            },
+            debit_account_id: transfer.debit_account_id.clone(),
+            credit_account_id: transfer.credit_account_id.clone(),
+            amount: transfer.amount,
+            currency: transfer.currency.clone(),
+            pending_id: None,
+            timeout_ms: transfer.timeout_ms,
+            expires_at,
+            metadata: value,
+            created_at: now_ms,
+        },
+        metadata,
+    })
+}
+
+/// Writes independent transfers of one tenant in one database transaction
+/// (the group commit of [`super::group`]): unlike a batch, each transfer
+/// succeeds or fails on its own. All accounts are locked first in id order,
+/// every transfer is checked in memory against the locked totals in the
+/// order given (a refused one changes nothing), and only the good ones are
+/// written. The ids must be distinct (the caller defers repeats to a later
+/// group). Answers one result per request, in order; `Err` when the
+/// transaction itself failed, and then nothing was written.
+///
+/// # Errors
+/// [`LedgerError::Database`] when the store fails.
+pub(crate) async fn create_group(
+    db: &Db,
+    tenant_id: &str,
+    requests: &[(NewTransfer, i64)],
+    limits: &Limits,
+) -> Result<Vec<Result<Recorded, LedgerError>>, LedgerError> {
+    let mut results: Vec<Option<Result<Recorded, LedgerError>>> =
+        requests.iter().map(|_| None).collect();
+    let mut rows = Vec::with_capacity(requests.len());
+    for (index, (transfer, now_ms)) in requests.iter().enumerate() {
+        match new_row(limits, transfer, *now_ms) {
+            Ok(row) => rows.push((index, row)),
+            Err(err) => results[index] = Some(Err(err)),
+        }
+    }
+    if !rows.is_empty() {
+        let mut attempt = 0;
+        let outcomes = loop {
+            match try_create_group(db, tenant_id, requests, &rows).await {
+                Err(err) if is_unique_violation(&err) && attempt < RETRIES_AFTER_ID_RACE => {
+                    attempt += 1;
+                }
+                other => break other?,
+            }
+        };
+        for (index, outcome) in outcomes {
+            results[index] = Some(outcome);
+        }
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(LedgerError::Corrupt("a group lost a result".into()))))
+        .collect())
+}
+
+type Outcomes = Vec<(usize, Result<Recorded, LedgerError>)>;
+
+async fn try_create_group(
+    db: &Db,
+    tenant_id: &str,
+    requests: &[(NewTransfer, i64)],
+    rows: &[(usize, NewRow)],
+) -> Result<Outcomes, LedgerError> {
+    let mut tx = begin(db).await?;
+    let ids = rows.iter().flat_map(|(_, row)| {
+        [
+            row.transfer.debit_account_id.as_str(),
+            row.transfer.credit_account_id.as_str(),
+        ]
+    });
+    let mut accounts = lock_accounts(db, &mut tx, tenant_id, ids).await?;
+    let mut existing = existing_transfers(&mut tx, tenant_id, rows.iter().map(|(_, r)| r)).await?;
+    let mut outcomes = Vec::with_capacity(rows.len());
+    let mut new_rows = Vec::with_capacity(rows.len());
+    for (index, row) in rows {
+        let transfer = &requests[*index].0;
+        if let Some(stored) = existing.remove(&transfer.id) {
+            let outcome = if same_transfer(&stored, transfer, &row.transfer.metadata) {
+                Ok(Recorded {
+                    transfer: stored,
+                    created: false,
+                })
+            } else {
+                Err(LedgerError::IdempotencyConflict(transfer.id.clone()))
+            };
+            outcomes.push((*index, outcome));
+            continue;
+        }
+        match apply(&mut accounts, transfer) {
+            Ok(()) => {
+                new_rows.push(row);
+                outcomes.push((
+                    *index,
+                    Ok(Recorded {
+                        transfer: row.transfer.clone(),
+                        created: true,
+                    }),
+                ));
+            }
+            Err(err) => outcomes.push((*index, Err(err))),
+        }
+    }
+    if !new_rows.is_empty() {
+        store_accounts(&mut tx, tenant_id, &accounts).await?;
+        let posted = posted_events(tenant_id, &new_rows);
+        let now_ms = new_rows
+            .iter()
+            .map(|row| row.transfer.created_at)
+            .max()
+            .unwrap_or(0);
+        append(&mut tx, tenant_id, new_rows).await?;
+        events::append(&mut tx, &posted, now_ms).await?;
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// The stored transfers among `rows`' ids, by id.
+async fn existing_transfers<'r>(
+    tx: &mut Transaction<'static, Any>,
+    tenant_id: &str,
+    rows: impl Iterator<Item = &'r NewRow>,
+) -> Result<HashMap<String, Transfer>, LedgerError> {
+    let ids: Vec<&str> = rows.map(|row| row.transfer.id.as_str()).collect();
+    let mut existing = HashMap::new();
+    for chunk in ids.chunks(ROWS_PER_STATEMENT * 10) {
+        let sql = format!(
+            "SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE tenant_id = $1 AND id IN ({})",
+            placeholders(2, chunk.len())
+        );
+        let mut query = sqlx::query(&sql).bind(tenant_id);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            let transfer = transfer_from_row(&row)?;
+            existing.insert(transfer.id.clone(), transfer);
+        }
+    }
+    Ok(existing)
+}
+
 /// The batch write; errors carry the index of the transfer at fault.
 async fn create_many(
     db: &Db,
@@ -611,45 +778,14 @@ async fn create_many(
     let mut rows = Vec::with_capacity(transfers.len());
     let mut seen = HashSet::with_capacity(transfers.len());
     for (index, transfer) in transfers.iter().enumerate() {
-        let metadata = limits
-            .check_new_transfer(transfer)
-            .map_err(|err| (Some(index), err))?;
+        let row = new_row(limits, transfer, now_ms).map_err(|err| (Some(index), err))?;
         if !seen.insert(transfer.id.as_str()) {
             return Err((
                 Some(index),
                 LedgerError::Invalid(format!("id {} appears twice in the batch", transfer.id)),
             ));
         }
-        let expires_at = match transfer.timeout_ms {
-            Some(ms) => Some(now_ms.checked_add(ms).ok_or_else(|| {
-                (
-                    Some(index),
-                    LedgerError::Invalid("timeout_ms is too large".into()),
-                )
-            })?),
-            None => None,
-        };
-        let value = parse_metadata(&metadata).map_err(|err| (Some(index), err))?;
-        rows.push(NewRow {
-            transfer: Transfer {
-                id: transfer.id.clone(),
-                kind: if transfer.pending {
-                    TransferKind::Pending
-                } else {
-                    TransferKind::Posted
-                },
-                debit_account_id: transfer.debit_account_id.clone(),
-                credit_account_id: transfer.credit_account_id.clone(),
-                amount: transfer.amount,
-                currency: transfer.currency.clone(),
-                pending_id: None,
-                timeout_ms: transfer.timeout_ms,
-                expires_at,
-                metadata: value,
-                created_at: now_ms,
-            },
-            metadata,
-        });
+        rows.push(row);
     }
     let mut attempt = 0;
     loop {

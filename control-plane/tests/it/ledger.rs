@@ -648,6 +648,26 @@ async fn ledger_limits_are_enforced_at_their_edges() {
         Some("invalid setting control_plane.ledger_pending_timeout_ms_max: must be at least 1 and fit in a signed 64-bit integer"),
     );
     check(|c| c.ledger_expiry_sweep_interval_ms = 0, None);
+    check(|c| c.ledger_group_commit_queue_max = 1, None);
+    check(
+        |c| c.ledger_group_commit_queue_max = 0,
+        Some("invalid setting control_plane.ledger_group_commit_queue_max: must be at least 1"),
+    );
+    check(|c| c.ledger_group_commit_transfers_max = 8_000, None);
+    check(|c| c.ledger_group_commit_transfers_max = 1, None);
+    check(
+        |c| c.ledger_group_commit_transfers_max = 8_001,
+        Some("invalid setting control_plane.ledger_group_commit_transfers_max: must be 1 to 8000 (SQLite binds at most 32766 parameters)"),
+    );
+    check(|c| c.ledger_group_commit_writers = 64, None);
+    check(
+        |c| c.ledger_group_commit_writers = 65,
+        Some("invalid setting control_plane.ledger_group_commit_writers: must be 1 to 64"),
+    );
+    check(
+        |c| c.ledger_group_commit_writers = 0,
+        Some("invalid setting control_plane.ledger_group_commit_writers: must be 1 to 64"),
+    );
     check(
         |c| c.ledger_expiry_sweep_batch_max = 0,
         Some("invalid setting control_plane.ledger_expiry_sweep_batch_max: must be at least 1"),
@@ -1462,4 +1482,212 @@ async fn concurrent_transfers_on_hot_accounts_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_transfers_on_hot_accounts_on_sqlite() {
     stress(Engine::Sqlite, 8, 30).await;
+}
+
+/// Single transfers through the group commit (what `POST
+/// /api/v1/ledger/transfers` uses), many at once on a few hot accounts: no
+/// update is lost, no account is overdrawn, a refused transfer fails alone,
+/// and an id repeated within one group or across groups is written once.
+async fn group_commit(engine: Engine, tasks: usize, ops_per_task: usize) {
+    let (db, cp) = open(engine, |c| c.db_connections_max = 8).await;
+    let t = tenant(&cp, "group").await;
+    let world = account(&cp, &t, "world", "EUR", BalanceLimit::None).await;
+    let mut hot = Vec::new();
+    for i in 0..4 {
+        let code = format!("hot{i}");
+        hot.push(
+            account(
+                &cp,
+                &t,
+                &code,
+                "EUR",
+                BalanceLimit::DebitsMustNotExceedCredits,
+            )
+            .await,
+        );
+    }
+    let limits = Limits::from_config(cp.config());
+    let fund: Vec<_> = hot
+        .iter()
+        .enumerate()
+        .map(|(i, a)| transfer(&format!("fund{i}"), &world, a, 1_000))
+        .collect();
+    ledger::create_transfers(cp.db(), &t, &fund, &limits, T0)
+        .await
+        .expect("fund");
+    let hot = Arc::new(hot);
+
+    // Random moves, each task with its own ids, plus a hopeless overdraft
+    // next to them every few moves: it fails alone.
+    let mut handles = Vec::new();
+    for task in 0..tasks {
+        let (cp, t, hot) = (cp.clone(), t.clone(), hot.clone());
+        handles.push(tokio::spawn(async move {
+            let (mut ok, mut refused) = (0_usize, 0_usize);
+            for op in 0..ops_per_task {
+                let from = (task + op) % hot.len();
+                let to = (from + 1 + op % (hot.len() - 1)) % hot.len();
+                let amount = if op % 5 == 4 {
+                    1_000_000
+                } else {
+                    1 + i64::try_from((task * 31 + op * 17) % 300).expect("small")
+                };
+                let id = format!("g{task}-{op}");
+                match cp
+                    .ledger_writer()
+                    .create_transfer(&t, transfer(&id, &hot[from], &hot[to], amount), T0)
+                    .await
+                {
+                    Ok(recorded) => {
+                        assert!(recorded.created, "{id} is new");
+                        ok += 1;
+                    }
+                    Err(err) if err.code().as_str() == "insufficient_funds" => refused += 1,
+                    Err(err) => panic!("{engine:?} {id}: unexpected error {err}"),
+                }
+            }
+            (ok, refused)
+        }));
+    }
+    let (mut ok, mut refused) = (0, 0);
+    for handle in handles {
+        let (o, r) = handle.await.expect("task");
+        ok += o;
+        refused += r;
+    }
+    assert!(
+        refused >= tasks * (ops_per_task / 5),
+        "every overdraft was refused"
+    );
+    assert!(
+        ok >= tasks * ops_per_task / 2,
+        "{engine:?}: only {ok} went through"
+    );
+    let audit = assert_sound(&cp, &t).await;
+    assert_eq!(audit.transfers, 4 + ok, "one journal row per success");
+    let mut total = 0;
+    for account in hot.iter() {
+        let [_, dp, _, cp_] = totals(&cp, &t, account).await;
+        assert!(cp_ >= dp, "{} is overdrawn: {dp} > {cp_}", account.code);
+        total += cp_ - dp;
+    }
+    assert_eq!(total, 4_000, "money was made or lost");
+
+    // One id sent by many at once (some in one group, some in later ones):
+    // written once, every other answer is the stored row.
+    let same = transfer("same-id", &hot[0], &hot[1], 7);
+    let mut handles = Vec::new();
+    for _ in 0..16 {
+        let (cp, t, same) = (cp.clone(), t.clone(), same.clone());
+        handles.push(tokio::spawn(async move {
+            cp.ledger_writer().create_transfer(&t, same, T0).await
+        }));
+    }
+    let mut created = 0;
+    for handle in handles {
+        let recorded = handle.await.expect("task").expect("same id");
+        assert_eq!(recorded.transfer.amount, 7);
+        created += usize::from(recorded.created);
+    }
+    assert_eq!(created, 1, "{engine:?}: the id was written {created} times");
+    // Across groups: the same body answers the row, another body conflicts,
+    // and a neighbour in flight at the same time is unaffected.
+    let other = transfer("same-id", &hot[0], &hot[1], 8);
+    let neighbour = transfer("neighbour", &hot[2], &hot[3], 5);
+    let writer = cp.ledger_writer();
+    let (again, conflict, next) = tokio::join!(
+        writer.create_transfer(&t, same.clone(), T0),
+        writer.create_transfer(&t, other, T0),
+        writer.create_transfer(&t, neighbour, T0),
+    );
+    assert!(!again.expect("same body").created);
+    assert_eq!(
+        outcome(&conflict, |r: &ledger::Recorded| r.created),
+        "idempotency_conflict"
+    );
+    assert!(next.expect("neighbour").created);
+    // Bad input fails alone too, before it reaches the database.
+    let bad = transfer("bad/id", &hot[0], &hot[1], 1);
+    assert_eq!(
+        outcome(
+            &writer.create_transfer(&t, bad, T0).await,
+            |r: &ledger::Recorded| r.created
+        ),
+        "bad_request"
+    );
+    // Another tenant cannot move this tenant's money through a shared group.
+    let intruder = tenant(&cp, "intruder").await;
+    let theft = transfer("theft", &hot[0], &hot[1], 1);
+    assert_eq!(
+        outcome(
+            &writer.create_transfer(&intruder, theft, T0).await,
+            |r: &ledger::Recorded| r.created
+        ),
+        "not_found"
+    );
+    let audit = assert_sound(&cp, &t).await;
+    assert_eq!(audit.transfers, 4 + ok + 2);
+    db.cleanup(vec![cp]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_commit_on_hot_accounts_on_postgres() {
+    group_commit(Engine::Postgres, 32, 40).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_commit_on_hot_accounts_on_sqlite() {
+    group_commit(Engine::Sqlite, 8, 20).await;
+}
+
+/// `ledger_group_commit_queue_max` at its edge: with the writer held up (by
+/// another transaction holding SQLite's write lock), the one it took plus
+/// `queue_max` more wait, and the next is refused at once with 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_group_commit_queue_answers_busy() {
+    let (db, cp) = open(Engine::Sqlite, |c| {
+        c.ledger_group_commit_queue_max = 1;
+        c.db_connections_max = 4;
+    })
+    .await;
+    let t = tenant(&cp, "busy").await;
+    let world = account(&cp, &t, "world", "EUR", BalanceLimit::None).await;
+    let shop = account(&cp, &t, "shop", "EUR", BalanceLimit::None).await;
+    let blocker = cp.db().begin_write().await.expect("write lock");
+    let writer = cp.ledger_writer().clone();
+    let first = {
+        let (writer, t, tr) = (writer.clone(), t.clone(), transfer("q1", &world, &shop, 1));
+        tokio::spawn(async move { writer.create_transfer(&t, tr, T0).await })
+    };
+    // Wait until the writer has taken the first (the queue is empty again).
+    for _ in 0..200 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        if writer.queued() == 0 {
+            break;
+        }
+    }
+    assert_eq!(writer.queued(), 0, "the writer took the first transfer");
+    let second = {
+        let (writer, t, tr) = (writer.clone(), t.clone(), transfer("q2", &world, &shop, 1));
+        tokio::spawn(async move { writer.create_transfer(&t, tr, T0).await })
+    };
+    for _ in 0..200 {
+        if writer.queued() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let third = writer
+        .create_transfer(&t, transfer("q3", &world, &shop, 1), T0)
+        .await;
+    match &third {
+        Err(err @ LedgerError::Busy(1)) => assert_eq!(err.code().as_str(), "unavailable"),
+        other => panic!("expected busy, got {other:?}"),
+    }
+    blocker.rollback().await.expect("release");
+    assert!(first.await.expect("task").expect("q1").created);
+    assert!(second.await.expect("task").expect("q2").created);
+    let audit = assert_sound(&cp, &t).await;
+    assert_eq!(audit.transfers, 2);
+    db.cleanup(vec![cp]).await;
 }
