@@ -15,7 +15,7 @@ const SEED: u64 = 0x4c79_6365;
 const MEMBERS: usize = 100;
 /// Margin on the documented detection time. `expected_detection_ms` counts
 /// one gossip round for the verdict to spread; reaching all of 100 members
-/// takes several (simulated p99: 4.5 s against the documented 3.2 s).
+/// takes several (simulated p99: 4.1 s against the documented 3.1 s).
 const DETECTION_MARGIN_MS: u64 = 1_500;
 /// Simulated minutes of the false-positive test (the bench runs longer).
 const STABILITY_MINUTES: u64 = 3;
