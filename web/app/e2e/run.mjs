@@ -1,5 +1,5 @@
 // End-to-end test of the learner surface: starts a REAL dev cluster (the
-// built `lyceum` binary from $LYCEUM_BIN, its own data dir and free ports,
+// built `lyceum` binary from $WEB_E2E_BIN, its own data dir and free ports,
 // the real Docker sandbox), drives Debian's Chromium headless through
 // playwright-core, and saves a screenshot of every page to e2e-artifacts/.
 // Exits non-zero on any failure (scripts/test judges by exit code).
@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { chromium } from 'playwright-core'
 
-const bin = process.env.LYCEUM_BIN
-if (!bin || !existsSync(bin)) { console.error(`e2e: LYCEUM_BIN (${bin}) is not a built lyceum binary`); process.exit(1) }
+const bin = process.env.WEB_E2E_BIN
+if (!bin || !existsSync(bin)) { console.error(`e2e: WEB_E2E_BIN (${bin}) is not a built lyceum binary`); process.exit(1) }
 if (!existsSync('/usr/bin/chromium')) { console.error('e2e: /usr/bin/chromium missing (scripts/services.sh chromium)'); process.exit(1) }
 const artifacts = join(process.cwd(), 'e2e-artifacts')
 mkdirSync(artifacts, { recursive: true })
