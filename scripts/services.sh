@@ -33,7 +33,7 @@ log() { echo "services: $*" >&2; }
 die() { echo "services: ERROR: $*" >&2; exit 1; }
 
 usage() {
-  echo "usage: $0 {docker|runtimes|postgres|netns} [...]   (any subset of: docker runtimes postgres netns)" >&2
+  echo "usage: $0 {docker|runtimes|postgres|netns|chromium} [...]   (any subset of: docker runtimes postgres netns chromium)" >&2
   exit 2
 }
 
@@ -358,15 +358,27 @@ ensure_netns() {
   log "netns: $(ip -V 2>&1 | head -n1); namespaces, veth pairs and bridges work"
 }
 
+# --------------------------------------------------------------------------
+# chromium: Debian's Chromium for the web app's end-to-end tests
+# (web/app/e2e drives /usr/bin/chromium with playwright-core; no browser
+# download).
+# --------------------------------------------------------------------------
+ensure_chromium() {
+  [[ -x /usr/bin/chromium ]] || apt_install chromium
+  [[ -x /usr/bin/chromium ]] || die "/usr/bin/chromium not found after installing chromium"
+  log "chromium: $(/usr/bin/chromium --version 2>/dev/null | head -n1)"
+}
+
 main() {
   (($# > 0)) || usage
-  local want_docker=0 want_postgres=0 want_runtimes=0 want_netns=0 arg
+  local want_docker=0 want_postgres=0 want_runtimes=0 want_netns=0 want_chromium=0 arg
   for arg in "$@"; do
     case $arg in
       docker) want_docker=1 ;;
       runtimes) want_runtimes=1 ;;
       postgres | postgresql) want_postgres=1 ;;
       netns) want_netns=1 ;;
+      chromium) want_chromium=1 ;;
       -h | --help) usage ;;
       *) echo "services: unknown service '$arg'" >&2; usage ;;
     esac
@@ -377,6 +389,7 @@ main() {
   ((want_runtimes)) && ensure_runtimes
   ((want_postgres)) && ensure_postgres
   ((want_netns)) && ensure_netns
+  ((want_chromium)) && ensure_chromium
   log "done in ${SECONDS}s"
 }
 

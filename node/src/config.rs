@@ -130,6 +130,18 @@ pub struct HttpConfig {
     pub requests_in_flight_max: u32,
     /// Time open requests get to finish on shutdown.
     pub shutdown_grace_ms: u64,
+    /// Browser origins allowed to call the API across origins (CORS): exact
+    /// origins, or `scheme://host:*` for any port. The browser app is served
+    /// by one process and calls the control plane and edges on other ports.
+    pub cors_allowed_origins: Vec<String>,
+}
+
+/// Default CORS allow-list: the dev cluster's loopback origins on any port.
+pub fn cors_allowed_origins_default() -> Vec<String> {
+    vec![
+        "http://127.0.0.1:*".to_owned(),
+        "http://localhost:*".to_owned(),
+    ]
 }
 
 impl Default for HttpConfig {
@@ -139,6 +151,7 @@ impl Default for HttpConfig {
             request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT,
             requests_in_flight_max: REQUESTS_IN_FLIGHT_MAX_DEFAULT,
             shutdown_grace_ms: SHUTDOWN_GRACE_MS_DEFAULT,
+            cors_allowed_origins: cors_allowed_origins_default(),
         }
     }
 }

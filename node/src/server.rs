@@ -86,7 +86,12 @@ pub fn app(routes: Router, basics: &Basics, http: &HttpConfig) -> Router {
             timeout,
         ))
         .layer(DefaultBodyLimit::max(body_max));
-    routes.merge(shared).merge(web::router()).layer(layers)
+    let cors = web::Cors::new(http.cors_allowed_origins.clone());
+    routes
+        .merge(shared)
+        .merge(web::router())
+        .layer(layers)
+        .layer(middleware::from_fn_with_state(cors, web::cors))
 }
 
 /// Serves `app` until `shutdown` fires, then gives open requests `grace` to

@@ -1,15 +1,226 @@
-//! The browser surfaces. Issue 7 adds the TypeScript app under `web/app`;
-//! its built assets are compiled into this crate so that every Lyceum process
-//! serves them itself, with no separate web server. The foundation serves a
-//! small landing page that links the operational endpoints.
+//! The browser surfaces. The TypeScript app lives in `web/app`; `scripts/web-build`
+//! builds it into `web/app/dist`, and every Lyceum process serves that folder
+//! itself (no separate web server): hashed assets under `/assets/` with a year
+//! of caching, and `index.html` for every other path that is not an API or
+//! operational route, so the app's client-side routes survive a reload.
+//!
+//! The app is served by one process but talks to the control plane and to
+//! edges on other ports, so this crate also owns the CORS middleware that the
+//! shared HTTP scaffolding puts in front of every route.
 
-use axum::response::Html;
+use std::path::{Path, PathBuf};
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-const INDEX_HTML: &str = include_str!("../static/index.html");
+/// Where `scripts/web-build` puts the built app (fixed at compile time).
+pub const DIST_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/app/dist");
 
-/// Routes for the browser-facing pages, merged into every process's router.
+/// Path prefixes that belong to the processes, never to the app: a miss
+/// there is a real 404, not the app's `index.html`.
+pub const RESERVED_PREFIXES: [&str; 5] =
+    ["/api/", "/healthz", "/readyz", "/metrics", "/.well-known/"];
+
+/// `Cache-Control` of content-hashed assets: their names change when they do.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// `Cache-Control` of `index.html`: always revalidate, so a new build shows.
+const NO_CACHE: &str = "no-cache";
+
+/// Routes for the browser app, merged into every process's router.
 pub fn router() -> Router {
-    Router::new().route("/", get(|| async { Html(INDEX_HTML) }))
+    router_from(PathBuf::from(DIST_DIR))
+}
+
+/// Routes serving the built app from `dist` (a folder with `index.html`).
+pub fn router_from(dist: PathBuf) -> Router {
+    Router::new()
+        .route("/", get(serve))
+        .fallback(serve)
+        .with_state(dist)
+}
+
+/// Whether the built app is where [`router`] looks for it.
+pub fn app_is_built() -> bool {
+    Path::new(DIST_DIR).join("index.html").is_file()
+}
+
+async fn serve(State(dist): State<PathBuf>, method: Method, uri: Uri) -> Response {
+    let path = uri.path();
+    if RESERVED_PREFIXES
+        .iter()
+        .any(|p| path.starts_with(p) || path == p.trim_end_matches('/'))
+        || (method != Method::GET && method != Method::HEAD)
+    {
+        return not_found();
+    }
+    let relative = path.trim_start_matches('/');
+    let safe = !relative.is_empty()
+        && relative
+            .split('/')
+            .all(|part| !part.is_empty() && part != ".." && part != "." && !part.contains('\\'));
+    if safe {
+        let file = dist.join(relative);
+        if let Ok(bytes) = tokio::fs::read(&file).await {
+            let cache = if relative.starts_with("assets/") {
+                IMMUTABLE
+            } else {
+                NO_CACHE
+            };
+            return file_response(bytes, content_type(&file), cache);
+        }
+        if relative.starts_with("assets/") {
+            return not_found();
+        }
+    }
+    match tokio::fs::read(dist.join("index.html")).await {
+        Ok(bytes) => file_response(bytes, "text/html; charset=utf-8", NO_CACHE),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"error":{"code":"web_app_not_built","message":"the browser app is not built; run scripts/web-build"}}"#,
+        )
+            .into_response(),
+    }
+}
+
+fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"error":{"code":"not_found","message":"no such route"}}"#,
+    )
+        .into_response()
+}
+
+fn file_response(bytes: Vec<u8>, content_type: &'static str, cache: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, cache),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+fn content_type(file: &Path) -> &'static str {
+    match file.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "woff2" => "font/woff2",
+        "txt" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+/// The origins allowed to call this process's API from a browser
+/// (`http.cors_allowed_origins`). An entry is an exact origin
+/// (`http://127.0.0.1:7400`) or one with any port (`http://127.0.0.1:*`).
+#[derive(Clone, Debug, Default)]
+pub struct Cors {
+    allowed: Vec<String>,
+}
+
+impl Cors {
+    /// An allow-list from configured entries.
+    pub fn new(allowed: Vec<String>) -> Self {
+        Self { allowed }
+    }
+
+    /// Whether `origin` may call the API.
+    pub fn allows(&self, origin: &str) -> bool {
+        self.allowed
+            .iter()
+            .any(|entry| match entry.strip_suffix(":*") {
+                Some(base) => origin
+                    .strip_prefix(base)
+                    .and_then(|rest| rest.strip_prefix(':'))
+                    .is_some_and(|port| {
+                        !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+                    }),
+                None => entry == origin,
+            })
+    }
+}
+
+/// Middleware: answers CORS preflights for allowed origins and adds the
+/// `access-control-*` headers to their responses; other origins get no CORS
+/// headers, so the browser refuses to hand them the answer.
+pub async fn cors(State(cors): State<Cors>, request: Request, next: Next) -> Response {
+    let origin = request
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .filter(|o| cors.allows(o))
+        .map(str::to_owned);
+    let Some(origin) = origin else {
+        return next.run(request).await;
+    };
+    let preflight = request.method() == Method::OPTIONS
+        && request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut response = if preflight {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        next.run(request).await
+    };
+    add_cors_headers(response.headers_mut(), &origin);
+    response
+}
+
+fn add_cors_headers(headers: &mut HeaderMap, origin: &str) {
+    if let Ok(value) = HeaderValue::from_str(origin) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+    }
+    headers.insert(header::VARY, HeaderValue::from_static("origin"));
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, PUT, DELETE, OPTIONS"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("authorization, content-type, accept, x-request-id"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cors_matches_exact_and_any_port_entries() {
+        let cors = Cors::new(vec![
+            "http://127.0.0.1:*".into(),
+            "https://lyceum.example".into(),
+        ]);
+        assert!(cors.allows("http://127.0.0.1:7400"));
+        assert!(cors.allows("https://lyceum.example"));
+        assert!(!cors.allows("http://127.0.0.1:"));
+        assert!(!cors.allows("http://127.0.0.1:74x"));
+        assert!(!cors.allows("http://127.0.0.10:7400"));
+        assert!(!cors.allows("https://evil.example"));
+    }
+
+    /// Fails (does not skip) when the app was not built: CI must build it.
+    #[test]
+    fn the_built_app_is_present() {
+        assert!(
+            app_is_built(),
+            "{DIST_DIR}/index.html is missing: run scripts/web-build before cargo"
+        );
+    }
 }

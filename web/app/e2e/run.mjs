@@ -1,0 +1,106 @@
+// End-to-end test of the learner surface: starts a REAL dev cluster (the
+// built `lyceum` binary from $WEB_E2E_BIN, its own data dir and free ports,
+// the real Docker sandbox), drives Debian's Chromium headless through
+// playwright-core, and saves a screenshot of every page to e2e-artifacts/.
+// Exits non-zero on any failure (scripts/test judges by exit code).
+import { spawn } from 'node:child_process'
+import { mkdtempSync, mkdirSync, readFileSync, existsSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { chromium } from 'playwright-core'
+
+const bin = process.env.WEB_E2E_BIN
+if (!bin || !existsSync(bin)) { console.error(`e2e: WEB_E2E_BIN (${bin}) is not a built lyceum binary`); process.exit(1) }
+if (!existsSync('/usr/bin/chromium')) { console.error('e2e: /usr/bin/chromium missing (scripts/services.sh chromium)'); process.exit(1) }
+const artifacts = join(process.cwd(), 'e2e-artifacts')
+mkdirSync(artifacts, { recursive: true })
+const dataDir = mkdtempSync(join(tmpdir(), 'lyceum-e2e-'))
+const cluster = spawn(bin, ['dev', '--base-port', '0', '--data-dir', dataDir], { stdio: ['ignore', 'inherit', 'inherit'] })
+let browser
+const step = (m) => console.error(`e2e: ${m}`)
+
+async function waitForCluster() {
+  const file = join(dataDir, 'cluster.json')
+  for (let i = 0; i < 600; i++) {
+    if (cluster.exitCode !== null) throw new Error(`lyceum dev exited with ${cluster.exitCode}`)
+    if (existsSync(file)) {
+      try {
+        const c = JSON.parse(readFileSync(file, 'utf8'))
+        const ready = await fetch(`${c.control_plane.url}/readyz`).then((r) => r.ok).catch(() => false)
+        const edges = await Promise.all(c.edges.map((e) => fetch(`${e.url}/readyz`).then((r) => r.ok).catch(() => false)))
+        if (ready && edges.every(Boolean)) return c
+      } catch { /* being written */ }
+    }
+    await new Promise((r) => setTimeout(r, 500))
+  }
+  throw new Error('cluster not ready after 300 s')
+}
+
+async function main() {
+  const c = await waitForCluster()
+  const base = c.control_plane.url
+  step(`cluster up, control plane ${base}`)
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', `--user-data-dir=${mkdtempSync(join(tmpdir(), 'lyceum-chromium-'))}`],
+  })
+  const page = await browser.newPage({ viewport: { width: 1100, height: 800 } })
+  page.setDefaultTimeout(60_000)
+  const shot = (name) => page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true })
+
+  await page.goto(`${base}/sign-up`)
+  await page.fill('input[name=display_name]', 'Ada')
+  await page.fill('input[name=email]', `ada-${Date.now()}@e2e.lyceum.test`)
+  await page.fill('input[name=password]', 'correct-horse-battery')
+  await shot('01-sign-up')
+  await page.click('button[type=submit]')
+  await page.waitForURL('**/courses')
+  await page.getByText('Python from zero').waitFor()
+  await page.getByTestId('region').getByText(/Connected to region/).waitFor()
+  await shot('02-catalogue')
+  step('signed up, catalogue shown, region chosen')
+
+  await page.locator('a.button.primary').first().click()
+  await page.getByTestId('enroll').click()
+  await page.locator('[data-state=open]').first().waitFor()
+  await shot('03-course-path')
+  const lessonNode = page.locator('.path .node').first()
+  if ((await lessonNode.getAttribute('data-state')) !== 'open') throw new Error('the lesson is not open after enrolling')
+  if ((await page.locator('.path .node[data-state=locked]').count()) < 1) throw new Error('nothing is locked on a fresh path')
+  step('enrolled; lesson open, the rest locked')
+
+  await lessonNode.locator('a').click()
+  await page.getByTestId('lesson-text').waitFor()
+  await page.fill('[data-testid=snippet-stdin]', 'Lyceum')
+  await page.getByTestId('snippet-run').click()
+  await page.getByTestId('snippet-output').getByText('hello, Lyceum').waitFor({ timeout: 120_000 })
+  await shot('04-lesson-run')
+  step('lesson snippet ran in the sandbox')
+  await page.getByTestId('mark-read').click()
+  await page.waitForURL(/\/courses\/[^/]+$/)
+  await page.locator('.path .node').first().and(page.locator('[data-state=done]')).waitFor()
+  await shot('05-path-after-lesson')
+  step('lesson done; the path moved on')
+
+  // Arabic, right to left, and the phone-width layout.
+  await page.selectOption('[data-testid=locale]', 'ar')
+  if ((await page.getAttribute('html', 'dir')) !== 'rtl') throw new Error('Arabic did not switch the page to rtl')
+  await shot('06-course-arabic-rtl')
+  await page.setViewportSize({ width: 390, height: 844 })
+  await shot('07-course-arabic-phone')
+  await page.selectOption('[data-testid=locale]', 'en')
+  await page.setViewportSize({ width: 1100, height: 800 })
+  step('rtl and phone layouts captured')
+}
+
+main()
+  .then(() => { step('passed'); return 0 })
+  .catch((e) => { console.error(`e2e: FAILED: ${e.stack ?? e}`); return 1 })
+  .then(async (code) => {
+    await browser?.close().catch(() => {})
+    cluster.kill('SIGTERM')
+    await new Promise((r) => setTimeout(r, 3000))
+    rmSync(dataDir, { recursive: true, force: true })
+    process.exit(code)
+  })

@@ -1,0 +1,89 @@
+// The API boundary: the control plane (identity, content, progress) and the
+// chosen edge (runs). The control plane's URL is the page's origin unless the
+// page is served by an edge, which names its control plane in /api/v1/node.
+
+import { reactive } from 'vue'
+import { RegionChooser, type Candidate } from './region'
+import { SseParser, outputText } from './sse'
+
+export const session = reactive({
+  token: localStorage.getItem('lyceum.token') ?? '',
+  controlPlane: localStorage.getItem('lyceum.cp') ?? location.origin,
+  edge: undefined as Candidate | undefined,
+})
+
+export const chooser = new RegionChooser((url, init) => fetch(url, init))
+
+export class ApiError extends Error {
+  constructor(public status: number, public code: string, message: string) { super(message) }
+}
+
+export function setToken(token: string) {
+  session.token = token
+  if (token) localStorage.setItem('lyceum.token', token)
+  else localStorage.removeItem('lyceum.token')
+}
+
+async function call(base: string, path: string, init: RequestInit = {}): Promise<any> {
+  const headers: Record<string, string> = { 'content-type': 'application/json' }
+  if (session.token) headers.authorization = `Bearer ${session.token}`
+  const res = await fetch(`${base}${path}`, { ...init, headers: { ...headers, ...(init.headers as any) } })
+  const text = await res.text()
+  const body = text ? JSON.parse(text) : {}
+  if (!res.ok) throw new ApiError(res.status, body?.error?.code ?? 'error', body?.error?.message ?? res.statusText)
+  return body
+}
+
+export const cp = (path: string, init?: RequestInit) => call(session.controlPlane, path, init)
+
+export async function connectRegion(): Promise<Candidate | undefined> {
+  session.edge = await chooser.discover(session.controlPlane.includes(location.host) ? await seedEdge() : session.controlPlane)
+  return session.edge
+}
+
+/** An edge to ask for the regions: this origin when it is an edge, else the cluster's first. */
+async function seedEdge(): Promise<string> {
+  try {
+    const res = await fetch(`${location.origin}/api/v1/regions`)
+    if (res.ok) return location.origin
+  } catch { /* not an edge */ }
+  const probe = new URL(location.origin)
+  probe.port = String(Number(probe.port || 80) + 1)
+  return probe.origin
+}
+
+export interface RunFile { name: string; content: string }
+export interface RunTest { name: string; stdin?: string; expected_stdout?: string; compare?: string }
+
+/** POST /api/v1/runs on the chosen edge, streaming output pieces to `onOutput`. */
+export async function runStreaming(
+  body: { language: string; files: RunFile[]; tests?: RunTest[]; stdin?: string; limits?: any },
+  onOutput: (stream: string, text: string) => void,
+): Promise<any> {
+  if (!session.edge) await connectRegion()
+  return chooser.withFailover(async (edge) => {
+    session.edge = edge
+    const res = await fetch(`${edge.url}/api/v1/runs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: `Bearer ${session.token}` },
+      body: JSON.stringify(body),
+    })
+    if (!res.ok || !res.body) {
+      const err = await res.json().catch(() => ({}))
+      throw new ApiError(res.status, err?.error?.code ?? 'error', err?.error?.message ?? res.statusText)
+    }
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader()
+    const parser = new SseParser()
+    let result: any
+    for (;;) {
+      const { value, done } = await reader.read()
+      if (done) break
+      for (const ev of parser.push(value)) {
+        if (ev.event === 'output') { const o = outputText(ev.data); onOutput(o.stream, o.text) }
+        else if (ev.event === 'result') result = JSON.parse(ev.data)
+        else if (ev.event === 'error') { const e = JSON.parse(ev.data); throw new ApiError(500, e?.error?.code ?? 'error', e?.error?.message ?? '') }
+      }
+    }
+    return result
+  })
+}

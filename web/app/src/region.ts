@@ -1,0 +1,88 @@
+// Nearest-region choice: ask any node for GET /api/v1/regions, measure our own
+// RTT to each healthy region's edge, use the nearest, and fail over to the
+// next one when it stops answering. Pure logic with injected fetch and clock
+// so that vitest can drive it.
+
+export interface RegionEdge { node_id: string; state: string; url: string }
+export interface Region { region: string; healthy: boolean; edges: RegionEdge[] }
+export interface Candidate { region: string; url: string; rttMs: number }
+
+export type Fetcher = (url: string, init?: { signal?: AbortSignal }) => Promise<{ ok: boolean; json(): Promise<any> }>
+
+/** The healthy regions' alive edges, one entry per edge. */
+export function candidates(regions: Region[]): { region: string; url: string }[] {
+  return regions
+    .filter((r) => r.healthy)
+    .flatMap((r) => r.edges.filter((e) => e.state === 'alive').map((e) => ({ region: r.region, url: e.url })))
+}
+
+/** Sorts measured candidates nearest first; unreachable ones are dropped. */
+export function rank(measured: Candidate[]): Candidate[] {
+  return measured
+    .filter((c) => Number.isFinite(c.rttMs))
+    .sort((a, b) => a.rttMs - b.rttMs || a.region.localeCompare(b.region))
+}
+
+/** Measures the RTT to `url` (best of `samples` GET /healthz); Infinity when unreachable. */
+export async function measure(url: string, fetcher: Fetcher, now: () => number, samples = 3): Promise<number> {
+  let best = Infinity
+  for (let i = 0; i < samples; i++) {
+    const start = now()
+    try {
+      const res = await fetcher(`${url}/healthz`)
+      if (!res.ok) continue
+      best = Math.min(best, now() - start)
+    } catch {
+      // unreachable this time
+    }
+  }
+  return best
+}
+
+/** Keeps the ranked edges and which one is in use; `failover` moves to the next. */
+export class RegionChooser {
+  ranked: Candidate[] = []
+  private index = 0
+
+  constructor(private fetcher: Fetcher, private now: () => number = () => performance.now()) {}
+
+  /** Asks `seedUrl` for the regions and ranks their edges by our RTT. */
+  async discover(seedUrl: string): Promise<Candidate | undefined> {
+    const res = await this.fetcher(`${seedUrl}/api/v1/regions`)
+    if (!res.ok) throw new Error('regions_unavailable')
+    const body = await res.json()
+    const list = candidates(body.regions ?? [])
+    // One at a time: parallel probes would queue behind each other and skew the RTTs.
+    const measured: Candidate[] = []
+    for (const c of list) measured.push({ ...c, rttMs: await measure(c.url, this.fetcher, this.now) })
+    this.ranked = rank(measured)
+    this.index = 0
+    return this.current()
+  }
+
+  current(): Candidate | undefined {
+    return this.ranked[this.index]
+  }
+
+  /** The next nearest edge after a failure, or undefined when none is left. */
+  failover(): Candidate | undefined {
+    if (this.index < this.ranked.length) this.index++
+    return this.current()
+  }
+
+  /** Runs `op` on the current edge, failing over on network errors. */
+  async withFailover<T>(op: (edge: Candidate) => Promise<T>): Promise<T> {
+    let edge = this.current()
+    let lastError: unknown = new Error('no_region')
+    while (edge) {
+      try {
+        return await op(edge)
+      } catch (e) {
+        if (!(e instanceof TypeError)) throw e
+        lastError = e
+        edge = this.failover()
+      }
+    }
+    throw lastError
+  }
+}
