@@ -120,7 +120,7 @@ fn errors_name_the_key_and_the_source() {
         Some("[http]\nrequest_timeout = 5\n"),
         &[],
         json!({}),
-        expect!["invalid configuration: key `http.request_timeout` (in $DIR/lyceum.toml): unknown key; known keys here: request_body_bytes_max, request_timeout_ms, requests_in_flight_max, shutdown_grace_ms"],
+        expect!["invalid configuration: key `http.request_timeout` (in $DIR/lyceum.toml): unknown key; known keys here: request_body_bytes_max, request_timeout_ms, requests_in_flight_max, shutdown_grace_ms, cors_allowed_origins"],
     );
     check_err(
         Some("[http]\nrequest_timeout_ms = \"soon\"\n"),
@@ -135,7 +135,7 @@ fn errors_name_the_key_and_the_source() {
         None,
         &[("LYCEUM_HTTP__NOPE", "1")],
         json!({}),
-        expect!["invalid configuration: key `http.nope` (from environment): unknown key; known keys here: request_body_bytes_max, request_timeout_ms, requests_in_flight_max, shutdown_grace_ms"],
+        expect!["invalid configuration: key `http.nope` (from environment): unknown key; known keys here: request_body_bytes_max, request_timeout_ms, requests_in_flight_max, shutdown_grace_ms, cors_allowed_origins"],
     );
     check_err(
         None,

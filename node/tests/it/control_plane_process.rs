@@ -183,7 +183,8 @@ async fn request_limits_answer_with_stable_codes() {
         "{body}"
     );
 
-    let (status, body) = crate::support::get_json(&format!("{url}/no/such/route"), None)
+    // API paths never fall through to the browser app: a miss is a JSON 404.
+    let (status, body) = crate::support::get_json(&format!("{url}/api/v1/no/such/route"), None)
         .await
         .expect("get");
     assert_eq!(
