@@ -34,6 +34,23 @@ async function call(base: string, path: string, init: RequestInit = {}): Promise
   return body
 }
 
+/** The signed-in user's role (learner, instructor, operator) from the access token's claims, for navigation only: the servers check it again. */
+export function sessionRole(): string | undefined {
+  return tokenClaims(session.token)?.role
+}
+
+/** Decodes a JWT's payload without verifying it (the servers verify). */
+export function tokenClaims(token: string): Record<string, any> | undefined {
+  const part = token.split('.')[1]
+  if (!part) return undefined
+  try {
+    const b64 = part.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(part.length / 4) * 4, '=')
+    return JSON.parse(new TextDecoder().decode(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))))
+  } catch {
+    return undefined
+  }
+}
+
 export const cp = (path: string, init?: RequestInit) => call(session.controlPlane, path, init)
 
 export async function connectRegion(): Promise<Candidate | undefined> {

@@ -1,18 +1,34 @@
 // Ten UI languages; Arabic is right-to-left. Dates and numbers go through Intl.
 import { createI18n } from 'vue-i18n'
-import en from './locales/en.json'
-import es from './locales/es.json'
-import fr from './locales/fr.json'
-import de from './locales/de.json'
-import pt from './locales/pt.json'
-import zh from './locales/zh.json'
-import ja from './locales/ja.json'
-import hi from './locales/hi.json'
-import ar from './locales/ar.json'
-import ru from './locales/ru.json'
 
-export const messages = { en, es, fr, de, pt, zh, ja, hi, ar, ru }
-export type Locale = keyof typeof messages
+/** The ten UI languages, in the switcher's order. */
+export const LOCALES = ['en', 'es', 'fr', 'de', 'pt', 'zh', 'ja', 'hi', 'ar', 'ru'] as const
+export type Locale = (typeof LOCALES)[number]
+
+// Every surface keeps its strings in its own files, so that the learner,
+// instructor and operator surfaces can grow without touching each other:
+// locales/<code>.json (shared and learner), locales/<area>/<code>.json.
+const files = import.meta.glob('./locales/**/*.json', { eager: true, import: 'default' }) as Record<string, Record<string, unknown>>
+
+/** Deep-merges each locale's files into one message tree. */
+export function mergeLocaleFiles(found: Record<string, Record<string, unknown>>): Record<Locale, Record<string, unknown>> {
+  const out = Object.fromEntries(LOCALES.map((l) => [l, {}])) as Record<Locale, Record<string, unknown>>
+  for (const [path, tree] of Object.entries(found)) {
+    const code = path.split('/').pop()!.replace(/\.json$/, '') as Locale
+    if (!(code in out)) continue
+    merge(out[code], tree)
+  }
+  return out
+}
+function merge(into: Record<string, any>, from: Record<string, any>) {
+  for (const [k, v] of Object.entries(from)) {
+    if (v && typeof v === 'object' && !Array.isArray(v)) merge((into[k] ??= {}), v)
+    else into[k] = v
+  }
+}
+
+export const messages = mergeLocaleFiles(files)
+
 /** Each locale's name in itself, for the switcher. */
 export const LOCALE_NAMES: Record<Locale, string> = {
   en: 'English', es: 'Español', fr: 'Français', de: 'Deutsch', pt: 'Português',

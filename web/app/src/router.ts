@@ -1,26 +1,17 @@
+// One router for the three surfaces; each surface owns its routes file.
 import { createRouter, createWebHistory } from 'vue-router'
-import { session } from './api'
-import SignIn from './views/SignIn.vue'
-import Catalogue from './views/Catalogue.vue'
-import Course from './views/Course.vue'
-import Lesson from './views/Lesson.vue'
-import Assignment from './views/Assignment.vue'
-import Progress from './views/Progress.vue'
+import { session, sessionRole } from './api'
+import { learnerRoutes } from './routes/learner'
+import { instructorRoutes } from './routes/instructor'
+import { operatorRoutes } from './routes/operator'
 
 export const router = createRouter({
   history: createWebHistory(),
-  routes: [
-    { path: '/', redirect: '/courses' },
-    { path: '/sign-in', component: SignIn, meta: { public: true } },
-    { path: '/sign-up', component: SignIn, meta: { public: true, signUp: true } },
-    { path: '/courses', component: Catalogue },
-    { path: '/courses/:id', component: Course },
-    { path: '/courses/:id/progress', component: Progress },
-    { path: '/lessons/:id', component: Lesson },
-    { path: '/assignments/:id', component: Assignment },
-  ],
+  routes: [...learnerRoutes, ...instructorRoutes, ...operatorRoutes],
 })
 
 router.beforeEach((to) => {
   if (!to.meta.public && !session.token) return { path: '/sign-in', query: { next: to.fullPath } }
+  const roles = to.meta.roles as string[] | undefined
+  if (roles && !roles.includes(sessionRole() ?? '')) return { path: '/courses' }
 })

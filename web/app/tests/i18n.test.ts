@@ -1,10 +1,22 @@
 import { describe, expect, it } from 'vitest'
 import { readFileSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import en from '../src/locales/en.json'
 
 const LOCALES = ['en', 'es', 'fr', 'de', 'pt', 'zh', 'ja', 'hi', 'ar', 'ru']
 const dir = join(__dirname, '..', 'src')
+
+/** One locale's strings: locales/<code>.json plus every locales/<area>/<code>.json, merged. */
+function load(code: string): any {
+  const out: any = {}
+  const merge = (into: any, from: any) => {
+    for (const [k, v] of Object.entries(from)) {
+      if (v && typeof v === 'object') merge((into[k] ??= {}), v)
+      else into[k] = v
+    }
+  }
+  for (const f of files(join(dir, 'locales')).filter((f) => f.endsWith(`/${code}.json`))) merge(out, JSON.parse(readFileSync(f, 'utf8')))
+  return out
+}
 
 function keys(obj: any, prefix = ''): string[] {
   return Object.entries(obj).flatMap(([k, v]) => (typeof v === 'object' ? keys(v, `${prefix}${k}.`) : [`${prefix}${k}`]))
@@ -14,10 +26,11 @@ function files(d: string): string[] {
 }
 
 describe('translations', () => {
+  const en = load('en')
   it('has ten locales, each with every key and the same placeholders', () => {
     const reference = keys(en).sort()
     for (const code of LOCALES) {
-      const messages = JSON.parse(readFileSync(join(dir, 'locales', `${code}.json`), 'utf8'))
+      const messages = load(code)
       expect(keys(messages).sort(), code).toEqual(reference)
       for (const k of reference) {
         const get = (o: any) => k.split('.').reduce((a, p) => a[p], o) as string
