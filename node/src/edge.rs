@@ -184,6 +184,9 @@ pub(crate) struct EdgeState {
     pub(crate) identity: NodeIdentity,
     url: String,
     join: Vec<String>,
+    /// The control plane's base URL, named in `/api/v1/node` so that a
+    /// browser app served by this edge knows where identity and content live.
+    control_plane_url: String,
     pub(crate) keys: Arc<KeyCache>,
     /// Set once the image is built and the pools are warming.
     pub(crate) sandbox: Arc<tokio::sync::OnceCell<sandbox::Sandbox>>,
@@ -438,6 +441,7 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
         identity: identity.clone(),
         url: url.clone(),
         join: edge.join.clone(),
+        control_plane_url: edge.control_plane_url.trim_end_matches('/').to_owned(),
         keys: Arc::new(KeyCache::new(&edge)?),
         sandbox: Arc::new(tokio::sync::OnceCell::new()),
         gossip,
@@ -1423,6 +1427,7 @@ async fn node_info(State(state): State<EdgeState>) -> Json<serde_json::Value> {
         "generation": state.identity.generation,
         "url": state.url,
         "join": state.join,
+        "control_plane_url": state.control_plane_url,
     }))
 }
 

@@ -17,6 +17,7 @@ mkdirSync(artifacts, { recursive: true })
 const dataDir = mkdtempSync(join(tmpdir(), 'lyceum-e2e-'))
 const cluster = spawn(bin, ['dev', '--base-port', '0', '--data-dir', dataDir], { stdio: ['ignore', 'inherit', 'inherit'] })
 let browser
+let current // the page, for a screenshot when a step fails
 const step = (m) => console.error(`e2e: ${m}`)
 
 async function waitForCluster() {
@@ -38,15 +39,22 @@ async function waitForCluster() {
 
 async function main() {
   const c = await waitForCluster()
-  const base = c.control_plane.url
-  step(`cluster up, control plane ${base}`)
-  browser = await chromium.launch({
+  // Learners open their nearest edge; it serves the app and names the control plane.
+  const base = c.edges[0].url
+  step(`cluster up; the app from the ${c.edges[0].region} edge ${base}, control plane ${c.control_plane.url}`)
+  // A persistent context: Chromium refuses --user-data-dir as a plain flag under Playwright.
+  browser = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'lyceum-chromium-')), {
     executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', `--user-data-dir=${mkdtempSync(join(tmpdir(), 'lyceum-chromium-'))}`],
+    headless: true,
+    viewport: { width: 1100, height: 800 },
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
   })
-  const page = await browser.newPage({ viewport: { width: 1100, height: 800 } })
+  const page = await browser.newPage()
   page.setDefaultTimeout(60_000)
+  page.on('pageerror', (e) => console.error(`e2e: page error: ${e.message}`))
+  page.on('console', (m) => { if (m.type() === 'error') console.error(`e2e: console: ${m.text()}`) })
+  current = page
   const shot = (name) => page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true })
 
   await page.goto(`${base}/sign-up`)
@@ -96,7 +104,11 @@ async function main() {
 
 main()
   .then(() => { step('passed'); return 0 })
-  .catch((e) => { console.error(`e2e: FAILED: ${e.stack ?? e}`); return 1 })
+  .catch(async (e) => {
+    console.error(`e2e: FAILED: ${e.stack ?? e}`)
+    await current?.screenshot({ path: join(artifacts, 'failure.png'), fullPage: true }).catch(() => {})
+    return 1
+  })
   .then(async (code) => {
     await browser?.close().catch(() => {})
     cluster.kill('SIGTERM')

@@ -51,10 +51,27 @@ export function tokenClaims(token: string): Record<string, any> | undefined {
   }
 }
 
+/**
+ * When the page is served by an edge (the usual case: learners open their
+ * nearest edge), the edge names its control plane in /api/v1/node; the
+ * control plane itself has no such route, and the origin stays.
+ */
+export async function discoverControlPlane(): Promise<void> {
+  try {
+    const res = await fetch(`${location.origin}/api/v1/node`)
+    if (!res.ok) return
+    const info = await res.json()
+    if (typeof info?.control_plane_url === 'string' && info.control_plane_url) {
+      session.controlPlane = info.control_plane_url
+      localStorage.setItem('lyceum.cp', info.control_plane_url)
+    }
+  } catch { /* served by the control plane */ }
+}
+
 export const cp = (path: string, init?: RequestInit) => call(session.controlPlane, path, init)
 
 export async function connectRegion(): Promise<Candidate | undefined> {
-  session.edge = await chooser.discover(session.controlPlane.includes(location.host) ? await seedEdge() : session.controlPlane)
+  session.edge = await chooser.discover(await seedEdge())
   return session.edge
 }
 
