@@ -91,6 +91,53 @@ async function main() {
   await shot('05-path-after-lesson')
   step('lesson done; the path moved on')
 
+  // The quiz: three of four right (the code question left out) is 75,
+  // past the 70 the assignment needs.
+  const quizNode = page.locator('.path .node').nth(1)
+  if ((await quizNode.getAttribute('data-state')) !== 'open') throw new Error('the quiz is not open after the lesson')
+  if ((await page.locator('.path .node').nth(2).getAttribute('data-state')) !== 'locked') throw new Error('the assignment is open before the quiz')
+  await quizNode.locator('a').click()
+  await page.getByTestId('quiz-start').click()
+  await page.getByTestId('quiz-timer').waitFor()
+  await page.locator('[data-question=q1] input[type=radio]').nth(1).check()
+  await page.locator('[data-question=q2] input[type=checkbox]').nth(0).check()
+  await page.locator('[data-question=q2] input[type=checkbox]').nth(2).check()
+  await page.locator('[data-question=q3] input').fill('input')
+  await shot('05b-quiz')
+  await page.getByTestId('quiz-submit').click()
+  const result = page.getByTestId('quiz-result')
+  await result.waitFor()
+  if ((await result.getAttribute('data-score')) !== '75') throw new Error(`quiz scored ${await result.getAttribute('data-score')}, expected 75`)
+  await shot('05c-quiz-result')
+  await page.getByTestId('quiz-back').click()
+  await page.locator('.path .node').nth(2).and(page.locator('[data-state=open]')).waitFor()
+  await shot('05d-path-unlocked')
+  step('quiz scored 75; the assignment unlocked')
+
+  // The assignment: a wrong program fails its test, a right one passes.
+  await page.locator('.path .node').nth(2).locator('a').click()
+  const editor = page.locator('[data-testid=editor] .cm-content')
+  await editor.waitFor()
+  const program = async (code) => {
+    await editor.click()
+    await page.keyboard.press('Control+A')
+    await page.keyboard.press('Delete')
+    await page.keyboard.insertText(code)
+  }
+  await program('n = int(input())\nprint(n + n + 1)\n')
+  await page.getByTestId('run').click()
+  await page.locator('[data-testid=tests] li[data-status]').first().waitFor({ timeout: 120_000 })
+  if ((await page.locator('[data-testid=tests] li[data-status=accepted]').count()) !== 0) throw new Error('a wrong program passed')
+  await shot('05e-assignment-failed')
+  await program('n = int(input())\nprint(2 * n)\n')
+  await page.getByTestId('run').click()
+  await page.locator('[data-testid=tests] li[data-status=accepted]').first().waitFor({ timeout: 120_000 })
+  if ((await page.locator('[data-testid=tests] li:not([data-status=accepted])').count()) !== 0) throw new Error('a right program failed a test')
+  await shot('05f-assignment-passed')
+  step('assignment: failed, then passed its tests')
+  await page.locator('main a[href^="/courses/"]').first().click()
+  await page.waitForURL(/\/courses\/[^/]+$/)
+
   // Arabic, right to left, and the phone-width layout.
   await page.selectOption('[data-testid=locale]', 'ar')
   if ((await page.getAttribute('html', 'dir')) !== 'rtl') throw new Error('Arabic did not switch the page to rtl')

@@ -11,5 +11,6 @@ export function unitState(unitId: string, frontier: Set<string>, completed: Set<
 export function unitLink(kind: string, id: string): string | undefined {
   if (kind === 'lesson') return `/lessons/${id}`
   if (kind === 'assignment') return `/assignments/${id}`
+  if (kind === 'quiz') return `/quizzes/${id}`
   return undefined
 }

@@ -7,6 +7,7 @@ import Course from '../views/Course.vue'
 import Lesson from '../views/Lesson.vue'
 import Assignment from '../views/Assignment.vue'
 import Progress from '../views/Progress.vue'
+import Quiz from '../views/Quiz.vue'
 
 export const learnerRoutes: RouteRecordRaw[] = [
   { path: '/', redirect: '/courses' },
@@ -17,4 +18,5 @@ export const learnerRoutes: RouteRecordRaw[] = [
   { path: '/courses/:id/progress', component: Progress },
   { path: '/lessons/:id', component: Lesson },
   { path: '/assignments/:id', component: Assignment },
+  { path: '/quizzes/:id', component: Quiz },
 ]
