@@ -147,6 +147,24 @@ async function main() {
   await page.selectOption('[data-testid=locale]', 'en')
   await page.setViewportSize({ width: 1100, height: 800 })
   step('rtl and phone layouts captured')
+
+  // The operator: the seeded operator account sees every edge's gossip
+  // view (all three alive), warm pools and abuse events.
+  await page.getByRole('button', { name: 'Sign out' }).click()
+  await page.waitForURL('**/sign-in')
+  await page.fill('input[name=email]', 'operator@dev.lyceum.test')
+  await page.fill('input[name=password]', 'lyceum-dev-operator')
+  await page.click('button[type=submit]')
+  await page.waitForURL('**/courses')
+  await page.getByRole('link', { name: 'Fleet' }).click()
+  await page.waitForURL('**/operator')
+  await page.locator('[data-edge]').nth(2).waitFor()
+  for (let i = 0; i < 3; i++) {
+    await page.locator('[data-edge]').nth(i).locator('[data-testid=members] tr[data-state=alive]').nth(2).waitFor()
+    await page.locator('[data-edge]').nth(i).locator('[data-testid=pools] tbody tr').first().waitFor()
+  }
+  await shot('08-operator-fleet')
+  step('operator fleet: three edges, each sees three alive, pools shown')
 }
 
 main()

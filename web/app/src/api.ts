@@ -69,6 +69,8 @@ export async function discoverControlPlane(): Promise<void> {
 }
 
 export const cp = (path: string, init?: RequestInit) => call(session.controlPlane, path, init)
+/** A call to one chosen edge (operator pages ask each edge for its own view). */
+export const edgeApi = (base: string, path: string, init?: RequestInit) => call(base, path, init)
 
 export async function connectRegion(): Promise<Candidate | undefined> {
   session.edge = await chooser.discover(await seedEdge())
@@ -76,7 +78,7 @@ export async function connectRegion(): Promise<Candidate | undefined> {
 }
 
 /** An edge to ask for the regions: this origin when it is an edge, else the cluster's first. */
-async function seedEdge(): Promise<string> {
+export async function seedEdge(): Promise<string> {
   try {
     const res = await fetch(`${location.origin}/api/v1/regions`)
     if (res.ok) return location.origin

@@ -43,7 +43,7 @@ function initial(): Locale {
   return nav in messages ? nav : 'en'
 }
 
-export const i18n = createI18n({ legacy: false, locale: initial(), fallbackLocale: 'en', messages })
+export const i18n = createI18n({ legacy: false, locale: initial(), fallbackLocale: 'en', messages: messages as Record<Locale, any> })
 
 export function setLocale(locale: Locale) {
   i18n.global.locale.value = locale
@@ -60,4 +60,7 @@ export function formatPercent(value: number, locale: string): string {
 }
 export function formatNumber(value: number, locale: string): string {
   return new Intl.NumberFormat(locale, { maximumFractionDigits: 0 }).format(value)
+}
+export function formatTime(ms: number, locale: string): string {
+  return new Intl.DateTimeFormat(locale, { timeStyle: 'medium' }).format(new Date(ms))
 }

@@ -1,5 +1,8 @@
 // The operator surface's pages (nodes, pools, latency, abuse, tenants).
 // Same `meta` conventions as learner.ts.
 import type { RouteRecordRaw } from 'vue-router'
+import Fleet from '../views/Fleet.vue'
 
-export const operatorRoutes: RouteRecordRaw[] = []
+export const operatorRoutes: RouteRecordRaw[] = [
+  { path: '/operator', component: Fleet, meta: { nav: 'nav.fleet', roles: ['operator'] } },
+]
