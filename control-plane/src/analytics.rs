@@ -1,7 +1,10 @@
 //! The analytics projection: per-course counts (enrollments, drops,
 //! completions, units completed, submissions) kept from the domain events
 //! ([`crate::events`]) by a background task, and read by instructors at
-//! `GET /api/v1/courses/{id}/stats`.
+//! `GET /api/v1/courses/{id}/stats`. Beside it, per-unit figures for the
+//! class dashboard (`GET /api/v1/courses/{id}/unit-stats`) are read live
+//! from the learners' progress rows, because "where do learners stop or
+//! fail" is a question about the current rows, not about the event stream.
 //!
 //! *Exactly once.* The projection's cursor (the id of the last event it
 //! applied) is a row of `event_consumers`, and each round reads the events
@@ -246,40 +249,164 @@ pub async fn course_stats(
     Ok(stats)
 }
 
-/// The route, merged into [`crate::http::router`]:
-/// `GET /api/v1/courses/{id}/stats` (instructors and operators).
-pub(crate) fn routes() -> axum::Router<crate::ControlPlane> {
-    axum::Router::new().route(
-        "/api/v1/courses/{id}/stats",
-        axum::routing::get(http::stats),
+/// One unit's figures over the course's learners: how many reached it, how
+/// many finished it, and how hard it was (attempts, scores, accepted runs),
+/// so that instructors see where learners stop and where they fail.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UnitStats {
+    /// The unit.
+    pub unit_id: String,
+    /// `lesson`, `quiz`, `assignment` or `live_classroom`.
+    pub kind: String,
+    /// Its current title (the draft's, as authors see it).
+    pub title: String,
+    /// Learners with any progress on it.
+    pub learners_started: i64,
+    /// Learners who completed it.
+    pub learners_completed: i64,
+    /// Quiz attempts, in all.
+    pub attempts: i64,
+    /// Mean of the learners' best quiz scores, 0 to 100; null when nobody
+    /// has a score.
+    pub average_best_score: Option<f64>,
+    /// Submissions reported against it, in all.
+    pub submissions: i64,
+    /// Of those, the accepted ones.
+    pub accepted: i64,
+}
+
+/// Body of `GET /api/v1/courses/{id}/unit-stats`: every unit of the course,
+/// oldest first. Not paged: a course holds at most `content` limits' units.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CourseUnitStats {
+    /// The course.
+    pub course_id: String,
+    /// One entry per unit, units with no progress included (all zeros).
+    pub items: Vec<UnitStats>,
+}
+
+/// The per-unit figures of a course of `tenant`, read from the progress rows.
+///
+/// # Errors
+/// [`ControlPlaneError::NotFound`] for a course not in the tenant.
+pub async fn unit_stats(
+    db: &Db,
+    tenant: &str,
+    course: &str,
+) -> Result<CourseUnitStats, ControlPlaneError> {
+    let found: Option<String> =
+        sqlx::query_scalar("SELECT id FROM courses WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(course)
+            .fetch_optional(db.pool())
+            .await?;
+    if found.is_none() {
+        return Err(ControlPlaneError::NotFound(format!("course {course}")));
+    }
+    // Sums are cast so both engines answer BIGINT (PostgreSQL's SUM of a
+    // BIGINT is NUMERIC, which the Any driver does not decode).
+    let rows = sqlx::query(
+        "SELECT u.id, u.kind, u.draft_title, \
+         CAST(COUNT(p.user_id) AS BIGINT) AS started, \
+         CAST(COUNT(p.completed_at) AS BIGINT) AS completed, \
+         CAST(COALESCE(SUM(p.attempts), 0) AS BIGINT) AS attempts, \
+         CAST(COALESCE(SUM(p.best_score), 0) AS BIGINT) AS score_sum, \
+         CAST(COUNT(p.best_score) AS BIGINT) AS scored, \
+         CAST(COALESCE(SUM(p.submissions), 0) AS BIGINT) AS submissions, \
+         CAST(COALESCE(SUM(p.accepted), 0) AS BIGINT) AS accepted \
+         FROM units u LEFT JOIN unit_progress p \
+         ON p.tenant_id = u.tenant_id AND p.unit_id = u.id \
+         WHERE u.tenant_id = $1 AND u.course_id = $2 \
+         GROUP BY u.id, u.kind, u.draft_title, u.created_at \
+         ORDER BY u.created_at, u.id",
     )
+    .bind(tenant)
+    .bind(course)
+    .fetch_all(db.pool())
+    .await?;
+    let mut items = Vec::with_capacity(rows.len());
+    for row in rows {
+        let scored: i64 = row.try_get("scored")?;
+        let score_sum: i64 = row.try_get("score_sum")?;
+        #[allow(clippy::cast_precision_loss)] // scores are 0..=100 per learner
+        let average_best_score = (scored > 0).then(|| score_sum as f64 / scored as f64);
+        items.push(UnitStats {
+            unit_id: row.try_get("id")?,
+            kind: row.try_get("kind")?,
+            title: row.try_get("draft_title")?,
+            learners_started: row.try_get("started")?,
+            learners_completed: row.try_get("completed")?,
+            attempts: row.try_get("attempts")?,
+            average_best_score,
+            submissions: row.try_get("submissions")?,
+            accepted: row.try_get("accepted")?,
+        });
+    }
+    Ok(CourseUnitStats {
+        course_id: course.to_owned(),
+        items,
+    })
+}
+
+/// The routes, merged into [`crate::http::router`]:
+/// `GET /api/v1/courses/{id}/stats` and `GET /api/v1/courses/{id}/unit-stats`
+/// (instructors and operators).
+pub(crate) fn routes() -> axum::Router<crate::ControlPlane> {
+    axum::Router::new()
+        .route(
+            "/api/v1/courses/{id}/stats",
+            axum::routing::get(http::stats),
+        )
+        .route(
+            "/api/v1/courses/{id}/unit-stats",
+            axum::routing::get(http::unit_stats),
+        )
 }
 
 mod http {
     use axum::extract::{Path, State};
     use axum::Json;
 
-    use super::CourseStats;
+    use super::{CourseStats, CourseUnitStats};
     use crate::http::{ApiError, Caller};
     use crate::tokens::Role;
     use crate::ControlPlane;
+
+    /// The tenant whose course an instructor (their own) or an operator
+    /// (any) may read figures of.
+    async fn reader_tenant(
+        cp: &ControlPlane,
+        caller: &Caller,
+        course: &str,
+    ) -> Result<String, ApiError> {
+        caller.require_any(&[Role::Instructor, Role::Operator])?;
+        if caller.0.role == Role::Operator {
+            Ok(crate::content::courses::owner_tenant(
+                cp.db(),
+                crate::content::courses::Owned::Course,
+                course,
+            )
+            .await?)
+        } else {
+            Ok(caller.0.tid.clone())
+        }
+    }
 
     pub(super) async fn stats(
         State(cp): State<ControlPlane>,
         caller: Caller,
         Path(course): Path<String>,
     ) -> Result<Json<CourseStats>, ApiError> {
-        caller.require_any(&[Role::Instructor, Role::Operator])?;
-        let tenant = if caller.0.role == Role::Operator {
-            crate::content::courses::owner_tenant(
-                cp.db(),
-                crate::content::courses::Owned::Course,
-                &course,
-            )
-            .await?
-        } else {
-            caller.0.tid.clone()
-        };
+        let tenant = reader_tenant(&cp, &caller, &course).await?;
         Ok(Json(super::course_stats(cp.db(), &tenant, &course).await?))
+    }
+
+    pub(super) async fn unit_stats(
+        State(cp): State<ControlPlane>,
+        caller: Caller,
+        Path(course): Path<String>,
+    ) -> Result<Json<CourseUnitStats>, ApiError> {
+        let tenant = reader_tenant(&cp, &caller, &course).await?;
+        Ok(Json(super::unit_stats(cp.db(), &tenant, &course).await?))
     }
 }

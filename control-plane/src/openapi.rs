@@ -666,6 +666,18 @@ pub fn operations() -> Vec<Operation> {
             vec![(200, Json(body::<crate::analytics::CourseStats>()))],
             &[],
         ),
+        op(
+            "GET",
+            "/api/v1/courses/{id}/unit-stats",
+            "get_course_unit_stats",
+            "analytics",
+            "per-unit figures of a course for the class dashboard (authors)",
+            TokenWithRole,
+            NONE,
+            None,
+            vec![(200, Json(body::<crate::analytics::CourseUnitStats>()))],
+            &[],
+        ),
         // Billing.
         op(
             "GET",

@@ -545,3 +545,75 @@ async fn the_last_two_units_completing_at_once_complete_the_course() {
         db.cleanup(vec![cp]).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unit_stats_show_where_learners_stop_and_fail() {
+    for engine in ENGINES {
+        let (_db, cp, api) = open(engine, |c| c.analytics_interval_ms = 0).await;
+        let t = tenant(&cp, "acme").await;
+        let other = tenant(&cp, "globex").await;
+        let (course_id, module) = course(&api, &t.instructor, "C").await;
+        let a_lesson = published(&api, &t.instructor, &module, "lesson", lesson()).await;
+        let a_quiz = published(&api, &t.instructor, &module, "quiz", quiz()).await;
+        let stats_url = format!("/api/v1/courses/{course_id}/unit-stats");
+        let empty = api
+            .ok(Method::GET, &stats_url, &t.instructor, None, 200)
+            .await;
+        assert_eq!(
+            empty["items"].as_array().map(Vec::len),
+            Some(2),
+            "{engine:?}"
+        );
+        assert_eq!(empty["items"][0]["unit_id"], json!(a_lesson));
+        assert_eq!(empty["items"][1]["learners_started"], json!(0));
+        assert_eq!(empty["items"][1]["average_best_score"], Value::Null);
+
+        // Two learners: one gets the choice right (33), one gets nothing (0).
+        let (_, second) = member(&cp, &t.id, "second@acme.test", Role::Learner).await;
+        for (token, answers) in [(&t.learner, json!({"q1": 1})), (&second, json!({"q1": 0}))] {
+            api.ok(
+                Method::POST,
+                &format!("/api/v1/courses/{course_id}/enrollments"),
+                token,
+                Some(&json!({})),
+                201,
+            )
+            .await;
+            api.ok(
+                Method::POST,
+                &format!("/api/v1/units/{a_quiz}/attempts"),
+                token,
+                Some(&json!({ "answers": answers })),
+                201,
+            )
+            .await;
+        }
+        let page = api
+            .ok(Method::GET, &stats_url, &t.instructor, None, 200)
+            .await;
+        let quiz_row = &page["items"][1];
+        assert_eq!(quiz_row["unit_id"], json!(a_quiz), "{engine:?}");
+        assert_eq!(quiz_row["kind"], json!("quiz"));
+        assert_eq!(quiz_row["learners_started"], json!(2));
+        assert_eq!(quiz_row["attempts"], json!(2));
+        assert_eq!(quiz_row["average_best_score"], json!(16.5));
+        assert_eq!(page["items"][0]["learners_started"], json!(0));
+
+        // Learners may not read it; another tenant's instructor finds nothing.
+        assert_eq!(
+            code(&api.get(&stats_url, &t.learner).await),
+            (403, "forbidden".into())
+        );
+        assert_eq!(
+            code(&api.get(&stats_url, &other.instructor).await),
+            (404, "not_found".into())
+        );
+        assert_eq!(
+            code(
+                &api.get("/api/v1/courses/nope/unit-stats", &t.instructor)
+                    .await
+            ),
+            (404, "not_found".into())
+        );
+    }
+}
