@@ -165,6 +165,22 @@ async function main() {
   }
   await shot('08-operator-fleet')
   step('operator fleet: three edges, each sees three alive, pools shown')
+
+  // The instructor: the class dashboard shows the learner above (the quiz
+  // at 75, the lesson finished) with a chart of completion per unit.
+  await page.getByRole('button', { name: 'Sign out' }).click()
+  await page.waitForURL('**/sign-in')
+  await page.fill('input[name=email]', 'instructor@dev.lyceum.test')
+  await page.fill('input[name=password]', 'lyceum-dev-instructor')
+  await page.click('button[type=submit]')
+  await page.waitForURL('**/courses')
+  await page.getByRole('link', { name: 'Class dashboard' }).click()
+  await page.waitForURL('**/instructor/dashboard')
+  const quizRow = page.locator('[data-testid=dashboard-units] tr[data-kind=quiz]')
+  await quizRow.getByText('75').waitFor()
+  await page.locator('canvas').waitFor()
+  await shot('09-instructor-dashboard')
+  step('instructor dashboard: the quiz average is 75, completion charted')
 }
 
 main()
