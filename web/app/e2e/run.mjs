@@ -181,6 +181,31 @@ async function main() {
   await page.locator('canvas').waitFor()
   await shot('09-instructor-dashboard')
   step('instructor dashboard: the quiz average is 75, completion charted')
+
+  // The instructor's live console: join the demo course's live class on the
+  // nearest edge, broadcast, and drop an assignment into the class.
+  const api = async (path) => {
+    const res = await fetch(`${c.control_plane.url}${path}`, { headers: { authorization: `Bearer ${c.tokens.instructor}` } })
+    if (!res.ok) throw new Error(`${path}: ${res.status}`)
+    return res.json()
+  }
+  const demo = (await api('/api/v1/courses')).items[0]
+  const liveModule = (await api(`/api/v1/courses/${demo.id}/modules`)).items[0]
+  const classUnit = (await api(`/api/v1/modules/${liveModule.id}/units`)).items.find((u) => u.kind === 'live_classroom')
+  await page.goto(`${base}/live/${classUnit.id}`)
+  await page.locator('[data-testid=live-status][data-connected=true]').waitFor()
+  await page.getByTestId('console').waitFor()
+  await page.locator('[data-testid=roster] li').first().waitFor()
+  await page.fill('[data-testid=broadcast-input]', 'hello, class')
+  await page.getByTestId('broadcast-input').press('Enter')
+  await page.locator('[data-testid=feed] li[data-type=broadcast]', { hasText: 'hello, class' }).waitFor()
+  await page.fill('[data-testid=drop-form] input[name=title]', 'Sum two numbers')
+  await page.fill('[data-testid=drop-form] input[name=stdin]', '2 3')
+  await page.fill('[data-testid=drop-form] input[name=expected]', '5')
+  await page.locator('[data-testid=drop-form] button[type=submit]').click()
+  await page.locator('[data-testid=feed] li[data-type=assignment]', { hasText: 'Sum two numbers' }).waitFor()
+  await shot('10-instructor-live-console')
+  step('instructor live console: joined, broadcast and an assignment dropped')
 }
 
 main()

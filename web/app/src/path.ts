@@ -12,5 +12,6 @@ export function unitLink(kind: string, id: string): string | undefined {
   if (kind === 'lesson') return `/lessons/${id}`
   if (kind === 'assignment') return `/assignments/${id}`
   if (kind === 'quiz') return `/quizzes/${id}`
+  if (kind === 'live_classroom') return `/live/${id}`
   return undefined
 }

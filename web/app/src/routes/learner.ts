@@ -8,6 +8,7 @@ import Lesson from '../views/Lesson.vue'
 import Assignment from '../views/Assignment.vue'
 import Progress from '../views/Progress.vue'
 import Quiz from '../views/Quiz.vue'
+import Live from '../views/Live.vue'
 
 export const learnerRoutes: RouteRecordRaw[] = [
   { path: '/', redirect: '/courses' },
@@ -19,4 +20,5 @@ export const learnerRoutes: RouteRecordRaw[] = [
   { path: '/lessons/:id', component: Lesson },
   { path: '/assignments/:id', component: Assignment },
   { path: '/quizzes/:id', component: Quiz },
+  { path: '/live/:id', component: Live },
 ]

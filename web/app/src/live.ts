@@ -1,0 +1,105 @@
+// The live-class client (docs/live-protocol.md): the class state folded from
+// server frames, and a connection that joins with a ticket, remembers the
+// last event's seq and resumes with it after any close that allows it, on
+// the same edge or the next nearest one, so that nothing is lost or shown
+// twice.
+
+/** Someone in the class. */
+export interface Person { user_id: string; name: string; role: string; status: string; hand: boolean }
+/** A line of the class feed (chat, broadcast, assignment, submission...). */
+export interface FeedItem { seq: number; type: string; name?: string; text?: string; title?: string; verdict?: string; passed?: number; total?: number; region?: string }
+
+/** What the page shows, folded from frames; `seq` is the last event applied. */
+export interface LiveState {
+  seq: number
+  welcome?: { role: string; region: string; node_id: string; epoch: number; resumed: boolean }
+  roster: Record<string, Person>
+  feed: FeedItem[]
+  assignments: { assignment_id: string; title: string; language: string; instructions?: string; starter?: string }[]
+  ended: boolean
+  error?: string
+}
+
+/** Most feed lines kept in the page. */
+export const FEED_MAX = 200
+
+export function emptyState(): LiveState {
+  return { seq: 0, roster: {}, feed: [], assignments: [], ended: false }
+}
+
+const FEED_TYPES = new Set(['chat', 'broadcast', 'assignment', 'submission', 'breakout_started', 'breakout_message', 'breakout_ended', 'class_ended'])
+
+function rosterOf(value: unknown): Record<string, Person> {
+  const list = Array.isArray(value) ? value : value && typeof value === 'object' ? Object.entries(value as object).map(([id, p]) => ({ user_id: id, ...(p as object) })) : []
+  return Object.fromEntries(list.map((p: any) => [p.user_id, { user_id: p.user_id, name: p.name ?? p.user_id, role: p.role ?? 'learner', status: p.status ?? p.presence ?? 'active', hand: Boolean(p.hand) }]))
+}
+
+/**
+ * Applies one server frame. Events at or below the state's seq were seen
+ * already and are ignored (a resume never shows one twice); replies only
+ * update where the session stands.
+ */
+export function apply(state: LiveState, frame: any): LiveState {
+  switch (frame.type) {
+    case 'welcome':
+      state.welcome = { role: frame.role, region: frame.region, node_id: frame.node_id, epoch: frame.epoch, resumed: frame.resumed }
+      state.error = undefined
+      return state
+    case 'error':
+      state.error = `${frame.code}: ${frame.message}`
+      return state
+    case 'pong':
+      return state
+    case 'snapshot': {
+      const s = frame.state ?? {}
+      state.roster = rosterOf(s.roster)
+      state.assignments = Array.isArray(s.assignments) ? s.assignments : Object.values(s.assignments ?? {})
+      state.feed = []
+      state.seq = frame.seq
+      for (const r of Array.isArray(s.recent) ? s.recent : []) {
+        const ev = r.type ? r : { ...(r.kind ?? {}), seq: r.seq }
+        if (FEED_TYPES.has(ev.type)) state.feed.push({ ...ev })
+      }
+      state.ended = Boolean(s.ended)
+      return state
+    }
+  }
+  if (typeof frame.seq !== 'number' || frame.seq <= state.seq) return state
+  state.seq = frame.seq
+  switch (frame.type) {
+    case 'presence': {
+      const p = state.roster[frame.user_id] ?? { user_id: frame.user_id, name: frame.name, role: frame.role, status: frame.status, hand: false }
+      state.roster[frame.user_id] = { ...p, name: frame.name, role: frame.role, status: frame.status }
+      break
+    }
+    case 'hand':
+      if (state.roster[frame.user_id]) state.roster[frame.user_id].hand = frame.raised
+      break
+    case 'assignment':
+      state.assignments.push({ assignment_id: frame.assignment_id, title: frame.title, language: frame.language, instructions: frame.instructions, starter: frame.starter })
+      break
+    case 'class_ended':
+      state.ended = true
+      break
+  }
+  if (FEED_TYPES.has(frame.type)) {
+    state.feed.push({ ...frame })
+    if (state.feed.length > FEED_MAX) state.feed.splice(0, state.feed.length - FEED_MAX)
+  }
+  return state
+}
+
+/** Close codes after which joining again cannot help. */
+const FINAL_CLOSES = new Set([4010])
+
+/** Whether a close with `code` should be followed by a resume, and where: the same edge, or the next one. */
+export function afterClose(code: number): 'stop' | 'same' | 'next' {
+  if (FINAL_CLOSES.has(code)) return 'stop'
+  if (code === 4013 || code === 4014 || code === 1001 || code === 1006) return 'next'
+  return 'same'
+}
+
+/** The join frame: a fresh join, or a resume from the last event seen. */
+export function joinFrame(ticket: string, lastSeq: number): Record<string, unknown> {
+  return lastSeq > 0 ? { type: 'join', ticket, last_seq: lastSeq } : { type: 'join', ticket }
+}
