@@ -17,6 +17,7 @@ mkdirSync(artifacts, { recursive: true })
 const dataDir = mkdtempSync(join(tmpdir(), 'lyceum-e2e-'))
 const cluster = spawn(bin, ['dev', '--base-port', '0', '--data-dir', dataDir], { stdio: ['ignore', 'inherit', 'inherit'] })
 let browser
+let learner // a second person's browser, for the live class
 let current // the page, for a screenshot when a step fails
 const step = (m) => console.error(`e2e: ${m}`)
 
@@ -43,13 +44,15 @@ async function main() {
   const base = c.edges[0].url
   step(`cluster up; the app from the ${c.edges[0].region} edge ${base}, control plane ${c.control_plane.url}`)
   // A persistent context: Chromium refuses --user-data-dir as a plain flag under Playwright.
-  browser = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'lyceum-chromium-')), {
+  // Each person gets their own browser profile (their own localStorage).
+  const launch = () => chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'lyceum-chromium-')), {
     executablePath: '/usr/bin/chromium',
     headless: true,
     viewport: { width: 1100, height: 800 },
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
       '--disable-component-update', '--disable-sync'],
   })
+  browser = await launch()
   const page = await browser.newPage()
   page.setDefaultTimeout(60_000)
   page.on('pageerror', (e) => console.error(`e2e: page error: ${e.message}`))
@@ -59,7 +62,8 @@ async function main() {
 
   await page.goto(`${base}/sign-up`)
   await page.fill('input[name=display_name]', 'Ada')
-  await page.fill('input[name=email]', `ada-${Date.now()}@e2e.lyceum.test`)
+  const adaEmail = `ada-${Date.now()}@e2e.lyceum.test`
+  await page.fill('input[name=email]', adaEmail)
   await page.fill('input[name=password]', 'correct-horse-battery')
   await shot('01-sign-up')
   await page.click('button[type=submit]')
@@ -199,13 +203,35 @@ async function main() {
   await page.fill('[data-testid=broadcast-input]', 'hello, class')
   await page.getByTestId('broadcast-input').press('Enter')
   await page.locator('[data-testid=feed] li[data-type=broadcast]', { hasText: 'hello, class' }).waitFor()
+
+  // Ada joins the same class from another edge in her own browser, sees
+  // the assignment the instructor drops, and her submission reaches the
+  // instructor's feed with its verdict.
+  learner = await launch()
+  const lpage = await learner.newPage()
+  lpage.setDefaultTimeout(60_000)
+  lpage.on('pageerror', (e) => console.error(`e2e: learner page error: ${e.message}`))
+  await lpage.goto(`${c.edges[1].url}/sign-in`)
+  await lpage.fill('input[name=email]', adaEmail)
+  await lpage.fill('input[name=password]', 'correct-horse-battery')
+  await lpage.click('button[type=submit]')
+  await lpage.waitForURL('**/courses')
+  await lpage.goto(`${c.edges[1].url}/live/${classUnit.id}`)
+  await lpage.locator('[data-testid=live-status][data-connected=true]').waitFor()
+  await page.locator('[data-testid=roster] li', { hasText: adaEmail }).waitFor()
   await page.fill('[data-testid=drop-form] input[name=title]', 'Sum two numbers')
   await page.fill('[data-testid=drop-form] input[name=stdin]', '2 3')
   await page.fill('[data-testid=drop-form] input[name=expected]', '5')
   await page.locator('[data-testid=drop-form] button[type=submit]').click()
   await page.locator('[data-testid=feed] li[data-type=assignment]', { hasText: 'Sum two numbers' }).waitFor()
+  const task = lpage.locator('[data-testid=live-assignment]', { hasText: 'Sum two numbers' })
+  await task.waitFor()
+  await task.locator('textarea').fill('a, b = map(int, input().split())\nprint(a + b)\n')
+  await task.locator('button').click()
+  await page.locator('[data-testid=feed] li[data-type=submission]', { hasText: 'accepted' }).waitFor({ timeout: 120_000 })
   await shot('10-instructor-live-console')
-  step('instructor live console: joined, broadcast and an assignment dropped')
+  await lpage.screenshot({ path: join(artifacts, '11-learner-live-class.png'), fullPage: true })
+  step('live class: a learner on another edge joined, got the dropped assignment, and her accepted submission reached the instructor')
 }
 
 main()
@@ -217,6 +243,7 @@ main()
   })
   .then(async (code) => {
     await browser?.close().catch(() => {})
+    await learner?.close().catch(() => {})
     cluster.kill('SIGTERM')
     await new Promise((r) => setTimeout(r, 3000))
     rmSync(dataDir, { recursive: true, force: true })
