@@ -202,6 +202,20 @@ pub async fn catch_up(db: &Db, batch_max: u32, publish_max: u32) -> Result<u64, 
     }
 }
 
+/// `NotFound` unless `course` is a course of `tenant`.
+async fn require_course(db: &Db, tenant: &str, course: &str) -> Result<(), ControlPlaneError> {
+    let found: Option<String> =
+        sqlx::query_scalar("SELECT id FROM courses WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(course)
+            .fetch_optional(db.pool())
+            .await?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(ControlPlaneError::NotFound(format!("course {course}"))),
+    }
+}
+
 /// The counts of a course of `tenant` (zeros before its first event).
 ///
 /// # Errors
@@ -211,15 +225,7 @@ pub async fn course_stats(
     tenant: &str,
     course: &str,
 ) -> Result<CourseStats, ControlPlaneError> {
-    let found: Option<String> =
-        sqlx::query_scalar("SELECT id FROM courses WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(course)
-            .fetch_optional(db.pool())
-            .await?;
-    if found.is_none() {
-        return Err(ControlPlaneError::NotFound(format!("course {course}")));
-    }
+    require_course(db, tenant, course).await?;
     let as_of_event: i64 =
         sqlx::query_scalar("SELECT position FROM event_consumers WHERE name = $1")
             .bind(CONSUMER)
@@ -294,15 +300,7 @@ pub async fn unit_stats(
     tenant: &str,
     course: &str,
 ) -> Result<CourseUnitStats, ControlPlaneError> {
-    let found: Option<String> =
-        sqlx::query_scalar("SELECT id FROM courses WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(course)
-            .fetch_optional(db.pool())
-            .await?;
-    if found.is_none() {
-        return Err(ControlPlaneError::NotFound(format!("course {course}")));
-    }
+    require_course(db, tenant, course).await?;
     // Sums are cast so both engines answer BIGINT (PostgreSQL's SUM of a
     // BIGINT is NUMERIC, which the Any driver does not decode).
     let rows = sqlx::query(

@@ -38,6 +38,15 @@ async function waitForCluster() {
   throw new Error('cluster not ready after 300 s')
 }
 
+/** Signs in on the sign-in page `page` is on (or is sent to), and waits for the catalogue. */
+async function signIn(page, email, password) {
+  await page.waitForURL('**/sign-in')
+  await page.fill('input[name=email]', email)
+  await page.fill('input[name=password]', password)
+  await page.click('button[type=submit]')
+  await page.waitForURL('**/courses')
+}
+
 async function main() {
   const c = await waitForCluster()
   // Learners open their nearest edge; it serves the app and names the control plane.
@@ -155,11 +164,7 @@ async function main() {
   // The operator: the seeded operator account sees every edge's gossip
   // view (all three alive), warm pools and abuse events.
   await page.getByRole('button', { name: 'Sign out' }).click()
-  await page.waitForURL('**/sign-in')
-  await page.fill('input[name=email]', 'operator@dev.lyceum.test')
-  await page.fill('input[name=password]', 'lyceum-dev-operator')
-  await page.click('button[type=submit]')
-  await page.waitForURL('**/courses')
+  await signIn(page, 'operator@dev.lyceum.test', 'lyceum-dev-operator')
   await page.getByRole('link', { name: 'Fleet' }).click()
   await page.waitForURL('**/operator')
   await page.locator('[data-edge]').nth(2).waitFor()
@@ -173,11 +178,7 @@ async function main() {
   // The instructor: the class dashboard shows the learner above (the quiz
   // at 75, the lesson finished) with a chart of completion per unit.
   await page.getByRole('button', { name: 'Sign out' }).click()
-  await page.waitForURL('**/sign-in')
-  await page.fill('input[name=email]', 'instructor@dev.lyceum.test')
-  await page.fill('input[name=password]', 'lyceum-dev-instructor')
-  await page.click('button[type=submit]')
-  await page.waitForURL('**/courses')
+  await signIn(page, 'instructor@dev.lyceum.test', 'lyceum-dev-instructor')
   await page.getByRole('link', { name: 'Class dashboard' }).click()
   await page.waitForURL('**/instructor/dashboard')
   const quizRow = page.locator('[data-testid=dashboard-units] tr[data-kind=quiz]')
@@ -212,10 +213,7 @@ async function main() {
   lpage.setDefaultTimeout(60_000)
   lpage.on('pageerror', (e) => console.error(`e2e: learner page error: ${e.message}`))
   await lpage.goto(`${c.edges[1].url}/sign-in`)
-  await lpage.fill('input[name=email]', adaEmail)
-  await lpage.fill('input[name=password]', 'correct-horse-battery')
-  await lpage.click('button[type=submit]')
-  await lpage.waitForURL('**/courses')
+  await signIn(lpage, adaEmail, 'correct-horse-battery')
   await lpage.goto(`${c.edges[1].url}/live/${classUnit.id}`)
   await lpage.locator('[data-testid=live-status][data-connected=true]').waitFor()
   await page.locator('[data-testid=roster] li', { hasText: adaEmail }).waitFor()
