@@ -509,6 +509,22 @@ pub fn operations() -> Vec<Operation> {
             &[],
         ),
         op(
+            "GET",
+            "/api/v1/grading/units/{id}",
+            "get_grading_unit",
+            "content",
+            "the latest published version with hidden tests, for the edge that grades",
+            ServiceKey,
+            &[(
+                "tenant_id",
+                QueryType::Text,
+                "the tenant of the learner being graded",
+            )],
+            None,
+            vec![(200, Json(body::<Unit>()))],
+            &[],
+        ),
+        op(
             "PUT",
             "/api/v1/units/{id}",
             "update_draft",

@@ -218,6 +218,11 @@ pub struct EdgeConfig {
     /// Longest pause between retries of a submission report the control
     /// plane did not take (the pause doubles from 100 ms up to this).
     pub outbox_retry_max_ms: u64,
+    /// How long a graded submission's answer waits for the outbox to hand
+    /// it to the control plane (so the learner's progress shows it at
+    /// once); past it the answer says `recorded: false` and the report
+    /// follows later. 0 answers without waiting.
+    pub submission_confirm_wait_ms: u64,
     /// Whether operators may inject gossip faults through
     /// `/api/v1/operator/faults` (drop, delay or cut traffic with chosen
     /// peers). Off by default: a production node must not offer it.
@@ -257,6 +262,7 @@ impl Default for EdgeConfig {
             fault_injection: false,
             control_plane_service_key: String::new(),
             outbox_retry_max_ms: 30_000,
+            submission_confirm_wait_ms: 3_000,
         }
     }
 }

@@ -201,7 +201,9 @@ pub(crate) struct EdgeState {
     /// Per-tenant budget of code runs.
     tenant_limiter: Arc<crate::rate_limit::RateLimiter>,
     /// Results, submission events and abuse events.
-    runs: Arc<RunStore>,
+    pub(crate) runs: Arc<RunStore>,
+    /// Reading units whole from the control plane, to grade submissions.
+    pub(crate) grading: crate::grading::Grading,
     /// Cap on `?limit=` of list requests.
     list_page_max: u32,
     /// The gossip fault rules in force, as last set; `None` when fault
@@ -442,6 +444,15 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
         url: url.clone(),
         join: edge.join.clone(),
         control_plane_url: edge.control_plane_url.trim_end_matches('/').to_owned(),
+        grading: crate::grading::Grading {
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_millis(edge.control_plane_timeout_ms))
+                .build()
+                .context("http client")?,
+            control_plane_url: edge.control_plane_url.trim_end_matches('/').to_owned(),
+            service_key: edge.control_plane_service_key.clone(),
+            confirm_wait: Duration::from_millis(edge.submission_confirm_wait_ms),
+        },
         keys: Arc::new(KeyCache::new(&edge)?),
         sandbox: Arc::new(tokio::sync::OnceCell::new()),
         gossip,
@@ -489,6 +500,10 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
         .route("/api/v1/live", get(crate::live::upgrade))
         .route("/api/v1/runs", axum::routing::post(run_code))
         .route("/api/v1/runs/{id}", get(get_run))
+        .route(
+            "/api/v1/units/{id}/submissions",
+            axum::routing::post(crate::grading::submit),
+        )
         .route("/api/v1/sandbox/abuse", get(abuse_events))
         .route(
             "/api/v1/operator/faults",
@@ -793,7 +808,10 @@ async fn start_sandbox(
 
 /// Verifies the bearer token of a request, as a ready-made error response
 /// when it does not check out.
-async fn caller(state: &EdgeState, headers: &HeaderMap) -> Result<tokens::Claims, Response> {
+pub(crate) async fn caller(
+    state: &EdgeState,
+    headers: &HeaderMap,
+) -> Result<tokens::Claims, Response> {
     let header = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
@@ -818,7 +836,7 @@ async fn caller(state: &EdgeState, headers: &HeaderMap) -> Result<tokens::Claims
     })
 }
 
-fn sandbox_starting() -> Response {
+pub(crate) fn sandbox_starting() -> Response {
     error_response(
         StatusCode::SERVICE_UNAVAILABLE,
         "unavailable",
@@ -939,7 +957,7 @@ pub(crate) fn spent_run_budget(state: &EdgeState, claims: &tokens::Claims) -> Op
     None
 }
 
-fn run_error(err: &sandbox::SandboxError) -> Response {
+pub(crate) fn run_error(err: &sandbox::SandboxError) -> Response {
     match err {
         sandbox::SandboxError::Rejected(why) => {
             let code = if why.starts_with("unknown language") || why.contains("not installed") {
@@ -978,16 +996,26 @@ pub(crate) fn tests_passed(result: &sandbox::RunResult) -> u32 {
     .unwrap_or(u32::MAX)
 }
 
+/// The unit a run counts for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct UnitRef<'a> {
+    /// Unit id.
+    pub(crate) id: &'a str,
+    /// The published version graded against, when known.
+    pub(crate) version: Option<i64>,
+}
+
 /// Records a finished run (result, submission event, abuse event) in the
 /// edge's store and returns the body to answer with; an error response
 /// when the store fails, because an answer we cannot keep must not be given.
-/// `unit_id` names the unit the run counts for (a live class's unit).
+/// `unit` names the unit the run counts for (a live class's unit, or the
+/// unit a graded submission was made against, with its version).
 pub(crate) async fn finish_run(
     state: &EdgeState,
     claims: &tokens::Claims,
     language: &str,
     result: &sandbox::RunResult,
-    unit_id: Option<&str>,
+    unit: Option<UnitRef<'_>>,
 ) -> Result<serde_json::Value, Response> {
     tracing::info!(
         run_id = result.id,
@@ -1001,6 +1029,12 @@ pub(crate) async fn finish_run(
     let mut body = serde_json::to_value(result).unwrap_or_default();
     if let serde_json::Value::Object(map) = &mut body {
         map.insert("region".into(), json!(state.identity.region));
+        if let Some(unit) = &unit {
+            map.insert("unit_id".into(), json!(unit.id));
+            if let Some(version) = unit.version {
+                map.insert("unit_version".into(), json!(version));
+            }
+        }
     }
     let finished_at = now_rfc3339();
     let record = RunRecord {
@@ -1020,7 +1054,8 @@ pub(crate) async fn finish_run(
         status: result.status.as_str().to_owned(),
         region: state.identity.region.to_string(),
         finished_at: finished_at.clone(),
-        unit_id: unit_id.map(str::to_owned),
+        unit_id: unit.as_ref().map(|u| u.id.to_owned()),
+        unit_version: unit.as_ref().and_then(|u| u.version),
         tests_passed: (!result.tests.is_empty()).then(|| tests_passed(result)),
         tests_total: (!result.tests.is_empty())
             .then(|| u32::try_from(result.tests.len()).unwrap_or(u32::MAX)),
@@ -1058,6 +1093,18 @@ pub(crate) async fn finish_run(
     Ok(body)
 }
 
+/// The answer to a JSON body axum could not take, with our error codes.
+pub(crate) fn json_rejection(rejection: &axum::extract::rejection::JsonRejection) -> Response {
+    let (status, code) = match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+        }
+        _ => (StatusCode::BAD_REQUEST, "bad_request"),
+    };
+    error_response(status, code, &rejection.body_text())
+}
+
 /// Whether the client asked for server-sent events.
 fn wants_stream(headers: &HeaderMap) -> bool {
     headers
@@ -1081,18 +1128,7 @@ async fn run_code(
     }
     let request = match body {
         Ok(Json(request)) => request,
-        Err(rejection) => {
-            let (status, code) = match rejection.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => {
-                    (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
-                }
-                StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-                    (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-                }
-                _ => (StatusCode::BAD_REQUEST, "bad_request"),
-            };
-            return error_response(status, code, &rejection.body_text());
-        }
+        Err(rejection) => return json_rejection(&rejection),
     };
     let Some(sandbox) = state.sandbox.get().cloned() else {
         return sandbox_starting();

@@ -991,7 +991,10 @@ impl Session {
                         &claims,
                         &request.language,
                         &result,
-                        Some(&class_id),
+                        Some(crate::edge::UnitRef {
+                            id: &class_id,
+                            version: None,
+                        }),
                     )
                     .await;
                     if recorded.is_err() {

@@ -57,6 +57,10 @@ pub struct SubmissionEvent {
     /// unit, so the control plane counts it for that unit's progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit_id: Option<String>,
+    /// The unit's published version it was graded against (a graded
+    /// submission; a live class's unit has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_version: Option<i64>,
     /// Tests passed, when the run had tests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tests_passed: Option<u32>,
@@ -97,6 +101,9 @@ pub struct RunStore {
     entries_max: usize,
     /// Wakes the publisher when an event is added.
     added: tokio::sync::Notify,
+    /// Wakes everyone waiting in [`RunStore::published`] when an event
+    /// leaves the outbox.
+    removed: tokio::sync::Notify,
     /// Entries in `runs` (sled's `len` walks the tree, so it is counted).
     runs_len: AtomicUsize,
     outbox_len: AtomicUsize,
@@ -126,6 +133,7 @@ impl RunStore {
             abuse,
             entries_max,
             added: tokio::sync::Notify::new(),
+            removed: tokio::sync::Notify::new(),
         })
     }
 
@@ -235,7 +243,33 @@ impl RunStore {
         if self.outbox.remove(key)?.is_some() {
             self.outbox_len.fetch_sub(1, Ordering::Relaxed);
         }
+        self.removed.notify_waiters();
         Ok(())
+    }
+
+    /// Waits up to `wait` for the event of run `id` to leave the outbox
+    /// (published, or refused into the dead letters); whether it left.
+    /// This lets a graded submission answer once the control plane has
+    /// counted it, so the learner's next read of their progress sees it.
+    pub async fn published(&self, id: &str, wait: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let removed = self.removed.notified();
+            tokio::pin!(removed);
+            // Registered before the check, so a removal in between wakes it.
+            removed.as_mut().enable();
+            match self.outbox.contains_key(id.as_bytes()) {
+                Ok(false) => return true,
+                Ok(true) => {}
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot read the outbox");
+                    return false;
+                }
+            }
+            if tokio::time::timeout_at(deadline, removed).await.is_err() {
+                return false;
+            }
+        }
     }
 
     /// Moves an event the control plane refused for good to the dead
@@ -308,6 +342,7 @@ mod tests {
             status: "accepted".into(),
             region: "eu-west".into(),
             unit_id: None,
+            unit_version: None,
             tests_passed: None,
             tests_total: None,
             finished_at: record.finished_at.clone(),

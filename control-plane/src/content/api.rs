@@ -47,6 +47,7 @@ pub(crate) fn routes() -> Router<ControlPlane> {
         )
         .route("/api/v1/units/{id}/results/{user_id}", put(record_result))
         .route("/api/v1/paths/frontier", get(frontier))
+        .route("/api/v1/grading/units/{id}", get(grading_unit))
 }
 
 impl From<ContentError> for ApiError {
@@ -293,6 +294,37 @@ async fn get_unit(
     }
     let tenant = tenant_of(&cp, &caller, Owned::Unit, &id).await?;
     Ok(Json(units::get_unit(cp.db(), &tenant, &id, q.view).await?))
+}
+
+/// `?tenant_id=` of `GET /api/v1/grading/units/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GradingQuery {
+    /// The tenant of the learner being graded (from their token).
+    pub tenant_id: String,
+}
+
+/// The complete latest published version of a unit, hidden tests included,
+/// for the edge that grades a learner's submission against it. Only edges
+/// (the service key) may read it: the hidden tests must never reach a
+/// browser, and the edge names the tenant from the learner's verified token.
+async fn grading_unit(
+    State(cp): State<ControlPlane>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+    q: Result<Query<GradingQuery>, QueryRejection>,
+) -> Result<Json<Unit>, ApiError> {
+    crate::http::check_service_key(&cp, &headers).map_err(|_| {
+        ControlPlaneError::BadToken(
+            "units with their hidden tests are read by edge nodes with the service key \
+             (control_plane.edge_service_key)"
+                .into(),
+        )
+    })?;
+    let q = query(q)?;
+    Ok(Json(
+        units::get_unit(cp.db(), &q.tenant_id, &id, View::Published).await?,
+    ))
 }
 
 async fn update_draft(

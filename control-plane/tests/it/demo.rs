@@ -6,13 +6,16 @@
 use axum::http::Method;
 use serde_json::Value;
 
-use crate::auth_api::Api;
+use crate::auth_api::{code, Api};
 use crate::databases::{TestDb, ENGINES};
+
+const KEY: &str = "edge-service-key-for-demo-tests";
 
 #[tokio::test]
 async fn the_demo_course_is_seeded_once_and_its_path_starts_at_the_lesson() {
     for engine in ENGINES {
-        let db = TestDb::new(engine).await;
+        let mut db = TestDb::new(engine).await;
+        db.config.edge_service_key = KEY.to_owned();
         let cp = db.open().await;
         let api = Api::new(&cp);
         let tokens = control_plane::seed::seed_dev(&cp).await.expect("seed");
@@ -105,7 +108,6 @@ async fn the_demo_course_is_seeded_once_and_its_path_starts_at_the_lesson() {
                 "{engine:?}: hidden tests reached a learner: {text}"
             );
         }
-        // The tenant is on the per-seat plan, in its trial.
         let tenant = cp
             .keys()
             .snapshot()
@@ -113,6 +115,40 @@ async fn the_demo_course_is_seeded_once_and_its_path_starts_at_the_lesson() {
             .verify(&tokens.instructor)
             .expect("token")
             .tid;
+
+        // The edge that grades reads the assignment whole, with the service
+        // key and the learner's tenant; nobody else can.
+        let assignment = units
+            .iter()
+            .find(|u| u["kind"] == "assignment")
+            .and_then(|u| u["id"].as_str())
+            .expect("assignment");
+        let grading = format!("/api/v1/grading/units/{assignment}?tenant_id={tenant}");
+        let (status, whole) = api.call(Method::GET, &grading, Some(KEY), None).await;
+        assert_eq!(status, 200, "{engine:?}: {whole}");
+        assert_eq!(whole["version"], 1, "{engine:?}");
+        assert!(
+            whole["body"]["hidden_tests"]
+                .as_array()
+                .is_some_and(|t| !t.is_empty()),
+            "{engine:?}: the grader gets the hidden tests: {whole}"
+        );
+        for token in [
+            tokens.learner.as_str(),
+            tokens.operator.as_str(),
+            "wrong-key",
+        ] {
+            let answer = api.call(Method::GET, &grading, Some(token), None).await;
+            assert_eq!(code(&answer), (401, "unauthenticated".into()), "{engine:?}");
+        }
+        let elsewhere = format!("/api/v1/grading/units/{assignment}?tenant_id=another-tenant");
+        let answer = api.call(Method::GET, &elsewhere, Some(KEY), None).await;
+        assert_eq!(code(&answer).0, 404, "{engine:?}: {}", answer.1);
+        let untenanted = format!("/api/v1/grading/units/{assignment}");
+        let answer = api.call(Method::GET, &untenanted, Some(KEY), None).await;
+        assert_eq!(code(&answer), (400, "bad_request".into()), "{engine:?}");
+
+        // The tenant is on the per-seat plan, in its trial.
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT plan_id, status, quantity FROM billing_subscriptions WHERE tenant_id = $1",
         )

@@ -265,6 +265,11 @@ impl Cluster {
 
     /// The demo course and its live-classroom unit.
     pub(crate) async fn live_unit(&self) -> (String, String) {
+        self.demo_unit("live_classroom").await
+    }
+
+    /// The demo course and its unit of `kind`.
+    pub(crate) async fn demo_unit(&self, kind: &str) -> (String, String) {
         let instructor = self.token("instructor");
         let (status, courses) = get_json(&format!("{}/api/v1/courses", self.cp), Some(&instructor))
             .await
@@ -298,15 +303,12 @@ impl Cluster {
                 )
                 .await
                 .expect("units");
-                if let Some(unit) = items(units)
-                    .into_iter()
-                    .find(|u| u["kind"] == "live_classroom")
-                {
+                if let Some(unit) = items(units).into_iter().find(|u| u["kind"] == kind) {
                     return (id, unit["id"].as_str().expect("unit id").to_owned());
                 }
             }
         }
-        panic!("the demo course has no live classroom unit");
+        panic!("the demo course has no {kind} unit");
     }
 
     /// A new learner of the dev tenant, enrolled in `course`; their token.

@@ -9,6 +9,7 @@ mod control_plane_process;
 mod dev_cluster;
 mod edge_node;
 mod five_nodes;
+mod graded_submissions;
 mod live_class;
 mod live_failover;
 mod netns_partition;

@@ -1,0 +1,461 @@
+//! Graded submissions: `POST /api/v1/units/{id}/submissions` on an edge.
+//!
+//! A learner's Run (`POST /api/v1/runs`) checks their code against the
+//! tests they can see. A *submission* is the run that counts: the edge
+//! fetches the unit's latest published version, hidden tests included,
+//! from the control plane with the service key
+//! (`GET /api/v1/grading/units/{id}?tenant_id=`), runs the learner's files
+//! against the visible and the hidden tests together, and records the run
+//! like any other (result, submission event in the outbox) naming the unit
+//! and the version it was graded against, so the control plane counts it
+//! for the learner's progress and unlocks what follows on their path.
+//!
+//! The hidden tests never reach the browser: the answer, and the stored
+//! run that `GET /api/v1/runs/{id}` reads back, carry only their verdicts,
+//! under the names `hidden 1`, `hidden 2`, …, without their output; the
+//! run's own output is dropped too when it came from a hidden test.
+//!
+//! The answer waits, up to `edge.submission_confirm_wait_ms`, for the
+//! outbox to hand the submission to the control plane, and says whether it
+//! did (`recorded`): a learner who reloads their path right after sees the
+//! unit unlocked. When the control plane is slow the submission is still
+//! kept and reported later; nothing is lost, only the progress lags.
+//!
+//! A quiz's code question is submitted the same way with `question_id`;
+//! the quiz attempt then names the submission's id as that question's
+//! answer.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::edge::{EdgeState, UnitRef};
+use crate::server::error_response;
+
+/// Longest unit or question id accepted before asking the control plane.
+pub const ID_BYTES_MAX: usize = 128;
+
+/// Body of `POST /api/v1/units/{id}/submissions`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmissionRequest {
+    /// The learner's files; the first is the entry point.
+    pub files: Vec<sandbox::run::SourceFile>,
+    /// For a quiz: the id of the code question answered. Absent for an
+    /// assignment.
+    #[serde(default)]
+    pub question_id: Option<String>,
+}
+
+/// The parts of a published unit the grader needs, read loosely from the
+/// control plane's `Unit` JSON (its other fields are not ours to check).
+#[derive(Debug, Deserialize)]
+struct GradingUnit {
+    kind: String,
+    version: Option<i64>,
+    body: serde_json::Value,
+}
+
+/// One test case as the control plane stores it.
+#[derive(Debug, Deserialize)]
+struct UnitTest {
+    name: String,
+    #[serde(default)]
+    stdin: String,
+    expected_stdout: String,
+    #[serde(default)]
+    compare: Option<sandbox::compare::Compare>,
+}
+
+/// What a unit asks of a submission: language, tests in the order they
+/// run (visible first), how many are hidden, and the limits.
+#[derive(Debug)]
+struct Task {
+    language: String,
+    visible: Vec<UnitTest>,
+    hidden: Vec<UnitTest>,
+    limits: sandbox::run::RequestLimits,
+}
+
+/// An answer other than a graded run: status, stable code, message.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    code: String,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn into_response(self) -> Response {
+        error_response(self.status, &self.code, &self.message)
+    }
+}
+
+fn tests(value: &serde_json::Value) -> Result<Vec<UnitTest>, String> {
+    match value {
+        serde_json::Value::Null => Ok(Vec::new()),
+        other => serde_json::from_value(other.clone()).map_err(|err| err.to_string()),
+    }
+}
+
+/// The task of `unit` for `question_id`, or the error to answer with.
+fn task(unit: &GradingUnit, question_id: Option<&str>) -> Result<Task, Refusal> {
+    let corrupt = |why: String| {
+        tracing::error!(
+            reason = why,
+            "the control plane sent a unit we cannot grade"
+        );
+        Refusal::new(
+            StatusCode::BAD_GATEWAY,
+            "bad_gateway",
+            "the control plane sent a unit this edge cannot read",
+        )
+    };
+    let bad = |code: &str, message: String| Refusal::new(StatusCode::BAD_REQUEST, code, message);
+    match (unit.kind.as_str(), question_id) {
+        ("assignment", None) => {
+            let body = &unit.body;
+            let limits = serde_json::from_value(body["limits"].clone()).unwrap_or_default();
+            Ok(Task {
+                language: body["language"].as_str().unwrap_or_default().to_owned(),
+                visible: tests(&body["visible_tests"]).map_err(corrupt)?,
+                hidden: tests(&body["hidden_tests"]).map_err(corrupt)?,
+                limits,
+            })
+        }
+        ("assignment", Some(_)) => Err(bad(
+            "bad_request",
+            "question_id is only for quiz code questions".into(),
+        )),
+        ("quiz", None) => Err(bad(
+            "bad_request",
+            "a quiz submission names its code question (question_id)".into(),
+        )),
+        ("quiz", Some(question)) => {
+            let questions = unit.body["questions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let found = questions
+                .iter()
+                .find(|q| q["id"].as_str() == Some(question))
+                .ok_or_else(|| {
+                    Refusal::new(
+                        StatusCode::NOT_FOUND,
+                        "not_found",
+                        format!("the quiz has no question {question:?}"),
+                    )
+                })?;
+            if found["type"] != "code" {
+                return Err(bad(
+                    "not_gradable",
+                    format!("question {question:?} is not a code question"),
+                ));
+            }
+            Ok(Task {
+                language: found["language"].as_str().unwrap_or_default().to_owned(),
+                visible: tests(&found["tests"]).map_err(corrupt)?,
+                hidden: tests(&found["hidden_tests"]).map_err(corrupt)?,
+                limits: sandbox::run::RequestLimits::default(),
+            })
+        }
+        (kind, _) => Err(bad(
+            "not_gradable",
+            format!("a {kind} unit takes no submissions; only assignments and quiz code questions"),
+        )),
+    }
+}
+
+/// Whether `id` can name a unit or question at all (checked before it
+/// goes into a URL).
+fn plausible_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= ID_BYTES_MAX
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Reads the unit whole from the control plane.
+async fn fetch_unit(state: &EdgeState, tenant: &str, unit: &str) -> Result<GradingUnit, Refusal> {
+    let unavailable = |why: String| {
+        tracing::warn!(reason = why, unit, "cannot read a unit to grade");
+        Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "control_plane_unavailable",
+            "the unit could not be read from the control plane to grade this; try again",
+        )
+    };
+    let grading = &state.grading;
+    if grading.service_key.is_empty() {
+        return Err(unavailable(
+            "edge.control_plane_service_key is empty".into(),
+        ));
+    }
+    let mut url = reqwest::Url::parse(&grading.control_plane_url)
+        .map_err(|err| unavailable(format!("edge.control_plane_url: {err}")))?;
+    url.path_segments_mut()
+        .map_err(|()| unavailable("edge.control_plane_url cannot take a path".into()))?
+        .pop_if_empty()
+        .extend(["api", "v1", "grading", "units", unit]);
+    url.query_pairs_mut().append_pair("tenant_id", tenant);
+    let answer = grading
+        .client
+        .get(url)
+        .bearer_auth(&grading.service_key)
+        .send()
+        .await
+        .map_err(|err| unavailable(err.to_string()))?;
+    let status = answer.status();
+    if status.is_success() {
+        return answer
+            .json::<GradingUnit>()
+            .await
+            .map_err(|err| unavailable(format!("unit body: {err}")));
+    }
+    let body: serde_json::Value = answer.json().await.unwrap_or_default();
+    let code = body["error"]["code"].as_str().unwrap_or("error").to_owned();
+    let message = body["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    match status.as_u16() {
+        // The unit is not there for this learner, or not published yet:
+        // the control plane's words are the learner's answer.
+        404 | 409 => Err(Refusal::new(
+            StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::NOT_FOUND),
+            &code,
+            message,
+        )),
+        _ => Err(unavailable(format!("HTTP {status}: {code}: {message}"))),
+    }
+}
+
+/// The sandbox request for `files` against `task`.
+fn run_request(task: &Task, files: Vec<sandbox::run::SourceFile>) -> sandbox::RunRequest {
+    let case = |test: &UnitTest| sandbox::run::TestCase {
+        name: test.name.clone(),
+        stdin: test.stdin.clone(),
+        expected_stdout: test.expected_stdout.clone(),
+        compare: test.compare.unwrap_or_default(),
+        tolerance: None,
+    };
+    sandbox::RunRequest {
+        language: task.language.clone(),
+        files,
+        stdin: String::new(),
+        tests: task.visible.iter().chain(&task.hidden).map(case).collect(),
+        limits: task.limits.clone(),
+    }
+}
+
+/// Hides what the hidden tests are: their names and their output. The
+/// run's own output is the first failing test's (else the first's); it goes
+/// too when that test is hidden.
+fn redact(result: &mut sandbox::RunResult, visible: usize) {
+    let shown_from = result
+        .tests
+        .iter()
+        .position(|t| t.status != sandbox::Verdict::Accepted)
+        .unwrap_or(0);
+    if shown_from >= visible && !result.tests.is_empty() {
+        result.stdout.clear();
+        result.stderr.clear();
+    }
+    for (n, test) in result.tests.iter_mut().skip(visible).enumerate() {
+        test.name = format!("hidden {}", n + 1);
+        test.stdout.clear();
+    }
+}
+
+/// `POST /api/v1/units/{id}/submissions`: grades the learner's files
+/// against the unit's visible and hidden tests and records the submission.
+pub(crate) async fn submit(
+    State(state): State<EdgeState>,
+    Path(unit_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<SubmissionRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let claims = match crate::edge::caller(&state, &headers).await {
+        Ok(claims) => claims,
+        Err(response) => return response,
+    };
+    let request = match body {
+        Ok(Json(request)) => request,
+        Err(rejection) => return crate::edge::json_rejection(&rejection),
+    };
+    if !plausible_id(&unit_id) {
+        return error_response(StatusCode::NOT_FOUND, "not_found", "no such unit");
+    }
+    if let Some(question) = &request.question_id {
+        if !plausible_id(question) {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                &format!("question_id must be 1 to {ID_BYTES_MAX} letters, digits, - or _"),
+            );
+        }
+    }
+    if let Some(response) = crate::edge::spent_run_budget(&state, &claims) {
+        return response;
+    }
+    let Some(sandbox) = state.sandbox.get().cloned() else {
+        return crate::edge::sandbox_starting();
+    };
+    let unit = match fetch_unit(&state, &claims.tid, &unit_id).await {
+        Ok(unit) => unit,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let task = match task(&unit, request.question_id.as_deref()) {
+        Ok(task) => task,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let run = run_request(&task, request.files);
+    let mut result = match sandbox.run(&run).await {
+        Ok(result) => result,
+        Err(err) => return crate::edge::run_error(&err),
+    };
+    redact(&mut result, task.visible.len());
+    let unit_ref = UnitRef {
+        id: &unit_id,
+        version: unit.version,
+    };
+    let mut body = match crate::edge::finish_run(
+        &state,
+        &claims,
+        &run.language,
+        &result,
+        Some(unit_ref),
+    )
+    .await
+    {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let recorded = state
+        .runs
+        .published(&result.id, state.grading.confirm_wait)
+        .await;
+    if let serde_json::Value::Object(map) = &mut body {
+        map.insert("hidden_tests".into(), json!(task.hidden.len()));
+        if let Some(question) = &request.question_id {
+            map.insert("question_id".into(), json!(question));
+        }
+        map.insert("recorded".into(), json!(recorded));
+    }
+    (StatusCode::CREATED, Json(body)).into_response()
+}
+
+/// How this edge reaches the control plane to grade.
+#[derive(Clone)]
+pub(crate) struct Grading {
+    pub(crate) client: reqwest::Client,
+    pub(crate) control_plane_url: String,
+    pub(crate) service_key: String,
+    /// `edge.submission_confirm_wait_ms`.
+    pub(crate) confirm_wait: std::time::Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(statuses: &[sandbox::Verdict]) -> sandbox::RunResult {
+        let mut result: sandbox::RunResult = serde_json::from_value(json!({
+            "id": "r", "status": "accepted", "limit": null, "exit_code": 0, "signal": null,
+            "stdout": "TOP-OUT", "stderr": "TOP-ERR", "compile_output": "", "time_ms": 1.0,
+            "cpu_ms": 1.0, "memory_kb": null, "abuse": null, "hot": true, "tests": [],
+            "stages_ms": {"validate": 0.0, "schedule": 0.0, "execute": 0.0, "capture": 0.0}
+        }))
+        .expect("result");
+        result.tests = statuses
+            .iter()
+            .enumerate()
+            .map(|(i, &status)| sandbox::run::TestResult {
+                name: format!("SECRET-{i}"),
+                status,
+                stdout: format!("OUT-{i}"),
+                time_ms: 1.0,
+            })
+            .collect();
+        result
+    }
+
+    #[test]
+    fn hidden_tests_keep_only_their_verdicts() {
+        use sandbox::Verdict::{Accepted, WrongAnswer};
+        // A visible test failed first: its output is the learner's to see.
+        let mut visible_failed = result(&[Accepted, WrongAnswer, WrongAnswer]);
+        redact(&mut visible_failed, 2);
+        assert_eq!(visible_failed.stdout, "TOP-OUT");
+        assert_eq!(visible_failed.tests[1].stdout, "OUT-1");
+        assert_eq!(visible_failed.tests[2].name, "hidden 1");
+        assert_eq!(visible_failed.tests[2].status, WrongAnswer);
+        assert_eq!(visible_failed.tests[2].stdout, "");
+        // A hidden test failed first: the run's output was its output.
+        let mut hidden_failed = result(&[Accepted, WrongAnswer]);
+        redact(&mut hidden_failed, 1);
+        assert_eq!(
+            (hidden_failed.stdout.as_str(), hidden_failed.stderr.as_str()),
+            ("", "")
+        );
+        // No visible tests at all: nothing of the first run shows.
+        let mut only_hidden = result(&[Accepted, Accepted]);
+        redact(&mut only_hidden, 0);
+        assert_eq!(only_hidden.stdout, "");
+        let text = serde_json::to_string(&only_hidden).expect("json");
+        assert!(!text.contains("SECRET") && !text.contains("OUT-"), "{text}");
+    }
+
+    #[test]
+    fn only_assignments_and_code_questions_are_graded() {
+        let unit = |kind: &str, body: serde_json::Value| GradingUnit {
+            kind: kind.into(),
+            version: Some(1),
+            body,
+        };
+        let case = json!({"name": "t", "stdin": "1", "expected_stdout": "2"});
+        let assignment = unit(
+            "assignment",
+            json!({"language": "python", "visible_tests": [case], "hidden_tests": [case, case],
+                   "limits": {"wall_ms": 2000}}),
+        );
+        let graded = task(&assignment, None).expect("assignment");
+        assert_eq!((graded.visible.len(), graded.hidden.len()), (1, 2));
+        assert_eq!(graded.limits.wall_ms, Some(2000));
+        let status = |r: Result<Task, Refusal>| r.map(|_| ()).expect_err("refused").status;
+        assert_eq!(status(task(&assignment, Some("q1"))), 400);
+        let quiz = unit(
+            "quiz",
+            json!({"questions": [
+                {"type": "single_choice", "id": "q1", "prompt": "?", "choices": ["a", "b"], "answer": 0},
+                {"type": "code", "id": "q2", "prompt": "?", "language": "python", "tests": [case],
+                 "hidden_tests": [case]}]}),
+        );
+        let code = task(&quiz, Some("q2")).expect("code question");
+        assert_eq!((code.language.as_str(), code.hidden.len()), ("python", 1));
+        assert_eq!(status(task(&quiz, Some("q1"))), 400);
+        assert_eq!(status(task(&quiz, Some("q9"))), 404);
+        assert_eq!(status(task(&quiz, None)), 400);
+        assert_eq!(status(task(&unit("lesson", json!({})), None)), 400);
+    }
+
+    #[test]
+    fn ids_are_checked_before_they_reach_a_url() {
+        assert!(plausible_id("019a-unit_1"));
+        for bad in ["", "../x", "a/b", "a?b", &"x".repeat(ID_BYTES_MAX + 1)] {
+            assert!(!plausible_id(bad), "{bad:?}");
+        }
+    }
+}
