@@ -147,9 +147,36 @@ async function main() {
   await page.locator('[data-testid=tests] li[data-status=accepted]').first().waitFor({ timeout: 120_000 })
   if ((await page.locator('[data-testid=tests] li:not([data-status=accepted])').count()) !== 0) throw new Error('a right program failed a test')
   await shot('05f-assignment-passed')
-  step('assignment: failed, then passed its tests')
-  await page.locator('main a[href^="/courses/"]').first().click()
+  step('assignment: failed, then passed its visible test')
+
+  // Submitting grades against the hidden tests too: a program that only
+  // knows the visible case passes it and fails the hidden ones; the path
+  // stays as it was. The right program is accepted and the live class opens.
+  const submitAndWait = async () => {
+    await page.getByTestId('submit').click()
+    const graded = page.getByTestId('graded')
+    await graded.waitFor({ timeout: 120_000 })
+    return graded
+  }
+  await program('n = int(input())\nprint(42 if n == 21 else n + 1)\n')
+  let graded = await submitAndWait()
+  if ((await graded.getAttribute('data-status')) !== 'wrong_answer') throw new Error(`a program knowing only the visible case was ${await graded.getAttribute('data-status')}`)
+  if ((await graded.locator('li[data-hidden=true]:not([data-status=accepted])').count()) < 1) throw new Error('no hidden test failed')
+  if ((await graded.locator('li[data-hidden=false][data-status=accepted]').count()) !== 1) throw new Error('the visible test did not pass')
+  await shot('05g-submission-failed-hidden')
+  await program('n = int(input())\nprint(2 * n)\n')
+  await page.getByTestId('submit').click()
+  await page.locator('[data-testid=graded][data-status=accepted]').waitFor({ timeout: 120_000 })
+  graded = page.getByTestId('graded')
+  if ((await graded.locator('li:not([data-status=accepted])').count()) !== 0) throw new Error('an accepted submission lists a failed test')
+  await shot('05h-submission-accepted')
+  step('submission: hidden tests failed, then accepted')
+  await page.getByTestId('assignment-back').click()
   await page.waitForURL(/\/courses\/[^/]+$/)
+  await page.locator('.path .node').nth(2).and(page.locator('[data-state=done]')).waitFor()
+  await page.locator('.path .node').nth(3).and(page.locator('[data-state=open]')).waitFor()
+  await shot('05i-path-live-open')
+  step('the accepted assignment is done on the path and the live class is open')
 
   // Arabic, right to left, and the phone-width layout.
   await page.selectOption('[data-testid=locale]', 'ar')

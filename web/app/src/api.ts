@@ -88,6 +88,35 @@ export async function seedEdge(): Promise<string> {
   return probe.origin
 }
 
+let entryFiles: Promise<Record<string, string>> | undefined
+
+/**
+ * The file name a language's program must have (main.py, Main.java…), as
+ * the chosen edge's sandbox names it in /api/v1/languages; asked once.
+ */
+export async function entryFile(language: string): Promise<string> {
+  if (!session.edge) await connectRegion()
+  entryFiles ??= chooser
+    .withFailover((edge) => call(edge.url, '/api/v1/languages'))
+    .then((body) => Object.fromEntries((body.languages ?? []).map((l: any) => [l.id, l.file_name])))
+    .catch((e) => { entryFiles = undefined; throw e })
+  return (await entryFiles)[language] ?? 'main'
+}
+
+/**
+ * POST /api/v1/units/{id}/submissions on the chosen edge: the submission
+ * that counts, graded against the unit's visible and hidden tests (only the
+ * hidden tests' verdicts come back). `question_id` names a quiz's code
+ * question. Answers once the control plane has counted it (`recorded`).
+ */
+export async function submitGraded(unitId: string, body: { files: RunFile[]; question_id?: string }): Promise<any> {
+  if (!session.edge) await connectRegion()
+  return chooser.withFailover(async (edge) => {
+    session.edge = edge
+    return call(edge.url, `/api/v1/units/${encodeURIComponent(unitId)}/submissions`, { method: 'POST', body: JSON.stringify(body) })
+  })
+}
+
 export interface RunFile { name: string; content: string }
 export interface RunTest { name: string; stdin?: string; expected_stdout?: string; compare?: string }
 

@@ -30,9 +30,10 @@ export function orderQuestions(questions: QuizQuestion[], shuffle: boolean, rand
 /**
  * What a question's answer sends, or undefined to leave it out (it then
  * counts as wrong): a choice index, a sorted list of indexes, a trimmed
- * text, or the id of the run that answered a code question.
+ * text, or the id of the graded submission (hidden tests included) that
+ * answered a code question.
  */
-export function answerFor(q: QuizQuestion, value: unknown, runId?: string): unknown {
+export function answerFor(q: QuizQuestion, value: unknown, submissionId?: string): unknown {
   switch (q.type) {
     case 'single_choice':
       return typeof value === 'number' ? value : undefined
@@ -41,7 +42,7 @@ export function answerFor(q: QuizQuestion, value: unknown, runId?: string): unkn
     case 'short_answer':
       return typeof value === 'string' && value.trim() ? value.trim() : undefined
     case 'code':
-      return runId ? { submission_id: runId } : undefined
+      return submissionId ? { submission_id: submissionId } : undefined
   }
 }
 
