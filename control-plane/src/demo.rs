@@ -75,6 +75,7 @@ fn units() -> [(UnitKind, &'static str, serde_json::Value); 4] {
                 "hidden_tests": [{"name": "zero", "stdin": "0", "expected_stdout": "0", "compare": "trimmed"},
                                  {"name": "negative", "stdin": "-5", "expected_stdout": "-10", "compare": "trimmed"}],
                 "limits": {"wall_ms": 2000, "memory_mb": 128},
+                "reference_solution": [{"name": "main.py", "content": "print(int(input()) * 2)\n"}],
             }),
         ),
         (
