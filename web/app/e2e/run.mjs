@@ -61,6 +61,7 @@ async function buildCourse(page, base, shot) {
   const courseUrl = page.url()
   await page.fill('[data-testid=module-title]', 'Basics')
   await page.getByTestId('add-module').click()
+  await page.locator('[data-module=Basics]').waitFor()
   const newUnit = async (kind, title) => {
     await page.goto(courseUrl)
     const form = page.locator('[data-module=Basics] form')
@@ -143,6 +144,17 @@ async function buildCourse(page, base, shot) {
   const kinds = await units.evaluateAll((li) => li.map((l) => `${l.dataset.unitKind}:${l.dataset.published}`))
   if (kinds.join(',') !== 'lesson:1,quiz:1,assignment:1,live_classroom:1') throw new Error(`the built course has ${kinds}`)
   await shot('14-course-builder')
+
+  // The organisation's catalogue is public (the demo's is): server-rendered
+  // HTML that needs no account and no JavaScript, with the new course in it.
+  await page.goto(`${base}/instructor/courses`)
+  if (!(await page.getByTestId('catalogue-public').isChecked())) throw new Error('the demo catalogue is not public')
+  const catalogueUrl = await page.getByTestId('catalogue-link').getAttribute('href')
+  const html = await fetch(catalogueUrl).then((r) => r.text())
+  if (!html.includes('Python from zero') || !html.includes('Loops in Python')) throw new Error(`the public catalogue lacks a course: ${html.slice(0, 400)}`)
+  await page.goto(catalogueUrl)
+  await page.getByRole('heading', { name: /Courses from/ }).waitFor()
+  await shot('15-public-catalogue')
 }
 
 async function main() {
