@@ -7,7 +7,10 @@ import { spawn } from 'node:child_process'
 import { mkdtempSync, mkdirSync, readFileSync, existsSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { createRequire } from 'node:module'
 import { chromium } from 'playwright-core'
+
+const axePath = createRequire(import.meta.url).resolve('axe-core/axe.min.js')
 
 const bin = process.env.WEB_E2E_BIN
 if (!bin || !existsSync(bin)) { console.error(`e2e: WEB_E2E_BIN (${bin}) is not a built lyceum binary`); process.exit(1) }
@@ -36,6 +39,22 @@ async function waitForCluster() {
     await new Promise((r) => setTimeout(r, 500))
   }
   throw new Error('cluster not ready after 300 s')
+}
+
+/**
+ * Checks the page with axe-core against WCAG 2 A and AA (labels, names,
+ * contrast, landmarks, ARIA use) and fails on any serious or critical
+ * violation, naming the rule and the elements.
+ */
+async function audit(page, name) {
+  await page.addScriptTag({ path: axePath })
+  const found = await page.evaluate(async () => {
+    const result = await window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa'] } })
+    return result.violations
+      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`)
+  })
+  if (found.length) throw new Error(`accessibility on ${name}:\n  ${found.join('\n  ')}`)
 }
 
 /** Signs in on the sign-in page `page` is on (or is sent to), and waits for the catalogue. */
@@ -177,7 +196,11 @@ async function main() {
   page.on('pageerror', (e) => console.error(`e2e: page error: ${e.message}`))
   page.on('console', (m) => { if (m.type() === 'error') console.error(`e2e: console: ${m.text()}`) })
   current = page
-  const shot = (name) => page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true })
+  // Every page we take a picture of is also checked for accessibility.
+  const shot = async (name) => {
+    await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true })
+    await audit(page, name)
+  }
 
   await page.goto(`${base}/sign-up`)
   await page.fill('input[name=display_name]', 'Ada')
