@@ -807,36 +807,110 @@ fn new_row(limits: &Limits, transfer: &NewTransfer, now_ms: i64) -> Result<NewRo
     })
 }
 
-/// Writes independent transfers of one tenant in one database transaction
-/// (the group commit of [`super::group`]): unlike a batch, each transfer
-/// succeeds or fails on its own. All accounts are locked first in id order,
-/// every transfer is checked in memory against the locked totals in the
-/// order given (a refused one changes nothing), and only the good ones are
-/// written. The ids must be distinct (the caller defers repeats to a later
-/// group). Answers one result per request, in order; `Err` when the
-/// transaction itself failed, and then nothing was written.
+/// One request of a group commit: a single transfer, or a batch that
+/// stands or falls as a whole, with the time it was made at.
+#[derive(Debug)]
+pub(crate) struct Unit {
+    /// The transfers, in the order they apply.
+    pub(crate) transfers: Vec<NewTransfer>,
+    /// True for a batch: errors name the transfer at fault
+    /// ([`LedgerError::InBatch`]) and the batch's bounds are checked.
+    pub(crate) batch: bool,
+    /// Unix milliseconds.
+    pub(crate) now_ms: i64,
+}
+
+impl Unit {
+    /// The error of the transfer at `index`, as the caller hears it.
+    fn error(&self, index: Option<usize>, err: LedgerError) -> LedgerError {
+        match index {
+            Some(index) if self.batch => LedgerError::InBatch {
+                index,
+                id: self
+                    .transfers
+                    .get(index)
+                    .map(|t| t.id.clone())
+                    .unwrap_or_default(),
+                source: Box::new(err),
+            },
+            _ => err,
+        }
+    }
+}
+
+/// Checks a batch (its bounds, every transfer, ids distinct) and builds its
+/// journal rows at `now_ms`; errors carry the index of the transfer at
+/// fault.
+fn batch_rows(
+    limits: &Limits,
+    transfers: &[NewTransfer],
+    now_ms: i64,
+) -> Result<Vec<NewRow>, (Option<usize>, LedgerError)> {
+    let max = usize::try_from(limits.batch_transfers_max).unwrap_or(usize::MAX);
+    if transfers.is_empty() || transfers.len() > max {
+        return Err((
+            None,
+            LedgerError::Invalid(format!(
+                "a batch holds 1 to {max} transfers (control_plane.ledger_batch_transfers_max), not {}",
+                transfers.len()
+            )),
+        ));
+    }
+    let mut rows = Vec::with_capacity(transfers.len());
+    let mut seen = HashSet::with_capacity(transfers.len());
+    for (index, transfer) in transfers.iter().enumerate() {
+        let row = new_row(limits, transfer, now_ms).map_err(|err| (Some(index), err))?;
+        if !seen.insert(transfer.id.as_str()) {
+            return Err((
+                Some(index),
+                LedgerError::Invalid(format!("id {} appears twice in the batch", transfer.id)),
+            ));
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// Writes independent requests of one tenant in one database transaction
+/// (the group commit of [`super::group`]): unlike one batch, each request
+/// (a transfer, or a batch all or nothing) succeeds or fails on its own.
+/// All accounts are locked first in id order, every request is checked in
+/// memory against the locked totals in the order given (a refused one
+/// changes nothing), and only the good ones are written. The ids must be
+/// distinct across requests (the caller defers repeats to a later group).
+/// Answers one result per request, in order; `Err` when the transaction
+/// itself failed, and then nothing was written.
 ///
 /// # Errors
 /// [`LedgerError::Database`] when the store fails.
 pub(crate) async fn create_group(
     db: &Db,
     tenant_id: &str,
-    requests: &[(NewTransfer, i64)],
+    units: &[Unit],
     limits: &Limits,
-) -> Result<Vec<Result<Recorded, LedgerError>>, LedgerError> {
-    let mut results: Vec<Option<Result<Recorded, LedgerError>>> =
-        requests.iter().map(|_| None).collect();
-    let mut rows = Vec::with_capacity(requests.len());
-    for (index, (transfer, now_ms)) in requests.iter().enumerate() {
-        match new_row(limits, transfer, *now_ms) {
-            Ok(row) => rows.push((index, row)),
-            Err(err) => results[index] = Some(Err(err)),
+) -> Result<Vec<Result<Vec<Recorded>, LedgerError>>, LedgerError> {
+    let mut results: Vec<Option<Result<Vec<Recorded>, LedgerError>>> =
+        units.iter().map(|_| None).collect();
+    let mut checked = Vec::with_capacity(units.len());
+    for (index, unit) in units.iter().enumerate() {
+        let rows = if unit.batch {
+            batch_rows(limits, &unit.transfers, unit.now_ms)
+        } else {
+            unit.transfers
+                .iter()
+                .enumerate()
+                .map(|(i, t)| new_row(limits, t, unit.now_ms).map_err(|err| (Some(i), err)))
+                .collect()
+        };
+        match rows {
+            Ok(rows) => checked.push((index, rows)),
+            Err((at, err)) => results[index] = Some(Err(unit.error(at, err))),
         }
     }
-    if !rows.is_empty() {
+    if !checked.is_empty() {
         let mut attempt = 0;
         let outcomes = loop {
-            match try_create_group(db, tenant_id, requests, &rows).await {
+            match try_create_group(db, tenant_id, units, &checked).await {
                 Err(err) if is_unique_violation(&err) && attempt < RETRIES_AFTER_ID_RACE => {
                     attempt += 1;
                 }
@@ -853,52 +927,79 @@ pub(crate) async fn create_group(
         .collect())
 }
 
-type Outcomes = Vec<(usize, Result<Recorded, LedgerError>)>;
+type Outcomes = Vec<(usize, Result<Vec<Recorded>, LedgerError>)>;
 
 async fn try_create_group(
     db: &Db,
     tenant_id: &str,
-    requests: &[(NewTransfer, i64)],
-    rows: &[(usize, NewRow)],
+    units: &[Unit],
+    checked: &[(usize, Vec<NewRow>)],
 ) -> Result<Outcomes, LedgerError> {
     let mut tx = begin(db).await?;
-    let ids = rows.iter().flat_map(|(_, row)| {
+    let all_rows = || checked.iter().flat_map(|(_, rows)| rows);
+    let ids = all_rows().flat_map(|row| {
         [
             row.transfer.debit_account_id.as_str(),
             row.transfer.credit_account_id.as_str(),
         ]
     });
     let mut accounts = lock_accounts(db, &mut tx, tenant_id, ids).await?;
-    let mut existing =
-        existing_transfers(db, &mut tx, tenant_id, rows.iter().map(|(_, r)| r)).await?;
-    let mut outcomes = Vec::with_capacity(rows.len());
-    let mut new_rows = Vec::with_capacity(rows.len());
-    for (index, row) in rows {
-        let transfer = &requests[*index].0;
-        if let Some(stored) = existing.remove(&transfer.id) {
-            let outcome = if same_transfer(&stored, transfer, &row.transfer.metadata) {
-                Ok(Recorded {
-                    transfer: stored,
-                    created: false,
-                })
-            } else {
-                Err(LedgerError::IdempotencyConflict(transfer.id.clone()))
-            };
-            outcomes.push((*index, outcome));
-            continue;
-        }
-        match apply(&mut accounts, transfer) {
-            Ok(()) => {
-                new_rows.push(row);
-                outcomes.push((
-                    *index,
-                    Ok(Recorded {
+    let existing = existing_transfers(db, &mut tx, tenant_id, all_rows()).await?;
+    let mut outcomes = Vec::with_capacity(checked.len());
+    let mut new_rows = Vec::with_capacity(all_rows().count());
+    for (index, rows) in checked {
+        let unit = &units[*index];
+        // What the request changes, to put back if it fails part way.
+        let before: Vec<(&str, Option<Locked>)> = unit
+            .transfers
+            .iter()
+            .flat_map(|t| [t.debit_account_id.as_str(), t.credit_account_id.as_str()])
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .map(|id| (id, accounts.get(id).cloned()))
+            .collect();
+        let mut recorded = Vec::with_capacity(rows.len());
+        let mut written = Vec::with_capacity(rows.len());
+        let mut failed = None;
+        for (at, (transfer, row)) in unit.transfers.iter().zip(rows).enumerate() {
+            if let Some(stored) = existing.get(&transfer.id) {
+                if same_transfer(stored, transfer, &row.transfer.metadata) {
+                    recorded.push(Recorded {
+                        transfer: stored.clone(),
+                        created: false,
+                    });
+                    continue;
+                }
+                failed = Some((at, LedgerError::IdempotencyConflict(transfer.id.clone())));
+                break;
+            }
+            match apply(&mut accounts, transfer) {
+                Ok(()) => {
+                    written.push(row);
+                    recorded.push(Recorded {
                         transfer: row.transfer.clone(),
                         created: true,
-                    }),
-                ));
+                    });
+                }
+                Err(err) => {
+                    failed = Some((at, err));
+                    break;
+                }
             }
-            Err(err) => outcomes.push((*index, Err(err))),
+        }
+        match failed {
+            None => {
+                new_rows.extend(written);
+                outcomes.push((*index, Ok(recorded)));
+            }
+            Some((at, err)) => {
+                for (id, account) in before {
+                    if let Some(account) = account {
+                        accounts.insert(id.to_owned(), account);
+                    }
+                }
+                outcomes.push((*index, Err(unit.error(Some(at), err))));
+            }
         }
     }
     if !new_rows.is_empty() {
@@ -964,28 +1065,7 @@ async fn create_many(
     limits: &Limits,
     now_ms: i64,
 ) -> Result<Vec<Recorded>, (Option<usize>, LedgerError)> {
-    let max = usize::try_from(limits.batch_transfers_max).unwrap_or(usize::MAX);
-    if transfers.is_empty() || transfers.len() > max {
-        return Err((
-            None,
-            LedgerError::Invalid(format!(
-                "a batch holds 1 to {max} transfers (control_plane.ledger_batch_transfers_max), not {}",
-                transfers.len()
-            )),
-        ));
-    }
-    let mut rows = Vec::with_capacity(transfers.len());
-    let mut seen = HashSet::with_capacity(transfers.len());
-    for (index, transfer) in transfers.iter().enumerate() {
-        let row = new_row(limits, transfer, now_ms).map_err(|err| (Some(index), err))?;
-        if !seen.insert(transfer.id.as_str()) {
-            return Err((
-                Some(index),
-                LedgerError::Invalid(format!("id {} appears twice in the batch", transfer.id)),
-            ));
-        }
-        rows.push(row);
-    }
+    let rows = batch_rows(limits, transfers, now_ms)?;
     let mut attempt = 0;
     loop {
         match try_create_many(db, tenant_id, transfers, &rows).await {
