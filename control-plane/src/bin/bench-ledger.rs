@@ -1,18 +1,20 @@
 //! `bench-ledger`: ledger transfers per second on PostgreSQL at 1, 8 and 64
 //! concurrent clients, single and batched, over 1,000 accounts and over 10
 //! hot accounts (single transfers one per transaction, single transfers
-//! through the group commit the HTTP route uses, and batches), side by
-//! side in the same run with naive transfers (two
+//! through the group commit the HTTP route uses, batches in their own
+//! transaction, and batches through the group commit the batch route
+//! uses), side by side in the same run with naive transfers (two
 //! `UPDATE ... SET balance` statements and an insert per transaction, in
 //! whatever order the transfer names the accounts). It creates a scratch
 //! database on the server, prints a Markdown table and drops the database.
 //!
 //! ```text
-//! bench-ledger [--seconds 2] [--batch 100] [--clients 1,8,64] [--writers 4] [--database-url postgres://...]
+//! bench-ledger [--seconds 2] [--batch 100] [--clients 1,8,64] [--writers 1] [--group-transfers 500] [--database-url postgres://...]
 //! ```
 //! The URL defaults to `LYCEUM_TEST_DATABASE_URL`; each cell runs for
 //! `--seconds` (keep it short by default; raise it for steadier figures);
-//! `--writers` sets `ledger_group_commit_writers`.
+//! `--writers` sets `ledger_group_commit_writers` and `--group-transfers`
+//! `ledger_group_commit_transfers_max`.
 
 use std::str::FromStr as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +35,7 @@ struct Options {
     batch: usize,
     clients: Vec<usize>,
     writers: u32,
+    group_transfers: u32,
     database_url: String,
 }
 
@@ -42,6 +45,7 @@ fn options() -> anyhow::Result<Options> {
         batch: 100,
         clients: vec![1, 8, 64],
         writers: control_plane::config::LEDGER_GROUP_COMMIT_WRITERS_DEFAULT,
+        group_transfers: control_plane::config::LEDGER_GROUP_COMMIT_TRANSFERS_MAX_DEFAULT,
         database_url: std::env::var("LYCEUM_TEST_DATABASE_URL").unwrap_or_default(),
     };
     let mut args = std::env::args().skip(1);
@@ -58,10 +62,13 @@ fn options() -> anyhow::Result<Options> {
                     .context("--clients")?;
             }
             "--writers" => options.writers = value()?.parse().context("--writers")?,
+            "--group-transfers" => {
+                options.group_transfers = value()?.parse().context("--group-transfers")?;
+            }
             "--database-url" => options.database_url = value()?,
             "--help" | "-h" => {
                 println!(
-                    "bench-ledger [--seconds 2] [--batch 100] [--clients 1,8,64] [--writers 4] [--database-url postgres://...]"
+                    "bench-ledger [--seconds 2] [--batch 100] [--clients 1,8,64] [--writers 1] [--group-transfers 500] [--database-url postgres://...]"
                 );
                 std::process::exit(0);
             }
@@ -82,6 +89,7 @@ enum Mode {
     Single,
     Group,
     Batched,
+    GroupBatched,
     Naive,
 }
 
@@ -128,6 +136,7 @@ async fn run(options: &Options, url: &str) -> anyhow::Result<()> {
         db_acquire_timeout_ms: 60_000,
         ledger_expiry_sweep_interval_ms: 0,
         ledger_group_commit_writers: options.writers,
+        ledger_group_commit_transfers_max: options.group_transfers,
         ledger_batch_transfers_max: u32::try_from(options.batch.max(1))?.min(8_000),
         data_dir: dir,
         ..ControlPlaneConfig::default()
@@ -220,26 +229,33 @@ async fn run(options: &Options, url: &str) -> anyhow::Result<()> {
         options.seconds, options.batch
     );
     println!();
-    println!("| accounts | clients | ledger, one per transaction | ledger, single via group commit | ledger, batched | naive (2 UPDATEs + INSERT) | naive errors (deadlocks) |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| accounts | clients | ledger, one per transaction | ledger, single via group commit | ledger, batched | ledger, batched via group commit | naive (2 UPDATEs + INSERT) | naive errors (deadlocks) |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let seq = Arc::new(AtomicU64::new(0));
     for set in &sets {
         for &clients in &options.clients {
             let mut cells = Vec::new();
-            for mode in [Mode::Single, Mode::Group, Mode::Batched, Mode::Naive] {
+            for mode in [
+                Mode::Single,
+                Mode::Group,
+                Mode::Batched,
+                Mode::GroupBatched,
+                Mode::Naive,
+            ] {
                 cells.push(cell(&cp, &tenant, set, mode, clients, options, &seq).await?);
             }
             println!(
-                "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} |",
+                "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} |",
                 set.name,
                 clients,
                 cells[0].per_second,
                 cells[1].per_second,
                 cells[2].per_second,
                 cells[3].per_second,
-                cells[3].errors
+                cells[4].per_second,
+                cells[4].errors
             );
-            let failed = cells[0].errors + cells[1].errors + cells[2].errors;
+            let failed: u64 = cells[..4].iter().map(|c| c.errors).sum();
             if failed > 0 {
                 bail!("the ledger failed {failed} transfers");
             }
@@ -333,16 +349,21 @@ async fn cell(
                             }
                         }
                     }
-                    Mode::Batched => {
+                    Mode::Batched | Mode::GroupBatched => {
                         let transfers: Vec<_> = (0..batch)
                             .map(|_| {
                                 let (from, to, amount) = pick();
                                 new(from, to, amount)
                             })
                             .collect();
-                        match ledger::create_transfers(cp.db(), &tenant, &transfers, &limits, 0)
-                            .await
-                        {
+                        let written = if mode == Mode::Batched {
+                            ledger::create_transfers(cp.db(), &tenant, &transfers, &limits, 0).await
+                        } else {
+                            cp.ledger_writer()
+                                .create_transfers(&tenant, transfers, 0)
+                                .await
+                        };
+                        match written {
                             Ok(r) => done += r.len() as u64,
                             Err(err) => {
                                 eprintln!("ledger error: {err}");

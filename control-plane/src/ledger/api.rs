@@ -173,15 +173,13 @@ async fn create_batch(
 ) -> Result<(StatusCode, Json<BatchAnswer>), ApiError> {
     let tenant = tenant(&caller)?;
     let Json(request) = body?;
-    let results = store::create_transfers(
-        cp.db(),
-        tenant,
-        &request.transfers,
-        &limits(&cp),
-        cp.clock().now_ms(),
-    )
-    .await
-    .map_err(ControlPlaneError::from)?;
+    // Through the group commit too: concurrent batches share a transaction,
+    // each still all or nothing.
+    let results = cp
+        .ledger_writer()
+        .create_transfers(tenant, request.transfers, cp.clock().now_ms())
+        .await
+        .map_err(ControlPlaneError::from)?;
     let status = recorded_status(results.iter().any(|r| r.created));
     Ok((status, Json(BatchAnswer { results })))
 }

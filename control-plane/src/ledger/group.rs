@@ -1,29 +1,35 @@
-//! Group commit: single transfers submitted concurrently (the HTTP route
-//! `POST /api/v1/ledger/transfers`) are collected into one database
-//! transaction instead of one each.
+//! Group commit: transfers and batches submitted concurrently (the HTTP
+//! routes `POST /api/v1/ledger/transfers` and `.../transfers/batch`) are
+//! collected into one database transaction instead of one each.
 //!
 //! Why: on a few hot accounts every transfer waits for the row locks of
 //! the one before it, so one transaction per transfer runs at one commit
-//! (one WAL flush, seven round trips) per transfer, whatever the number of
-//! clients. A writer that takes everything queued meanwhile pays that cost
-//! once per group.
+//! (one WAL flush, several round trips) per transfer, whatever the number
+//! of clients; and concurrent batches over many accounts overlap on some
+//! account almost always, so they queue on row locks and on each other's
+//! commit flush. A writer that takes everything queued meanwhile pays the
+//! locks, the statements and the flush once per group.
 //!
-//! How: requests go into a bounded queue (`ledger_group_commit_queue_max`;
-//! a full queue answers [`LedgerError::Busy`] at once instead of letting
-//! waits grow without bound). `ledger_group_commit_writers` writer tasks
-//! take turns at the queue: a writer waits for the first request, takes
-//! whatever else is queued up to `ledger_group_commit_transfers_max`, and
-//! writes it with [`store::create_group`] while the next writer gathers
-//! the next group. Within a group each transfer stands alone: it is checked
-//! in memory against the locked totals and a refused one (no funds, a
+//! How: requests (a transfer or a batch) go into a bounded queue
+//! (`ledger_group_commit_queue_max` requests; a full queue answers
+//! [`LedgerError::Busy`] at once instead of letting waits grow without
+//! bound). `ledger_group_commit_writers` writer tasks take turns at the
+//! queue: a writer waits for the first request, takes whatever else is
+//! queued until the group holds `ledger_group_commit_transfers_max`
+//! transfers (a request is never split, so a group may pass that by one
+//! batch), and writes it with [`store::create_group`] while the next writer
+//! gathers the next group. Within a group each request stands alone: it is
+//! checked in memory against the locked totals, a single transfer on its
+//! own and a batch all or nothing, and a refused one (no funds, a
 //! conflicting id) changes nothing and fails only itself. Requests are
-//! split per tenant, and a repeated id goes to a later round of the same
-//! writer, so that it sees its first occurrence committed and answers it
-//! idempotently. Every other rule (lock order, idempotency by body, limits,
-//! events in the same transaction) is the store's, unchanged.
+//! split per tenant, and a request that repeats an id of an earlier one
+//! goes to a later round of the same writer, so that it sees its first
+//! occurrence committed and answers it idempotently. Every other rule (lock
+//! order, idempotency by body, limits, events in the same transaction) is
+//! the store's, unchanged.
 //!
-//! Cancel safety: a caller that goes away still has its transfer written
-//! if the writer took it; its id makes a retry safe.
+//! Cancel safety: a caller that goes away still has its transfers written
+//! if the writer took them; their ids make a retry safe.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -33,12 +39,11 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use super::{store, LedgerError, Limits, NewTransfer, Recorded};
 use crate::db::Db;
 
-/// One queued transfer and where its answer goes.
+/// One queued request and where its answer goes.
 struct Request {
     tenant_id: String,
-    transfer: NewTransfer,
-    now_ms: i64,
-    reply: oneshot::Sender<Result<Recorded, LedgerError>>,
+    unit: store::Unit,
+    reply: oneshot::Sender<Result<Vec<Recorded>, LedgerError>>,
 }
 
 /// The handle callers submit through; writers stop when it is dropped.
@@ -52,7 +57,7 @@ impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Request")
             .field("tenant_id", &self.tenant_id)
-            .field("id", &self.transfer.id)
+            .field("transfers", &self.unit.transfers.len())
             .finish_non_exhaustive()
     }
 }
@@ -99,11 +104,47 @@ impl GroupCommit {
         transfer: NewTransfer,
         now_ms: i64,
     ) -> Result<Recorded, LedgerError> {
+        let unit = store::Unit {
+            transfers: vec![transfer],
+            batch: false,
+            now_ms,
+        };
+        self.submit(tenant_id, unit)
+            .await?
+            .pop()
+            .ok_or_else(|| LedgerError::Corrupt("a one-transfer request recorded nothing".into()))
+    }
+
+    /// Creates a batch as [`store::create_transfers`] would (all or
+    /// nothing, applied in order), in a group with whatever else is queued.
+    ///
+    /// # Errors
+    /// As [`store::create_transfers`]; [`LedgerError::Busy`] when the queue
+    /// is full; [`LedgerError::GroupFailed`] when the group's transaction
+    /// failed (nothing of it was written; retry with the same ids).
+    pub async fn create_transfers(
+        &self,
+        tenant_id: &str,
+        transfers: Vec<NewTransfer>,
+        now_ms: i64,
+    ) -> Result<Vec<Recorded>, LedgerError> {
+        let unit = store::Unit {
+            transfers,
+            batch: true,
+            now_ms,
+        };
+        self.submit(tenant_id, unit).await
+    }
+
+    async fn submit(
+        &self,
+        tenant_id: &str,
+        unit: store::Unit,
+    ) -> Result<Vec<Recorded>, LedgerError> {
         let (reply, answer) = oneshot::channel();
         let request = Request {
             tenant_id: tenant_id.to_owned(),
-            transfer,
-            now_ms,
+            unit,
             reply,
         };
         self.sender.try_send(request).map_err(|err| match err {
@@ -130,13 +171,20 @@ async fn write_groups(
         let mut group = Vec::new();
         {
             let mut receiver = receiver.lock().await;
+            let mut transfers = 0;
             match receiver.recv().await {
-                Some(request) => group.push(request),
+                Some(request) => {
+                    transfers += request.unit.transfers.len();
+                    group.push(request);
+                }
                 None => return,
             }
-            while group.len() < group_max {
+            while transfers < group_max {
                 match receiver.try_recv() {
-                    Ok(request) => group.push(request),
+                    Ok(request) => {
+                        transfers += request.unit.transfers.len();
+                        group.push(request);
+                    }
                     Err(_) => break,
                 }
             }
@@ -148,7 +196,9 @@ async fn write_groups(
 }
 
 /// Splits a group per tenant, and each tenant's part into rounds with
-/// distinct ids (a repeat waits for the round after its first occurrence).
+/// distinct ids (a request that repeats an id of an earlier one waits for
+/// the round after the last one it collides with, so arrival order holds
+/// between them).
 fn rounds(group: Vec<Request>) -> Vec<Vec<Request>> {
     let mut by_tenant: HashMap<String, Vec<Vec<Request>>> = HashMap::new();
     let mut order = Vec::new();
@@ -157,12 +207,12 @@ fn rounds(group: Vec<Request>) -> Vec<Vec<Request>> {
         let ids = seen.entry(request.tenant_id.clone()).or_default();
         let round = ids
             .iter()
-            .position(|ids| !ids.contains(&request.transfer.id))
-            .unwrap_or(ids.len());
+            .rposition(|ids| request.unit.transfers.iter().any(|t| ids.contains(&t.id)))
+            .map_or(0, |last| last + 1);
         if round == ids.len() {
             ids.push(HashSet::new());
         }
-        ids[round].insert(request.transfer.id.clone());
+        ids[round].extend(request.unit.transfers.iter().map(|t| t.id.clone()));
         let tenant = by_tenant
             .entry(request.tenant_id.clone())
             .or_insert_with(|| {
@@ -185,11 +235,8 @@ async fn write_round(db: &Db, limits: &Limits, round: Vec<Request>) {
     let Some(tenant_id) = round.first().map(|r| r.tenant_id.clone()) else {
         return;
     };
-    let (items, replies): (Vec<_>, Vec<_>) = round
-        .into_iter()
-        .map(|r| ((r.transfer, r.now_ms), r.reply))
-        .unzip();
-    match store::create_group(db, &tenant_id, &items, limits).await {
+    let (units, replies): (Vec<_>, Vec<_>) = round.into_iter().map(|r| (r.unit, r.reply)).unzip();
+    match store::create_group(db, &tenant_id, &units, limits).await {
         Ok(results) => {
             for (reply, result) in replies.into_iter().zip(results) {
                 // A caller that went away does not hear back; its id makes
@@ -198,7 +245,7 @@ async fn write_round(db: &Db, limits: &Limits, round: Vec<Request>) {
             }
         }
         Err(err) => {
-            tracing::warn!(error = %err, transfers = items.len(), "ledger: group commit failed");
+            tracing::warn!(error = %err, requests = units.len(), "ledger: group commit failed");
             let text = err.to_string();
             for reply in replies {
                 let _ = reply.send(Err(LedgerError::GroupFailed(text.clone())));

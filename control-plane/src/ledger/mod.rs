@@ -499,7 +499,8 @@ pub struct Audit {
     pub transfers: usize,
     /// Accounts whose stored totals differ from the replay:
     /// `(id, stored, replayed)` as `[debits_pending, debits_posted,
-    /// credits_pending, credits_posted]`.
+    /// credits_pending, credits_posted]`; an account the journal names
+    /// but the tenant does not have shows with stored totals of zero.
     pub mismatches: Vec<(String, [i64; 4], [i64; 4])>,
     /// Per currency, `(sum of debits - credits posted, same for pending)`;
     /// both are zero in a sound ledger.

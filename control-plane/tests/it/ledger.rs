@@ -1691,3 +1691,175 @@ async fn a_full_group_commit_queue_answers_busy() {
     assert_eq!(audit.transfers, 2);
     db.cleanup(vec![cp]).await;
 }
+
+/// Holds up the group-commit writer: a transaction that holds the tenant's
+/// account rows (PostgreSQL) or the single write lock (SQLite), so that
+/// whatever is queued meanwhile is written as one later group.
+async fn hold_accounts(cp: &ControlPlane, tenant: &str) -> sqlx::Transaction<'static, sqlx::Any> {
+    let mut blocker = cp.db().begin_write().await.expect("write lock");
+    sqlx::query(&format!(
+        "SELECT id FROM ledger_accounts WHERE tenant_id = $1{}",
+        cp.db().lock_clause()
+    ))
+    .bind(tenant)
+    .fetch_all(&mut *blocker)
+    .await
+    .expect("lock accounts");
+    blocker
+}
+
+/// Batches through the group commit: several in one group, each all or
+/// nothing on its own, next to single transfers; a batch that repeats an
+/// id of an earlier request in the group sees it committed (same body: the
+/// stored row, another body: a conflict that fails that batch only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batches_in_one_group_stand_or_fall_alone() {
+    for engine in ENGINES {
+        let (db, cp) = open(engine, |c| c.db_connections_max = 4).await;
+        let t = tenant(&cp, "batches").await;
+        let world = account(&cp, &t, "world", "EUR", BalanceLimit::None).await;
+        let limit = BalanceLimit::DebitsMustNotExceedCredits;
+        let a = account(&cp, &t, "a", "EUR", limit).await;
+        let b = account(&cp, &t, "b", "EUR", limit).await;
+        let writer = cp.ledger_writer().clone();
+        writer
+            .create_transfers(&t, vec![transfer("fund-a", &world, &a, 100)], T0)
+            .await
+            .expect("fund");
+
+        let blocker = hold_accounts(&cp, &t).await;
+        // Each request is in the queue before the next is sent, so they
+        // keep this order.
+        let wait_queued = |n: usize| {
+            let writer = writer.clone();
+            async move {
+                for _ in 0..500 {
+                    if writer.queued() == n {
+                        return;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                panic!("{engine:?}: {} queued, not {n}", writer.queued());
+            }
+        };
+        let send = |transfers: Vec<NewTransfer>| {
+            let (writer, t) = (writer.clone(), t.clone());
+            tokio::spawn(async move { writer.create_transfers(&t, transfers, T0).await })
+        };
+        // Taken first and held up by the blocker; the rest queue behind it.
+        let first = send(vec![transfer("first", &a, &b, 10)]);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        wait_queued(0).await;
+        let good = send(vec![
+            transfer("good-1", &a, &b, 20),
+            transfer("good-2", &b, &a, 5),
+        ]);
+        wait_queued(1).await;
+        // Its first transfer is fine alone, its second overdraws: neither.
+        let short = send(vec![
+            transfer("short-1", &a, &b, 1),
+            transfer("short-2", &b, &world, 1_000),
+        ]);
+        wait_queued(2).await;
+        let single = {
+            let (writer, t, tr) = (writer.clone(), t.clone(), transfer("single", &a, &b, 3));
+            tokio::spawn(async move { writer.create_transfer(&t, tr, T0).await })
+        };
+        wait_queued(3).await;
+        let repeat = send(vec![
+            transfer("good-1", &a, &b, 20),
+            transfer("after-repeat", &b, &a, 1),
+        ]);
+        wait_queued(4).await;
+        let conflict = send(vec![
+            transfer("before-conflict", &a, &b, 1),
+            transfer("single", &a, &b, 4),
+        ]);
+        wait_queued(5).await;
+        let twice = send(vec![
+            transfer("twice", &a, &b, 1),
+            transfer("twice", &a, &b, 1),
+        ]);
+        wait_queued(6).await;
+        blocker.rollback().await.expect("release");
+
+        assert!(first.await.expect("task").expect("first")[0].created);
+        let good = good.await.expect("task").expect("good");
+        assert!(good.iter().all(|r| r.created), "{engine:?}: {good:?}");
+        match short.await.expect("task") {
+            Err(LedgerError::InBatch { index, id, source }) => {
+                assert_eq!((index, id.as_str()), (1, "short-2"));
+                assert_eq!(source.code().as_str(), "insufficient_funds");
+            }
+            other => panic!("{engine:?}: short batch gave {other:?}"),
+        }
+        assert!(single.await.expect("task").expect("single").created);
+        let repeat = repeat.await.expect("task").expect("repeat");
+        assert_eq!(
+            repeat.iter().map(|r| r.created).collect::<Vec<_>>(),
+            [false, true],
+            "{engine:?}: the repeated id answers the stored row"
+        );
+        match conflict.await.expect("task") {
+            Err(LedgerError::InBatch { index, source, .. }) => {
+                assert_eq!(index, 1);
+                assert_eq!(source.code().as_str(), "idempotency_conflict");
+            }
+            other => panic!("{engine:?}: conflicting batch gave {other:?}"),
+        }
+        assert_eq!(
+            outcome(&twice.await.expect("task"), |r: &Vec<ledger::Recorded>| r
+                .iter()
+                .any(|r| r.created)),
+            "bad_request"
+        );
+        for id in ["short-1", "short-2", "before-conflict", "twice"] {
+            assert_eq!(
+                outcome(&ledger::get_transfer(cp.db(), &t, id).await, |_| true),
+                "not_found",
+                "{engine:?}: {id} of a failed batch was written"
+            );
+        }
+        // fund 100, first 10, good 20 - 5, single 3, after-repeat -1.
+        assert_eq!(totals(&cp, &t, &a).await, [0, 33, 0, 106]);
+        assert_eq!(totals(&cp, &t, &b).await, [0, 6, 0, 33]);
+        let audit = assert_sound(&cp, &t).await;
+        assert_eq!(audit.transfers, 6);
+        db.cleanup(vec![cp]).await;
+    }
+}
+
+/// The audit reports a journal row that names an account the tenant does
+/// not have: SQLite's foreign key refuses such a row outright; PostgreSQL
+/// leaves that to the write path (migration 0010), and the audit catches a
+/// row written around it.
+#[tokio::test]
+async fn the_audit_reports_a_journal_row_naming_an_unknown_account() {
+    for engine in ENGINES {
+        let (db, cp) = open(engine, |_| {}).await;
+        let t = tenant(&cp, "orphans").await;
+        let world = account(&cp, &t, "world", "EUR", BalanceLimit::None).await;
+        let inserted = sqlx::query(
+            "INSERT INTO ledger_transfers (tenant_id, id, kind, debit_account_id, \
+             credit_account_id, amount, currency, metadata, created_at) \
+             VALUES ($1, 'orphan', 'posted', $2, 'no-such-account', 5, 'EUR', '{}', 0)",
+        )
+        .bind(&t)
+        .bind(&world.id)
+        .execute(cp.db().pool())
+        .await;
+        match engine {
+            Engine::Sqlite => assert!(inserted.is_err(), "SQLite's foreign key refuses it"),
+            Engine::Postgres => {
+                inserted.expect("written around the ledger");
+                let audit = ledger::audit(cp.db(), &t).await.expect("audit");
+                assert!(!audit.is_sound());
+                let ids: Vec<&str> = audit.mismatches.iter().map(|m| m.0.as_str()).collect();
+                assert_eq!(ids, [world.id.as_str(), "no-such-account"], "{audit:?}");
+                assert_eq!(audit.mismatches[1].1, [0; 4]);
+                assert_eq!(audit.mismatches[1].2, [0, 0, 0, 5]);
+            }
+        }
+        db.cleanup(vec![cp]).await;
+    }
+}
