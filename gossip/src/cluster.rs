@@ -811,8 +811,14 @@ impl Driver {
         }
         let mut relayed = Vec::new();
         while let Some(notification) = self.runtime.to_notify() {
-            if let OwnedNotification::MemberDown(down) = &notification {
-                self.relay.on_member_down(&self.foca, down, &mut relayed);
+            match &notification {
+                OwnedNotification::MemberDown(down) => {
+                    self.relay.on_member_down(&self.foca, down, &mut relayed);
+                }
+                OwnedNotification::MemberUp(up) => {
+                    relayed.extend(self.relay.on_member_up(&self.foca, up));
+                }
+                _ => {}
             }
             self.on_notification(notification);
         }

@@ -163,7 +163,7 @@ impl SwimSettings {
             announce_fanout_max: 1,
             announce_down_period_ms: 5_000,
             announce_down_fanout_max: 2,
-            relay_fanout_max: 3,
+            relay_fanout_max: 6,
             suspicion_resend_ms: 250,
         }
     }
@@ -197,7 +197,7 @@ impl SwimSettings {
             announce_fanout_max: 2,
             announce_down_period_ms: 15_000,
             announce_down_fanout_max: 3,
-            relay_fanout_max: 3,
+            relay_fanout_max: 6,
             suspicion_resend_ms: 1_000,
         }
     }

@@ -15,6 +15,11 @@
 //!   Each member that learns a member went down **relays the verdict at
 //!   once** to [`SwimSettings::relay_fanout_max`] random members, once per
 //!   verdict, so the whole cluster knows within a few network round trips.
+//! * Knowledge can be one-sided: A learns of B from a third member while B
+//!   has not heard of A, and foca has no push-pull sync, so B meets A only
+//!   when it happens to hear of it (in a large join, minutes later). A
+//!   member that learns of another **greets it** with one packet whose header
+//!   introduces itself, so one side knowing is enough.
 //!
 //! The packets are ordinary foca `Gossip` messages built with foca's own
 //! codec (a header and at most one member update), so peers need nothing
@@ -176,6 +181,15 @@ impl Relay {
                 incarnation,
             },
         ));
+    }
+
+    /// Call on foca's `MemberUp` notification: the greeting that makes the
+    /// new member know us too.
+    pub(crate) fn on_member_up(&self, foca: &SwimFoca, up: &NodeIdentity) -> Option<RelayPacket> {
+        if up == foca.identity() {
+            return None;
+        }
+        self.craft(foca, up, None).map(|bytes| (up.clone(), bytes))
     }
 
     /// Call on foca's `MemberDown` notification: relays the verdict to
@@ -341,12 +355,32 @@ mod tests {
         assert!(out.is_empty() && timers.is_empty());
     }
 
+    /// One side knowing is enough: the greeting makes the other side know
+    /// the greeter.
+    #[test]
+    fn a_greeting_introduces_the_greeter() {
+        let (a_id, b_id) = (node("relay-a", 1000), node("relay-b", 2000));
+        let a = swim(a_id.clone());
+        let mut b = swim(b_id.clone());
+        let mut runtime = AccumulatingRuntime::new();
+        let relay = Relay::new(&SwimSettings::lan(), 4);
+        assert!(
+            relay.on_member_up(&a, &a_id).is_none(),
+            "never greets itself"
+        );
+        let (to, bytes) = relay.on_member_up(&a, &b_id).expect("greeting");
+        assert_eq!(to, b_id);
+        assert!(bytes.len() <= SwimSettings::lan().packet_bytes_max);
+        b.handle_data(&bytes, &mut runtime).expect("b takes it");
+        assert!(b.iter_members().any(|m| m.id() == &a_id), "b knows a");
+    }
+
     #[test]
     fn a_down_verdict_goes_to_fanout_members_but_not_its_subject() {
         let local = node("relay-a", 1000);
         let mut a = swim(local);
         let mut runtime = AccumulatingRuntime::new();
-        let others: Vec<NodeIdentity> = (0..6).map(|i| node(&format!("m{i}"), 3000 + i)).collect();
+        let others: Vec<NodeIdentity> = (0..8).map(|i| node(&format!("m{i}"), 3000 + i)).collect();
         a.apply_many(
             others.iter().cloned().map(Member::alive),
             false,

@@ -62,6 +62,12 @@ pub const CONVERGE_LIMIT_MS: u64 = 300_000;
 /// kills a member, so that the join's updates have settled.
 pub const SETTLE_PROBE_PERIODS: u64 = 10;
 
+/// Simulated ms the stability scenario waits after convergence before its
+/// window opens, so that the join's own updates have stopped spreading and
+/// the window sees a cluster at rest (a cluster that converges in a second
+/// still gossips its join for several more).
+pub const STABILITY_SETTLE_MS: u64 = 60_000;
+
 /// Why a simulation could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -594,11 +600,17 @@ impl Simulation {
         }
         let mut relayed = Vec::new();
         while let Some(notification) = self.runtime.to_notify() {
-            if let (OwnedNotification::MemberDown(down), true) =
-                (&notification, self.settings.relay)
-            {
+            if self.settings.relay {
                 let m = &mut self.members[member];
-                m.relay.on_member_down(&m.foca, down, &mut relayed);
+                match &notification {
+                    OwnedNotification::MemberDown(down) => {
+                        m.relay.on_member_down(&m.foca, down, &mut relayed);
+                    }
+                    OwnedNotification::MemberUp(up) => {
+                        relayed.extend(m.relay.on_member_up(&m.foca, up));
+                    }
+                    _ => {}
+                }
             }
             self.on_notification(member, notification);
         }
@@ -846,7 +858,8 @@ impl StabilityReport {
 }
 
 /// Scenarios (c) and (d): the cluster joins over the given (lossy) network,
-/// then runs `window_ms` virtual ms with nobody dying; counts members wrongly
+/// settles for [`STABILITY_SETTLE_MS`], then runs `window_ms` virtual ms with
+/// nobody dying; counts members wrongly
 /// declared down and the bytes sent in that window.
 ///
 /// # Errors
@@ -855,6 +868,8 @@ pub fn stability(settings: &SimSettings, window_ms: u64) -> Result<StabilityRepo
     let mut sim = Simulation::new(settings.clone())?;
     sim.join_all()?;
     sim.run_until(CONVERGE_LIMIT_MS, |sim| sim.converged_at_us.is_some())?;
+    let now = sim.now_ms();
+    sim.run_until(now + STABILITY_SETTLE_MS, |_| false)?;
     sim.reset_counters();
     let start = sim.now_ms();
     sim.run_until(start + window_ms, |_| false)?;

@@ -16,6 +16,8 @@
 //! `--no-relay` (without production's relay of suspicions and verdicts, see
 //! `gossip::sim::SimSettings::relay`), and, to try other LAN timings,
 //! `--probe-ms N`, `--probe-rtt-ms N`, `--resend-ms N` (LAN preset only).
+//! With `BENCH_DEBUG` set in the environment it also prints each kill's
+//! first, median and last detection time on stderr.
 
 use std::{process::ExitCode, thread, time::Instant};
 
