@@ -36,6 +36,7 @@ use crate::{
     metrics::{DropReason, Metrics, MetricsError},
     names::{NodeId, Region},
     receive::{self, Received},
+    relay::{ChaseTimer, Relay, RelayPacket},
     transport::{Inbound, Transport, TransportError, TransportSettings},
 };
 
@@ -157,6 +158,7 @@ enum Command {
 
 enum Due {
     Foca(Timer<NodeIdentity>),
+    Chase(ChaseTimer),
     Send {
         addr: SocketAddr,
         node_id: NodeId,
@@ -232,16 +234,22 @@ pub(crate) type SwimFoca = Foca<NodeIdentity, PostcardCodec, SmallRng, MetaHandl
 /// no member ever seen down). A legitimate `TurnUndead` goes to a member we
 /// hold down (we just declared it, or it talked to us while down), so
 /// dropping the others loses nothing.
-pub(crate) fn is_refuted_turn_undead(foca: &SwimFoca, to: &NodeIdentity, bytes: &[u8]) -> bool {
-    let decoded: Result<Header<NodeIdentity>, _> = PostcardCodec.decode_header(bytes);
-    let Ok(header) = decoded else {
-        return false;
-    };
+pub(crate) fn is_refuted_turn_undead(
+    foca: &SwimFoca,
+    to: &NodeIdentity,
+    header: &Header<NodeIdentity>,
+) -> bool {
     if header.message != foca::Message::TurnUndead {
         return false;
     }
     foca.iter_membership_state()
         .any(|member| member.id() == to && member.state() != foca::State::Down)
+}
+
+/// The header of a packet foca is sending (`None` if it does not decode,
+/// which foca's own packets always do).
+pub(crate) fn sent_header(bytes: &[u8]) -> Option<Header<NodeIdentity>> {
+    PostcardCodec.decode_header(bytes).ok()
 }
 
 /// Entry point: starts gossip nodes.
@@ -330,6 +338,7 @@ impl Gossip {
             .filter(|seed| *seed != local_addr)
             .collect();
         let driver = Driver {
+            relay: Relay::new(&config.swim, seed.rotate_left(29) ^ 0x7e1a),
             foca,
             runtime: AccumulatingRuntime::new(),
             timers: BinaryHeap::new(),
@@ -502,6 +511,7 @@ impl GossipHandle {
 
 struct Driver {
     foca: SwimFoca,
+    relay: Relay,
     runtime: AccumulatingRuntime<NodeIdentity>,
     timers: BinaryHeap<Scheduled>,
     timer_seq: u64,
@@ -528,6 +538,9 @@ impl Driver {
         loop {
             let next = self.timers.peek().map(|scheduled| scheduled.at);
             tokio::select! {
+                // In this order: what peers sent before the timers that judge
+                // their silence (see `SwimSettings`).
+                biased;
                 command = commands.recv() => match command {
                     Some(Command::SetMeta(meta, done)) => {
                         let result = self.set_meta(meta);
@@ -576,9 +589,31 @@ impl Driver {
                     if self.leaving {
                         continue;
                     }
+                    let probe_tick = matches!(timer, Timer::ProbeRandomMember(_));
+                    let probed = if probe_tick {
+                        self.relay.before_probe_tick()
+                    } else {
+                        None
+                    };
                     if let Err(err) = self.foca.handle_timer(timer, &mut self.runtime) {
                         tracing::debug!(error = %err, "gossip timer");
                     }
+                    if probe_tick {
+                        self.after_foca();
+                        let (mut out, mut timers) = (Vec::new(), Vec::new());
+                        self.relay
+                            .after_probe_tick(&self.foca, probed, &mut out, &mut timers);
+                        self.send_relayed(out, timers);
+                    }
+                }
+                Due::Chase(timer) => {
+                    if self.leaving {
+                        continue;
+                    }
+                    let (mut out, mut timers) = (Vec::new(), Vec::new());
+                    self.relay
+                        .on_chase(&self.foca, timer, &mut out, &mut timers);
+                    self.send_relayed(out, timers);
                 }
                 Due::Send {
                     addr,
@@ -619,10 +654,7 @@ impl Driver {
                             bytes,
                         },
                     ),
-                    None => {
-                        self.handle_datagram(from_addr, &from_node, &bytes);
-                        self.after_foca();
-                    }
+                    None => self.handle_datagram(from_addr, &from_node, &bytes),
                 }
             }
             Inbound::Connected { addr, node_id } => {
@@ -642,8 +674,11 @@ impl Driver {
             .action_for(addr, Some(node_id))
     }
 
+    /// One admitted-or-refused datagram, and what foca and the relay send
+    /// in answer.
     fn handle_datagram(&mut self, from_addr: SocketAddr, from_node: &NodeId, bytes: &[u8]) {
-        let received = receive::receive(
+        self.relay.begin_packet();
+        let (received, sender) = receive::receive_from(
             &mut self.foca,
             &mut self.runtime,
             from_addr,
@@ -652,6 +687,44 @@ impl Driver {
         );
         if let Received::Dropped(reason) = received {
             self.shared.metrics.dropped(reason);
+        }
+        self.after_foca();
+        if self.relay.end_packet() {
+            if let Some(answer) = sender.and_then(|sender| self.relay.answer(&self.foca, &sender)) {
+                self.send_relayed(vec![answer], Vec::new());
+            }
+        }
+    }
+
+    /// Sends what the relay asked for the way foca's packets go, and
+    /// schedules its reminders.
+    fn send_relayed(&mut self, packets: Vec<RelayPacket>, timers: Vec<(Duration, ChaseTimer)>) {
+        if self.leaving {
+            return;
+        }
+        for (to, bytes) in packets {
+            self.send_packet(&to, bytes);
+        }
+        for (after, timer) in timers {
+            self.schedule(after, Due::Chase(timer));
+        }
+    }
+
+    fn send_packet(&mut self, to: &NodeIdentity, bytes: Bytes) {
+        let addr = to.quic_addr();
+        match self.fault_for(addr, to.node_id()) {
+            Some(FaultAction::Drop | FaultAction::Cut) => {
+                self.shared.metrics.dropped(DropReason::FaultInjected);
+            }
+            Some(FaultAction::DelayMs(ms)) => self.schedule(
+                Duration::from_millis(ms),
+                Due::Send {
+                    addr,
+                    node_id: to.node_id().clone(),
+                    bytes,
+                },
+            ),
+            None => self.shared.transport.send(addr, Some(to.node_id()), bytes),
         }
     }
 
@@ -724,32 +797,32 @@ impl Driver {
     /// to notifications, then refreshes the members view.
     fn after_foca(&mut self) {
         while let Some((to, bytes)) = self.runtime.to_send() {
-            if is_refuted_turn_undead(&self.foca, &to, &bytes) {
-                tracing::debug!(member = %to, "dropped turn-undead after a refuted suspicion");
-                continue;
-            }
-            let addr = to.quic_addr();
-            match self.fault_for(addr, to.node_id()) {
-                Some(FaultAction::Drop | FaultAction::Cut) => {
-                    self.shared.metrics.dropped(DropReason::FaultInjected);
+            if let Some(header) = sent_header(&bytes) {
+                if is_refuted_turn_undead(&self.foca, &to, &header) {
+                    tracing::debug!(member = %to, "dropped turn-undead after a refuted suspicion");
+                    continue;
                 }
-                Some(FaultAction::DelayMs(ms)) => self.schedule(
-                    Duration::from_millis(ms),
-                    Due::Send {
-                        addr,
-                        node_id: to.node_id().clone(),
-                        bytes,
-                    },
-                ),
-                None => self.shared.transport.send(addr, Some(to.node_id()), bytes),
+                self.relay.observe_sent(&header);
             }
+            self.send_packet(&to, bytes);
         }
         while let Some((after, timer)) = self.runtime.to_schedule() {
             self.schedule(after, Due::Foca(timer));
         }
+        let mut relayed = Vec::new();
         while let Some(notification) = self.runtime.to_notify() {
+            match &notification {
+                OwnedNotification::MemberDown(down) => {
+                    self.relay.on_member_down(&self.foca, down, &mut relayed);
+                }
+                OwnedNotification::MemberUp(up) => {
+                    relayed.extend(self.relay.on_member_up(&self.foca, up));
+                }
+                _ => {}
+            }
             self.on_notification(notification);
         }
+        self.send_relayed(relayed, Vec::new());
         self.refresh_members();
     }
 

@@ -73,7 +73,11 @@ fn positive(field: &'static str, value: u64) -> Result<(), ConfigError> {
 /// on a struggling node), so the suspicion window is what absorbs a CPU-starved
 /// or paused node: it must hear that it is suspected and refute within
 /// `suspect_to_down_ms`. The presets keep that window at four probe periods or
-/// more.
+/// more. Two things from Lifeguard are in the gossip task instead: the
+/// suspicion goes straight to its subject and the refutation straight back
+/// (the relay), and received packets are handled before due timers, so a
+/// node that was starved for a moment reads the acks and refutations that
+/// queued up before its probe cycle or a suspicion timer judges the silence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SwimSettings {
     /// How often each node probes one member.
@@ -104,38 +108,53 @@ pub struct SwimSettings {
     pub announce_down_period_ms: u64,
     /// How many down members each such announce goes to.
     pub announce_down_fanout_max: usize,
+    /// How many random members a node relays a down verdict to, at once and
+    /// once per verdict, when it learns it (the gossip task's relay, see
+    /// ARCHITECTURE.md).
+    pub relay_fanout_max: usize,
+    /// How often the member that raised a suspicion sends it straight to
+    /// its subject again while it still holds it (the gossip task's relay).
+    pub suspicion_resend_ms: u64,
 }
 
 impl SwimSettings {
     /// For nodes in one region's LAN.
     ///
     /// Expected detection: a crashed node is known down by every node in
-    /// about 3 s ([`SwimSettings::expected_detection_ms`] = 3.1 s: a probe
-    /// reaches it within one 500 ms period, the probe cycle closes one period
-    /// later, then 2 s of suspicion and a 100 ms gossip round). A paused node
-    /// has 2 s (four probe periods) to refute a suspicion.
+    /// about 2 s ([`SwimSettings::expected_detection_ms`] = 2.1 s: a probe
+    /// reaches it within one 300 ms period, the probe cycle closes one period
+    /// later, then 1.4 s of suspicion; the relay spreads the verdict within
+    /// milliseconds, one 100 ms gossip round is counted for it). A paused node
+    /// has about 1.6 s to refute (the 200 ms left of the probe cycle after
+    /// the 100 ms direct round trip, then the suspicion window), and the
+    /// suspicion comes straight to it every 250 ms meanwhile.
+    ///
+    /// Why these values: detection is the wait for someone to probe the dead
+    /// node (probes arrive at about one per period, so the wait has a tail of
+    /// several periods), one more period, and the suspicion window. The
+    /// 300 ms period (500 ms before) shortens the first two; the relay (see
+    /// ARCHITECTURE.md, "Gossip relay") makes a refutation come back within
+    /// a round trip instead of a gossip epidemic, which is what lets the
+    /// window shrink from 2 s to 1.4 s with no false positive at 20 % loss.
+    /// A 100 ms direct round trip is far above a LAN's, and leaves 200 ms for
+    /// the five indirect probes.
     ///
     /// Five indirect probes (not three) make a lossy link rarely look like a
     /// dead member: at 10 % loss a probe fails only if the direct round trip
     /// and all five relayed ones fail (about 0.1 % of probes, against 0.8 %
     /// with three). Twelve transmissions per update (not eight) and a 100 ms
-    /// gossip round keep a suspicion and its refutation spreading long enough
-    /// to reach the suspect and then the member whose timer is running; foca
-    /// gives a suspicion timer only to the member whose probe failed, and an
-    /// update whose transmissions run out never reaches the rest, which is why
-    /// a longer window alone did not help.
+    /// gossip round keep updates spreading long enough to reach everyone.
     ///
     /// Simulated with 100 members ([`crate::sim`], README "Gossip
-    /// simulation"): p50 3.1 s, p99 4.1 s (the 3 s aim is met by neither; the
-    /// 2 s window is kept for CPU-starved machines); no false positive in
-    /// 5 simulated minutes at 0, 5, 10 or 20 % loss.
+    /// simulation"): p50 2.0 s, p99 2.9 s (5 kills; 1.9 s / 2.8 s over 20);
+    /// no false positive in 15 simulated minutes at 0, 5, 10 or 20 % loss.
     pub fn lan() -> Self {
         Self {
-            probe_period_ms: 500,
-            probe_rtt_ms: 200,
+            probe_period_ms: 300,
+            probe_rtt_ms: 100,
             indirect_probes_max: 5,
             transmissions_max: 12,
-            suspect_to_down_ms: 2_000,
+            suspect_to_down_ms: 1_400,
             remove_down_after_ms: 24 * 60 * 60 * 1_000,
             packet_bytes_max: PACKET_BYTES_MAX,
             gossip_period_ms: 100,
@@ -144,6 +163,8 @@ impl SwimSettings {
             announce_fanout_max: 1,
             announce_down_period_ms: 5_000,
             announce_down_fanout_max: 2,
+            relay_fanout_max: 6,
+            suspicion_resend_ms: 250,
         }
     }
 
@@ -152,13 +173,14 @@ impl SwimSettings {
     ///
     /// Expected detection: about 14.5 s ([`SwimSettings::expected_detection_ms`]:
     /// 2 s probe period twice, 10 s of suspicion, a 500 ms gossip round).
-    /// A paused node has 10 s (five probe periods) to refute a suspicion.
+    /// A paused node has 10 s (five probe periods) to refute a suspicion,
+    /// which comes straight to it every second meanwhile.
     ///
     /// Five indirect probes and fourteen transmissions per update, for the
-    /// same reasons as [`SwimSettings::lan`].
+    /// same reasons as [`SwimSettings::lan`]; the same relay.
     ///
     /// Simulated with 100 members over 20 to 150 ms links ([`crate::sim`]):
-    /// p50 16.0 s, p99 19.3 s; no false positive in 5 simulated minutes at
+    /// p50 12.5 s, p99 15.2 s; no false positive in 15 simulated minutes at
     /// 0, 5, 10 or 20 % loss.
     pub fn wan() -> Self {
         Self {
@@ -175,12 +197,15 @@ impl SwimSettings {
             announce_fanout_max: 2,
             announce_down_period_ms: 15_000,
             announce_down_fanout_max: 3,
+            relay_fanout_max: 6,
+            suspicion_resend_ms: 1_000,
         }
     }
 
     /// A rough expectation of how long the cluster takes to declare a crashed
     /// node down: one probe period until someone probes it, one more until
-    /// that probe cycle closes, the suspicion window, and one gossip round.
+    /// that probe cycle closes, the suspicion window, and one gossip round
+    /// (the relay usually spreads the verdict faster).
     pub fn expected_detection_ms(&self) -> u64 {
         2 * self.probe_period_ms + self.suspect_to_down_ms + self.gossip_period_ms
     }
@@ -197,6 +222,7 @@ impl SwimSettings {
         positive("gossip_period_ms", self.gossip_period_ms)?;
         positive("announce_period_ms", self.announce_period_ms)?;
         positive("announce_down_period_ms", self.announce_down_period_ms)?;
+        positive("suspicion_resend_ms", self.suspicion_resend_ms)?;
         if self.probe_rtt_ms >= self.probe_period_ms {
             return Err(invalid(
                 "probe_rtt_ms",
@@ -208,6 +234,7 @@ impl SwimSettings {
             ("gossip_fanout_max", self.gossip_fanout_max),
             ("announce_fanout_max", self.announce_fanout_max),
             ("announce_down_fanout_max", self.announce_down_fanout_max),
+            ("relay_fanout_max", self.relay_fanout_max),
             ("transmissions_max", usize::from(self.transmissions_max)),
         ] {
             positive(field, value as u64)?;
@@ -369,7 +396,7 @@ mod tests {
         let wan = SwimSettings::wan();
         lan.to_foca().expect("lan");
         wan.to_foca().expect("wan");
-        assert_eq!(lan.expected_detection_ms(), 3_100);
+        assert_eq!(lan.expected_detection_ms(), 2_100);
         assert_eq!(wan.expected_detection_ms(), 14_500);
         assert!(lan.suspect_to_down_ms >= 4 * lan.probe_period_ms);
         assert!(wan.suspect_to_down_ms >= 4 * wan.probe_period_ms);
@@ -398,5 +425,7 @@ mod tests {
         );
         check(|s| s.gossip_fanout_max = 0, "gossip_fanout_max");
         check(|s| s.transmissions_max = 0, "transmissions_max");
+        check(|s| s.relay_fanout_max = 0, "relay_fanout_max");
+        check(|s| s.suspicion_resend_ms = 0, "suspicion_resend_ms");
     }
 }

@@ -11,7 +11,8 @@
 //! [`config`] (SWIM presets and limits), [`meta`] (node metadata broadcasts),
 //! [`fault`] (fault injection), [`metrics`] (Prometheus), [`transport`]
 //! (quinn endpoint and connection cache), [`receive`] (what becomes of one
-//! received datagram), [`cluster`] (the running node), [`sim`] (a
+//! received datagram), `relay` (what the gossip task adds to foca to spread
+//! suspicions, refutations and down verdicts at once), [`cluster`] (the running node), [`sim`] (a
 //! deterministic simulation of many members without sockets) and `fuzzing`
 //! (the entry points of the fuzz targets and their seeds; tests and the
 //! `fuzzing` feature only).
@@ -26,6 +27,7 @@ pub mod meta;
 pub mod metrics;
 pub mod names;
 pub mod receive;
+mod relay;
 pub mod sim;
 pub mod tls;
 pub mod transport;

@@ -91,6 +91,7 @@ pub fn refusal_reason(err: &foca::Error) -> Option<DropReason> {
 /// Runs one datagram from `from_node` (as its certificate names it) through
 /// [`admit`] and into `foca`, logging what was refused. The caller counts
 /// [`Received::Dropped`] and acts on what foca put in `runtime`.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn receive(
     foca: &mut SwimFoca,
     runtime: &mut AccumulatingRuntime<NodeIdentity>,
@@ -98,11 +99,24 @@ pub(crate) fn receive(
     from_node: &NodeId,
     bytes: &[u8],
 ) -> Received {
-    match admit(bytes, from_node) {
-        Ok(_header) => {}
+    receive_from(foca, runtime, from_addr, from_node, bytes).0
+}
+
+/// [`receive`], also giving the sender's identity from the admitted header
+/// (`None` when the packet was refused before foca saw it), which the relay
+/// answers when the packet told us we are suspected.
+pub(crate) fn receive_from(
+    foca: &mut SwimFoca,
+    runtime: &mut AccumulatingRuntime<NodeIdentity>,
+    from_addr: SocketAddr,
+    from_node: &NodeId,
+    bytes: &[u8],
+) -> (Received, Option<NodeIdentity>) {
+    let sender = match admit(bytes, from_node) {
+        Ok(header) => header.src,
         Err(Refusal::Malformed(err)) => {
             tracing::debug!(peer = %from_addr, node = %from_node, error = %err, "malformed gossip packet");
-            return Received::Dropped(DropReason::Malformed);
+            return (Received::Dropped(DropReason::Malformed), None);
         }
         Err(Refusal::IdentityMismatch { claimed, .. }) => {
             tracing::warn!(
@@ -111,14 +125,15 @@ pub(crate) fn receive(
                 claimed = %claimed,
                 "gossip packet sender does not match its certificate"
             );
-            return Received::Dropped(DropReason::IdentityMismatch);
+            return (Received::Dropped(DropReason::IdentityMismatch), None);
         }
-    }
-    match foca.handle_data(bytes, runtime) {
+    };
+    let received = match foca.handle_data(bytes, runtime) {
         Ok(()) => Received::Handled,
         Err(err) => {
             tracing::debug!(peer = %from_addr, node = %from_node, error = %err, "gossip packet refused");
             refusal_reason(&err).map_or(Received::Failed, Received::Dropped)
         }
-    }
+    };
+    (received, Some(sender))
 }

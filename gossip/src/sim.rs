@@ -41,11 +41,12 @@ use foca::{AccumulatingRuntime, Foca, OwnedNotification, PostcardCodec, Timer};
 use rand_0_10::{rngs::SmallRng, RngExt, SeedableRng};
 
 use crate::{
-    cluster::{is_refuted_turn_undead, SwimFoca},
+    cluster::{is_refuted_turn_undead, sent_header, SwimFoca},
     config::{ConfigError, SwimSettings, DEFAULT_SEED_RETRY_MS},
     identity::{IdentityError, NodeIdentity},
     meta::{MetaHandler, MetaTable},
     names::{NameError, NodeId, Region},
+    relay::{ChaseTimer, Relay, RelayPacket},
 };
 
 /// Most members one simulation holds.
@@ -60,6 +61,12 @@ pub const CONVERGE_LIMIT_MS: u64 = 300_000;
 /// Probe periods the detection scenario waits after convergence before it
 /// kills a member, so that the join's updates have settled.
 pub const SETTLE_PROBE_PERIODS: u64 = 10;
+
+/// Simulated ms the stability scenario waits after convergence before its
+/// window opens, so that the join's own updates have stopped spreading and
+/// the window sees a cluster at rest (a cluster that converges in a second
+/// still gossips its join for several more).
+pub const STABILITY_SETTLE_MS: u64 = 60_000;
 
 /// Why a simulation could not run.
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +171,10 @@ pub struct SimSettings {
     /// Apply production's filter of `TurnUndead` packets sent after a refuted
     /// suspicion (`true`, as production); `false` shows foca 2.0.0 as is.
     pub drop_refuted_turn_undead: bool,
+    /// Run production's relay (suspicions sent to their subject, direct
+    /// answers, down verdicts relayed at once; `true`, as production);
+    /// `false` shows plain foca's dissemination.
+    pub relay: bool,
 }
 
 impl SimSettings {
@@ -176,6 +187,7 @@ impl SimSettings {
             seed,
             seed_retry_ms: DEFAULT_SEED_RETRY_MS,
             drop_refuted_turn_undead: true,
+            relay: true,
         }
     }
 
@@ -188,6 +200,7 @@ impl SimSettings {
             seed,
             seed_retry_ms: DEFAULT_SEED_RETRY_MS,
             drop_refuted_turn_undead: true,
+            relay: true,
         }
     }
 
@@ -222,11 +235,16 @@ enum Event {
         timer: Timer<NodeIdentity>,
     },
     Deliver {
+        from: usize,
         to: usize,
         bytes: Bytes,
     },
     SeedRetry {
         member: usize,
+    },
+    Chase {
+        member: usize,
+        timer: ChaseTimer,
     },
 }
 
@@ -260,6 +278,7 @@ impl Ord for Scheduled {
 
 struct Member {
     foca: SwimFoca,
+    relay: Relay,
     running: bool,
     /// Members this one currently sees alive (from its notifications).
     alive_seen: usize,
@@ -351,8 +370,10 @@ impl Simulation {
         for i in 0..settings.members {
             let identity = member_identity(i)?;
             index.insert(identity.node_id().clone(), i);
-            let rng = SmallRng::seed_from_u64(settings.seed ^ (i as u64).wrapping_mul(0x9e37_79b9));
+            let member_seed = settings.seed ^ (i as u64).wrapping_mul(0x9e37_79b9);
+            let rng = SmallRng::seed_from_u64(member_seed);
             members.push(Member {
+                relay: Relay::new(&settings.swim, member_seed.rotate_left(29) ^ 0x7e1a),
                 foca: Foca::with_custom_broadcast(
                     identity,
                     config.clone(),
@@ -489,15 +510,29 @@ impl Simulation {
         match event {
             Event::Timer { member, timer } => {
                 if self.members[member].running {
+                    let probe_tick = matches!(timer, Timer::ProbeRandomMember(_));
+                    let probed = if probe_tick {
+                        self.members[member].relay.before_probe_tick()
+                    } else {
+                        None
+                    };
                     // A stale timer is refused by foca; that is normal.
                     let _refused = self.members[member]
                         .foca
                         .handle_timer(timer, &mut self.runtime);
                     self.drain(member)?;
+                    if probe_tick && self.settings.relay {
+                        let (mut out, mut timers) = (Vec::new(), Vec::new());
+                        let m = &mut self.members[member];
+                        m.relay
+                            .after_probe_tick(&m.foca, probed, &mut out, &mut timers);
+                        self.send_relayed(member, out, timers)?;
+                    }
                 }
             }
-            Event::Deliver { to, bytes } => {
+            Event::Deliver { from, to, bytes } => {
                 if self.members[to].running {
+                    self.members[to].relay.begin_packet();
                     if self.members[to]
                         .foca
                         .handle_data(&bytes, &mut self.runtime)
@@ -506,6 +541,21 @@ impl Simulation {
                         self.counters.packets_refused += 1;
                     }
                     self.drain(to)?;
+                    if self.members[to].relay.end_packet() && self.settings.relay {
+                        let sender = self.members[from].foca.identity().clone();
+                        let m = &self.members[to];
+                        let out: Vec<RelayPacket> =
+                            m.relay.answer(&m.foca, &sender).into_iter().collect();
+                        self.send_relayed(to, out, Vec::new())?;
+                    }
+                }
+            }
+            Event::Chase { member, timer } => {
+                if self.members[member].running {
+                    let (mut out, mut timers) = (Vec::new(), Vec::new());
+                    let m = &mut self.members[member];
+                    m.relay.on_chase(&m.foca, timer, &mut out, &mut timers);
+                    self.send_relayed(member, out, timers)?;
                 }
             }
             Event::SeedRetry { member } => {
@@ -533,37 +583,82 @@ impl Simulation {
     /// Acts on what `member`'s foca asked for, in the order it asked.
     fn drain(&mut self, member: usize) -> Result<(), SimError> {
         while let Some((to, bytes)) = self.runtime.to_send() {
-            if self.settings.drop_refuted_turn_undead
-                && is_refuted_turn_undead(&self.members[member].foca, &to, &bytes)
-            {
-                self.counters.turn_undead_dropped += 1;
-                continue;
+            if let Some(header) = sent_header(&bytes) {
+                if self.settings.drop_refuted_turn_undead
+                    && is_refuted_turn_undead(&self.members[member].foca, &to, &header)
+                {
+                    self.counters.turn_undead_dropped += 1;
+                    continue;
+                }
+                self.members[member].relay.observe_sent(&header);
             }
-            self.counters.packets_sent += 1;
-            self.counters.bytes_sent += bytes.len() as u64;
-            let Some(&dst) = self.index.get(to.node_id()) else {
-                continue;
-            };
-            let network = &self.settings.network;
-            if network.loss_permille > 0
-                && self.network_rng.random_range(0..LOSS_PERMILLE_MAX) < network.loss_permille
-            {
-                self.counters.packets_lost += 1;
-                continue;
-            }
-            let delay_us = self
-                .network_rng
-                .random_range(network.delay_min_us..=network.delay_max_us);
-            self.push(delay_us, Event::Deliver { to: dst, bytes })?;
+            self.send(member, &to, bytes)?;
         }
         while let Some((after, timer)) = self.runtime.to_schedule() {
             let after_us = u64::try_from(after.as_micros()).unwrap_or(u64::MAX);
             self.push(after_us, Event::Timer { member, timer })?;
         }
+        let mut relayed = Vec::new();
         while let Some(notification) = self.runtime.to_notify() {
+            if self.settings.relay {
+                let m = &mut self.members[member];
+                match &notification {
+                    OwnedNotification::MemberDown(down) => {
+                        m.relay.on_member_down(&m.foca, down, &mut relayed);
+                    }
+                    OwnedNotification::MemberUp(up) => {
+                        relayed.extend(m.relay.on_member_up(&m.foca, up));
+                    }
+                    _ => {}
+                }
+            }
             self.on_notification(member, notification);
         }
+        self.send_relayed(member, relayed, Vec::new())
+    }
+
+    /// Sends what the relay of `member` asked for and schedules its timers.
+    fn send_relayed(
+        &mut self,
+        member: usize,
+        packets: Vec<RelayPacket>,
+        timers: Vec<(std::time::Duration, ChaseTimer)>,
+    ) -> Result<(), SimError> {
+        for (to, bytes) in packets {
+            self.send(member, &to, bytes)?;
+        }
+        for (after, timer) in timers {
+            let after_us = u64::try_from(after.as_micros()).unwrap_or(u64::MAX);
+            self.push(after_us, Event::Chase { member, timer })?;
+        }
         Ok(())
+    }
+
+    /// One packet from `member` onto the simulated network.
+    fn send(&mut self, member: usize, to: &NodeIdentity, bytes: Bytes) -> Result<(), SimError> {
+        self.counters.packets_sent += 1;
+        self.counters.bytes_sent += bytes.len() as u64;
+        let Some(&dst) = self.index.get(to.node_id()) else {
+            return Ok(());
+        };
+        let network = &self.settings.network;
+        if network.loss_permille > 0
+            && self.network_rng.random_range(0..LOSS_PERMILLE_MAX) < network.loss_permille
+        {
+            self.counters.packets_lost += 1;
+            return Ok(());
+        }
+        let delay_us = self
+            .network_rng
+            .random_range(network.delay_min_us..=network.delay_max_us);
+        self.push(
+            delay_us,
+            Event::Deliver {
+                from: member,
+                to: dst,
+                bytes,
+            },
+        )
     }
 
     fn on_notification(&mut self, observer: usize, notification: OwnedNotification<NodeIdentity>) {
@@ -763,7 +858,8 @@ impl StabilityReport {
 }
 
 /// Scenarios (c) and (d): the cluster joins over the given (lossy) network,
-/// then runs `window_ms` virtual ms with nobody dying; counts members wrongly
+/// settles for [`STABILITY_SETTLE_MS`], then runs `window_ms` virtual ms with
+/// nobody dying; counts members wrongly
 /// declared down and the bytes sent in that window.
 ///
 /// # Errors
@@ -772,6 +868,8 @@ pub fn stability(settings: &SimSettings, window_ms: u64) -> Result<StabilityRepo
     let mut sim = Simulation::new(settings.clone())?;
     sim.join_all()?;
     sim.run_until(CONVERGE_LIMIT_MS, |sim| sim.converged_at_us.is_some())?;
+    let now = sim.now_ms();
+    sim.run_until(now + STABILITY_SETTLE_MS, |_| false)?;
     sim.reset_counters();
     let start = sim.now_ms();
     sim.run_until(start + window_ms, |_| false)?;

@@ -12,7 +12,12 @@
 //! `--quick` (50 members, 1 minute, 200 large, 1 kill; for smoke runs), `--suspect-ms N` (override both
 //! presets' `suspect_to_down_ms`, to see what a longer suspicion buys),
 //! `--foca-as-is` (without production's filter of `TurnUndead` after a
-//! refuted suspicion, see `gossip::sim::SimSettings::drop_refuted_turn_undead`).
+//! refuted suspicion, see `gossip::sim::SimSettings::drop_refuted_turn_undead`),
+//! `--no-relay` (without production's relay of suspicions and verdicts, see
+//! `gossip::sim::SimSettings::relay`), and, to try other LAN timings,
+//! `--probe-ms N`, `--probe-rtt-ms N`, `--resend-ms N` (LAN preset only).
+//! With `BENCH_DEBUG` set in the environment it also prints each kill's
+//! first, median and last detection time on stderr.
 
 use std::{process::ExitCode, thread, time::Instant};
 
@@ -32,6 +37,10 @@ struct Options {
     kills: u64,
     suspect_ms: Option<u64>,
     foca_as_is: bool,
+    no_relay: bool,
+    probe_ms: Option<u64>,
+    probe_rtt_ms: Option<u64>,
+    resend_ms: Option<u64>,
 }
 
 fn parse() -> Result<Options, String> {
@@ -43,6 +52,10 @@ fn parse() -> Result<Options, String> {
         kills: 3,
         suspect_ms: None,
         foca_as_is: false,
+        no_relay: false,
+        probe_ms: None,
+        probe_rtt_ms: None,
+        resend_ms: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -57,6 +70,10 @@ fn parse() -> Result<Options, String> {
             options.foca_as_is = true;
             continue;
         }
+        if flag == "--no-relay" {
+            options.no_relay = true;
+            continue;
+        }
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let number: u64 = value
             .parse()
@@ -69,6 +86,9 @@ fn parse() -> Result<Options, String> {
             "--fp-minutes" => options.fp_minutes = number.max(1),
             "--kills" => options.kills = number.max(1),
             "--suspect-ms" => options.suspect_ms = Some(number),
+            "--probe-ms" => options.probe_ms = Some(number),
+            "--probe-rtt-ms" => options.probe_rtt_ms = Some(number),
+            "--resend-ms" => options.resend_ms = Some(number),
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -91,13 +111,29 @@ fn ms(value: Option<u64>) -> String {
     )
 }
 
-fn column(base: fn(usize, u64) -> SimSettings, options: &Options) -> Result<Column, SimError> {
+fn column(
+    base: fn(usize, u64) -> SimSettings,
+    lan: bool,
+    options: &Options,
+) -> Result<Column, SimError> {
     let with_options = |members: usize, seed: u64| {
         let mut settings = base(members, seed);
         if let Some(ms) = options.suspect_ms {
             settings.swim.suspect_to_down_ms = ms;
         }
+        if lan {
+            if let Some(ms) = options.probe_ms {
+                settings.swim.probe_period_ms = ms;
+            }
+            if let Some(ms) = options.probe_rtt_ms {
+                settings.swim.probe_rtt_ms = ms;
+            }
+            if let Some(ms) = options.resend_ms {
+                settings.swim.suspicion_resend_ms = ms;
+            }
+        }
         settings.drop_refuted_turn_undead = !options.foca_as_is;
+        settings.relay = !options.no_relay;
         settings
     };
     let settings = with_options(options.members, options.seed);
@@ -105,6 +141,14 @@ fn column(base: fn(usize, u64) -> SimSettings, options: &Options) -> Result<Colu
     for kill in 0..options.kills {
         let settings = with_options(options.members, options.seed.wrapping_add(kill));
         let report = sim::detection(&settings, DETECTION_LIMIT_MS)?;
+        if std::env::var_os("BENCH_DEBUG").is_some() {
+            eprintln!(
+                "kill {kill}: min {:?} p50 {:?} max {:?}",
+                report.times_ms.first(),
+                report.p50_ms,
+                report.max_ms
+            );
+        }
         times.extend(report.times_ms);
         detected += report.detected;
         observers += report.observers;
@@ -166,8 +210,8 @@ fn main() -> ExitCode {
     };
     let started = Instant::now();
     let (lan, wan) = thread::scope(|scope| {
-        let lan = scope.spawn(|| column(SimSettings::lan, &options));
-        let wan = scope.spawn(|| column(SimSettings::wan, &options));
+        let lan = scope.spawn(|| column(SimSettings::lan, true, &options));
+        let wan = scope.spawn(|| column(SimSettings::wan, false, &options));
         (lan.join(), wan.join())
     });
     let (lan, wan) = match (lan, wan) {
@@ -186,7 +230,7 @@ fn main() -> ExitCode {
     };
     let m = options.members;
     println!(
-        "seed {}, {} members, {} kills, {} simulated minutes per loss level, suspicion {}, turn-undead filter {}, wall {:.0} s\n",
+        "seed {}, {} members, {} kills, {} simulated minutes per loss level, suspicion {}, turn-undead filter {}, relay {}, wall {:.0} s\n",
         options.seed,
         m,
         options.kills,
@@ -195,6 +239,7 @@ fn main() -> ExitCode {
             .suspect_ms
             .map_or_else(|| "as preset".to_owned(), |ms| format!("{ms} ms")),
         if options.foca_as_is { "off" } else { "on" },
+        if options.no_relay { "off" } else { "on" },
         started.elapsed().as_secs_f64()
     );
     println!("| figure | lyceum lan | lyceum wan | memberlist / Lifeguard, published (approx.) |");

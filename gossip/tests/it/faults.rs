@@ -47,8 +47,8 @@ async fn a_small_delay_is_tolerated_and_a_cut_is_a_partition() {
     wait_for("the pair to converge", || all_alive(&nodes)).await;
     let (a, b) = (&nodes[0], &nodes[1]);
 
-    // 40 ms each way stays well inside the 200 ms probe timeout.
-    let delay = FaultFilter::single(PeerSelector::Addr(b.addr()), FaultAction::DelayMs(40))
+    // 25 ms each way stays well inside the LAN preset's 100 ms probe timeout.
+    let delay = FaultFilter::single(PeerSelector::Addr(b.addr()), FaultAction::DelayMs(25))
         .expect("valid filter");
     a.handle.set_fault_filter(delay);
     for _ in 0..20 {
