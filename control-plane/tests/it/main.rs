@@ -20,3 +20,4 @@ mod paths;
 mod progress;
 mod router;
 mod submissions;
+mod tenants;

@@ -199,8 +199,37 @@ async function main() {
     await page.locator('[data-edge]').nth(i).locator('[data-testid=members] tr[data-state=alive]').nth(2).waitFor()
     await page.locator('[data-edge]').nth(i).locator('[data-testid=pools] tbody tr').first().waitFor()
   }
+  // A python run on each edge while the page refreshes: the run-latency
+  // chart gets a point per edge and each edge's python row counts a start
+  // (hot from the warm pool, or cold). Request latency is charted anyway
+  // (the page's own requests are requests).
+  // Two rounds, so each line has more than one point in the screenshot.
+  const pythonRun = async (e) => {
+    const res = await fetch(`${e.url}/api/v1/runs`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${c.tokens.operator}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ language: 'python', files: [{ name: 'main.py', content: 'print(6 * 7)' }] }),
+    })
+    if (!res.ok) throw new Error(`run on ${e.region}: ${res.status} ${await res.text()}`)
+  }
+  const charted = (runs) => page.waitForFunction(([edges, runs]) => {
+    const points = (id) => Number(document.querySelector(`[data-testid=${id}]`)?.dataset.points)
+    const started = [...document.querySelectorAll('[data-edge] [data-testid=pools] tr[data-language=python]')]
+      .filter((tr) => Number(tr.dataset.hot) + Number(tr.dataset.cold) > 0)
+    return points('chart-http') >= 4 * edges && points('chart-run') >= runs * edges && started.length === edges
+  }, [c.edges.length, runs], { timeout: 60_000 })
+  for (const round of [1, 2]) {
+    await Promise.all(c.edges.map(pythonRun))
+    await charted(round)
+  }
   await shot('08-operator-fleet')
-  step('operator fleet: three edges, each sees three alive, pools shown')
+  step('operator fleet: three edges, each sees three alive; pools with hot/cold starts; request and run latency charted per edge')
+  await page.getByRole('link', { name: 'Tenants' }).click()
+  await page.waitForURL('**/operator/tenants')
+  // The dev tenant: the three dev accounts and Ada, who joined it at sign-up.
+  await page.locator('[data-testid=tenants] tr[data-slug=dev]', { hasText: 'Lyceum dev' }).getByText('4', { exact: true }).waitFor()
+  await shot('08b-operator-tenants')
+  step('operator tenants: the dev tenant listed with its four members')
 
   // The instructor: the class dashboard shows the learner above (the quiz
   // at 75, the lesson finished) with a chart of completion per unit.
