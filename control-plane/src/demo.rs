@@ -4,8 +4,9 @@
 //! classroom), all published, linked by a small learning path (the quiz
 //! needs the lesson, the assignment needs 70 on the quiz, the class needs
 //! the assignment), and a subscription of the tenant to the per-seat plan
-//! (in its trial). Only seeded with `--seed-dev`, and only once: a tenant
-//! that already has the course is left alone.
+//! (in its trial). The tenant's catalogue is public, so the course shows
+//! at `/catalogue/dev` too. Only seeded with `--seed-dev`, and only once: a
+//! tenant that already has the course is left alone.
 
 use serde_json::json;
 
@@ -75,6 +76,7 @@ fn units() -> [(UnitKind, &'static str, serde_json::Value); 4] {
                 "hidden_tests": [{"name": "zero", "stdin": "0", "expected_stdout": "0", "compare": "trimmed"},
                                  {"name": "negative", "stdin": "-5", "expected_stdout": "-10", "compare": "trimmed"}],
                 "limits": {"wall_ms": 2000, "memory_mb": 128},
+                "reference_solution": [{"name": "main.py", "content": "print(int(input()) * 2)\n"}],
             }),
         ),
         (
@@ -189,6 +191,7 @@ pub async fn seed_demo(
         Ok(_) | Err(crate::billing::BillingError::AlreadySubscribed) => {}
         Err(err) => return Err(err.into()),
     }
+    crate::catalogue::set_public(cp, tenant, true).await?;
     Ok(Demo {
         course_id: course.id,
         unit_ids,

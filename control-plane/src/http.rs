@@ -33,6 +33,7 @@ pub fn router(cp: ControlPlane) -> Router {
         .route(crate::openapi::OPENAPI_PATH, get(crate::openapi::serve))
         .merge(crate::ledger::routes())
         .merge(crate::content::routes())
+        .merge(crate::catalogue::routes())
         .merge(crate::submissions::routes())
         .merge(crate::billing::routes())
         .merge(crate::learning::routes())

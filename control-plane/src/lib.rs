@@ -8,6 +8,7 @@
 
 pub mod analytics;
 pub mod billing;
+pub mod catalogue;
 pub mod clock;
 pub mod config;
 pub mod content;

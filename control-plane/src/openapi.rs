@@ -27,6 +27,7 @@ use utoipa::ToSchema;
 
 use crate::billing::subscriptions::{NewSubscription, PaymentMethod};
 use crate::billing::{Invoice, Plan, Subscription};
+use crate::catalogue::{CatalogueSettings, CatalogueSettingsUpdate};
 use crate::content::api::Prerequisites;
 use crate::content::courses::{Course, Module, NewCourse, NewModule};
 use crate::content::paths::{FrontierUnit, NewPrerequisite, NewResult, Prerequisite, UnitResult};
@@ -120,6 +121,8 @@ enum Answer {
     Json(Body),
     /// `{"items": [...], "next_after": "..." | null}`.
     Page(Body),
+    /// A server-rendered HTML page (the public catalogue).
+    Html,
 }
 
 /// One operation of the API: the table row [`document`] turns into an
@@ -180,7 +183,7 @@ fn op(
 /// Add a row here with every new route: the `openapi` test fails until the
 /// two agree.
 pub fn operations() -> Vec<Operation> {
-    use Answer::{Empty, Json, Page};
+    use Answer::{Empty, Html, Json, Page};
     use Auth::{Public, ServiceKey, ServiceKeyOrToken, StripeSignature, Token, TokenWithRole};
     const NONE: &[QueryParam] = &[];
     let mut ops = vec![
@@ -609,6 +612,58 @@ pub fn operations() -> Vec<Operation> {
             NONE,
             Some(body::<NewResult>()),
             vec![(200, Json(body::<UnitResult>()))],
+            &[],
+        ),
+        op(
+            "GET",
+            "/catalogue/{slug}",
+            "public_catalogue",
+            "content",
+            "a public tenant's courses as an HTML page, for anyone and for search engines",
+            Public,
+            &[(
+                "after",
+                QueryType::Text,
+                "courses whose id sorts after this one",
+            )],
+            None,
+            vec![(200, Html)],
+            &[404],
+        ),
+        op(
+            "GET",
+            "/catalogue/{slug}/courses/{id}",
+            "public_course",
+            "content",
+            "a public course's published units as an HTML page",
+            Public,
+            NONE,
+            None,
+            vec![(200, Html)],
+            &[404],
+        ),
+        op(
+            "GET",
+            "/api/v1/catalogue/settings",
+            "get_catalogue_settings",
+            "content",
+            "whether the tenant's catalogue is public at /catalogue/{slug} (authors)",
+            TokenWithRole,
+            NONE,
+            None,
+            vec![(200, Json(body::<CatalogueSettings>()))],
+            &[],
+        ),
+        op(
+            "PUT",
+            "/api/v1/catalogue/settings",
+            "put_catalogue_settings",
+            "content",
+            "make the tenant's catalogue public or private (authors)",
+            TokenWithRole,
+            NONE,
+            Some(body::<CatalogueSettingsUpdate>()),
+            vec![(200, Json(body::<CatalogueSettings>()))],
             &[],
         ),
         op(
@@ -1151,6 +1206,12 @@ fn build() -> OpenApi {
                         );
                     }
                     Answer::Empty => {}
+                    Answer::Html => {
+                        response = response.content(
+                            "text/html",
+                            json_content(ObjectBuilder::new().schema_type(Type::String)),
+                        );
+                    }
                     Answer::Json(body) => {
                         (body.register)(&mut schemas);
                         response =

@@ -229,6 +229,11 @@ pub struct Assignment {
     /// Run limits; the edge's defaults when absent.
     #[serde(default)]
     pub limits: RunLimits,
+    /// The author's own solution, kept with the draft so the builder can
+    /// run it against every test before publishing; never in the learner
+    /// view.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reference_solution: Vec<StarterFile>,
 }
 
 /// A file of an assignment's starting point.
@@ -414,6 +419,7 @@ impl UnitBody {
             }
             Self::Assignment(assignment) => Self::Assignment(Assignment {
                 hidden_tests: Vec::new(),
+                reference_solution: Vec::new(),
                 ..assignment.clone()
             }),
         }
@@ -584,10 +590,10 @@ fn validate_quiz(quiz: &Quiz, limits: &Limits) -> Result<(), ContentError> {
     Ok(())
 }
 
-fn validate_assignment(assignment: &Assignment, limits: &Limits) -> Result<(), ContentError> {
-    check_language("language", &assignment.language)?;
+/// File names of a file list: no path separators, no `.`/`..`, no repeats.
+fn check_files(field: &str, files: &[StarterFile]) -> Result<(), ContentError> {
     let mut names = std::collections::HashSet::new();
-    for (i, file) in assignment.starter_files.iter().enumerate() {
+    for (i, file) in files.iter().enumerate() {
         let name = file.name.as_str();
         let ok = !name.is_empty()
             && name.len() <= NAME_BYTES_MAX
@@ -596,15 +602,20 @@ fn validate_assignment(assignment: &Assignment, limits: &Limits) -> Result<(), C
             && !name.contains(['/', '\\', '\0']);
         if !ok {
             return Err(invalid(format!(
-                "starter_files[{i}].name {name:?} must be 1 to {NAME_BYTES_MAX} bytes with no path separators"
+                "{field}[{i}].name {name:?} must be 1 to {NAME_BYTES_MAX} bytes with no path separators"
             )));
         }
         if !names.insert(name) {
-            return Err(invalid(format!(
-                "starter_files[{i}].name {name:?} is used twice"
-            )));
+            return Err(invalid(format!("{field}[{i}].name {name:?} is used twice")));
         }
     }
+    Ok(())
+}
+
+fn validate_assignment(assignment: &Assignment, limits: &Limits) -> Result<(), ContentError> {
+    check_language("language", &assignment.language)?;
+    check_files("starter_files", &assignment.starter_files)?;
+    check_files("reference_solution", &assignment.reference_solution)?;
     check_tests_count(
         "tests",
         assignment.visible_tests.len() + assignment.hidden_tests.len(),

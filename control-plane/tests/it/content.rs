@@ -189,7 +189,8 @@ pub(crate) fn assignment() -> Value {
         "starter_files": [{"name": "main.py", "content": "print()"}],
         "visible_tests": [{"name": "one", "stdin": "1", "expected_stdout": "1\n"}],
         "hidden_tests": [{"name": "HIDDEN-a", "stdin": "HIDDEN-in", "expected_stdout": "HIDDEN-out", "compare": "trimmed"}],
-        "limits": {"wall_ms": 2000, "memory_mb": 128}
+        "limits": {"wall_ms": 2000, "memory_mb": 128},
+        "reference_solution": [{"name": "main.py", "content": "print('HIDDEN-reference')"}]
     })
 }
 
@@ -214,7 +215,13 @@ fn assert_no_secrets(what: &str, value: &Value) {
         !text.contains("HIDDEN"),
         "{what} leaks hidden tests: {text}"
     );
-    for key in ["\"answer\"", "\"answers\"", "\"accepted\"", "hidden_tests"] {
+    for key in [
+        "\"answer\"",
+        "\"answers\"",
+        "\"accepted\"",
+        "hidden_tests",
+        "reference_solution",
+    ] {
         assert!(!text.contains(key), "{what} leaks {key}: {text}");
     }
 }
@@ -1099,6 +1106,19 @@ async fn bad_input_gets_a_clear_4xx_never_a_500() {
                 Some(unit_with(
                     "assignment",
                     with(assignment(), "/hidden_tests/0/compare", json!("fuzzy")),
+                )),
+                (422, "validation_failed"),
+            ),
+            (
+                Method::POST,
+                units.clone(),
+                Some(unit_with(
+                    "assignment",
+                    with(
+                        assignment(),
+                        "/reference_solution/0/name",
+                        json!("../main.py"),
+                    ),
                 )),
                 (422, "validation_failed"),
             ),

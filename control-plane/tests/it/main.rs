@@ -6,6 +6,7 @@
 
 mod auth_api;
 mod billing;
+mod catalogue;
 mod catalogue_cache;
 mod content;
 mod databases;

@@ -11,6 +11,8 @@ use tower::ServiceExt as _;
 pub struct Answer {
     pub status: u16,
     pub body: Value,
+    /// The body as text (lossy UTF-8), for answers that are not JSON.
+    pub text: String,
     pub headers: HeaderMap,
 }
 
@@ -54,6 +56,7 @@ pub async fn call(
     Answer {
         status,
         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        text: String::from_utf8_lossy(&bytes).into_owned(),
         headers,
     }
 }

@@ -47,6 +47,116 @@ async function signIn(page, email, password) {
   await page.waitForURL('**/courses')
 }
 
+/**
+ * The instructor builds a course with one unit of each kind in the
+ * builders and publishes it; the assignment only once its reference
+ * solution has passed every test, visible and hidden.
+ */
+async function buildCourse(page, base, shot) {
+  await page.goto(`${base}/instructor/courses`)
+  await page.fill('[data-testid=course-title]', 'Loops in Python')
+  await page.fill('[data-testid=course-summary]', 'Repeat yourself, on purpose.')
+  await page.getByTestId('create-course').click()
+  await page.waitForURL(/\/instructor\/courses\/[^/]+$/)
+  const courseUrl = page.url()
+  await page.fill('[data-testid=module-title]', 'Basics')
+  await page.getByTestId('add-module').click()
+  await page.locator('[data-module=Basics]').waitFor()
+  const newUnit = async (kind, title) => {
+    await page.goto(courseUrl)
+    const form = page.locator('[data-module=Basics] form')
+    await form.locator('[data-testid=unit-kind]').selectOption(kind)
+    await form.locator('[data-testid=unit-title]').fill(title)
+    await form.locator('[data-testid=add-unit]').click()
+    await page.waitForURL(/\/instructor\/units\/[^/]+$/)
+    await page.locator(`.builder[data-kind=${kind}]`).waitFor()
+  }
+  const publish = async () => {
+    await page.getByTestId('publish').click()
+    await page.locator('[data-testid=unit-state][data-published="1"]').waitFor()
+  }
+  const code = async (testid, text) => {
+    await page.locator(`[data-testid=${testid}] .cm-content`).click()
+    await page.keyboard.press('Control+A')
+    await page.keyboard.press('Delete')
+    await page.keyboard.insertText(text)
+  }
+
+  await newUnit('lesson', 'What a loop is')
+  await page.fill('[data-testid=lesson-markdown]', '# Loops\n\n`for` repeats a block for every item.')
+  await publish()
+
+  // The quiz: one question of each type; it opens after the lesson.
+  await newUnit('quiz', 'Loops quiz')
+  const q = (i) => page.locator(`[data-question="${i}"]`)
+  await q(0).locator('[data-field=prompt]').fill('Which keyword starts a loop over items?')
+  await q(0).locator('[data-field=choice]').nth(0).fill('if')
+  await q(0).locator('[data-field=choice]').nth(1).fill('for')
+  await q(0).locator('[data-field=right]').nth(1).check()
+  await page.getByTestId('add-multiple_choice').click()
+  await q(1).locator('[data-field=prompt]').fill('Which of these loop?')
+  await q(1).locator('[data-field=choice]').nth(0).fill('while')
+  await q(1).locator('[data-field=choice]').nth(1).fill('def')
+  await page.getByTestId('add-short_answer').click()
+  await q(2).locator('[data-field=prompt]').fill('Which statement leaves a loop early?')
+  await q(2).locator('[data-field=accepted]').fill('break')
+  await page.getByTestId('add-code').click()
+  await q(3).locator('[data-field=prompt]').fill('Print the numbers 1 to n, one per line.')
+  await q(3).locator('[data-testid=code-visible-tests] [data-testid=add-test]').click()
+  await q(3).locator('[data-testid=code-visible-tests] [data-field=stdin]').fill('3')
+  await q(3).locator('[data-testid=code-visible-tests] [data-field=expected]').fill('1\n2\n3')
+  await q(3).locator('[data-testid=code-hidden-tests] [data-testid=add-test]').click()
+  await q(3).locator('[data-testid=code-hidden-tests] [data-field=stdin]').fill('1')
+  await q(3).locator('[data-testid=code-hidden-tests] [data-field=expected]').fill('1')
+  await page.getByTestId('prerequisite-unit').selectOption({ label: 'What a loop is' })
+  await page.getByTestId('add-prerequisite').click()
+  await page.locator('[data-testid=prerequisites] li', { hasText: 'What a loop is' }).waitFor()
+  await publish()
+  await shot('12-quiz-builder')
+
+  // The assignment: publishing waits for the reference solution to pass
+  // the visible and the hidden tests; a wrong one fails them first.
+  await newUnit('assignment', 'Sum to n')
+  await page.locator('[data-testid=visible-tests] [data-field=stdin]').fill('3')
+  await page.locator('[data-testid=visible-tests] [data-field=expected]').fill('6')
+  await page.locator('[data-testid=hidden-tests] [data-testid=add-test]').click()
+  await page.locator('[data-testid=hidden-tests] [data-field=stdin]').fill('10')
+  await page.locator('[data-testid=hidden-tests] [data-field=expected]').fill('55')
+  await code('starter-editor', 'n = int(input())\n')
+  if (await page.getByTestId('publish').isEnabled()) throw new Error('an assignment could be published before its reference solution ran')
+  await code('reference-editor', 'n = int(input())\nprint(n * 2)\n')
+  await page.getByTestId('run-reference').click()
+  await page.locator('[data-testid=reference-verdict][data-ok=false]').waitFor({ timeout: 120_000 })
+  if (await page.getByTestId('publish').isEnabled()) throw new Error('an assignment could be published with a failing reference solution')
+  await code('reference-editor', 'n = int(input())\nprint(sum(range(1, n + 1)))\n')
+  await page.getByTestId('run-reference').click()
+  await page.locator('[data-testid=reference-verdict][data-ok=true]').waitFor({ timeout: 120_000 })
+  await shot('13-assignment-builder')
+  await publish()
+
+  await newUnit('live_classroom', 'Loops, live')
+  await page.fill('[data-testid=live-cohort]', 'spring')
+  await publish()
+
+  await page.goto(courseUrl)
+  const units = page.locator('[data-testid=builder-units] li')
+  await units.nth(3).waitFor()
+  const kinds = await units.evaluateAll((li) => li.map((l) => `${l.dataset.unitKind}:${l.dataset.published}`))
+  if (kinds.join(',') !== 'lesson:1,quiz:1,assignment:1,live_classroom:1') throw new Error(`the built course has ${kinds}`)
+  await shot('14-course-builder')
+
+  // The organisation's catalogue is public (the demo's is): server-rendered
+  // HTML that needs no account and no JavaScript, with the new course in it.
+  await page.goto(`${base}/instructor/courses`)
+  if (!(await page.getByTestId('catalogue-public').isChecked())) throw new Error('the demo catalogue is not public')
+  const catalogueUrl = await page.getByTestId('catalogue-link').getAttribute('href')
+  const html = await fetch(catalogueUrl).then((r) => r.text())
+  if (!html.includes('Python from zero') || !html.includes('Loops in Python')) throw new Error(`the public catalogue lacks a course: ${html.slice(0, 400)}`)
+  await page.goto(catalogueUrl)
+  await page.getByRole('heading', { name: /Courses from/ }).waitFor()
+  await shot('15-public-catalogue')
+}
+
 async function main() {
   const c = await waitForCluster()
   // Learners open their nearest edge; it serves the app and names the control plane.
@@ -242,6 +352,8 @@ async function main() {
   await page.locator('canvas').waitFor()
   await shot('09-instructor-dashboard')
   step('instructor dashboard: the quiz average is 75, completion charted')
+  await buildCourse(page, base, shot)
+  step('course builder: a course with all four unit kinds built and published, the assignment after its reference solution passed')
 
   // The instructor's live console: join the demo course's live class on the
   // nearest edge, broadcast, and drop an assignment into the class.
@@ -333,8 +445,8 @@ async function main() {
     await devRoom.locator('[data-testid=room-feed] li', { hasText: 'room one here' }).waitFor()
     if (await opage.getByText('we are on it').count()) throw new Error("Room 2's chat reached Room 1")
     if (await lpage.getByText('five minutes').count()) throw new Error("Room 1's message reached Room 2")
-    await shot('12-instructor-breakout')
-    await lpage.screenshot({ path: join(artifacts, '13-learner-breakout.png'), fullPage: true })
+    await shot('16-instructor-breakout')
+    await lpage.screenshot({ path: join(artifacts, '17-learner-breakout.png'), fullPage: true })
     await page.getByTestId('breakout-end').click()
     for (const p of [lpage, opage]) await p.locator('[data-testid=feed] li[data-type=breakout_ended]').waitFor()
     await adaRoom.waitFor({ state: 'detached' })

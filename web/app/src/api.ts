@@ -13,6 +13,21 @@ export const session = reactive({
 })
 
 export const chooser = new RegionChooser((url, init) => fetch(url, init))
+chooser.pinned = localStorage.getItem('lyceum.region') ?? undefined
+
+/** The regions last measured, nearest first (for the region picker). */
+export const regionsSeen = reactive({ list: [] as string[] })
+
+/**
+ * Chooses a region over the nearest one (undefined: back to the nearest),
+ * kept across visits, and reconnects.
+ */
+export async function pinRegion(region: string | undefined): Promise<Candidate | undefined> {
+  chooser.pinned = region
+  if (region) localStorage.setItem('lyceum.region', region)
+  else localStorage.removeItem('lyceum.region')
+  return connectRegion()
+}
 
 export class ApiError extends Error {
   constructor(public status: number, public code: string, message: string) { super(message) }
@@ -74,6 +89,7 @@ export const edgeApi = (base: string, path: string, init?: RequestInit) => call(
 
 export async function connectRegion(): Promise<Candidate | undefined> {
   session.edge = await chooser.discover(await seedEdge())
+  regionsSeen.list = [...new Set(chooser.ranked.map((c) => c.region))].sort()
   return session.edge
 }
 

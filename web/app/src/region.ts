@@ -23,6 +23,17 @@ export function rank(measured: Candidate[]): Candidate[] {
     .sort((a, b) => a.rttMs - b.rttMs || a.region.localeCompare(b.region))
 }
 
+/**
+ * Puts the edges of the `pinned` region first, the rest after them nearest
+ * first: a learner who chose a region gets it while it is healthy, and
+ * still fails over to the nearest others when it is not. Unknown or absent
+ * `pinned` leaves the ranking as it is.
+ */
+export function prefer(ranked: Candidate[], pinned: string | undefined): Candidate[] {
+  if (!pinned || !ranked.some((c) => c.region === pinned)) return ranked
+  return [...ranked.filter((c) => c.region === pinned), ...ranked.filter((c) => c.region !== pinned)]
+}
+
 /** Measures the RTT to `url` (best of `samples` GET /healthz); Infinity when unreachable. */
 export async function measure(url: string, fetcher: Fetcher, now: () => number, samples = 3): Promise<number> {
   let best = Infinity
@@ -42,6 +53,8 @@ export async function measure(url: string, fetcher: Fetcher, now: () => number, 
 /** Keeps the ranked edges and which one is in use; `failover` moves to the next. */
 export class RegionChooser {
   ranked: Candidate[] = []
+  /** A region the user chose over the nearest one (see [`prefer`]). */
+  pinned: string | undefined
   private index = 0
 
   constructor(private fetcher: Fetcher, private now: () => number = () => performance.now()) {}
@@ -55,7 +68,7 @@ export class RegionChooser {
     // One at a time: parallel probes would queue behind each other and skew the RTTs.
     const measured: Candidate[] = []
     for (const c of list) measured.push({ ...c, rttMs: await measure(c.url, this.fetcher, this.now) })
-    this.ranked = rank(measured)
+    this.ranked = prefer(rank(measured), this.pinned)
     this.index = 0
     return this.current()
   }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { RegionChooser, candidates, rank } from '../src/region'
+import { RegionChooser, candidates, prefer, rank } from '../src/region'
 
 const regions = {
   regions: [
@@ -75,5 +75,18 @@ describe('region choice', () => {
     const { fetcher, now } = network({ ap: 40, eu: 5, us: 20 }, new Set(['eu']))
     const chooser = new RegionChooser(fetcher, now)
     expect((await chooser.discover('http://seed'))?.region).toBe('us-east')
+  })
+
+  it('puts a chosen region first and keeps the others for failover', async () => {
+    const { fetcher, now } = network({ ap: 40, eu: 5, us: 20 })
+    const chooser = new RegionChooser(fetcher, now)
+    chooser.pinned = 'ap-south'
+    expect((await chooser.discover('http://seed'))?.region).toBe('ap-south')
+    expect(chooser.ranked.map((c) => c.region)).toEqual(['ap-south', 'eu-west', 'us-east'])
+    expect(chooser.failover()?.region).toBe('eu-west')
+    // A pinned region that is not there (unhealthy, unknown) changes nothing.
+    const ranked = [{ region: 'eu-west', url: 'http://eu', rttMs: 5 }]
+    expect(prefer(ranked, 'sa-east')).toEqual(ranked)
+    expect(prefer(ranked, undefined)).toEqual(ranked)
   })
 })

@@ -2,7 +2,15 @@
 // console, class dashboard). Same `meta` conventions as learner.ts.
 import type { RouteRecordRaw } from 'vue-router'
 import Dashboard from '../views/Dashboard.vue'
+import Courses from '../views/builder/Courses.vue'
+import CourseBuilder from '../views/builder/CourseBuilder.vue'
+import UnitEditor from '../views/builder/UnitEditor.vue'
+
+const authors = ['instructor', 'operator']
 
 export const instructorRoutes: RouteRecordRaw[] = [
-  { path: '/instructor/dashboard', component: Dashboard, meta: { nav: 'nav.dashboard', roles: ['instructor', 'operator'] } },
+  { path: '/instructor/courses', component: Courses, meta: { nav: 'nav.builder', roles: authors } },
+  { path: '/instructor/courses/:id', component: CourseBuilder, meta: { roles: authors } },
+  { path: '/instructor/units/:id', component: UnitEditor, meta: { roles: authors } },
+  { path: '/instructor/dashboard', component: Dashboard, meta: { nav: 'nav.dashboard', roles: authors } },
 ]
