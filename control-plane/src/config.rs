@@ -86,6 +86,8 @@ pub const PATH_EDGES_PER_UNIT_MAX_DEFAULT: u32 = 32;
 pub const LIVE_TICKET_TTL_SECONDS_DEFAULT: u64 = 7_200;
 /// Default cap on the events of one page of `GET /api/v1/events`.
 pub const EVENTS_PAGE_SIZE_MAX_DEFAULT: u32 = 1_000;
+/// Default cap on the tenants of one page of `GET /api/v1/tenants`.
+pub const TENANTS_PAGE_SIZE_MAX_DEFAULT: u32 = 1_000;
 /// Default cap on the events one run of the sequencer publishes.
 pub const EVENTS_PUBLISH_BATCH_MAX_DEFAULT: u32 = 10_000;
 /// Default pause between catch-up rounds of the analytics projection.
@@ -179,6 +181,8 @@ pub struct ControlPlaneConfig {
     pub live_ticket_ttl_seconds: u64,
     /// Most events on one page of `GET /api/v1/events`.
     pub events_page_size_max: u32,
+    /// Most tenants on one page of the operators' `GET /api/v1/tenants`.
+    pub tenants_page_size_max: u32,
     /// Most events one run of the outbox sequencer publishes.
     pub events_publish_batch_max: u32,
     /// Pause between catch-up rounds of the analytics projection; 0 turns
@@ -232,6 +236,7 @@ impl Default for ControlPlaneConfig {
             billing_dev_decline_token: BILLING_DEV_DECLINE_TOKEN_DEFAULT.to_owned(),
             live_ticket_ttl_seconds: LIVE_TICKET_TTL_SECONDS_DEFAULT,
             events_page_size_max: EVENTS_PAGE_SIZE_MAX_DEFAULT,
+            tenants_page_size_max: TENANTS_PAGE_SIZE_MAX_DEFAULT,
             events_publish_batch_max: EVENTS_PUBLISH_BATCH_MAX_DEFAULT,
             analytics_interval_ms: ANALYTICS_INTERVAL_MS_DEFAULT,
             analytics_batch_max: ANALYTICS_BATCH_MAX_DEFAULT,
@@ -352,6 +357,7 @@ impl ControlPlaneConfig {
             ),
             ("path_edges_per_unit_max", self.path_edges_per_unit_max),
             ("events_page_size_max", self.events_page_size_max),
+            ("tenants_page_size_max", self.tenants_page_size_max),
             ("events_publish_batch_max", self.events_publish_batch_max),
             ("analytics_batch_max", self.analytics_batch_max),
         ] {

@@ -29,6 +29,7 @@ pub fn router(cp: ControlPlane) -> Router {
         .route("/api/v1/auth/keys/rotate", post(rotate_key))
         .route("/api/v1/auth/keys/{kid}", delete(retire_key))
         .route("/api/v1/me", get(me))
+        .route("/api/v1/tenants", get(list_tenants))
         .route(crate::openapi::OPENAPI_PATH, get(crate::openapi::serve))
         .merge(crate::ledger::routes())
         .merge(crate::content::routes())
@@ -437,6 +438,47 @@ async fn retire_key(
     cp.keys().retire(cp.db(), &kid).await?;
     tracing::info!(kid, by = caller.0.sub, "signing key retired");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `?limit=&after=` of `GET /api/v1/tenants`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantsQuery {
+    limit: Option<u32>,
+    after: Option<String>,
+}
+
+/// One page of `GET /api/v1/tenants`; `next_after` is absent on the last.
+#[derive(Debug, Serialize)]
+struct TenantPage {
+    /// Tenants in id order.
+    items: Vec<identity::TenantSummary>,
+    /// The `after` of the next page.
+    next_after: Option<String>,
+}
+
+async fn list_tenants(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    query: Result<axum::extract::Query<TenantsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<TenantPage>, ApiError> {
+    caller.require(Role::Operator)?;
+    let axum::extract::Query(query) = query.map_err(|rejection| {
+        ControlPlaneError::BadRequest(format!("query string: {}", rejection.body_text()))
+    })?;
+    let max = cp.config().tenants_page_size_max;
+    let limit = query.limit.unwrap_or(100.min(max));
+    if limit == 0 || limit > max {
+        return Err(ControlPlaneError::BadRequest(format!(
+            "limit must be 1 to {max} (control_plane.tenants_page_size_max)"
+        ))
+        .into());
+    }
+    let items = identity::list_tenants(cp.db(), query.after.as_deref(), limit).await?;
+    let next_after = (items.len() == usize::try_from(limit).unwrap_or(usize::MAX))
+        .then(|| items.last().map(|t| t.id.clone()))
+        .flatten();
+    Ok(Json(TenantPage { items, next_after }))
 }
 
 async fn me(State(cp): State<ControlPlane>, caller: Caller) -> Result<Json<Member>, ApiError> {

@@ -25,6 +25,66 @@ pub struct Member {
     pub role: Role,
 }
 
+/// A tenant as the fleet's operators see it in `GET /api/v1/tenants`:
+/// who it is, how many memberships it has, and its live subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct TenantSummary {
+    /// Tenant id.
+    pub id: String,
+    /// Unique short name people join by.
+    pub slug: String,
+    /// Name shown to people.
+    pub name: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Memberships in the tenant, every role.
+    pub members: i64,
+    /// Plan of the subscription that is not canceled, if there is one.
+    pub plan_id: Option<String>,
+    /// Status of that subscription (`trialing`, `active`, `past_due`).
+    pub subscription_status: Option<String>,
+}
+
+/// A page of every tenant, in id order after `after`. This is the one list
+/// that crosses tenants on purpose: only operators, who run the whole
+/// fleet, reach it (the route checks the role).
+///
+/// # Errors
+/// Fails on database errors.
+pub async fn list_tenants(
+    db: &Db,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<Vec<TenantSummary>, ControlPlaneError> {
+    // At most one subscription per tenant is not canceled (a partial
+    // unique index), so the join adds no rows.
+    let rows = sqlx::query(
+        "SELECT t.id, t.slug, t.name, t.created_at, \
+         (SELECT COUNT(*) FROM memberships m WHERE m.tenant_id = t.id), \
+         s.plan_id, s.status \
+         FROM tenants t LEFT JOIN billing_subscriptions s \
+         ON s.tenant_id = t.id AND s.status <> 'canceled' \
+         WHERE t.id > $1 ORDER BY t.id LIMIT $2",
+    )
+    .bind(after.unwrap_or(""))
+    .bind(i64::from(limit))
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(TenantSummary {
+                id: row.try_get(0)?,
+                slug: row.try_get(1)?,
+                name: row.try_get(2)?,
+                created_at: row.try_get(3)?,
+                members: row.try_get(4)?,
+                plan_id: row.try_get(5)?,
+                subscription_status: row.try_get(6)?,
+            })
+        })
+        .collect()
+}
+
 /// Returns the tenant id for `slug`, creating the tenant if it is missing.
 ///
 /// # Errors

@@ -36,7 +36,7 @@ use crate::http::{
     ErrorBody, NewOrganisation, PasswordChange, RefreshRequest, RotatedKey, SignInRequest,
     SignUpRequest,
 };
-use crate::identity::Member;
+use crate::identity::{Member, TenantSummary};
 use crate::learning::enrollments::{Cohort, Enrollment, NewCohort, NewEnrollment};
 use crate::learning::live::{
     AttendanceRecorded, AttendanceReport, ClassAttendance, Ticket, TicketRequest,
@@ -305,6 +305,18 @@ pub fn operations() -> Vec<Operation> {
             NONE,
             None,
             vec![(200, Json(body::<Member>()))],
+            &[],
+        ),
+        op(
+            "GET",
+            "/api/v1/tenants",
+            "list_tenants",
+            "auth",
+            "every tenant with its member count and live subscription (operators)",
+            TokenWithRole,
+            PAGE,
+            None,
+            vec![(200, Page(body::<TenantSummary>()))],
             &[],
         ),
         // Ledger.

@@ -368,6 +368,9 @@ pub struct RunResult {
 #[derive(Clone)]
 struct RunMetrics {
     stages: HistogramVec,
+    /// The four stages together: how long a run took, for the operator's
+    /// run-latency chart (stage histograms cannot be summed per run).
+    total: HistogramVec,
     runs: IntCounterVec,
     abuse: IntCounterVec,
 }
@@ -384,8 +387,16 @@ impl RunMetrics {
                     "sandbox_stage_seconds",
                     "Time in each stage of a run (validate, schedule, execute, capture), per language",
                 )
-                .buckets(buckets),
+                .buckets(buckets.clone()),
                 &["stage", "language"],
+            )?,
+            total: HistogramVec::new(
+                HistogramOpts::new(
+                    "sandbox_run_seconds",
+                    "Time of a whole run (its four stages together), per language",
+                )
+                .buckets(buckets),
+                &["language"],
             )?,
             runs: IntCounterVec::new(
                 Opts::new("sandbox_runs_total", "Runs by language and verdict"),
@@ -400,6 +411,7 @@ impl RunMetrics {
             )?,
         };
         registry.register(Box::new(metrics.stages.clone()))?;
+        registry.register(Box::new(metrics.total.clone()))?;
         registry.register(Box::new(metrics.runs.clone()))?;
         registry.register(Box::new(metrics.abuse.clone()))?;
         Ok(metrics)
@@ -417,6 +429,9 @@ impl RunMetrics {
                 .with_label_values(&[stage, language])
                 .observe(value / 1000.0);
         }
+        self.total.with_label_values(&[language]).observe(
+            (stages.validate + stages.schedule + stages.execute + stages.capture) / 1000.0,
+        );
         self.runs
             .with_label_values(&[language, result.status.as_str()])
             .inc();

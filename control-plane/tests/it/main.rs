@@ -21,3 +21,4 @@ mod paths;
 mod progress;
 mod router;
 mod submissions;
+mod tenants;

@@ -332,8 +332,37 @@ async function main() {
     await page.locator('[data-edge]').nth(i).locator('[data-testid=members] tr[data-state=alive]').nth(2).waitFor()
     await page.locator('[data-edge]').nth(i).locator('[data-testid=pools] tbody tr').first().waitFor()
   }
+  // A python run on each edge while the page refreshes: the run-latency
+  // chart gets a point per edge and each edge's python row counts a start
+  // (hot from the warm pool, or cold). Request latency is charted anyway
+  // (the page's own requests are requests).
+  // Two rounds, so each line has more than one point in the screenshot.
+  const pythonRun = async (e) => {
+    const res = await fetch(`${e.url}/api/v1/runs`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${c.tokens.operator}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ language: 'python', files: [{ name: 'main.py', content: 'print(6 * 7)' }] }),
+    })
+    if (!res.ok) throw new Error(`run on ${e.region}: ${res.status} ${await res.text()}`)
+  }
+  const charted = (runs) => page.waitForFunction(([edges, runs]) => {
+    const points = (id) => Number(document.querySelector(`[data-testid=${id}]`)?.dataset.points)
+    const started = [...document.querySelectorAll('[data-edge] [data-testid=pools] tr[data-language=python]')]
+      .filter((tr) => Number(tr.dataset.hot) + Number(tr.dataset.cold) > 0)
+    return points('chart-http') >= 4 * edges && points('chart-run') >= runs * edges && started.length === edges
+  }, [c.edges.length, runs], { timeout: 60_000 })
+  for (const round of [1, 2]) {
+    await Promise.all(c.edges.map(pythonRun))
+    await charted(round)
+  }
   await shot('08-operator-fleet')
-  step('operator fleet: three edges, each sees three alive, pools shown')
+  step('operator fleet: three edges, each sees three alive; pools with hot/cold starts; request and run latency charted per edge')
+  await page.getByRole('link', { name: 'Tenants' }).click()
+  await page.waitForURL('**/operator/tenants')
+  // The dev tenant: the three dev accounts and Ada, who joined it at sign-up.
+  await page.locator('[data-testid=tenants] tr[data-slug=dev]', { hasText: 'Lyceum dev' }).getByText('4', { exact: true }).waitFor()
+  await shot('08b-operator-tenants')
+  step('operator tenants: the dev tenant listed with its four members')
 
   // The instructor: the class dashboard shows the learner above (the quiz
   // at 75, the lesson finished) with a chart of completion per unit.
@@ -392,6 +421,64 @@ async function main() {
   await shot('10-instructor-live-console')
   await lpage.screenshot({ path: join(artifacts, '11-learner-live-class.png'), fullPage: true })
   step('live class: a learner on another edge joined, got the dropped assignment, and her accepted submission reached the instructor')
+
+  // Breakout rooms: the dev learner joins from a third edge in a third
+  // browser; the instructor plans two rooms (round-robin), moves Ada into
+  // Room 2 by hand and opens them. Each learner's page shows her own room
+  // and its members; the instructor's message to a room and a learner's
+  // chat stay in that room (the instructor sees the chat tagged with it,
+  // the other room never sees it); then the instructor brings everyone back.
+  const other = await launch()
+  try {
+    const opage = await other.newPage()
+    opage.setDefaultTimeout(60_000)
+    opage.on('pageerror', (e) => console.error(`e2e: second learner page error: ${e.message}`))
+    await opage.goto(`${c.edges[2].url}/sign-in`)
+    await signIn(opage, 'learner@dev.lyceum.test', 'lyceum-dev-learner')
+    await opage.goto(`${c.edges[2].url}/live/${classUnit.id}`)
+    await opage.locator('[data-testid=live-status][data-connected=true]').waitFor()
+    await page.locator('[data-testid=roster] li', { hasText: 'learner@dev.lyceum.test' }).waitFor()
+    await page.fill('[data-testid=breakout-plan] input[name=rooms]', '2')
+    await page.locator('[data-testid=breakout-plan] button[type=submit]').click()
+    await page.locator('[data-testid=breakout-draft] tbody tr').nth(1).waitFor()
+    await page.locator('[data-testid=breakout-draft] tr', { hasText: adaEmail }).locator('select').selectOption('Room 2')
+    await page.locator('[data-testid=breakout-draft] tr', { hasText: 'learner@dev.lyceum.test' }).locator('select').selectOption('Room 1')
+    await page.getByTestId('breakout-start').click()
+    const roomOne = page.locator('[data-testid=breakout-rooms] li[data-room="Room 1"]', { hasText: 'learner@dev.lyceum.test' })
+    await roomOne.waitFor()
+    await page.locator('[data-testid=breakout-rooms] li[data-room="Room 2"]', { hasText: adaEmail }).waitFor()
+    const adaRoom = lpage.locator('[data-testid=my-room][data-room="Room 2"]')
+    const devRoom = opage.locator('[data-testid=my-room][data-room="Room 1"]')
+    await adaRoom.locator('[data-testid=my-room-members] li', { hasText: adaEmail }).waitFor()
+    await devRoom.locator('[data-testid=my-room-members] li', { hasText: 'learner@dev.lyceum.test' }).waitFor()
+    await roomOne.locator('input').fill('five minutes, then we compare')
+    await roomOne.locator('input').press('Enter')
+    await devRoom.locator('[data-testid=room-feed] li[data-type=breakout_message]', { hasText: 'five minutes' }).waitFor()
+    await lpage.fill('[data-testid=chat-input]', 'we are on it')
+    await lpage.getByTestId('chat-input').press('Enter')
+    await adaRoom.locator('[data-testid=room-feed] li[data-type=chat]', { hasText: 'we are on it' }).waitFor()
+    await page.locator('[data-testid=feed] li[data-type=chat]', { hasText: 'we are on it' }).locator('[data-testid=chat-room]', { hasText: 'Room 2' }).waitFor()
+    // Events reach each page in the class's order: Room 1's own chat comes
+    // after Ada's, so once Room 1 shows it Ada's would be there too had it
+    // been sent there; Ada has seen her chat, which came after the message
+    // to Room 1.
+    await opage.fill('[data-testid=chat-input]', 'room one here')
+    await opage.getByTestId('chat-input').press('Enter')
+    await page.locator('[data-testid=feed] li[data-type=chat]', { hasText: 'room one here' }).waitFor()
+    await devRoom.locator('[data-testid=room-feed] li', { hasText: 'room one here' }).waitFor()
+    if (await opage.getByText('we are on it').count()) throw new Error("Room 2's chat reached Room 1")
+    if (await lpage.getByText('five minutes').count()) throw new Error("Room 1's message reached Room 2")
+    await shot('16-instructor-breakout')
+    await lpage.screenshot({ path: join(artifacts, '17-learner-breakout.png'), fullPage: true })
+    await page.getByTestId('breakout-end').click()
+    for (const p of [lpage, opage]) await p.locator('[data-testid=feed] li[data-type=breakout_ended]').waitFor()
+    await adaRoom.waitFor({ state: 'detached' })
+    await devRoom.waitFor({ state: 'detached' })
+    await page.locator('[data-testid=breakout-console][data-split=false]').waitFor()
+  } finally {
+    await other.close().catch(() => {})
+  }
+  step('breakout: two learners split into two rooms (one moved by hand); each saw her own room, its members and its chat only; the instructor ended it')
 }
 
 main()

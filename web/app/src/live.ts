@@ -6,14 +6,22 @@
 
 /** Someone in the class. */
 export interface Person { user_id: string; name: string; role: string; status: string; hand: boolean }
-/** A line of the class feed (chat, broadcast, assignment, submission...). */
-export interface FeedItem { seq: number; type: string; name?: string; text?: string; title?: string; verdict?: string; passed?: number; total?: number; region?: string }
+/** A line of the class feed (chat, broadcast, assignment, submission...); `group` for a breakout room's chat or the instructor's message to it. */
+export interface FeedItem { seq: number; type: string; name?: string; text?: string; title?: string; verdict?: string; passed?: number; total?: number; region?: string; group?: string; groups?: Group[] }
+/** A breakout room: its name and its learners' user ids. */
+export interface Group { name: string; members: string[] }
 
 /** What the page shows, folded from frames; `seq` is the last event applied. */
 export interface LiveState {
   seq: number
-  welcome?: { role: string; region: string; node_id: string; epoch: number; resumed: boolean }
+  welcome?: { role: string; user_id?: string; region: string; node_id: string; epoch: number; resumed: boolean }
   roster: Record<string, Person>
+  /**
+   * The breakout split while the class is in rooms, else undefined. A
+   * learner's snapshot holds only her own room; the `breakout_started`
+   * event names every room.
+   */
+  breakout?: Group[]
   feed: FeedItem[]
   assignments: { assignment_id: string; title: string; language: string; instructions?: string; starter?: string }[]
   ended: boolean
@@ -42,7 +50,7 @@ function rosterOf(value: unknown): Record<string, Person> {
 export function apply(state: LiveState, frame: any): LiveState {
   switch (frame.type) {
     case 'welcome':
-      state.welcome = { role: frame.role, region: frame.region, node_id: frame.node_id, epoch: frame.epoch, resumed: frame.resumed }
+      state.welcome = { role: frame.role, user_id: frame.user_id, region: frame.region, node_id: frame.node_id, epoch: frame.epoch, resumed: frame.resumed }
       state.error = undefined
       return state
     case 'error':
@@ -54,6 +62,7 @@ export function apply(state: LiveState, frame: any): LiveState {
       const s = frame.state ?? {}
       state.roster = rosterOf(s.roster)
       state.assignments = Array.isArray(s.assignments) ? s.assignments : Object.values(s.assignments ?? {})
+      state.breakout = groupsOf(s.breakout)
       state.feed = []
       state.seq = frame.seq
       for (const r of Array.isArray(s.recent) ? s.recent : []) {
@@ -78,8 +87,15 @@ export function apply(state: LiveState, frame: any): LiveState {
     case 'assignment':
       state.assignments.push({ assignment_id: frame.assignment_id, title: frame.title, language: frame.language, instructions: frame.instructions, starter: frame.starter })
       break
+    case 'breakout_started':
+      state.breakout = groupsOf(frame.groups)
+      break
+    case 'breakout_ended':
+      state.breakout = undefined
+      break
     case 'class_ended':
       state.ended = true
+      state.breakout = undefined
       break
   }
   if (FEED_TYPES.has(frame.type)) {
@@ -88,6 +104,53 @@ export function apply(state: LiveState, frame: any): LiveState {
   }
   return state
 }
+
+function groupsOf(value: unknown): Group[] | undefined {
+  if (!Array.isArray(value)) return undefined
+  return value.map((g: any) => ({ name: String(g.name), members: Array.isArray(g.members) ? g.members.map(String) : [] }))
+}
+
+/** The room `userId` is in while the class is split, else undefined. */
+export function roomOf(state: LiveState, userId: string | undefined): Group | undefined {
+  if (!userId) return undefined
+  return state.breakout?.find((g) => g.members.includes(userId))
+}
+
+/**
+ * Whether a feed line belongs in the main room's feed or a room's: chat
+ * and instructor messages said in a room carry its name.
+ */
+export function feedFor(state: LiveState, group: string | undefined): FeedItem[] {
+  return state.feed.filter((f) => (f.group ?? undefined) === group)
+}
+
+/**
+ * Splits `learners` (user ids, in the order given) into `rooms` rooms
+ * round-robin, named by `name(1..rooms)`; never more rooms than learners,
+ * at least one, at most GROUPS_MAX.
+ */
+export function splitInto(learners: string[], rooms: number, name: (n: number) => string): Group[] {
+  const n = Math.max(1, Math.min(Math.floor(rooms) || 1, learners.length || 1, GROUPS_MAX))
+  const groups: Group[] = Array.from({ length: n }, (_, i) => ({ name: name(i + 1), members: [] }))
+  learners.forEach((id, i) => groups[i % n].members.push(id))
+  return groups
+}
+
+/** Moves `userId` into the room named `to` (out of any other); an unknown room leaves her in none. */
+export function assignTo(groups: Group[], userId: string, to: string): Group[] {
+  return groups.map((g) => ({
+    name: g.name,
+    members: g.name === to ? [...g.members.filter((m) => m !== userId), userId] : g.members.filter((m) => m !== userId),
+  }))
+}
+
+/** The `breakout_start` frame for a split; empty rooms are left out (the server wants members to be learners, not a count). */
+export function breakoutStartFrame(groups: Group[]): Record<string, unknown> {
+  return { type: 'breakout_start', groups: groups.filter((g) => g.members.length > 0).map((g) => ({ name: g.name, members: g.members })) }
+}
+
+/** Most breakout rooms at once (the protocol's GROUPS_MAX). */
+export const GROUPS_MAX = 64
 
 /** Close codes after which joining again cannot help. */
 const FINAL_CLOSES = new Set([4010])

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { afterClose, apply, emptyState, joinFrame } from '../src/live'
+import { afterClose, apply, assignTo, breakoutStartFrame, emptyState, feedFor, joinFrame, roomOf, splitInto } from '../src/live'
 
 describe('live class state', () => {
   it('folds a snapshot then events, and ignores an event seen twice', () => {
@@ -33,5 +33,45 @@ describe('live class state', () => {
     expect(afterClose(4008)).toBe('same')
     expect(afterClose(4014)).toBe('next')
     expect(afterClose(1006)).toBe('next')
+  })
+
+  it('folds breakout rooms: started, room chat, the instructor message, resumed from a snapshot, ended', () => {
+    const s = emptyState()
+    apply(s, { type: 'welcome', seq: 1, role: 'learner', user_id: 'ada', region: 'eu-west', node_id: 'n', epoch: 1, resumed: false })
+    expect(s.welcome?.user_id).toBe('ada')
+    expect(roomOf(s, 'ada')).toBeUndefined()
+    apply(s, { type: 'breakout_started', seq: 2, groups: [{ name: 'Room 1', members: ['ada', 'bo'] }, { name: 'Room 2', members: ['cy'] }] })
+    expect(roomOf(s, 'ada')).toEqual({ name: 'Room 1', members: ['ada', 'bo'] })
+    expect(roomOf(s, 'cy')?.name).toBe('Room 2')
+    expect(roomOf(s, 'zed')).toBeUndefined()
+    apply(s, { type: 'chat', seq: 3, name: 'Bo', text: 'in here', group: 'Room 1' })
+    apply(s, { type: 'breakout_message', seq: 5, group: 'Room 1', text: 'five minutes' })
+    apply(s, { type: 'chat', seq: 6, name: 'Teacher', text: 'to all' })
+    expect(feedFor(s, 'Room 1').map((f) => f.text)).toEqual(['in here', 'five minutes'])
+    expect(feedFor(s, undefined).map((f) => f.type)).toEqual(['breakout_started', 'chat'])
+    // A resume that needs a snapshot: the learner's own room only.
+    apply(s, { type: 'snapshot', seq: 7, state: { roster: [], breakout: [{ name: 'Room 1', members: ['ada', 'bo'] }], recent: [{ seq: 3, kind: { type: 'chat', name: 'Bo', text: 'in here', group: 'Room 1' } }] } })
+    expect(s.breakout).toEqual([{ name: 'Room 1', members: ['ada', 'bo'] }])
+    expect(feedFor(s, 'Room 1').length).toBe(1)
+    apply(s, { type: 'breakout_ended', seq: 8 })
+    expect(s.breakout).toBeUndefined()
+    expect(roomOf(s, 'ada')).toBeUndefined()
+    // A snapshot taken while not split clears any split.
+    apply(s, { type: 'breakout_started', seq: 9, groups: [{ name: 'A', members: ['ada'] }] })
+    apply(s, { type: 'snapshot', seq: 10, state: { roster: [], breakout: null } })
+    expect(s.breakout).toBeUndefined()
+  })
+  it('splits learners into rooms round-robin and moves one between rooms', () => {
+    const name = (n: number) => `Room ${n}`
+    expect(splitInto(['a', 'b', 'c', 'd', 'e'], 2, name)).toEqual([{ name: 'Room 1', members: ['a', 'c', 'e'] }, { name: 'Room 2', members: ['b', 'd'] }])
+    // Never more rooms than learners, never fewer than one.
+    expect(splitInto(['a', 'b'], 5, name).length).toBe(2)
+    expect(splitInto(['a'], 0, name)).toEqual([{ name: 'Room 1', members: ['a'] }])
+    expect(splitInto([], 3, name)).toEqual([{ name: 'Room 1', members: [] }])
+    expect(splitInto(Array.from({ length: 100 }, (_, i) => `u${i}`), 100, name).length).toBe(64)
+    const moved = assignTo(splitInto(['a', 'b', 'c'], 2, name), 'a', 'Room 2')
+    expect(moved).toEqual([{ name: 'Room 1', members: ['c'] }, { name: 'Room 2', members: ['b', 'a'] }])
+    // The frame leaves empty rooms out.
+    expect(breakoutStartFrame(assignTo(moved, 'c', 'Room 2'))).toEqual({ type: 'breakout_start', groups: [{ name: 'Room 2', members: ['b', 'a', 'c'] }] })
   })
 })
