@@ -61,6 +61,11 @@ pub struct SubmissionReport {
     /// only with `unit_id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit_version: Option<i64>,
+    /// The code question of a quiz unit the run was graded against; only
+    /// with `unit_id`, and that unit must be a quiz. A quiz attempt may cite
+    /// the submission for this question only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub question_id: Option<String>,
     /// Tests passed, when the run had tests; with `tests_total`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tests_passed: Option<u32>,
@@ -92,6 +97,8 @@ pub struct Submission {
     pub unit_id: Option<String>,
     /// That unit's version, if the edge said.
     pub unit_version: Option<i64>,
+    /// The quiz code question it answers, if it was graded for one.
+    pub question_id: Option<String>,
     /// Tests passed, if the edge said.
     pub tests_passed: Option<i64>,
     /// Tests run, if the edge said.
@@ -137,6 +144,18 @@ impl SubmissionReport {
             if unit.is_empty() || unit.len() > FIELD_BYTES_MAX {
                 return Err(ControlPlaneError::BadRequest(format!(
                     "unit_id must be 1 to {FIELD_BYTES_MAX} bytes"
+                )));
+            }
+        }
+        if let Some(question) = &self.question_id {
+            if self.unit_id.is_none() {
+                return Err(ControlPlaneError::BadRequest(
+                    "question_id needs unit_id".into(),
+                ));
+            }
+            if question.is_empty() || question.len() > FIELD_BYTES_MAX {
+                return Err(ControlPlaneError::BadRequest(format!(
+                    "question_id must be 1 to {FIELD_BYTES_MAX} bytes"
                 )));
             }
         }
@@ -186,13 +205,14 @@ fn submission(row: &sqlx::any::AnyRow) -> Result<Submission, ControlPlaneError> 
         recorded_at: row.try_get("recorded_at")?,
         unit_id: row.try_get("unit_id")?,
         unit_version: row.try_get("unit_version")?,
+        question_id: row.try_get("question_id")?,
         tests_passed: row.try_get("tests_passed")?,
         tests_total: row.try_get("tests_total")?,
     })
 }
 
 const COLUMNS: &str = "id, tenant_id, user_id, language, status, region, finished_at, \
-     recorded_at, body, unit_id, unit_version, tests_passed, tests_total";
+     recorded_at, body, unit_id, unit_version, question_id, tests_passed, tests_total";
 
 /// Records a report once. Concurrent retries of the same report race on
 /// the primary key: exactly one inserts (and writes the event and the
@@ -236,15 +256,22 @@ pub async fn record(db: &Db, report: &SubmissionReport) -> Result<Recorded, Cont
                     report.unit_version.unwrap_or_default()
                 )));
             }
-            Some((unit_id.as_str(), course, UnitKind::parse(&kind)?))
+            let kind = UnitKind::parse(&kind)?;
+            if report.question_id.is_some() && kind != UnitKind::Quiz {
+                return Err(ControlPlaneError::BadRequest(format!(
+                    "question_id is only for quiz units; unit {unit_id} is a {}",
+                    kind.as_str()
+                )));
+            }
+            Some((unit_id.as_str(), course, kind))
         }
         None => None,
     };
     let now = now_ms();
     let inserted = sqlx::query(
         "INSERT INTO submissions (id, tenant_id, user_id, language, status, region, \
-         finished_at, recorded_at, body, unit_id, unit_version, tests_passed, tests_total) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+         finished_at, recorded_at, body, unit_id, unit_version, question_id, tests_passed, \
+         tests_total) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
          ON CONFLICT (id) DO NOTHING",
     )
     .bind(&report.submission_id)
@@ -258,6 +285,7 @@ pub async fn record(db: &Db, report: &SubmissionReport) -> Result<Recorded, Cont
     .bind(&body)
     .bind(report.unit_id.as_deref())
     .bind(report.unit_version)
+    .bind(report.question_id.as_deref())
     .bind(report.tests_passed.map(i64::from))
     .bind(report.tests_total.map(i64::from))
     .execute(&mut *tx)
@@ -279,6 +307,7 @@ pub async fn record(db: &Db, report: &SubmissionReport) -> Result<Recorded, Cont
                     "language": report.language,
                     "unit_id": report.unit_id,
                     "unit_version": report.unit_version,
+                    "question_id": report.question_id,
                     "course_id": course,
                 }),
             }],

@@ -1003,6 +1003,9 @@ pub(crate) struct UnitRef<'a> {
     pub(crate) id: &'a str,
     /// The published version graded against, when known.
     pub(crate) version: Option<i64>,
+    /// The quiz code question answered, for a quiz submission: the control
+    /// plane lets a quiz attempt cite the submission for that question only.
+    pub(crate) question: Option<&'a str>,
 }
 
 /// Records a finished run (result, submission event, abuse event) in the
@@ -1056,6 +1059,7 @@ pub(crate) async fn finish_run(
         finished_at: finished_at.clone(),
         unit_id: unit.as_ref().map(|u| u.id.to_owned()),
         unit_version: unit.as_ref().and_then(|u| u.version),
+        question_id: unit.as_ref().and_then(|u| u.question.map(str::to_owned)),
         tests_passed: (!result.tests.is_empty()).then(|| tests_passed(result)),
         tests_total: (!result.tests.is_empty())
             .then(|| u32::try_from(result.tests.len()).unwrap_or(u32::MAX)),

@@ -330,6 +330,7 @@ pub(crate) async fn submit(
     let unit_ref = UnitRef {
         id: &unit_id,
         version: unit.version,
+        question: request.question_id.as_deref(),
     };
     let mut body = match crate::edge::finish_run(
         &state,

@@ -994,6 +994,7 @@ impl Session {
                         Some(crate::edge::UnitRef {
                             id: &class_id,
                             version: None,
+                            question: None,
                         }),
                     )
                     .await;

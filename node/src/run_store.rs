@@ -61,6 +61,9 @@ pub struct SubmissionEvent {
     /// submission; a live class's unit has none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit_version: Option<i64>,
+    /// The quiz code question a graded quiz submission answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub question_id: Option<String>,
     /// Tests passed, when the run had tests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tests_passed: Option<u32>,
@@ -343,6 +346,7 @@ mod tests {
             region: "eu-west".into(),
             unit_id: None,
             unit_version: None,
+            question_id: None,
             tests_passed: None,
             tests_total: None,
             finished_at: record.finished_at.clone(),

@@ -494,7 +494,7 @@ pub async fn record_quiz_attempt(
         Err(err) => return Err(LearningError::Corrupt(format!("unit {unit} body: {err}"))),
     };
     require_enrolled(&mut tx, tenant, &info.course_id, user).await?;
-    let submission_ids = quiz::check(&quiz, answers)?;
+    let code_answers = quiz::check(&quiz, answers)?;
     ensure_row(
         &mut tx,
         tenant,
@@ -523,19 +523,22 @@ pub async fn record_quiz_attempt(
         )));
     }
     let mut accepted = std::collections::HashSet::new();
-    for id in submission_ids {
+    for cited in code_answers {
+        // Bound to the question: the edge graded the submission against
+        // that question's tests, and no other.
         let ok: Option<String> = sqlx::query_scalar(
             "SELECT id FROM submissions WHERE tenant_id = $1 AND user_id = $2 AND id = $3 \
-             AND unit_id = $4 AND status = 'accepted'",
+             AND unit_id = $4 AND question_id = $5 AND status = 'accepted'",
         )
         .bind(tenant)
         .bind(user)
-        .bind(&id)
+        .bind(&cited.submission_id)
         .bind(unit)
+        .bind(&cited.question_id)
         .fetch_optional(&mut *tx)
         .await?;
         if ok.is_some() {
-            accepted.insert(id);
+            accepted.insert(cited);
         }
     }
     let graded = quiz::grade(&quiz, answers, &accepted);

@@ -1,9 +1,10 @@
 //! Grading a quiz attempt against the published version's answer keys,
 //! on the control plane (the keys never leave it). Choice and short-answer
 //! questions are compared here; a code question is answered with the id of
-//! a submission the learner made against this quiz unit, and counts as
-//! right when that submission was accepted (the edge ran it against the
-//! tests). Every question weighs the same; the score is the share right,
+//! a submission the learner made against this quiz unit for that very
+//! question, and counts as right when that submission was accepted (the
+//! edge ran it against that question's tests; one accepted answer cannot
+//! stand for another question). Every question weighs the same; the score is the share right,
 //! rounded down, 0 to 100.
 
 use std::collections::{BTreeMap, HashSet};
@@ -62,13 +63,22 @@ fn code_answer(field: &str, answer: &serde_json::Value) -> Result<String, Learni
         })
 }
 
+/// A code question's answer: the submission it cites.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CodeAnswer {
+    /// The code question answered.
+    pub question_id: String,
+    /// The submission cited, to be looked up for that question.
+    pub submission_id: String,
+}
+
 /// Checks that every answer names a question of `quiz` and has its
-/// question's shape, and returns the submission ids the code answers name
-/// (to be looked up before [`grade`]).
+/// question's shape, and returns the code answers (to be looked up before
+/// [`grade`]).
 ///
 /// # Errors
 /// [`LearningError::Invalid`] naming the answer.
-pub fn check(quiz: &Quiz, answers: &QuizAnswers) -> Result<Vec<String>, LearningError> {
+pub fn check(quiz: &Quiz, answers: &QuizAnswers) -> Result<Vec<CodeAnswer>, LearningError> {
     let questions: BTreeMap<&str, &Question> =
         quiz.questions.iter().map(|q| (question_id(q), q)).collect();
     let mut submissions = Vec::new();
@@ -86,7 +96,10 @@ pub fn check(quiz: &Quiz, answers: &QuizAnswers) -> Result<Vec<String>, Learning
                 .as_str()
                 .is_some_and(|text| text.len() <= SHORT_ANSWER_BYTES_MAX),
             Question::Code { .. } => {
-                submissions.push(code_answer(&field, answer)?);
+                submissions.push(CodeAnswer {
+                    question_id: id.clone(),
+                    submission_id: code_answer(&field, answer)?,
+                });
                 true
             }
         };
@@ -100,9 +113,10 @@ pub fn check(quiz: &Quiz, answers: &QuizAnswers) -> Result<Vec<String>, Learning
     Ok(submissions)
 }
 
-/// Grades checked answers; `accepted` holds the submission ids (of this
-/// learner, against this quiz) that were accepted.
-pub fn grade(quiz: &Quiz, answers: &QuizAnswers, accepted: &HashSet<String>) -> Graded {
+/// Grades checked answers; `accepted` holds the code answers whose
+/// submission (of this learner, against this quiz, for that question) was
+/// accepted.
+pub fn grade(quiz: &Quiz, answers: &QuizAnswers, accepted: &HashSet<CodeAnswer>) -> Graded {
     let mut correct = 0_u32;
     for question in &quiz.questions {
         let Some(answer) = answers.answers.get(question_id(question)) else {
@@ -138,10 +152,15 @@ pub fn grade(quiz: &Quiz, answers: &QuizAnswers, accepted: &HashSet<String>) -> 
                     })
                 })
             }
-            Question::Code { .. } => answer
+            Question::Code { id: question, .. } => answer
                 .get("submission_id")
                 .and_then(serde_json::Value::as_str)
-                .is_some_and(|id| accepted.contains(id)),
+                .is_some_and(|id| {
+                    accepted.contains(&CodeAnswer {
+                        question_id: question.clone(),
+                        submission_id: id.to_owned(),
+                    })
+                }),
         };
         correct += u32::from(right);
     }
@@ -179,7 +198,13 @@ mod tests {
             serde_json::from_value(json!({ "answers": answers })).expect("answers");
         let quiz = quiz();
         check(&quiz, &answers).expect("well formed");
-        let accepted = accepted.iter().map(|s| (*s).to_owned()).collect();
+        let accepted = accepted
+            .iter()
+            .map(|s| CodeAnswer {
+                question_id: "q4".into(),
+                submission_id: (*s).to_owned(),
+            })
+            .collect();
         let graded = grade(&quiz, &answers, &accepted);
         assert_eq!((graded.correct, graded.score), expected, "{answers:?}");
         assert_eq!(graded.total, 4);
@@ -200,6 +225,32 @@ mod tests {
         );
         check_grade(json!({"q1": 1, "q3": "PARIS"}), &[], (2, 50));
         check_grade(json!({"q2": [0, 1, 2]}), &[], (0, 0));
+    }
+
+    /// One accepted submission answers the question it was graded for,
+    /// not every code question of the quiz.
+    #[test]
+    fn a_submission_answers_only_its_own_question() {
+        let quiz: Quiz = serde_json::from_value(json!({"questions": [
+            {"type": "code", "id": "easy", "prompt": "?", "language": "python",
+             "tests": [{"name": "t", "expected_stdout": "x"}]},
+            {"type": "code", "id": "hard", "prompt": "?", "language": "python",
+             "tests": [{"name": "t", "expected_stdout": "y"}]}
+        ]}))
+        .expect("quiz");
+        let answers: QuizAnswers = serde_json::from_value(json!({"answers": {
+            "easy": {"submission_id": "s1"}, "hard": {"submission_id": "s1"}
+        }}))
+        .expect("answers");
+        let cited = check(&quiz, &answers).expect("well formed");
+        assert_eq!(cited.len(), 2);
+        let accepted: HashSet<CodeAnswer> = [CodeAnswer {
+            question_id: "easy".into(),
+            submission_id: "s1".into(),
+        }]
+        .into();
+        let graded = grade(&quiz, &answers, &accepted);
+        assert_eq!((graded.correct, graded.total, graded.score), (1, 2, 50));
     }
 
     #[test]

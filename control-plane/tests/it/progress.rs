@@ -192,12 +192,29 @@ async fn each_unit_kind_records_progress_and_completes() {
         }
 
         // Quiz: graded here; the best score is the result the path reads.
+        // An accepted submission against the quiz that names no question
+        // answers none: the first attempt cites one and scores nothing.
+        let unbound = "01a30000-0000-7000-8000-0000000000ff";
+        let (status, body) = edge
+            .post(
+                "/api/v1/submissions",
+                Some(KEY),
+                submission(
+                    unbound,
+                    &t.id,
+                    &t.learner_id,
+                    "accepted",
+                    json!({"unit_id": a_quiz, "unit_version": 1}),
+                ),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
         let first = api
             .ok(
                 Method::POST,
                 &attempt,
                 &t.learner,
-                Some(&json!({"answers": {"q1": 0, "q2": "Lyon"}})),
+                Some(&json!({"answers": {"q1": 0, "q2": "Lyon", "q3": {"submission_id": unbound}}})),
                 201,
             )
             .await;
@@ -222,14 +239,14 @@ async fn each_unit_kind_records_progress_and_completes() {
                     &t.id,
                     &t.learner_id,
                     "accepted",
-                    json!({"unit_id": a_quiz, "unit_version": 1}),
+                    json!({"unit_id": a_quiz, "unit_version": 1, "question_id": "q3"}),
                 ),
             )
             .await;
         assert_eq!(status, 201, "{body}");
         assert_eq!(
-            (&body["unit_id"], &body["unit_version"]),
-            (&json!(a_quiz), &json!(1))
+            (&body["unit_id"], &body["unit_version"], &body["question_id"]),
+            (&json!(a_quiz), &json!(1), &json!("q3"))
         );
         let second = api
             .ok(
@@ -325,6 +342,15 @@ async fn each_unit_kind_records_progress_and_completes() {
             ),
             (json!({"unit_id": a_task, "unit_version": 0}), "version 0"),
             (json!({"unit_version": 1}), "version without unit"),
+            (json!({"question_id": "q3"}), "question without unit"),
+            (
+                json!({"unit_id": a_task, "question_id": "q3"}),
+                "question on an assignment",
+            ),
+            (
+                json!({"unit_id": a_task, "question_id": ""}),
+                "empty question",
+            ),
             (
                 json!({"unit_id": a_task, "tests_passed": 4, "tests_total": 3}),
                 "passed > total",

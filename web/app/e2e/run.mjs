@@ -396,48 +396,64 @@ async function main() {
   await page.getByTestId('broadcast-input').press('Enter')
   await page.locator('[data-testid=feed] li[data-type=broadcast]', { hasText: 'hello, class' }).waitFor()
 
-  // Ada joins the same class from another edge in her own browser, sees
-  // the assignment the instructor drops, and her submission reaches the
-  // instructor's feed with its verdict.
+  // Two learners, each in her own browser, pin two different regions with
+  // the region picker (the dev edges all answer within a millisecond here,
+  // so RTT alone would put both on one) and join the class there: Ada on
+  // the second edge's region, the dev learner on the third's. The
+  // instructor drops an assignment; both get it, both submit, and both
+  // accepted submissions reach the instructor's feed, each naming the
+  // region that ran it.
+  const joinFrom = async (browserCtx, edge, email, password, label) => {
+    const p = await browserCtx.newPage()
+    p.setDefaultTimeout(60_000)
+    p.on('pageerror', (e) => console.error(`e2e: ${label} page error: ${e.message}`))
+    await p.goto(`${edge.url}/sign-in`)
+    await signIn(p, email, password)
+    await p.getByTestId('region-pick').locator(`option[value="${edge.region}"]`).waitFor({ state: 'attached' })
+    await p.getByTestId('region-pick').selectOption(edge.region)
+    await p.getByTestId('region').getByText(`region ${edge.region} (`).waitFor()
+    await p.goto(`${edge.url}/live/${classUnit.id}`)
+    await p.getByTestId('region').getByText(`region ${edge.region} (`).waitFor()
+    await p.locator('[data-testid=live-status][data-connected=true]', { hasText: `region ${edge.region} ` }).waitFor()
+    await page.locator('[data-testid=roster] li', { hasText: email }).waitFor()
+    return p
+  }
+  const [adaEdge, devEdge] = [c.edges[1], c.edges[2]]
+  if (adaEdge.region === devEdge.region) throw new Error(`the dev cluster's edges 1 and 2 share region ${adaEdge.region}`)
   learner = await launch()
-  const lpage = await learner.newPage()
-  lpage.setDefaultTimeout(60_000)
-  lpage.on('pageerror', (e) => console.error(`e2e: learner page error: ${e.message}`))
-  await lpage.goto(`${c.edges[1].url}/sign-in`)
-  await signIn(lpage, adaEmail, 'correct-horse-battery')
-  await lpage.goto(`${c.edges[1].url}/live/${classUnit.id}`)
-  await lpage.locator('[data-testid=live-status][data-connected=true]').waitFor()
-  await page.locator('[data-testid=roster] li', { hasText: adaEmail }).waitFor()
-  await page.fill('[data-testid=drop-form] input[name=title]', 'Sum two numbers')
-  await page.fill('[data-testid=drop-form] input[name=stdin]', '2 3')
-  await page.fill('[data-testid=drop-form] input[name=expected]', '5')
-  await page.locator('[data-testid=drop-form] button[type=submit]').click()
-  await page.locator('[data-testid=feed] li[data-type=assignment]', { hasText: 'Sum two numbers' }).waitFor()
-  const task = lpage.locator('[data-testid=live-assignment]', { hasText: 'Sum two numbers' })
-  await task.waitFor()
-  await task.locator('textarea').fill('a, b = map(int, input().split())\nprint(a + b)\n')
-  await task.locator('button').click()
-  await page.locator('[data-testid=feed] li[data-type=submission]', { hasText: 'accepted' }).waitFor({ timeout: 120_000 })
-  await shot('10-instructor-live-console')
-  await lpage.screenshot({ path: join(artifacts, '11-learner-live-class.png'), fullPage: true })
-  step('live class: a learner on another edge joined, got the dropped assignment, and her accepted submission reached the instructor')
-
-  // Breakout rooms: the dev learner joins from a third edge in a third
-  // browser; the instructor plans two rooms (round-robin), moves Ada into
-  // Room 2 by hand and opens them. Each learner's page shows her own room
-  // and its members; the instructor's message to a room and a learner's
-  // chat stay in that room (the instructor sees the chat tagged with it,
-  // the other room never sees it); then the instructor brings everyone back.
+  const lpage = await joinFrom(learner, adaEdge, adaEmail, 'correct-horse-battery', 'learner')
   const other = await launch()
   try {
-    const opage = await other.newPage()
-    opage.setDefaultTimeout(60_000)
-    opage.on('pageerror', (e) => console.error(`e2e: second learner page error: ${e.message}`))
-    await opage.goto(`${c.edges[2].url}/sign-in`)
-    await signIn(opage, 'learner@dev.lyceum.test', 'lyceum-dev-learner')
-    await opage.goto(`${c.edges[2].url}/live/${classUnit.id}`)
-    await opage.locator('[data-testid=live-status][data-connected=true]').waitFor()
-    await page.locator('[data-testid=roster] li', { hasText: 'learner@dev.lyceum.test' }).waitFor()
+    const opage = await joinFrom(other, devEdge, 'learner@dev.lyceum.test', 'lyceum-dev-learner', 'second learner')
+    await page.fill('[data-testid=drop-form] input[name=title]', 'Sum two numbers')
+    await page.fill('[data-testid=drop-form] input[name=stdin]', '2 3')
+    await page.fill('[data-testid=drop-form] input[name=expected]', '5')
+    await page.locator('[data-testid=drop-form] button[type=submit]').click()
+    await page.locator('[data-testid=feed] li[data-type=assignment]', { hasText: 'Sum two numbers' }).waitFor()
+    for (const p of [lpage, opage]) {
+      const task = p.locator('[data-testid=live-assignment]', { hasText: 'Sum two numbers' })
+      await task.waitFor()
+      await task.locator('textarea').fill('a, b = map(int, input().split())\nprint(a + b)\n')
+      await task.locator('button').click()
+    }
+    for (const edge of [adaEdge, devEdge]) {
+      await page.locator('[data-testid=feed] li[data-type=submission]', { hasText: `accepted, 1 of 1 tests (${edge.region})` }).waitFor({ timeout: 120_000 })
+    }
+    // The console's grid has a row per learner and the dropped assignment's
+    // column: both cells accepted, each from its learner's region.
+    for (const edge of [adaEdge, devEdge]) {
+      await page.locator(`[data-testid=submission-grid] td[data-verdict=accepted][data-region="${edge.region}"]`).waitFor()
+    }
+    await shot('10-instructor-live-console')
+    await lpage.screenshot({ path: join(artifacts, '11-learner-live-class.png'), fullPage: true })
+    step(`live class: two learners on two regions (${adaEdge.region}, ${devEdge.region}) got the dropped assignment and both accepted submissions reached the instructor`)
+
+    // Breakout rooms: the instructor plans two rooms (round-robin), moves
+    // Ada into Room 2 by hand and opens them. Each learner's page shows her
+    // own room and its members; the instructor's message to a room and a
+    // learner's chat stay in that room (the instructor sees the chat tagged
+    // with it, the other room never sees it); then the instructor brings
+    // everyone back.
     await page.fill('[data-testid=breakout-plan] input[name=rooms]', '2')
     await page.locator('[data-testid=breakout-plan] button[type=submit]').click()
     await page.locator('[data-testid=breakout-draft] tbody tr').nth(1).waitFor()

@@ -8,6 +8,8 @@
 export interface Person { user_id: string; name: string; role: string; status: string; hand: boolean }
 /** A line of the class feed (chat, broadcast, assignment, submission...); `group` for a breakout room's chat or the instructor's message to it. */
 export interface FeedItem { seq: number; type: string; name?: string; text?: string; title?: string; verdict?: string; passed?: number; total?: number; region?: string; group?: string; groups?: Group[] }
+/** A learner's latest submission to one dropped assignment: a cell of the instructor's grid. */
+export interface Cell { verdict: string; passed: number; total: number; attempts: number; run_id?: string; region?: string }
 /** A breakout room: its name and its learners' user ids. */
 export interface Group { name: string; members: string[] }
 
@@ -24,6 +26,13 @@ export interface LiveState {
   breakout?: Group[]
   feed: FeedItem[]
   assignments: { assignment_id: string; title: string; language: string; instructions?: string; starter?: string }[]
+  /**
+   * The submission grid, assignment id → user id → cell, as the class
+   * keeps it: an instructor's snapshot holds every learner's cells, a
+   * learner's only her own; `submission_started` and `submission` events
+   * update it.
+   */
+  grid: Record<string, Record<string, Cell>>
   ended: boolean
   error?: string
 }
@@ -32,7 +41,7 @@ export interface LiveState {
 export const FEED_MAX = 200
 
 export function emptyState(): LiveState {
-  return { seq: 0, roster: {}, feed: [], assignments: [], ended: false }
+  return { seq: 0, roster: {}, feed: [], assignments: [], grid: {}, ended: false }
 }
 
 const FEED_TYPES = new Set(['chat', 'broadcast', 'assignment', 'submission', 'breakout_started', 'breakout_message', 'breakout_ended', 'class_ended'])
@@ -63,6 +72,7 @@ export function apply(state: LiveState, frame: any): LiveState {
       state.roster = rosterOf(s.roster)
       state.assignments = Array.isArray(s.assignments) ? s.assignments : Object.values(s.assignments ?? {})
       state.breakout = groupsOf(s.breakout)
+      state.grid = gridOf(s.grid)
       state.feed = []
       state.seq = frame.seq
       for (const r of Array.isArray(s.recent) ? s.recent : []) {
@@ -87,6 +97,18 @@ export function apply(state: LiveState, frame: any): LiveState {
     case 'assignment':
       state.assignments.push({ assignment_id: frame.assignment_id, title: frame.title, language: frame.language, instructions: frame.instructions, starter: frame.starter })
       break
+    case 'submission_started': {
+      const row = (state.grid[frame.assignment_id] ??= {})
+      const cell = row[frame.user_id]
+      row[frame.user_id] = { verdict: 'running', passed: 0, total: cell?.total ?? 0, attempts: (cell?.attempts ?? 0) + 1 }
+      break
+    }
+    case 'submission': {
+      const row = (state.grid[frame.assignment_id] ??= {})
+      const attempts = row[frame.user_id]?.attempts ?? 1
+      row[frame.user_id] = { verdict: String(frame.verdict), passed: Number(frame.passed) || 0, total: Number(frame.total) || 0, attempts, run_id: frame.run_id, region: frame.region }
+      break
+    }
     case 'breakout_started':
       state.breakout = groupsOf(frame.groups)
       break
@@ -103,6 +125,35 @@ export function apply(state: LiveState, frame: any): LiveState {
     if (state.feed.length > FEED_MAX) state.feed.splice(0, state.feed.length - FEED_MAX)
   }
   return state
+}
+
+function gridOf(value: unknown): Record<string, Record<string, Cell>> {
+  const grid: Record<string, Record<string, Cell>> = {}
+  if (!value || typeof value !== 'object') return grid
+  for (const [assignment, row] of Object.entries(value as Record<string, unknown>)) {
+    if (!row || typeof row !== 'object') continue
+    grid[assignment] = {}
+    for (const [user, c] of Object.entries(row as Record<string, any>)) {
+      grid[assignment][user] = { verdict: String(c?.verdict ?? 'running'), passed: Number(c?.passed) || 0, total: Number(c?.total) || 0, attempts: Number(c?.attempts) || 0, run_id: c?.run_id ?? undefined }
+    }
+  }
+  return grid
+}
+
+/** One learner's row of the grid: her cell per dropped assignment, in drop order (undefined where she has not submitted). */
+export interface GridRow { user_id: string; name: string; cells: (Cell | undefined)[] }
+
+/**
+ * The instructor's grid as rows: every learner in the roster, then anyone
+ * with a cell who is no longer in it, by name; one column per dropped
+ * assignment in the order they were dropped.
+ */
+export function gridRows(state: LiveState): GridRow[] {
+  const ids = new Set(Object.values(state.roster).filter((p) => p.role === 'learner').map((p) => p.user_id))
+  for (const row of Object.values(state.grid)) for (const id of Object.keys(row)) ids.add(id)
+  return [...ids]
+    .map((id) => ({ user_id: id, name: state.roster[id]?.name ?? id, cells: state.assignments.map((a) => state.grid[a.assignment_id]?.[id]) }))
+    .sort((a, b) => a.name.localeCompare(b.name) || a.user_id.localeCompare(b.user_id))
 }
 
 function groupsOf(value: unknown): Group[] | undefined {

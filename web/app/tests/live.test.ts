@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { afterClose, apply, assignTo, breakoutStartFrame, emptyState, feedFor, joinFrame, roomOf, splitInto } from '../src/live'
+import { afterClose, apply, assignTo, breakoutStartFrame, emptyState, feedFor, gridRows, joinFrame, roomOf, splitInto } from '../src/live'
 
 describe('live class state', () => {
   it('folds a snapshot then events, and ignores an event seen twice', () => {
@@ -73,5 +73,36 @@ describe('live class state', () => {
     expect(moved).toEqual([{ name: 'Room 1', members: ['c'] }, { name: 'Room 2', members: ['b', 'a'] }])
     // The frame leaves empty rooms out.
     expect(breakoutStartFrame(assignTo(moved, 'c', 'Room 2'))).toEqual({ type: 'breakout_start', groups: [{ name: 'Room 2', members: ['b', 'a', 'c'] }] })
+  })
+})
+
+describe('the submission grid', () => {
+  it('folds the snapshot grid, then submissions as they start and finish', () => {
+    const s = emptyState()
+    apply(s, { type: 'snapshot', seq: 5, state: {
+      roster: [
+        { user_id: 'u2', name: 'Grace', role: 'learner', status: 'active' },
+        { user_id: 'u1', name: 'Ada', role: 'learner', status: 'active' },
+        { user_id: 'i', name: 'Prof', role: 'instructor', status: 'active' },
+      ],
+      assignments: [{ assignment_id: 'a1', title: 'Sum', language: 'python' }],
+      grid: { a1: { u1: { verdict: 'wrong_answer', passed: 0, total: 1, run_id: 'r1', attempts: 1 } } },
+      recent: [],
+    } })
+    expect(gridRows(s).map((r) => [r.name, r.cells.map((c) => c?.verdict)])).toEqual([['Ada', ['wrong_answer']], ['Grace', [undefined]]])
+    apply(s, { type: 'submission_started', seq: 6, assignment_id: 'a1', user_id: 'u1', name: 'Ada' })
+    expect(s.grid.a1.u1).toMatchObject({ verdict: 'running', attempts: 2 })
+    apply(s, { type: 'submission', seq: 7, assignment_id: 'a1', user_id: 'u1', name: 'Ada', run_id: 'r2', verdict: 'accepted', passed: 1, total: 1, region: 'eu-west' })
+    expect(s.grid.a1.u1).toEqual({ verdict: 'accepted', passed: 1, total: 1, attempts: 2, run_id: 'r2', region: 'eu-west' })
+    // A second assignment adds a column; a learner who left keeps her row.
+    apply(s, { type: 'assignment', seq: 8, assignment_id: 'a2', title: 'Max', language: 'python' })
+    apply(s, { type: 'submission', seq: 9, assignment_id: 'a2', user_id: 'gone', name: 'Gone', run_id: 'r3', verdict: 'accepted', passed: 2, total: 2, region: 'us-east' })
+    const rows = gridRows(s)
+    expect(rows.map((r) => r.user_id)).toEqual(['u1', 'gone', 'u2'])
+    expect(rows[0].cells.map((c) => c?.verdict)).toEqual(['accepted', undefined])
+    expect(rows[1].cells.map((c) => c?.verdict)).toEqual([undefined, 'accepted'])
+    // An event seen twice changes nothing.
+    apply(s, { type: 'submission_started', seq: 6, assignment_id: 'a1', user_id: 'u1', name: 'Ada' })
+    expect(s.grid.a1.u1.verdict).toBe('accepted')
   })
 })
