@@ -388,8 +388,13 @@ async function main() {
   const demo = (await api('/api/v1/courses')).items[0]
   const liveModule = (await api(`/api/v1/courses/${demo.id}/modules`)).items[0]
   const classUnit = (await api(`/api/v1/modules/${liveModule.id}/units`)).items.find((u) => u.kind === 'live_classroom')
+  // The instructor stays on the first edge's region (pinned), so the
+  // failover at the end takes only Ada's edge away.
+  const instructorEdge = c.edges[0]
+  await page.getByTestId('region-pick').locator(`option[value="${instructorEdge.region}"]`).waitFor({ state: 'attached' })
+  await page.getByTestId('region-pick').selectOption(instructorEdge.region)
   await page.goto(`${base}/live/${classUnit.id}`)
-  await page.locator('[data-testid=live-status][data-connected=true]').waitFor()
+  await page.locator('[data-testid=live-status][data-connected=true]', { hasText: `region ${instructorEdge.region} ` }).waitFor()
   await page.getByTestId('console').waitFor()
   await page.locator('[data-testid=roster] li').first().waitFor()
   await page.fill('[data-testid=broadcast-input]', 'hello, class')
@@ -495,6 +500,32 @@ async function main() {
     await other.close().catch(() => {})
   }
   step('breakout: two learners split into two rooms (one moved by hand); each saw her own room, its members and its chat only; the instructor ended it')
+
+  // Failover: Ada's edge dies (SIGKILL; its region has no other edge). Her
+  // page finds the regions through the edges it ranked before (the page's
+  // own origin is the dead edge), rejoins the class on the nearest other
+  // region with the last seq it saw, and the broadcast the instructor sent
+  // while she was away reaches her, once; nothing she had is lost or
+  // doubled.
+  const adaStatus = lpage.locator('[data-testid=live-status]')
+  const adaLines = () => lpage.locator('[data-testid=feed] li:is([data-type=broadcast], [data-type=chat])').allTextContents()
+  const before = await adaLines()
+  if (!before.some((l) => l.includes('hello, class'))) throw new Error(`Ada's feed lacks the first broadcast: ${before}`)
+  process.kill(adaEdge.pid, 'SIGKILL')
+  await page.fill('[data-testid=broadcast-input]', 'still with us?')
+  await page.getByTestId('broadcast-input').press('Enter')
+  await page.locator('[data-testid=feed] li[data-type=broadcast]', { hasText: 'still with us?' }).waitFor()
+  await adaStatus.and(lpage.locator('[data-connected=true]')).filter({ hasNotText: `region ${adaEdge.region} ` }).waitFor({ timeout: 90_000 })
+  const adaFeed = lpage.locator('[data-testid=feed] li[data-type=broadcast]')
+  await adaFeed.filter({ hasText: 'still with us?' }).waitFor()
+  const after = await adaLines()
+  const expected = [...before, after.at(-1)]
+  if (JSON.stringify(after) !== JSON.stringify(expected) || !after.at(-1).includes('still with us?')) {
+    throw new Error(`after failover Ada's feed is ${JSON.stringify(after)}, expected ${JSON.stringify(before)} then the missed broadcast`)
+  }
+  await lpage.getByTestId('region').filter({ hasNotText: `region ${adaEdge.region} ` }).waitFor()
+  await lpage.screenshot({ path: join(artifacts, '18-learner-after-failover.png'), fullPage: true })
+  step(`failover: ${adaEdge.region} killed; Ada resumed the class on ${(await adaStatus.textContent())?.trim()}, with the broadcast she missed, once`)
 }
 
 main()

@@ -88,7 +88,9 @@ export const cp = (path: string, init?: RequestInit) => call(session.controlPlan
 export const edgeApi = (base: string, path: string, init?: RequestInit) => call(base, path, init)
 
 export async function connectRegion(): Promise<Candidate | undefined> {
-  session.edge = await chooser.discover(await seedEdge())
+  // The edges ranked last time are asked too: the page's own edge may be
+  // the one that died, and the page must still find the others.
+  session.edge = await chooser.discover(chooser.seeds([await seedEdge()]))
   regionsSeen.list = [...new Set(chooser.ranked.map((c) => c.region))].sort()
   return session.edge
 }

@@ -59,11 +59,25 @@ export class RegionChooser {
 
   constructor(private fetcher: Fetcher, private now: () => number = () => performance.now()) {}
 
-  /** Asks `seedUrl` for the regions and ranks their edges by our RTT. */
-  async discover(seedUrl: string): Promise<Candidate | undefined> {
-    const res = await this.fetcher(`${seedUrl}/api/v1/regions`)
-    if (!res.ok) throw new Error('regions_unavailable')
-    const body = await res.json()
+  /**
+   * Asks the first of `seeds` that answers for the regions and ranks their
+   * edges by our RTT. Several seeds, because the edge that served the page
+   * may be the one that died (see [`seeds`]).
+   */
+  async discover(seeds: string | string[]): Promise<Candidate | undefined> {
+    let body: any
+    for (const seed of typeof seeds === 'string' ? [seeds] : seeds) {
+      try {
+        const res = await this.fetcher(`${seed}/api/v1/regions`)
+        if (res.ok) {
+          body = await res.json()
+          break
+        }
+      } catch {
+        // unreachable: ask the next one
+      }
+    }
+    if (!body) throw new Error('regions_unavailable')
     const list = candidates(body.regions ?? [])
     // One at a time: parallel probes would queue behind each other and skew the RTTs.
     const measured: Candidate[] = []
@@ -71,6 +85,11 @@ export class RegionChooser {
     this.ranked = prefer(rank(measured), this.pinned)
     this.index = 0
     return this.current()
+  }
+
+  /** Where to ask for the regions: `first`, then every edge ranked last time, each once. */
+  seeds(first: string[]): string[] {
+    return [...new Set([...first, ...this.ranked.map((c) => c.url)])]
   }
 
   current(): Candidate | undefined {

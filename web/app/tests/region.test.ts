@@ -90,3 +90,35 @@ describe('region choice', () => {
     expect(prefer(ranked, undefined)).toEqual(ranked)
   })
 })
+
+describe('finding the regions again', () => {
+  it('asks the edges ranked last time when the page’s own edge is gone', async () => {
+    const gone = new Set<string>()
+    let clock = 0
+    const asked: string[] = []
+    const fetcher = async (url: string) => {
+      const host = new URL(url).host
+      if (gone.has(host)) throw new TypeError('network')
+      if (url.endsWith('/api/v1/regions')) {
+        asked.push(host)
+        return { ok: true, json: async () => regions }
+      }
+      clock += { ap: 40, eu: 5, us: 20 }[host] ?? 1000
+      return { ok: true, json: async () => ({}) }
+    }
+    const chooser = new RegionChooser(fetcher, () => clock)
+    chooser.pinned = 'eu-west'
+    expect((await chooser.discover(chooser.seeds(['http://eu'])))?.region).toBe('eu-west')
+    expect(chooser.seeds(['http://eu'])).toEqual(['http://eu', 'http://us', 'http://ap'])
+    // eu dies (its region still listed as healthy for a moment): the next
+    // seed answers, eu is unreachable and dropped, the nearest other wins.
+    gone.add('eu')
+    asked.length = 0
+    expect((await chooser.discover(chooser.seeds(['http://eu'])))?.region).toBe('us-east')
+    expect(asked).toEqual(['us'])
+    expect(chooser.ranked.map((c) => c.region)).toEqual(['us-east', 'ap-south'])
+    // Nobody answers: a clear error, not a hang.
+    for (const h of ['us', 'ap']) gone.add(h)
+    await expect(chooser.discover(chooser.seeds(['http://eu']))).rejects.toThrow('regions_unavailable')
+  })
+})
