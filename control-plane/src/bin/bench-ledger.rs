@@ -121,10 +121,32 @@ async fn main() -> anyhow::Result<()> {
         .map(|(base, _)| base.to_owned())
         .context("url with a database name")?;
     let result = run(&options, &format!("{base}/{name}")).await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
+    drop_scratch(&mut admin, &name).await?;
     result
+}
+
+/// Drops the scratch database. `WITH (FORCE)` ends our own leftover
+/// connections but may not end an autovacuum worker (the server's, not
+/// ours) that is still busy with the tables the run filled, so a refused
+/// drop is retried for a while before giving up with the database named.
+async fn drop_scratch(admin: &mut sqlx::PgConnection, name: &str) -> anyhow::Result<()> {
+    /// Tries, one second apart.
+    const DROP_TRIES: u32 = 30;
+    let mut last = None;
+    for _ in 0..DROP_TRIES {
+        match sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut *admin)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(err) => last = Some(err),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Err(anyhow::anyhow!(
+        "could not drop the scratch database {name} (drop it by hand): {}",
+        last.map(|e| e.to_string()).unwrap_or_default()
+    ))
 }
 
 async fn run(options: &Options, url: &str) -> anyhow::Result<()> {

@@ -214,7 +214,9 @@ async fn each_unit_kind_records_progress_and_completes() {
                 Method::POST,
                 &attempt,
                 &t.learner,
-                Some(&json!({"answers": {"q1": 0, "q2": "Lyon", "q3": {"submission_id": unbound}}})),
+                Some(
+                    &json!({"answers": {"q1": 0, "q2": "Lyon", "q3": {"submission_id": unbound}}}),
+                ),
                 201,
             )
             .await;
@@ -245,7 +247,11 @@ async fn each_unit_kind_records_progress_and_completes() {
             .await;
         assert_eq!(status, 201, "{body}");
         assert_eq!(
-            (&body["unit_id"], &body["unit_version"], &body["question_id"]),
+            (
+                &body["unit_id"],
+                &body["unit_version"],
+                &body["question_id"]
+            ),
             (&json!(a_quiz), &json!(1), &json!("q3"))
         );
         let second = api

@@ -16,6 +16,8 @@ const bin = process.env.WEB_E2E_BIN
 if (!bin || !existsSync(bin)) { console.error(`e2e: WEB_E2E_BIN (${bin}) is not a built lyceum binary`); process.exit(1) }
 if (!existsSync('/usr/bin/chromium')) { console.error('e2e: /usr/bin/chromium missing (scripts/services.sh chromium)'); process.exit(1) }
 const artifacts = join(process.cwd(), 'e2e-artifacts')
+// A fresh folder each run, so no screenshot (or failure.png) is left from an earlier one.
+rmSync(artifacts, { recursive: true, force: true })
 mkdirSync(artifacts, { recursive: true })
 const dataDir = mkdtempSync(join(tmpdir(), 'lyceum-e2e-'))
 const cluster = spawn(bin, ['dev', '--base-port', '0', '--data-dir', dataDir], { stdio: ['ignore', 'inherit', 'inherit'] })
@@ -390,9 +392,13 @@ async function main() {
   const classUnit = (await api(`/api/v1/modules/${liveModule.id}/units`)).items.find((u) => u.kind === 'live_classroom')
   // The instructor stays on the first edge's region (pinned), so the
   // failover at the end takes only Ada's edge away.
+  // (The page comes from the public catalogue, outside the app: open the
+  // class once so the app measures the regions, pin, and open it again.)
   const instructorEdge = c.edges[0]
+  await page.goto(`${base}/live/${classUnit.id}`)
   await page.getByTestId('region-pick').locator(`option[value="${instructorEdge.region}"]`).waitFor({ state: 'attached' })
   await page.getByTestId('region-pick').selectOption(instructorEdge.region)
+  await page.getByTestId('region').getByText(`region ${instructorEdge.region} (`).waitFor()
   await page.goto(`${base}/live/${classUnit.id}`)
   await page.locator('[data-testid=live-status][data-connected=true]', { hasText: `region ${instructorEdge.region} ` }).waitFor()
   await page.getByTestId('console').waitFor()
