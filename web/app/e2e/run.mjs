@@ -530,6 +530,9 @@ async function main() {
     throw new Error(`after failover Ada's feed is ${JSON.stringify(after)}, expected ${JSON.stringify(before)} then the missed broadcast`)
   }
   await lpage.getByTestId('region').filter({ hasNotText: `region ${adaEdge.region} ` }).waitFor()
+  // Her pin stays, shown as unreachable, so she sees why she is elsewhere.
+  await lpage.getByTestId('region-pick').locator(`option[value="${adaEdge.region}"]`, { hasText: 'unreachable' }).waitFor({ state: 'attached' })
+  if ((await lpage.getByTestId('region-pick').inputValue()) !== adaEdge.region) throw new Error('the region picker lost the pinned region')
   await lpage.screenshot({ path: join(artifacts, '18-learner-after-failover.png'), fullPage: true })
   step(`failover: ${adaEdge.region} killed; Ada resumed the class on ${(await adaStatus.textContent())?.trim()}, with the broadcast she missed, once`)
 }

@@ -15,8 +15,11 @@ export const session = reactive({
 export const chooser = new RegionChooser((url, init) => fetch(url, init))
 chooser.pinned = localStorage.getItem('lyceum.region') ?? undefined
 
-/** The regions last measured, nearest first (for the region picker). */
-export const regionsSeen = reactive({ list: [] as string[] })
+/**
+ * The regions last measured, by name, and the pinned one (for the region
+ * picker, which must show a pinned region even while it is unreachable).
+ */
+export const regionsSeen = reactive({ list: [] as string[], pinned: chooser.pinned as string | undefined })
 
 /**
  * Chooses a region over the nearest one (undefined: back to the nearest),
@@ -24,6 +27,7 @@ export const regionsSeen = reactive({ list: [] as string[] })
  */
 export async function pinRegion(region: string | undefined): Promise<Candidate | undefined> {
   chooser.pinned = region
+  regionsSeen.pinned = region
   if (region) localStorage.setItem('lyceum.region', region)
   else localStorage.removeItem('lyceum.region')
   return connectRegion()
