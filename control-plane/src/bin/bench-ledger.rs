@@ -264,6 +264,7 @@ async fn run(options: &Options, url: &str) -> anyhow::Result<()> {
                 Mode::GroupBatched,
                 Mode::Naive,
             ] {
+                settle(&cp).await?;
                 cells.push(cell(&cp, &tenant, set, mode, clients, options, &seq).await?);
             }
             println!(
@@ -415,6 +416,39 @@ async fn cell(
         per_second: done as f64 / started.elapsed().as_secs_f64(),
         errors,
     })
+}
+
+/// Lets the server catch up before the next cell, as pgbench vacuums
+/// before each run, so that no cell pays for the one before it: waits
+/// (at most [`SETTLE_WAIT_MAX`]) until the outbox has published and the
+/// analytics projection has read every event the last cell appended, then
+/// vacuums and analyses the tables the cells write.
+async fn settle(cp: &ControlPlane) -> anyhow::Result<()> {
+    /// How long the outbox may take to catch up before the run goes on
+    /// anyway.
+    const SETTLE_WAIT_MAX: Duration = Duration::from_secs(60);
+    let started = Instant::now();
+    loop {
+        let behind: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM domain_events WHERE id IS NULL)              + (SELECT coalesce(max(id), 0) FROM domain_events)              - (SELECT coalesce(max(position), 0) FROM event_consumers)",
+        )
+        .fetch_one(cp.db().pool())
+        .await?;
+        if behind <= 0 {
+            break;
+        }
+        if started.elapsed() > SETTLE_WAIT_MAX {
+            eprintln!("bench-ledger: the outbox is still {behind} events behind; going on");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    sqlx::query(
+        "VACUUM (ANALYZE) ledger_accounts, ledger_transfers, ledger_pending, domain_events,          naive_accounts, naive_transfers",
+    )
+    .execute(cp.db().pool())
+    .await?;
+    Ok(())
 }
 
 /// The textbook way: debit, credit, journal, in the order the transfer

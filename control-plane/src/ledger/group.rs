@@ -167,6 +167,10 @@ async fn write_groups(
     receiver: Arc<Mutex<mpsc::Receiver<Request>>>,
     group_max: usize,
 ) {
+    // Whether the last group met ids already in the journal: then the next
+    // one looks its ids up first instead of trying without (see
+    // [`store::create_group`]).
+    let mut repeats = false;
     loop {
         let mut group = Vec::new();
         {
@@ -189,9 +193,11 @@ async fn write_groups(
                 }
             }
         }
+        let mut met = false;
         for round in rounds(group) {
-            write_round(&db, &limits, round).await;
+            met |= write_round(&db, &limits, round, repeats).await;
         }
+        repeats = met;
     }
 }
 
@@ -231,18 +237,20 @@ fn rounds(group: Vec<Request>) -> Vec<Vec<Request>> {
 }
 
 /// Writes one round (one tenant, distinct ids) and answers each request.
-async fn write_round(db: &Db, limits: &Limits, round: Vec<Request>) {
+/// Answers whether the round met ids already in the journal.
+async fn write_round(db: &Db, limits: &Limits, round: Vec<Request>, look_up_first: bool) -> bool {
     let Some(tenant_id) = round.first().map(|r| r.tenant_id.clone()) else {
-        return;
+        return false;
     };
     let (units, replies): (Vec<_>, Vec<_>) = round.into_iter().map(|r| (r.unit, r.reply)).unzip();
-    match store::create_group(db, &tenant_id, &units, limits).await {
-        Ok(results) => {
-            for (reply, result) in replies.into_iter().zip(results) {
+    match store::create_group(db, &tenant_id, &units, limits, look_up_first).await {
+        Ok(group) => {
+            for (reply, result) in replies.into_iter().zip(group.results) {
                 // A caller that went away does not hear back; its id makes
                 // a retry safe.
                 let _ = reply.send(result);
             }
+            group.repeats
         }
         Err(err) => {
             tracing::warn!(error = %err, requests = units.len(), "ledger: group commit failed");
@@ -250,6 +258,7 @@ async fn write_round(db: &Db, limits: &Limits, round: Vec<Request>) {
             for reply in replies {
                 let _ = reply.send(Err(LedgerError::GroupFailed(text.clone())));
             }
+            look_up_first
         }
     }
 }

@@ -878,6 +878,15 @@ fn batch_rows(
 /// memory against the locked totals in the order given (a refused one
 /// changes nothing), and only the good ones are written. The ids must be
 /// distinct across requests (the caller defers repeats to a later group).
+///
+/// With `look_up_first` false the first attempt does not look the ids up
+/// in the journal: a fresh id is the common case, and the journal's primary
+/// key refuses a repeat anyway, so the lookup (one index probe per
+/// transfer, as dear as the insert's own) is paid only when a repeat turns
+/// up, by rolling the attempt back and trying again with it. The caller
+/// passes true when repeats have been turning up ([`Group::repeats`]), so
+/// a client that keeps retrying costs one attempt per group, not two.
+///
 /// Answers one result per request, in order; `Err` when the transaction
 /// itself failed, and then nothing was written.
 ///
@@ -888,7 +897,8 @@ pub(crate) async fn create_group(
     tenant_id: &str,
     units: &[Unit],
     limits: &Limits,
-) -> Result<Vec<Result<Vec<Recorded>, LedgerError>>, LedgerError> {
+    look_up_first: bool,
+) -> Result<Group, LedgerError> {
     let mut results: Vec<Option<Result<Vec<Recorded>, LedgerError>>> =
         units.iter().map(|_| None).collect();
     let mut checked = Vec::with_capacity(units.len());
@@ -907,24 +917,42 @@ pub(crate) async fn create_group(
             Err((at, err)) => results[index] = Some(Err(unit.error(at, err))),
         }
     }
+    let mut look_up = look_up_first;
+    let mut repeats = false;
     if !checked.is_empty() {
-        let mut attempt = 0;
-        let outcomes = loop {
-            match try_create_group(db, tenant_id, units, &checked).await {
-                Err(err) if is_unique_violation(&err) && attempt < RETRIES_AFTER_ID_RACE => {
-                    attempt += 1;
+        let mut races = 0;
+        let (outcomes, found) = loop {
+            match try_create_group(db, tenant_id, units, &checked, look_up).await {
+                Err(err) if is_unique_violation(&err) && !look_up => {
+                    look_up = true;
+                    repeats = true;
+                }
+                Err(err) if is_unique_violation(&err) && races < RETRIES_AFTER_ID_RACE => {
+                    races += 1;
                 }
                 other => break other?,
             }
         };
+        repeats |= found;
         for (index, outcome) in outcomes {
             results[index] = Some(outcome);
         }
     }
-    Ok(results
+    let results = results
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(LedgerError::Corrupt("a group lost a result".into()))))
-        .collect())
+        .collect();
+    Ok(Group { results, repeats })
+}
+
+/// What [`create_group`] answers.
+pub(crate) struct Group {
+    /// One result per request, in order.
+    pub(crate) results: Vec<Result<Vec<Recorded>, LedgerError>>,
+    /// True when some id was already in the journal (an idempotent
+    /// repeat), whether the lookup found it or the optimistic attempt met
+    /// it and was rolled back.
+    pub(crate) repeats: bool,
 }
 
 type Outcomes = Vec<(usize, Result<Vec<Recorded>, LedgerError>)>;
@@ -934,7 +962,8 @@ async fn try_create_group(
     tenant_id: &str,
     units: &[Unit],
     checked: &[(usize, Vec<NewRow>)],
-) -> Result<Outcomes, LedgerError> {
+    look_up: bool,
+) -> Result<(Outcomes, bool), LedgerError> {
     let mut tx = begin(db).await?;
     let all_rows = || checked.iter().flat_map(|(_, rows)| rows);
     let ids = all_rows().flat_map(|row| {
@@ -944,7 +973,11 @@ async fn try_create_group(
         ]
     });
     let mut accounts = lock_accounts(db, &mut tx, tenant_id, ids).await?;
-    let existing = existing_transfers(db, &mut tx, tenant_id, all_rows()).await?;
+    let existing = if look_up {
+        existing_transfers(db, &mut tx, tenant_id, all_rows()).await?
+    } else {
+        HashMap::new()
+    };
     let mut outcomes = Vec::with_capacity(checked.len());
     let mut new_rows = Vec::with_capacity(all_rows().count());
     for (index, rows) in checked {
@@ -1011,7 +1044,8 @@ async fn try_create_group(
         write(db, &mut tx, tenant_id, &accounts, new_rows, now_ms).await?;
     }
     tx.commit().await?;
-    Ok(outcomes)
+    let found = !existing.is_empty();
+    Ok((outcomes, found))
 }
 
 /// The stored transfers among `rows`' ids, by id.

@@ -1829,6 +1829,75 @@ async fn batches_in_one_group_stand_or_fall_alone() {
     }
 }
 
+/// A group whose first attempt meets an id already in the journal (the
+/// writer tries without looking ids up first): the attempt is rolled back
+/// whole and redone with the lookup, so the repeat answers the stored row,
+/// its fresh neighbours in the same round are written once, and the
+/// rolled-back attempt leaves no journal row and no event behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_repeat_in_a_group_of_fresh_transfers_answers_the_stored_row() {
+    for engine in ENGINES {
+        let (db, cp) = open(engine, |c| c.db_connections_max = 4).await;
+        let t = tenant(&cp, "repeats").await;
+        let world = account(&cp, &t, "world", "EUR", BalanceLimit::None).await;
+        let a = account(&cp, &t, "a", "EUR", BalanceLimit::None).await;
+        let writer = cp.ledger_writer().clone();
+        let stored = writer
+            .create_transfer(&t, transfer("x", &world, &a, 7), T0)
+            .await
+            .expect("first");
+        assert!(stored.created);
+
+        let blocker = hold_accounts(&cp, &t).await;
+        let send = |id: &str, amount: i64| {
+            let (writer, t, tr) = (writer.clone(), t.clone(), transfer(id, &world, &a, amount));
+            tokio::spawn(async move { writer.create_transfer(&t, tr, T0).await })
+        };
+        // The first is taken and held up; the next three queue behind it
+        // and go in one group, one round (their ids are distinct).
+        let head = send("head", 1);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let fresh_1 = send("y1", 2);
+        let repeat = send("x", 7);
+        let fresh_2 = send("y2", 3);
+        for _ in 0..500 {
+            if writer.queued() == 3 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(writer.queued(), 3, "{engine:?}: the three did not queue");
+        blocker.rollback().await.expect("release");
+
+        assert!(head.await.expect("task").expect("head").created);
+        assert!(fresh_1.await.expect("task").expect("y1").created);
+        let repeat = repeat.await.expect("task").expect("repeat");
+        assert!(!repeat.created, "{engine:?}: x was written twice");
+        assert_eq!(repeat.transfer, stored.transfer);
+        assert!(fresh_2.await.expect("task").expect("y2").created);
+        // And once more now that the writer has seen a repeat (it looks
+        // the ids up first this time).
+        let again = writer
+            .create_transfer(&t, transfer("x", &world, &a, 7), T0)
+            .await
+            .expect("again");
+        assert!(!again.created);
+
+        assert_eq!(totals(&cp, &t, &a).await, [0, 0, 0, 13]);
+        let audit = assert_sound(&cp, &t).await;
+        assert_eq!(audit.transfers, 4, "{engine:?}: x, head, y1, y2");
+        let events: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM domain_events WHERE tenant_id = $1 AND kind = 'transfer_posted'",
+        )
+        .bind(&t)
+        .fetch_one(cp.db().pool())
+        .await
+        .expect("events");
+        assert_eq!(events, 4, "{engine:?}: one event per journal row");
+        db.cleanup(vec![cp]).await;
+    }
+}
+
 /// The audit reports a journal row that names an account the tenant does
 /// not have: SQLite's foreign key refuses such a row outright; PostgreSQL
 /// leaves that to the write path (migration 0010), and the audit catches a
