@@ -9,7 +9,7 @@
 //! database on the server, prints a Markdown table and drops the database.
 //!
 //! ```text
-//! bench-ledger [--seconds 2] [--batch 100] [--clients 1,8,64] [--writers 1] [--group-transfers 500] [--database-url postgres://...]
+//! bench-ledger [--seconds 2] [--batch 100] [--clients 1,8,64] [--writers 1] [--group-transfers 2000] [--database-url postgres://...]
 //! ```
 //! The URL defaults to `LYCEUM_TEST_DATABASE_URL`; each cell runs for
 //! `--seconds` (keep it short by default; raise it for steadier figures);
@@ -68,7 +68,7 @@ fn options() -> anyhow::Result<Options> {
             "--database-url" => options.database_url = value()?,
             "--help" | "-h" => {
                 println!(
-                    "bench-ledger [--seconds 2] [--batch 100] [--clients 1,8,64] [--writers 1] [--group-transfers 500] [--database-url postgres://...]"
+                    "bench-ledger [--seconds 2] [--batch 100] [--clients 1,8,64] [--writers 1] [--group-transfers 2000] [--database-url postgres://...]"
                 );
                 std::process::exit(0);
             }
