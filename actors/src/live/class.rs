@@ -21,7 +21,9 @@ use super::protocol::{
 
 /// Most assignments one class may hold.
 pub const ASSIGNMENTS_MAX: usize = 64;
-/// Chat lines and broadcasts a snapshot carries.
+/// Feed lines (chat, broadcasts, assignments, submissions, breakouts, the
+/// end) a snapshot carries, so that a page that rejoins from a snapshot
+/// shows the same feed as one that stayed.
 pub const RECENT_MAX: usize = 100;
 
 /// A command refused against the class's state; nothing is forwarded.
@@ -131,7 +133,7 @@ pub struct Cell {
     pub attempts: u32,
 }
 
-/// A chat line or broadcast kept for snapshots, with who may see it.
+/// A feed line kept for snapshots, with who may see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recent {
     /// Who may see it.
@@ -163,8 +165,35 @@ pub struct ClassState {
     pub grid: BTreeMap<String, BTreeMap<String, Cell>>,
     /// The breakout split, while one is on.
     pub breakout: Option<Vec<Group>>,
-    /// Recent chat and broadcasts.
+    /// The last [`RECENT_MAX`] feed lines.
     pub recent: VecDeque<Recent>,
+}
+
+/// What a snapshot keeps of an event for the feed, or `None` for events
+/// the feed does not show (presence, hands, a run starting: the roster and
+/// the grid carry those). An assignment is kept without its tests, so a
+/// snapshot can never hand hidden tests to a learner; the snapshot's
+/// `assignments` carry them for instructors.
+fn feed_line(kind: &EventKind) -> Option<EventKind> {
+    match kind {
+        EventKind::Assignment { .. } => {
+            let mut kind = kind.clone();
+            if let EventKind::Assignment { tests, .. } = &mut kind {
+                *tests = None;
+            }
+            Some(kind)
+        }
+        EventKind::Chat { .. }
+        | EventKind::Broadcast { .. }
+        | EventKind::Submission { .. }
+        | EventKind::BreakoutStarted { .. }
+        | EventKind::BreakoutMessage { .. }
+        | EventKind::BreakoutEnded {}
+        | EventKind::ClassEnded {} => Some(kind.clone()),
+        EventKind::Presence { .. }
+        | EventKind::Hand { .. }
+        | EventKind::SubmissionStarted { .. } => None,
+    }
 }
 
 /// One attendee's record at the end of a class.
@@ -570,6 +599,16 @@ impl ClassState {
         );
         self.seq = event.seq;
         let at = event.at_ms;
+        if let Some(kind) = feed_line(&event.kind) {
+            self.recent.push_back(Recent {
+                audience: event.audience.clone(),
+                kind,
+                seq: event.seq,
+            });
+            while self.recent.len() > RECENT_MAX {
+                self.recent.pop_front();
+            }
+        }
         match &event.kind {
             EventKind::Presence {
                 user_id,
@@ -613,16 +652,7 @@ impl ClassState {
                     member.hand = *raised;
                 }
             }
-            EventKind::Chat { .. } | EventKind::Broadcast { .. } => {
-                self.recent.push_back(Recent {
-                    audience: event.audience.clone(),
-                    kind: event.kind.clone(),
-                    seq: event.seq,
-                });
-                while self.recent.len() > RECENT_MAX {
-                    self.recent.pop_front();
-                }
-            }
+            EventKind::Chat { .. } | EventKind::Broadcast { .. } => {}
             EventKind::Assignment { .. } => {
                 self.assignments.extend(Assignment::dropped_by(event));
             }
@@ -698,7 +728,7 @@ impl ClassState {
     /// What a user sees on joining afresh (or resuming from too far back):
     /// the roster, the assignments (learners without tests), the grid
     /// (learners only their own row), the breakout split (learners only their
-    /// own group) and the recent chat and broadcasts meant for them.
+    /// own group) and the recent feed lines meant for them.
     pub fn snapshot_for(&self, user_id: &str, role: ClassRole) -> serde_json::Value {
         let instructor = role == ClassRole::Instructor;
         let roster: Vec<_> = self
@@ -936,7 +966,29 @@ mod tests {
         assert!(!main.audience.includes("a", ClassRole::Learner));
         let snap = class.state.snapshot_for("c", ClassRole::Learner);
         assert_eq!(snap["breakout"], serde_json::json!([]));
-        assert_eq!(snap["recent"].as_array().map(Vec::len), Some(1));
+        // c's feed: the split and her own line, not g1's chat.
+        let types = |snap: &serde_json::Value| -> Vec<(String, String)> {
+            snap["recent"]
+                .as_array()
+                .map(|r| {
+                    r.iter()
+                        .map(|l| {
+                            let text = l["text"].as_str().unwrap_or_default().to_owned();
+                            (l["type"].as_str().unwrap_or_default().to_owned(), text)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let line = |t: &str, text: &str| (t.to_owned(), text.to_owned());
+        assert_eq!(
+            types(&snap),
+            [line("breakout_started", ""), line("chat", "alone")]
+        );
+        assert_eq!(
+            types(&class.state.snapshot_for("b", ClassRole::Learner)),
+            [line("breakout_started", ""), line("chat", "hi")]
+        );
         class
             .say(&teacher, ClientBody::BreakoutEnd {})
             .expect("end split");
@@ -999,6 +1051,30 @@ mod tests {
                 region: "eu-west".into(),
             },
         )]);
+        // A snapshot's feed holds the assignment (never its tests for
+        // anyone: the snapshot's `assignments` carry them for instructors)
+        // and the submission only for those it was meant for.
+        let feed = |user: &str, role: ClassRole| -> Vec<serde_json::Value> {
+            class.state.snapshot_for(user, role)["recent"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        };
+        let kinds = |lines: &[serde_json::Value]| -> Vec<String> {
+            lines
+                .iter()
+                .map(|l| l["type"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        };
+        let own = feed("l", ClassRole::Learner);
+        assert_eq!(kinds(&own), ["assignment", "submission"]);
+        assert!(own[0].get("tests").is_none(), "tests in a learner's feed");
+        assert_eq!(own[0]["tests_count"], 1);
+        assert_eq!(kinds(&feed("m", ClassRole::Learner)), ["assignment"]);
+        assert_eq!(
+            kinds(&feed("i", ClassRole::Instructor)),
+            ["assignment", "submission"]
+        );
         let depart = class.state.depart("l");
         class.emit(depart.into_iter().collect());
         class.say(&teacher, ClientBody::EndClass {}).expect("end");

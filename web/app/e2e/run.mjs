@@ -512,9 +512,11 @@ async function main() {
   // own origin is the dead edge), rejoins the class on the nearest other
   // region with the last seq it saw, and the broadcast the instructor sent
   // while she was away reaches her, once; nothing she had is lost or
-  // doubled.
+  // doubled (every feed line: chat, broadcasts, the assignment, her
+  // submission, the breakout, whether the new edge replays the events she
+  // missed or sends a snapshot).
   const adaStatus = lpage.locator('[data-testid=live-status]')
-  const adaLines = () => lpage.locator('[data-testid=feed] li:is([data-type=broadcast], [data-type=chat])').allTextContents()
+  const adaLines = () => lpage.locator('[data-testid=feed] li').allTextContents()
   const before = await adaLines()
   if (!before.some((l) => l.includes('hello, class'))) throw new Error(`Ada's feed lacks the first broadcast: ${before}`)
   process.kill(adaEdge.pid, 'SIGKILL')

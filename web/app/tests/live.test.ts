@@ -105,4 +105,22 @@ describe('the submission grid', () => {
     apply(s, { type: 'submission_started', seq: 6, assignment_id: 'a1', user_id: 'u1', name: 'Ada' })
     expect(s.grid.a1.u1.verdict).toBe('accepted')
   })
+
+  it('rebuilds from a snapshot the same feed a page that stayed folded live', () => {
+    const events = [
+      { type: 'broadcast', seq: 1, text: 'hello, class' },
+      { type: 'assignment', seq: 2, assignment_id: 'a1', title: 'Sum', language: 'python', instructions: '', starter: '', tests_count: 1 },
+      { type: 'presence', seq: 3, user_id: 'u1', name: 'Ada', role: 'learner', status: 'active' },
+      { type: 'submission_started', seq: 4, assignment_id: 'a1', user_id: 'u1', name: 'Ada' },
+      { type: 'submission', seq: 5, assignment_id: 'a1', user_id: 'u1', name: 'Ada', run_id: 'r1', verdict: 'accepted', passed: 1, total: 1, region: 'eu-west' },
+      { type: 'chat', seq: 6, name: 'Ada', text: 'done' },
+    ]
+    const live = emptyState()
+    for (const e of events) apply(live, { ...e })
+    // The server's snapshot: feed lines only (no presence, no run start), as events with their seq.
+    const recent = events.filter((e) => !['presence', 'submission_started'].includes(e.type))
+    const resumed = apply(emptyState(), { type: 'snapshot', seq: 6, state: { roster: [], assignments: [], recent } })
+    expect(resumed.feed).toEqual(live.feed)
+    expect(resumed.feed.map((f) => f.type)).toEqual(['broadcast', 'assignment', 'submission', 'chat'])
+  })
 })
