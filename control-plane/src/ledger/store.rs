@@ -883,7 +883,9 @@ fn batch_rows(
 /// in the journal: a fresh id is the common case, and the journal's primary
 /// key refuses a repeat anyway, so the lookup (one index probe per
 /// transfer, as dear as the insert's own) is paid only when a repeat turns
-/// up, by rolling the attempt back and trying again with it. The caller
+/// up, by rolling the attempt back and trying again with it. A repeat the
+/// key cannot see, one refused in memory (say, its account has since been
+/// spent), is caught by looking up the refused requests' ids alone. The caller
 /// passes true when repeats have been turning up ([`Group::repeats`]), so
 /// a client that keeps retrying costs one attempt per group, not two.
 ///
@@ -923,6 +925,11 @@ pub(crate) async fn create_group(
         let mut races = 0;
         let (outcomes, found) = loop {
             match try_create_group(db, tenant_id, units, &checked, look_up).await {
+                Ok(Some(done)) => break done,
+                Ok(None) => {
+                    look_up = true;
+                    repeats = true;
+                }
                 Err(err) if is_unique_violation(&err) && !look_up => {
                     look_up = true;
                     repeats = true;
@@ -930,7 +937,7 @@ pub(crate) async fn create_group(
                 Err(err) if is_unique_violation(&err) && races < RETRIES_AFTER_ID_RACE => {
                     races += 1;
                 }
-                other => break other?,
+                Err(err) => return Err(err),
             }
         };
         repeats |= found;
@@ -963,7 +970,7 @@ async fn try_create_group(
     units: &[Unit],
     checked: &[(usize, Vec<NewRow>)],
     look_up: bool,
-) -> Result<(Outcomes, bool), LedgerError> {
+) -> Result<Option<(Outcomes, bool)>, LedgerError> {
     let mut tx = begin(db).await?;
     let all_rows = || checked.iter().flat_map(|(_, rows)| rows);
     let ids = all_rows().flat_map(|row| {
@@ -980,6 +987,7 @@ async fn try_create_group(
     };
     let mut outcomes = Vec::with_capacity(checked.len());
     let mut new_rows = Vec::with_capacity(all_rows().count());
+    let mut refused_rows = Vec::new();
     for (index, rows) in checked {
         let unit = &units[*index];
         // What the request changes, to put back if it fails part way.
@@ -1031,9 +1039,24 @@ async fn try_create_group(
                         accounts.insert(id.to_owned(), account);
                     }
                 }
+                refused_rows.extend(rows);
                 outcomes.push((*index, Err(unit.error(Some(at), err))));
             }
         }
+    }
+    // Without the lookup, a refused request may be a repeat (a stored
+    // transfer whose accounts can no longer pay for it again answers the
+    // stored row, not "insufficient funds"): look up the refused ones'
+    // ids, few as a rule, and redo the group with the lookup if any is
+    // stored. A refusal and a repeat both leave the totals as they were,
+    // so the other requests' outcomes stand either way.
+    if !look_up
+        && !refused_rows.is_empty()
+        && !existing_transfers(db, &mut tx, tenant_id, refused_rows.into_iter())
+            .await?
+            .is_empty()
+    {
+        return Ok(None);
     }
     if !new_rows.is_empty() {
         let now_ms = new_rows
@@ -1045,7 +1068,7 @@ async fn try_create_group(
     }
     tx.commit().await?;
     let found = !existing.is_empty();
-    Ok((outcomes, found))
+    Ok(Some((outcomes, found)))
 }
 
 /// The stored transfers among `rows`' ids, by id.

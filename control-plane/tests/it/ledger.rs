@@ -1898,6 +1898,55 @@ async fn a_repeat_in_a_group_of_fresh_transfers_answers_the_stored_row() {
     }
 }
 
+/// A repeat that its accounts could no longer pay for again (the money
+/// has since been spent) answers the stored row through the group commit,
+/// not "insufficient funds", though the writer's first attempt does not
+/// look ids up; a batch that repeats it beside a transfer that really
+/// overdraws still fails on that one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_repeat_its_accounts_cannot_pay_again_answers_the_stored_row() {
+    for engine in ENGINES {
+        let (db, cp) = open(engine, |c| c.db_connections_max = 4).await;
+        let t = tenant(&cp, "spent").await;
+        let world = account(&cp, &t, "world", "EUR", BalanceLimit::None).await;
+        let limit = BalanceLimit::DebitsMustNotExceedCredits;
+        let a = account(&cp, &t, "a", "EUR", limit).await;
+        let b = account(&cp, &t, "b", "EUR", limit).await;
+        let writer = cp.ledger_writer().clone();
+        writer
+            .create_transfer(&t, transfer("fund", &world, &a, 10), T0)
+            .await
+            .expect("fund");
+        let spend = transfer("spend", &a, &b, 10);
+        let first = writer
+            .create_transfer(&t, spend.clone(), T0)
+            .await
+            .expect("spend");
+        assert!(first.created);
+        // a is empty now; the retry must still answer the stored row.
+        let again = writer
+            .create_transfer(&t, spend.clone(), T0)
+            .await
+            .expect("the retry answers the stored row");
+        assert!(!again.created, "{engine:?}");
+        assert_eq!(again.transfer, first.transfer);
+        let batch = writer
+            .create_transfers(&t, vec![spend.clone(), transfer("more", &a, &b, 1)], T0)
+            .await;
+        match batch {
+            Err(LedgerError::InBatch { index, source, .. }) => {
+                assert_eq!(index, 1, "{engine:?}");
+                assert_eq!(source.code().as_str(), "insufficient_funds");
+            }
+            other => panic!("{engine:?}: the overdrawing batch gave {other:?}"),
+        }
+        assert_eq!(totals(&cp, &t, &a).await, [0, 10, 0, 10]);
+        let audit = assert_sound(&cp, &t).await;
+        assert_eq!(audit.transfers, 2);
+        db.cleanup(vec![cp]).await;
+    }
+}
+
 /// The audit reports a journal row that names an account the tenant does
 /// not have: SQLite's foreign key refuses such a row outright; PostgreSQL
 /// leaves that to the write path (migration 0010), and the audit catches a
