@@ -430,7 +430,9 @@ async fn settle(cp: &ControlPlane) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
         let behind: i64 = sqlx::query_scalar(
-            "SELECT (SELECT count(*) FROM domain_events WHERE id IS NULL)              + (SELECT coalesce(max(id), 0) FROM domain_events)              - (SELECT coalesce(max(position), 0) FROM event_consumers)",
+            "SELECT (SELECT count(*) FROM domain_events WHERE id IS NULL) \
+             + (SELECT coalesce(max(id), 0) FROM domain_events) \
+             - (SELECT coalesce(max(position), 0) FROM event_consumers)",
         )
         .fetch_one(cp.db().pool())
         .await?;
@@ -444,7 +446,8 @@ async fn settle(cp: &ControlPlane) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     sqlx::query(
-        "VACUUM (ANALYZE) ledger_accounts, ledger_transfers, ledger_pending, domain_events,          naive_accounts, naive_transfers",
+        "VACUUM (ANALYZE) ledger_accounts, ledger_transfers, ledger_pending, domain_events, \
+         naive_accounts, naive_transfers",
     )
     .execute(cp.db().pool())
     .await?;

@@ -926,11 +926,8 @@ pub(crate) async fn create_group(
         let (outcomes, found) = loop {
             match try_create_group(db, tenant_id, units, &checked, look_up).await {
                 Ok(Some(done)) => break done,
+                // Only an attempt without the lookup answers `None`.
                 Ok(None) => {
-                    look_up = true;
-                    repeats = true;
-                }
-                Err(err) if is_unique_violation(&err) && !look_up => {
                     look_up = true;
                     repeats = true;
                 }
@@ -964,6 +961,9 @@ pub(crate) struct Group {
 
 type Outcomes = Vec<(usize, Result<Vec<Recorded>, LedgerError>)>;
 
+/// One attempt at [`create_group`]: the outcomes and whether the lookup
+/// found stored ids, or `None` (nothing written) when an attempt without
+/// the lookup met a stored id and must be redone with it.
 async fn try_create_group(
     db: &Db,
     tenant_id: &str,
@@ -1064,7 +1064,11 @@ async fn try_create_group(
             .map(|row| row.transfer.created_at)
             .max()
             .unwrap_or(0);
-        write(db, &mut tx, tenant_id, &accounts, new_rows, now_ms).await?;
+        match write(db, &mut tx, tenant_id, &accounts, new_rows, now_ms).await {
+            // A repeat the primary key refused.
+            Err(err) if !look_up && is_unique_violation(&err) => return Ok(None),
+            other => other?,
+        }
     }
     tx.commit().await?;
     let found = !existing.is_empty();
