@@ -350,9 +350,12 @@ pub async fn run(
     let id = container.id.clone();
     let cgroup = ContainerCgroup::new(&id);
     let result = tokio::time::timeout(watch.limit, exchange(&mut container, job, watch)).await;
+    // Read before a kill by the host, which takes the cgroup with it.
+    let mut peak_before_kill = None;
     let (report, abuse, agent_stderr) = match result {
         Ok(Ok(Exchanged::Report(report, stderr))) => (report, None, stderr),
         Ok(Ok(Exchanged::Abuse(kind, step, stderr))) => {
+            peak_before_kill = cgroup.memory_peak_bytes();
             // The host, not the program, ends it: kill everything now.
             let _ = engine
                 .docker()
@@ -405,7 +408,7 @@ pub async fn run(
     Ok(Outcome {
         report,
         oom_killed,
-        memory_peak_bytes: cgroup.memory_peak_bytes(),
+        memory_peak_bytes: cgroup.memory_peak_bytes().or(peak_before_kill),
         abuse,
         agent_stderr,
     })
@@ -441,7 +444,8 @@ async fn exchange(
     };
     let cgroup = ContainerCgroup::new(&container.id);
     // The monitor watches run steps only (compilers are honest and busy).
-    let mut monitor: Option<(Detector, tokio::time::Instant)> = None;
+    // The detector, when the run step began, and the CPU counter then.
+    let mut monitor: Option<(Detector, tokio::time::Instant, Option<u64>)> = None;
     let sample = watch
         .abuse
         .map_or(Duration::from_secs(3600), |rules| rules.sample);
@@ -451,13 +455,21 @@ async fn exchange(
         let frame = tokio::select! {
             frame = container.output.next() => frame,
             _ = ticks.tick(), if monitor.is_some() => {
-                if let Some((detector, started)) = monitor.as_mut() {
+                if let Some((detector, started, cpu_at_start)) = monitor.as_mut() {
                     let at = started.elapsed();
-                    if let Some(kind) = detector.sample(at, cgroup.cpu_ns(), cgroup.pids()) {
+                    let cpu_ns = cgroup.cpu_ns();
+                    if let Some(kind) = detector.sample(at, cpu_ns, cgroup.pids()) {
+                        // The run's CPU from the host's counter: the agent
+                        // is killed before it can report its own.
+                        let cpu_ms = match (cpu_ns, *cpu_at_start) {
+                            (Some(now), Some(then)) => now.saturating_sub(then) as f64 / 1e6,
+                            _ => 0.0,
+                        };
                         tracing::warn!(container = container.id, abuse = kind.as_str(), "abuse monitor ends a run");
                         let step = StepReport {
                             signal: Some(9),
                             wall_ms: at.as_secs_f64() * 1000.0,
+                            cpu_ms,
                             cpu_exceeded: kind == AbuseKind::CpuSaturation,
                             stderr: format!("ended by the abuse monitor ({})", kind.as_str()),
                             ..StepReport::default()
@@ -479,7 +491,11 @@ async fn exchange(
                             monitor = match (step, watch.abuse) {
                                 (StepKind::Run, Some(rules)) => {
                                     ticks.reset();
-                                    Some((Detector::new(rules), tokio::time::Instant::now()))
+                                    Some((
+                                        Detector::new(rules),
+                                        tokio::time::Instant::now(),
+                                        cgroup.cpu_ns(),
+                                    ))
                                 }
                                 _ => None,
                             };

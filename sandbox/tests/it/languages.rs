@@ -271,7 +271,12 @@ const LIMIT_PROGRAMS: &[LimitPrograms] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_language_meets_its_time_memory_and_output_limits() {
     let _machine = crate::support::machine_shared().await;
-    let (sandbox, owner) = crate::support::sandbox_owned(&[], |_| {}).await;
+    // The limits alone decide here. With the abuse monitor on, a hog that
+    // a loaded machine slows down (Go took 3 s to fill its 320 MiB in one
+    // CI run) is ended for sustained CPU before it meets its memory limit:
+    // right for the product, a race for this test. The monitor has its own
+    // tests in `pipeline`.
+    let (sandbox, owner) = crate::support::sandbox_owned(&[], |c| c.abuse_monitor = false).await;
     let covered: Vec<&str> = LIMIT_PROGRAMS.iter().map(|p| p.id).collect();
     let all: Vec<&str> = PROGRAMS.iter().map(|p| p.id).collect();
     assert_eq!(covered, all, "every language has limit programs");

@@ -107,6 +107,16 @@ async fn the_abuse_monitor_ends_sustained_cpu_and_fork_bombs_and_spares_honest_r
         spun.time_ms < 8_000.0,
         "ended by the monitor, not the wall limit: {spun:?}"
     );
+    // Read before the host's kill takes the cgroup away.
+    assert!(
+        spun.memory_kb.is_some_and(|kb| kb > 1024),
+        "a run the monitor ends still reports its memory: {spun:?}"
+    );
+    // Its CPU comes from the host's counter: most of the time it ran.
+    assert!(
+        spun.cpu_ms > spun.time_ms * 0.3 && spun.cpu_ms <= spun.time_ms * 1.5,
+        "a run the monitor ends reports its CPU: {spun:?}"
+    );
 
     let mut bomb = request("bash", "bomb() { bomb | bomb & }; bomb; sleep 20");
     bomb.limits.wall_ms = Some(8_000);
