@@ -147,18 +147,20 @@ fn counting_loader(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_cache_serves_fresh_then_stale_and_refreshes_once() {
-    let cache = SwrCache::new(10, 100, 60_000);
+    // A fresh window long enough that a stalled, loaded machine does not
+    // make the second read stale.
+    let cache = SwrCache::new(10, 1_000, 60_000);
     let loads = Arc::new(AtomicUsize::new(0));
     let get = || cache.get_or_load("t", "k", counting_loader(&loads, 20));
     assert_eq!(get().await.expect("load"), "v1");
     assert_eq!(get().await.expect("fresh"), "v1");
     assert_eq!(loads.load(Ordering::SeqCst), 1);
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     // Stale: answered at once with the old body, many readers, one refresh.
     for _ in 0..20 {
         assert_eq!(get().await.expect("stale"), "v1");
     }
-    for _ in 0..100 {
+    for _ in 0..1_000 {
         if loads.load(Ordering::SeqCst) == 2 && get().await.expect("read") == "v2" {
             break;
         }

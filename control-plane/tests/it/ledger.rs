@@ -694,7 +694,7 @@ async fn the_sweep_expires_holds_on_the_control_planes_clock() {
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert_eq!(totals(&cp, &t, &bob).await, [0, 0, 9, 0], "not due yet");
     cp.clock().advance(60_000);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while totals(&cp, &t, &bob).await != [0, 0, 0, 0] {
         assert!(
             std::time::Instant::now() < deadline,
