@@ -5,7 +5,7 @@ use sandbox::abuse::AbuseKind;
 use sandbox::job::{StepKind, StreamKind};
 use sandbox::Verdict;
 
-use crate::support::{containers_of, machine_shared, request, sandbox_owned};
+use crate::support::{containers_of, machine_shared, machine_whole, request, sandbox_owned};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn output_streams_while_the_program_runs_and_matches_the_result() {
@@ -83,7 +83,10 @@ async fn a_full_sink_drops_pieces_but_the_result_keeps_everything() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_abuse_monitor_ends_sustained_cpu_and_fork_bombs_and_spares_honest_runs() {
-    let _machine = machine_shared().await;
+    // The whole machine: the monitor judges CPU as a share of the
+    // container's quota, and a spinner sharing two cores with the other
+    // tests' compiles can read below the threshold for its whole run.
+    let _machine = machine_whole().await;
     let (sb, owner) = sandbox_owned(&["python", "bash"], |c| {
         c.pool_target = 1;
         c.abuse_cpu_sustained_ms = 1_000;
