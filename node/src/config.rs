@@ -207,9 +207,22 @@ pub struct EdgeConfig {
     pub runs_per_tenant_per_minute_max: u32,
     /// Tenants whose run budgets are tracked at once.
     pub rate_limited_tenants_max: u32,
-    /// Run results (and as many submission events and abuse events) kept
-    /// in the edge's store; past it the oldest go.
+    /// Run results (and as many abuse events) kept in the edge's store
+    /// for read-back; past it the oldest go. Submission reports are not
+    /// retention: see `outbox_events_max`.
     pub run_results_max: u32,
+    /// Submission reports the outbox may hold while the control plane is
+    /// away; at it the edge refuses new runs with 503 `outbox_full` (and
+    /// readiness goes red) rather than drop a report it promised to send.
+    pub outbox_events_max: u32,
+    /// Most reports the publisher sends in one batch
+    /// (`POST /api/v1/submissions/batch`); at most the control plane's
+    /// `submissions_batch_max`, or the publisher halves its batches.
+    pub outbox_batch_max: u32,
+    /// Reports the control plane refused for good kept for an operator
+    /// (`/api/v1/operator/outbox/dead-letters`); when full, the publisher
+    /// stops at the next refused report until an operator clears some.
+    pub outbox_dead_letters_max: u32,
     /// Most items one list request returns (`?limit=` is capped by it).
     pub list_page_max: u32,
     /// The control plane's `edge_service_key`, sent with submission
@@ -258,6 +271,9 @@ impl Default for EdgeConfig {
             runs_per_tenant_per_minute_max: 3_000,
             rate_limited_tenants_max: 10_000,
             run_results_max: 100_000,
+            outbox_events_max: 100_000,
+            outbox_batch_max: 500,
+            outbox_dead_letters_max: 10_000,
             list_page_max: 1_000,
             fault_injection: false,
             control_plane_service_key: String::new(),
@@ -478,6 +494,12 @@ impl Config {
                 u64::from(edge.rate_limited_tenants_max),
             ),
             ("edge.run_results_max", u64::from(edge.run_results_max)),
+            ("edge.outbox_events_max", u64::from(edge.outbox_events_max)),
+            ("edge.outbox_batch_max", u64::from(edge.outbox_batch_max)),
+            (
+                "edge.outbox_dead_letters_max",
+                u64::from(edge.outbox_dead_letters_max),
+            ),
             ("edge.list_page_max", u64::from(edge.list_page_max)),
             ("edge.outbox_retry_max_ms", edge.outbox_retry_max_ms),
         ] {

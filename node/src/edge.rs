@@ -16,7 +16,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use control_plane::tokens::{self, Jwks, TokenVerifier};
 use gossip::{NodeId, Region};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::cli::EdgeArgs;
@@ -24,9 +24,10 @@ use crate::config::{Config, EdgeConfig};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::ready_file::{self, ReadyInfo};
-use crate::run_store::{AbuseEvent, RunRecord, RunStore, SubmissionEvent};
+use crate::run_store::{AbuseEvent, RunRecord, RunStore, StoreLimits};
 use crate::server::{self, error_response, Basics};
 use crate::shutdown::Shutdown;
+use control_plane::submissions::SubmissionReport;
 
 /// Why the edge's local store failed.
 #[derive(Debug, thiserror::Error)]
@@ -468,7 +469,12 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
         runs: Arc::new(
             RunStore::open(
                 &store,
-                usize::try_from(edge.run_results_max).unwrap_or(usize::MAX),
+                StoreLimits {
+                    runs_max: usize::try_from(edge.run_results_max).unwrap_or(usize::MAX),
+                    outbox_max: usize::try_from(edge.outbox_events_max).unwrap_or(usize::MAX),
+                    dead_letters_max: usize::try_from(edge.outbox_dead_letters_max)
+                        .unwrap_or(usize::MAX),
+                },
             )
             .context("open the run store")?,
         ),
@@ -505,6 +511,19 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
             axum::routing::post(crate::grading::submit),
         )
         .route("/api/v1/sandbox/abuse", get(abuse_events))
+        .route("/api/v1/operator/outbox", get(outbox_status))
+        .route(
+            "/api/v1/operator/outbox/dead-letters",
+            get(outbox_dead_letters),
+        )
+        .route(
+            "/api/v1/operator/outbox/dead-letters/{id}",
+            axum::routing::delete(discard_dead_letter),
+        )
+        .route(
+            "/api/v1/operator/outbox/dead-letters/{id}/retry",
+            axum::routing::post(retry_dead_letter),
+        )
         .route(
             "/api/v1/operator/faults",
             get(get_faults).put(put_faults).delete(delete_faults),
@@ -540,10 +559,14 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
             .timeout(Duration::from_millis(edge.control_plane_timeout_ms))
             .build()
             .context("http client")?,
-        &edge.control_plane_url,
-        edge.control_plane_service_key.clone(),
-        Duration::from_millis(edge.outbox_retry_max_ms),
+        crate::outbox::Publisher {
+            control_plane_url: edge.control_plane_url.clone(),
+            service_key: edge.control_plane_service_key.clone(),
+            batch_max: usize::try_from(edge.outbox_batch_max).unwrap_or(usize::MAX),
+            retry_max: Duration::from_millis(edge.outbox_retry_max_ms),
+        },
         basics.metrics.registry(),
+        readiness.clone(),
         shutdown.clone(),
     )
     .context("outbox metrics")?;
@@ -908,9 +931,27 @@ async fn languages(State(state): State<EdgeState>) -> Response {
     }
 }
 
-/// The refusal when the user's or the tenant's run budget is spent.
+/// The refusal of a new run: the outbox is full (nothing may be run that
+/// could not be reported), or the user's or the tenant's run budget is
+/// spent.
 pub(crate) fn spent_run_budget(state: &EdgeState, claims: &tokens::Claims) -> Option<Response> {
     use crate::rate_limit::Refusal;
+    if state.runs.outbox_full() {
+        let mut response = error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "outbox_full",
+            &format!(
+                "this edge holds {} submission reports the control plane has not taken yet \
+                 (edge.outbox_events_max); run again shortly or on another region",
+                state.runs.outbox_len()
+            ),
+        );
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("5"),
+        );
+        return Some(response);
+    }
     let now = std::time::Instant::now();
     let checks = [
         (
@@ -959,13 +1000,8 @@ pub(crate) fn spent_run_budget(state: &EdgeState, claims: &tokens::Claims) -> Op
 
 pub(crate) fn run_error(err: &sandbox::SandboxError) -> Response {
     match err {
-        sandbox::SandboxError::Rejected(why) => {
-            let code = if why.starts_with("unknown language") || why.contains("not installed") {
-                "unknown_language"
-            } else {
-                "bad_request"
-            };
-            error_response(StatusCode::BAD_REQUEST, code, why)
+        sandbox::SandboxError::Rejected { refusal, message } => {
+            error_response(StatusCode::BAD_REQUEST, refusal.code(), message)
         }
         err => {
             tracing::error!(error = %err, "code run failed");
@@ -978,7 +1014,7 @@ pub(crate) fn run_error(err: &sandbox::SandboxError) -> Response {
     }
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
@@ -1048,7 +1084,7 @@ pub(crate) async fn finish_run(
         finished_at: finished_at.clone(),
         result: body.clone(),
     };
-    let event = SubmissionEvent {
+    let event = SubmissionReport {
         kind: "submission".into(),
         submission_id: result.id.clone(),
         user_id: claims.sub.clone(),
@@ -1214,7 +1250,9 @@ fn stream_run(
             },
             Err(err) => {
                 let (code, message) = match &err {
-                    sandbox::SandboxError::Rejected(why) => ("bad_request", why.clone()),
+                    sandbox::SandboxError::Rejected { refusal, message } => {
+                        (refusal.code(), message.clone())
+                    }
                     other => {
                         tracing::error!(error = %other, "code run failed");
                         (
@@ -1279,6 +1317,136 @@ async fn get_run(
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     limit: Option<u32>,
+}
+
+/// The caller's claims when they are an operator's, else the refusal.
+async fn operator(state: &EdgeState, headers: &HeaderMap) -> Result<tokens::Claims, Response> {
+    let claims = caller(state, headers).await?;
+    if claims.role != control_plane::tokens::Role::Operator {
+        return Err(error_response(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this needs the operator role",
+        ));
+    }
+    Ok(claims)
+}
+
+fn store_failure(err: &dyn std::fmt::Display) -> Response {
+    tracing::error!(error = %err, "cannot read or write the run store");
+    error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "cannot read or write the run store",
+    )
+}
+
+/// `GET /api/v1/operator/outbox`: how many submission reports wait for
+/// the control plane, since when, and the dead letters; operators only.
+async fn outbox_status(State(state): State<EdgeState>, headers: HeaderMap) -> Response {
+    if let Err(response) = operator(&state, &headers).await {
+        return response;
+    }
+    let limits = state.runs.limits();
+    match state.runs.oldest_finished_at() {
+        Ok(oldest) => Json(json!({
+            "pending": state.runs.outbox_len(),
+            "pending_max": limits.outbox_max,
+            "full": state.runs.outbox_full(),
+            "oldest_finished_at": oldest,
+            "dead_letters": state.runs.dead_letters_len(),
+            "dead_letters_max": limits.dead_letters_max,
+        }))
+        .into_response(),
+        Err(err) => store_failure(&err),
+    }
+}
+
+/// `?limit=&after=` of the dead-letter list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeadLetterQuery {
+    limit: Option<u32>,
+    after: Option<String>,
+}
+
+/// `GET /api/v1/operator/outbox/dead-letters?limit=N&after=ID`: reports
+/// the control plane refused for good, oldest first, with the reason;
+/// operators only. `next_after` pages on.
+async fn outbox_dead_letters(
+    State(state): State<EdgeState>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<DeadLetterQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if let Err(response) = operator(&state, &headers).await {
+        return response;
+    }
+    let Ok(axum::extract::Query(query)) = query else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the parameters are limit (a whole number) and after (a dead letter id)",
+        );
+    };
+    let limit = query.limit.unwrap_or(100);
+    if limit == 0 || limit > state.list_page_max {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            &format!(
+                "limit must be 1 to {} (edge.list_page_max)",
+                state.list_page_max
+            ),
+        );
+    }
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    match state.runs.dead_letters(query.after.as_deref(), limit) {
+        Ok(items) => {
+            let next_after = (items.len() == limit)
+                .then(|| items.last().map(|letter| letter.id.clone()))
+                .flatten();
+            Json(json!({"items": items, "next_after": next_after})).into_response()
+        }
+        Err(err) => store_failure(&err),
+    }
+}
+
+/// `DELETE /api/v1/operator/outbox/dead-letters/{id}`: an operator has
+/// dealt with a refused report; 204, or 404 when there is none.
+async fn discard_dead_letter(
+    State(state): State<EdgeState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    if let Err(response) = operator(&state, &headers).await {
+        return response;
+    }
+    match state.runs.discard_dead_letter(&id) {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => error_response(StatusCode::NOT_FOUND, "not_found", "no such dead letter"),
+        Err(err) => store_failure(&err),
+    }
+}
+
+/// `POST /api/v1/operator/outbox/dead-letters/{id}/retry`: puts a refused
+/// report back in the outbox (after what the control plane refused was
+/// fixed); 202, or 404 when there is none.
+async fn retry_dead_letter(
+    State(state): State<EdgeState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    if let Err(response) = operator(&state, &headers).await {
+        return response;
+    }
+    match state.runs.requeue_dead_letter(&id) {
+        Ok(true) => (StatusCode::ACCEPTED, Json(json!({"requeued": id}))).into_response(),
+        Ok(false) => error_response(StatusCode::NOT_FOUND, "not_found", "no such dead letter"),
+        Err(StoreError::Corrupt { reason, .. }) => {
+            error_response(StatusCode::CONFLICT, "corrupt_dead_letter", &reason)
+        }
+        Err(err) => store_failure(&err),
+    }
 }
 
 /// `GET /api/v1/sandbox/abuse?limit=N`: the newest abuse events, newest

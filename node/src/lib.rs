@@ -15,6 +15,7 @@ pub mod live;
 pub mod load;
 pub mod metrics;
 pub mod outbox;
+pub mod parse_errors;
 pub mod rate_limit;
 pub mod readiness;
 pub mod ready_file;

@@ -44,6 +44,14 @@ use serde::{Deserialize, Serialize};
 use crate::edge::EdgeState;
 use crate::shutdown::Shutdown;
 
+/// The smallest `live.frame_bytes_max`: a frame must hold the largest
+/// source a submission or broadcast may carry, plus its JSON.
+pub const FRAME_BYTES_MIN: usize = protocol::SOURCE_BYTES_MAX + 4 * 1024;
+
+/// The default `live.frame_bytes_max`: room for a largest source even
+/// when JSON escaping doubles it (every line break and quote is two bytes).
+pub const FRAME_BYTES_DEFAULT: usize = 2 * protocol::SOURCE_BYTES_MAX + 8 * 1024;
+
 /// Limits and timings of the live gateway and classrooms (`[live]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -107,8 +115,8 @@ pub struct LiveConfig {
 impl Default for LiveConfig {
     fn default() -> Self {
         Self {
-            frame_bytes_max: 16 * 1024,
-            websocket_message_bytes_max: 128 * 1024,
+            frame_bytes_max: FRAME_BYTES_DEFAULT,
+            websocket_message_bytes_max: 256 * 1024,
             websocket_read_buffer_bytes: 8 * 1024,
             websocket_write_buffer_bytes: 8 * 1024,
             join_timeout_ms: 10_000,
@@ -189,6 +197,15 @@ impl LiveConfig {
                 return Err((key, "must be at least 1".into()));
             }
         }
+        if self.frame_bytes_max < FRAME_BYTES_MIN {
+            return Err((
+                "live.frame_bytes_max",
+                format!(
+                    "must be at least {FRAME_BYTES_MIN}, so a frame holds a {} byte source",
+                    protocol::SOURCE_BYTES_MAX
+                ),
+            ));
+        }
         if self.websocket_message_bytes_max < self.frame_bytes_max {
             return Err((
                 "live.websocket_message_bytes_max",
@@ -255,32 +272,23 @@ struct LiveMetrics {
 
 impl LiveMetrics {
     fn new(registry: &prometheus::Registry) -> anyhow::Result<Self> {
-        let sessions = prometheus::IntGauge::new(
-            "lyceum_live_sessions",
-            "Live WebSocket sessions on this node",
-        )?;
-        let classes = prometheus::IntGauge::new(
-            "lyceum_live_classes_homed",
-            "Live classes homed on this node",
-        )?;
+        let sessions =
+            prometheus::IntGauge::new("live_sessions", "Live WebSocket sessions on this node")?;
+        let classes =
+            prometheus::IntGauge::new("live_homed_classes", "Live classes homed on this node")?;
         let frames_in = prometheus::IntCounter::new(
-            "lyceum_live_frames_in_total",
+            "live_frames_in_total",
             "Frames received from live clients",
         )?;
-        let frames_out = prometheus::IntCounter::new(
-            "lyceum_live_frames_out_total",
-            "Frames written to live clients",
-        )?;
+        let frames_out =
+            prometheus::IntCounter::new("live_frames_out_total", "Frames written to live clients")?;
         let refused = prometheus::IntCounterVec::new(
-            prometheus::Opts::new(
-                "lyceum_live_refused_total",
-                "Client frames refused, by error code",
-            ),
+            prometheus::Opts::new("live_refused_total", "Client frames refused, by error code"),
             &["code"],
         )?;
         let closed = prometheus::IntCounterVec::new(
             prometheus::Opts::new(
-                "lyceum_live_closed_total",
+                "live_closed_total",
                 "Live sessions closed by the server, by reason",
             ),
             &["reason"],
@@ -876,6 +884,18 @@ impl Session {
                     self.refuse_frame(writer, code, &message, id).await;
                 }
             }
+            ClientBody::DropAssignment { assignment }
+                if sandbox::languages::find(&assignment.language).is_none() =>
+            {
+                // Refused here, before it reaches the class: an assignment
+                // in a language no sandbox has could never be submitted.
+                let message = format!(
+                    "{:?} is not a sandbox language (see GET /api/v1/languages)",
+                    assignment.language
+                );
+                self.refuse_frame(writer, "unknown_language", &message, id)
+                    .await;
+            }
             body => {
                 let sent = self.state.live.node.send(
                     &self.ticket.class_id,
@@ -937,6 +957,12 @@ impl Session {
             ));
         };
         let claims = self.claims();
+        if self.state.runs.outbox_full() {
+            return Err((
+                "outbox_full",
+                "this edge cannot report more submissions until the control plane takes its backlog; try again shortly".into(),
+            ));
+        }
         if crate::edge::spent_run_budget(&self.state, &claims).is_some() {
             return Err(("rate_limited", "too many runs; wait a moment".into()));
         }

@@ -104,10 +104,9 @@ pub async fn run(args: &RunArgs, config: &Config) -> anyhow::Result<u8> {
             .map(|l| format!(" ({l})"))
             .unwrap_or_default();
         println!(
-            "{}{limit}: exit {:?}, signal {:?}, {:.1} ms wall, {:.1} ms cpu",
+            "{}{limit}: {}, {:.1} ms wall, {:.1} ms cpu",
             verdict_name(result.status),
-            result.exit_code,
-            result.signal,
+            how_it_ended(result.exit_code, result.signal),
             result.time_ms,
             result.cpu_ms
         );
@@ -134,4 +133,52 @@ pub async fn run(args: &RunArgs, config: &Config) -> anyhow::Result<u8> {
     } else {
         EXIT_NOT_ACCEPTED
     })
+}
+
+/// How the program ended, in words: its exit code, the signal that ended
+/// it, or that it never ran (a compile error, or the sandbox's own stop).
+fn how_it_ended(exit_code: Option<i32>, signal: Option<i32>) -> String {
+    match (exit_code, signal) {
+        (_, Some(signal)) => match signal_name(signal) {
+            Some(name) => format!("ended by signal {signal} ({name})"),
+            None => format!("ended by signal {signal}"),
+        },
+        (Some(code), None) => format!("exited with code {code}"),
+        (None, None) => "did not run to an exit".to_owned(),
+    }
+}
+
+/// The usual name of the signals a sandboxed program meets.
+fn signal_name(signal: i32) -> Option<&'static str> {
+    Some(match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        31 => "SIGSYS",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::how_it_ended;
+
+    #[test]
+    fn endings_read_as_plain_words() {
+        let check = |code, signal, expected: &str| assert_eq!(how_it_ended(code, signal), expected);
+        check(Some(0), None, "exited with code 0");
+        check(Some(3), None, "exited with code 3");
+        check(None, Some(9), "ended by signal 9 (SIGKILL)");
+        check(None, Some(64), "ended by signal 64");
+        check(None, None, "did not run to an exit");
+    }
 }

@@ -1,15 +1,23 @@
 //! The edge's record of code runs, in its `sled` store: every result is
 //! written (and flushed) before the learner gets an answer, together with a
-//! submission event in an outbox, in one transaction, so an answered run is
-//! never lost and never recorded without its event. Abuse events go to a
+//! submission report in an outbox, in one transaction, so an answered run is
+//! never lost and never recorded without its report. Abuse events go to a
 //! tree of their own for operators.
 //!
-//! Keys are UUIDv7 ids, which sort by time, so "oldest first" is key order
-//! and retention drops from the front. Each tree is bounded
-//! (`edge.run_results_max`); past it the oldest entries go.
+//! Keys are UUIDv7 ids, which sort by time, so "oldest first" is key order.
+//! The run results (kept for read-back) and abuse events are retention:
+//! past `edge.run_results_max` the oldest go. The outbox is a promise, not
+//! retention: nothing leaves it until the control plane has recorded the
+//! report or refused it for good (then it becomes a dead letter). When it
+//! holds `edge.outbox_events_max` reports, new runs are refused (503
+//! `outbox_full`) instead of old reports being dropped; dead letters are
+//! bounded by `edge.outbox_dead_letters_max`, and when that is full the
+//! publisher stops at the refused report until an operator clears some
+//! (`/api/v1/operator/outbox`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use control_plane::submissions::SubmissionReport;
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional as _};
 
@@ -32,46 +40,6 @@ pub struct RunRecord {
     pub result: serde_json::Value,
 }
 
-/// The event the control plane gets for every run (the outbox's payload).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SubmissionEvent {
-    /// Always `submission`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The run's id: the submission's stable id, so a retried report is
-    /// recognised.
-    pub submission_id: String,
-    /// Who.
-    pub user_id: String,
-    /// Their tenant.
-    pub tenant_id: String,
-    /// Language id.
-    pub language: String,
-    /// Verdict.
-    pub status: String,
-    /// Region of the edge that ran it.
-    pub region: String,
-    /// When.
-    pub finished_at: String,
-    /// The unit it was made against: a live submission names its class's
-    /// unit, so the control plane counts it for that unit's progress.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unit_id: Option<String>,
-    /// The unit's published version it was graded against (a graded
-    /// submission; a live class's unit has none).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unit_version: Option<i64>,
-    /// The quiz code question a graded quiz submission answers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub question_id: Option<String>,
-    /// Tests passed, when the run had tests.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tests_passed: Option<u32>,
-    /// Tests run, when the run had tests.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tests_total: Option<u32>,
-}
-
 /// An abuse event, for operators.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AbuseEvent {
@@ -91,36 +59,103 @@ pub struct AbuseEvent {
     pub at: String,
 }
 
-/// The trees, with their bound.
+/// How much each tree may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreLimits {
+    /// Run results (and abuse events) kept for read-back; past it the
+    /// oldest go (`edge.run_results_max`).
+    pub runs_max: usize,
+    /// Reports waiting for the control plane; at it, new runs are refused
+    /// (`edge.outbox_events_max`).
+    pub outbox_max: usize,
+    /// Reports the control plane refused for good, kept for an operator
+    /// (`edge.outbox_dead_letters_max`).
+    pub dead_letters_max: usize,
+}
+
+/// A report the control plane refused for good, as an operator sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The run's id (the outbox key it had).
+    pub id: String,
+    /// The report as it was queued; `None` when it could not be decoded.
+    pub report: Option<SubmissionReport>,
+    /// Why it was refused (the control plane's code and message).
+    pub reason: String,
+    /// When it became a dead letter (RFC 3339, UTC).
+    pub at: String,
+}
+
+/// What the publisher found at the front of the outbox.
+#[derive(Debug)]
+pub enum Queued {
+    /// A report to send.
+    Report(sled::IVec, Box<SubmissionReport>),
+    /// A value that does not decode: it can never be sent, so the
+    /// publisher makes it a dead letter with this reason.
+    Corrupt(sled::IVec, String),
+}
+
+/// Why the outbox could not take or give up a report.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    /// The dead letters hold `edge.outbox_dead_letters_max` entries: the
+    /// refused report stays in the outbox until an operator clears some.
+    #[error(
+        "{0} dead letters are kept, the most edge.outbox_dead_letters_max allows; \
+         an operator must clear some (/api/v1/operator/outbox/dead-letters)"
+    )]
+    DeadLettersFull(usize),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sled::Error> for OutboxError {
+    fn from(err: sled::Error) -> Self {
+        Self::Store(StoreError::Sled(err))
+    }
+}
+
+/// The trees, with their bounds.
 #[derive(Debug)]
 pub struct RunStore {
     db: sled::Db,
     runs: sled::Tree,
     outbox: sled::Tree,
     /// Reports the control plane refused for good (409, 400): kept for an
-    /// operator, never retried, never silently dropped.
+    /// operator, never retried by themselves, never silently dropped.
     dead_letters: sled::Tree,
     abuse: sled::Tree,
-    entries_max: usize,
-    /// Wakes the publisher when an event is added.
+    limits: StoreLimits,
+    /// Wakes the publisher when a report is added.
     added: tokio::sync::Notify,
-    /// Wakes everyone waiting in [`RunStore::published`] when an event
+    /// Wakes everyone waiting in [`RunStore::published`] when a report
     /// leaves the outbox.
     removed: tokio::sync::Notify,
-    /// Entries in `runs` (sled's `len` walks the tree, so it is counted).
+    /// Entries in each tree (sled's `len` walks the tree, so they are
+    /// counted).
     runs_len: AtomicUsize,
     outbox_len: AtomicUsize,
+    dead_letters_len: AtomicUsize,
     abuse_len: AtomicUsize,
 }
 
 impl RunStore {
-    /// Opens the trees in `db`, keeping at most `entries_max` runs (and as
-    /// many outbox and abuse entries).
+    /// Opens the trees in `db` with their bounds.
     ///
     /// # Errors
     /// [`StoreError::Sled`] when a tree cannot be opened.
-    pub fn open(db: &sled::Db, entries_max: usize) -> Result<Self, StoreError> {
-        assert!(entries_max > 0, "validated: edge.run_results_max >= 1");
+    pub fn open(db: &sled::Db, limits: StoreLimits) -> Result<Self, StoreError> {
+        assert!(limits.runs_max > 0, "validated: edge.run_results_max >= 1");
+        assert!(
+            limits.outbox_max > 0,
+            "validated: edge.outbox_events_max >= 1"
+        );
+        assert!(
+            limits.dead_letters_max > 0,
+            "validated: edge.outbox_dead_letters_max >= 1"
+        );
         let runs = db.open_tree("runs")?;
         let outbox = db.open_tree("outbox")?;
         let abuse = db.open_tree("abuse")?;
@@ -128,19 +163,33 @@ impl RunStore {
         Ok(Self {
             runs_len: AtomicUsize::new(runs.len()),
             outbox_len: AtomicUsize::new(outbox.len()),
+            dead_letters_len: AtomicUsize::new(dead_letters.len()),
             abuse_len: AtomicUsize::new(abuse.len()),
             db: db.clone(),
             runs,
             outbox,
             dead_letters,
             abuse,
-            entries_max,
+            limits,
             added: tokio::sync::Notify::new(),
             removed: tokio::sync::Notify::new(),
         })
     }
 
-    /// Records a run and its submission event atomically, and flushes them
+    /// The bounds in force.
+    pub fn limits(&self) -> StoreLimits {
+        self.limits
+    }
+
+    /// Whether the outbox is full, so no new run may start: checked before
+    /// a run (never after, so a finished run is always recorded). Runs
+    /// already under way may take it past the bound by as many as
+    /// `http.requests_in_flight_max` allows.
+    pub fn outbox_full(&self) -> bool {
+        self.outbox_len() >= self.limits.outbox_max
+    }
+
+    /// Records a run and its submission report atomically, and flushes them
     /// to disk before returning.
     ///
     /// # Errors
@@ -148,32 +197,26 @@ impl RunStore {
     pub async fn record(
         &self,
         record: &RunRecord,
-        event: &SubmissionEvent,
+        report: &SubmissionReport,
     ) -> Result<(), StoreError> {
         let key = record.id.as_bytes();
         let value = serde_json::to_vec(record).map_err(|e| corrupt("runs", &e))?;
-        let payload = serde_json::to_vec(event).map_err(|e| corrupt("outbox", &e))?;
-        let existed = (&self.runs, &self.outbox)
+        let payload = serde_json::to_vec(report).map_err(|e| corrupt("outbox", &e))?;
+        let (run_existed, queued_existed) = (&self.runs, &self.outbox)
             .transaction(|(runs, outbox)| {
-                let existed = runs.insert(key, value.as_slice())?.is_some();
-                outbox.insert(key, payload.as_slice())?;
-                Ok::<_, ConflictableTransactionError<()>>(existed)
+                let run_existed = runs.insert(key, value.as_slice())?.is_some();
+                let queued_existed = outbox.insert(key, payload.as_slice())?.is_some();
+                Ok::<_, ConflictableTransactionError<()>>((run_existed, queued_existed))
             })
-            .map_err(|err| match err {
-                TransactionError::Storage(err) => StoreError::Sled(err),
-                TransactionError::Abort(()) => StoreError::Corrupt {
-                    key: "runs",
-                    reason: "transaction aborted".into(),
-                },
-            })?;
-        if !existed {
+            .map_err(transaction_error)?;
+        if !run_existed {
             self.runs_len.fetch_add(1, Ordering::Relaxed);
+        }
+        if !queued_existed {
             self.outbox_len.fetch_add(1, Ordering::Relaxed);
         }
         self.db.flush_async().await?;
         self.trim(&self.runs, &self.runs_len)?;
-        // Bounded like the runs, should the control plane stay away.
-        self.trim(&self.outbox, &self.outbox_len)?;
         self.added.notify_one();
         Ok(())
     }
@@ -218,27 +261,41 @@ impl RunStore {
             .collect()
     }
 
-    /// Submission events waiting for the control plane.
+    /// Reports waiting for the control plane.
     pub fn outbox_len(&self) -> usize {
         self.outbox_len.load(Ordering::Relaxed)
     }
 
-    /// The oldest event waiting, with its key.
+    /// The oldest reports waiting, oldest first, at most `limit`.
     ///
     /// # Errors
-    /// [`StoreError`] when sled fails or the value is corrupt.
-    pub fn oldest_event(&self) -> Result<Option<(sled::IVec, SubmissionEvent)>, StoreError> {
+    /// [`StoreError`] when sled fails.
+    pub fn oldest(&self, limit: usize) -> Result<Vec<Queued>, StoreError> {
         self.outbox
-            .first()?
-            .map(|(key, bytes)| {
-                serde_json::from_slice(&bytes)
-                    .map(|event| (key, event))
-                    .map_err(|e| corrupt("outbox", &e))
+            .iter()
+            .take(limit)
+            .map(|entry| {
+                let (key, bytes) = entry?;
+                Ok(match serde_json::from_slice(&bytes) {
+                    Ok(report) => Queued::Report(key, Box::new(report)),
+                    Err(err) => Queued::Corrupt(key, format!("undecodable outbox entry: {err}")),
+                })
             })
-            .transpose()
+            .collect()
     }
 
-    /// Removes a published event.
+    /// The time the oldest waiting report's run finished, if any waits.
+    ///
+    /// # Errors
+    /// [`StoreError`] when sled fails.
+    pub fn oldest_finished_at(&self) -> Result<Option<String>, StoreError> {
+        Ok(self.oldest(1)?.into_iter().find_map(|queued| match queued {
+            Queued::Report(_, report) => Some(report.finished_at),
+            Queued::Corrupt(..) => None,
+        }))
+    }
+
+    /// Removes a published report.
     ///
     /// # Errors
     /// [`StoreError`] when sled fails.
@@ -250,7 +307,7 @@ impl RunStore {
         Ok(())
     }
 
-    /// Waits up to `wait` for the event of run `id` to leave the outbox
+    /// Waits up to `wait` for the report of run `id` to leave the outbox
     /// (published, or refused into the dead letters); whether it left.
     /// This lets a graded submission answer once the control plane has
     /// counted it, so the learner's next read of their progress sees it.
@@ -275,37 +332,134 @@ impl RunStore {
         }
     }
 
-    /// Moves an event the control plane refused for good to the dead
-    /// letters, with the reason.
+    /// Moves a report the control plane refused for good to the dead
+    /// letters, with the reason, in one transaction.
     ///
     /// # Errors
-    /// [`StoreError`] when sled fails.
-    pub fn dead_letter(&self, key: &[u8], reason: &str) -> Result<(), StoreError> {
-        if let Some(bytes) = self.outbox.get(key)? {
-            let entry = serde_json::json!({
-                "event": serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default(),
-                "reason": reason,
-            });
-            let value = serde_json::to_vec(&entry).map_err(|e| corrupt("outbox", &e))?;
-            self.dead_letters.insert(key, value)?;
-            self.remove_event(key)?;
+    /// [`OutboxError::DeadLettersFull`] when `edge.outbox_dead_letters_max`
+    /// are kept already (the report stays queued), or a store failure.
+    pub fn dead_letter(&self, key: &[u8], reason: &str, at: &str) -> Result<(), OutboxError> {
+        let Some(bytes) = self.outbox.get(key)? else {
+            return Ok(());
+        };
+        let kept = self.dead_letters_len();
+        if kept >= self.limits.dead_letters_max {
+            return Err(OutboxError::DeadLettersFull(kept));
         }
+        let letter = DeadLetter {
+            id: String::from_utf8_lossy(key).into_owned(),
+            report: serde_json::from_slice(&bytes).ok(),
+            reason: reason.to_owned(),
+            at: at.to_owned(),
+        };
+        let value = serde_json::to_vec(&letter).map_err(|e| corrupt("outbox_dead_letters", &e))?;
+        let (was_queued, was_dead) = (&self.outbox, &self.dead_letters)
+            .transaction(|(outbox, dead)| {
+                let was_queued = outbox.remove(key)?.is_some();
+                let was_dead = dead.insert(key, value.as_slice())?.is_some();
+                Ok::<_, ConflictableTransactionError<()>>((was_queued, was_dead))
+            })
+            .map_err(transaction_error)?;
+        if was_queued {
+            self.outbox_len.fetch_sub(1, Ordering::Relaxed);
+        }
+        if !was_dead {
+            self.dead_letters_len.fetch_add(1, Ordering::Relaxed);
+        }
+        self.removed.notify_waiters();
         Ok(())
     }
 
-    /// Events refused for good.
+    /// Reports refused for good and kept.
     pub fn dead_letters_len(&self) -> usize {
-        self.dead_letters.len()
+        self.dead_letters_len.load(Ordering::Relaxed)
     }
 
-    /// Waits until an event is added (or returns at once if one was added
+    /// Dead letters in key (time) order after `after`, at most `limit`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when sled fails or a value is corrupt.
+    pub fn dead_letters(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let range = match after {
+            Some(after) => self.dead_letters.range::<&[u8], _>((
+                std::ops::Bound::Excluded(after.as_bytes()),
+                std::ops::Bound::Unbounded,
+            )),
+            None => self.dead_letters.iter(),
+        };
+        range
+            .take(limit)
+            .map(|entry| {
+                let (_, bytes) = entry?;
+                serde_json::from_slice(&bytes).map_err(|e| corrupt("outbox_dead_letters", &e))
+            })
+            .collect()
+    }
+
+    /// Forgets a dead letter an operator has dealt with; whether it was
+    /// there.
+    ///
+    /// # Errors
+    /// [`StoreError`] when sled fails.
+    pub fn discard_dead_letter(&self, id: &str) -> Result<bool, StoreError> {
+        let gone = self.dead_letters.remove(id.as_bytes())?.is_some();
+        if gone {
+            self.dead_letters_len.fetch_sub(1, Ordering::Relaxed);
+            self.db.flush()?;
+        }
+        Ok(gone)
+    }
+
+    /// Puts a dead letter back in the outbox (after an operator fixed what
+    /// the control plane refused); whether it was there. One that no
+    /// longer decodes cannot be sent and stays.
+    ///
+    /// # Errors
+    /// [`StoreError`] when sled fails or the letter is corrupt.
+    pub fn requeue_dead_letter(&self, id: &str) -> Result<bool, StoreError> {
+        let key = id.as_bytes();
+        let Some(bytes) = self.dead_letters.get(key)? else {
+            return Ok(false);
+        };
+        let letter: DeadLetter =
+            serde_json::from_slice(&bytes).map_err(|e| corrupt("outbox_dead_letters", &e))?;
+        let Some(report) = letter.report else {
+            return Err(StoreError::Corrupt {
+                key: "outbox_dead_letters",
+                reason: format!("dead letter {id} holds no decodable report to send again"),
+            });
+        };
+        let payload = serde_json::to_vec(&report).map_err(|e| corrupt("outbox", &e))?;
+        let (was_dead, was_queued) = (&self.dead_letters, &self.outbox)
+            .transaction(|(dead, outbox)| {
+                let was_dead = dead.remove(key)?.is_some();
+                let was_queued = outbox.insert(key, payload.as_slice())?.is_some();
+                Ok::<_, ConflictableTransactionError<()>>((was_dead, was_queued))
+            })
+            .map_err(transaction_error)?;
+        if was_dead {
+            self.dead_letters_len.fetch_sub(1, Ordering::Relaxed);
+        }
+        if !was_queued {
+            self.outbox_len.fetch_add(1, Ordering::Relaxed);
+        }
+        self.db.flush()?;
+        self.added.notify_one();
+        Ok(was_dead)
+    }
+
+    /// Waits until a report is added (or returns at once if one was added
     /// since the last wait).
     pub async fn event_added(&self) {
         self.added.notified().await;
     }
 
     fn trim(&self, tree: &sled::Tree, len: &AtomicUsize) -> Result<(), StoreError> {
-        while len.load(Ordering::Relaxed) > self.entries_max {
+        while len.load(Ordering::Relaxed) > self.limits.runs_max {
             if tree.pop_min()?.is_none() {
                 len.store(0, Ordering::Relaxed);
                 break;
@@ -313,6 +467,16 @@ impl RunStore {
             len.fetch_sub(1, Ordering::Relaxed);
         }
         Ok(())
+    }
+}
+
+fn transaction_error(err: TransactionError<()>) -> StoreError {
+    match err {
+        TransactionError::Storage(err) => StoreError::Sled(err),
+        TransactionError::Abort(()) => StoreError::Corrupt {
+            key: "outbox",
+            reason: "transaction aborted".into(),
+        },
     }
 }
 
@@ -327,7 +491,7 @@ fn corrupt(key: &'static str, err: &serde_json::Error) -> StoreError {
 mod tests {
     use super::*;
 
-    fn record(id: &str) -> (RunRecord, SubmissionEvent) {
+    fn record(id: &str) -> (RunRecord, SubmissionReport) {
         let record = RunRecord {
             id: id.to_owned(),
             user_id: "u".into(),
@@ -336,7 +500,7 @@ mod tests {
             finished_at: "2026-11-23T00:00:00Z".into(),
             result: serde_json::json!({"status": "accepted"}),
         };
-        let event = SubmissionEvent {
+        let report = SubmissionReport {
             kind: "submission".into(),
             submission_id: id.to_owned(),
             user_id: "u".into(),
@@ -351,8 +515,14 @@ mod tests {
             tests_total: None,
             finished_at: record.finished_at.clone(),
         };
-        (record, event)
+        (record, report)
     }
+
+    const LIMITS: StoreLimits = StoreLimits {
+        runs_max: 3,
+        outbox_max: 4,
+        dead_letters_max: 1,
+    };
 
     /// sled releases its file lock from a background thread after the last
     /// handle drops; a reopen right away may have to wait a moment.
@@ -370,24 +540,99 @@ mod tests {
         }
     }
 
+    fn queued_ids(store: &RunStore) -> Vec<String> {
+        store
+            .oldest(100)
+            .expect("oldest")
+            .into_iter()
+            .map(|queued| match queued {
+                Queued::Report(_, report) => report.submission_id,
+                Queued::Corrupt(_, why) => panic!("corrupt: {why}"),
+            })
+            .collect()
+    }
+
     #[tokio::test]
-    async fn records_survive_reopen_and_the_oldest_go_past_the_bound() {
+    async fn old_results_go_past_the_bound_but_no_queued_report_is_ever_dropped() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let db = sled::open(dir.path()).expect("open");
-            let store = RunStore::open(&db, 3).expect("store");
+            let store = RunStore::open(&db, LIMITS).expect("store");
             for i in 0..5 {
                 let (r, e) = record(&format!("run-{i}"));
+                assert!(!store.outbox_full() || i >= 4, "full only at 4");
                 store.record(&r, &e).await.expect("record");
             }
             assert!(store.get("run-0").expect("get").is_none(), "trimmed");
             assert!(store.get("run-1").expect("get").is_none(), "trimmed");
-            assert_eq!(store.outbox_len(), 3);
+            assert_eq!(store.outbox_len(), 5, "every report is still queued");
+            assert!(store.outbox_full());
         }
         let db = reopen(dir.path());
-        let store = RunStore::open(&db, 3).expect("store");
+        let store = RunStore::open(&db, LIMITS).expect("store");
         let got = store.get("run-4").expect("get").expect("kept");
         assert_eq!(got, record("run-4").0);
         assert_eq!(store.runs.len(), 3);
+        assert_eq!(
+            queued_ids(&store),
+            ["run-0", "run-1", "run-2", "run-3", "run-4"],
+            "the queue survives a restart whole, oldest first"
+        );
+        assert!(store.outbox_full(), "the count is rebuilt on open");
+        for key in ["run-0", "run-1"] {
+            store.remove_event(key.as_bytes()).expect("remove");
+        }
+        assert!(!store.outbox_full(), "room again once reports leave");
+    }
+
+    #[tokio::test]
+    async fn dead_letters_are_bounded_without_dropping_and_can_be_cleared_or_sent_again() {
+        let db = sled::Config::new().temporary(true).open().expect("sled");
+        let store = RunStore::open(&db, LIMITS).expect("store");
+        for id in ["a", "b"] {
+            let (r, e) = record(id);
+            store.record(&r, &e).await.expect("record");
+        }
+        store
+            .dead_letter(b"a", "HTTP 400: unknown unit", "2026-12-07T00:00:00Z")
+            .expect("first dead letter");
+        let full = store.dead_letter(b"b", "HTTP 409", "2026-12-07T00:00:01Z");
+        assert!(
+            matches!(full, Err(OutboxError::DeadLettersFull(1))),
+            "{full:?}"
+        );
+        assert_eq!(queued_ids(&store), ["b"], "b stays queued, not dropped");
+        let letters = store.dead_letters(None, 10).expect("list");
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].id, "a");
+        assert_eq!(letters[0].reason, "HTTP 400: unknown unit");
+        assert_eq!(
+            letters[0].report.as_ref().map(|r| r.submission_id.as_str()),
+            Some("a")
+        );
+        assert!(store.dead_letters(Some("a"), 10).expect("page").is_empty());
+
+        assert!(store.requeue_dead_letter("a").expect("requeue"));
+        assert_eq!(queued_ids(&store), ["a", "b"]);
+        assert_eq!(store.dead_letters_len(), 0);
+        store
+            .dead_letter(b"b", "HTTP 409", "2026-12-07T00:00:02Z")
+            .expect("room again");
+        assert!(store.discard_dead_letter("b").expect("discard"));
+        assert!(!store.discard_dead_letter("b").expect("gone already"));
+        assert_eq!(store.dead_letters_len(), 0);
+        assert!(!store.requeue_dead_letter("nope").expect("unknown id"));
+    }
+
+    #[tokio::test]
+    async fn an_undecodable_queued_value_is_reported_not_skipped() {
+        let db = sled::Config::new().temporary(true).open().expect("sled");
+        let store = RunStore::open(&db, LIMITS).expect("store");
+        store
+            .outbox
+            .insert(b"x", b"not json".as_slice())
+            .expect("insert");
+        let front = store.oldest(1).expect("oldest");
+        assert!(matches!(&front[..], [Queued::Corrupt(key, _)] if key.as_ref() == b"x"));
     }
 }

@@ -61,8 +61,12 @@ pub fn app(routes: Router, basics: &Basics, http: &HttpConfig) -> Router {
     };
     let body_max = usize::try_from(http.request_body_bytes_max).unwrap_or(usize::MAX);
     let timeout = Duration::from_millis(http.request_timeout_ms);
-    let layers = ServiceBuilder::new()
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+    // Probes (`/healthz`, `/readyz`, `/metrics`) are polled every few
+    // hundred milliseconds and a 503 from `/readyz` while a process warms
+    // up is expected: they are not traced, so they never log an error per
+    // poll. Readiness logs each change of a check once instead.
+    let traced = routes
+        .merge(web::router())
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
                 let request_id = request
@@ -77,7 +81,9 @@ pub fn app(routes: Router, basics: &Basics, http: &HttpConfig) -> Router {
                     request_id = %request_id,
                 )
             }),
-        )
+        );
+    let layers = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(middleware::from_fn_with_state(limits, measure_and_limit))
         .layer(middleware::map_response(json_errors))
@@ -87,9 +93,8 @@ pub fn app(routes: Router, basics: &Basics, http: &HttpConfig) -> Router {
         ))
         .layer(DefaultBodyLimit::max(body_max));
     let cors = web::Cors::new(http.cors_allowed_origins.clone());
-    routes
+    traced
         .merge(shared)
-        .merge(web::router())
         .layer(layers)
         .layer(middleware::from_fn_with_state(cors, web::cors))
 }
@@ -105,6 +110,7 @@ pub async fn serve(
     grace: Duration,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
+    let listener = crate::parse_errors::JsonParseErrorsListener(listener);
     let graceful = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().wait());
     tokio::select! {
         result = graceful => result,

@@ -34,9 +34,50 @@ pub enum SandboxError {
     /// A run did not finish within the host-side limit; the container was killed.
     #[error("the sandbox did not answer within {0} ms")]
     HostTimeout(u64),
-    /// The request cannot run here (unknown language, bad limits...).
-    #[error("{0}")]
-    Rejected(String),
+    /// The request cannot run here (unknown language, bad limits...):
+    /// the caller's fault, answered with the refusal's stable code.
+    #[error("{message}")]
+    Rejected {
+        /// Which rule the request broke.
+        refusal: Refusal,
+        /// What is wrong, for a person.
+        message: String,
+    },
+}
+
+impl SandboxError {
+    /// A refusal of a request, with its reason.
+    pub fn rejected(refusal: Refusal, message: impl Into<String>) -> Self {
+        Self::Rejected {
+            refusal,
+            message: message.into(),
+        }
+    }
+}
+
+/// The rule a refused request broke: a closed set, so callers map each to
+/// a stable error code without reading the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The language is unknown, or not installed (or pooled) on this node.
+    UnknownLanguage,
+    /// A file name is empty, too long, hidden, a path, or used twice.
+    BadFileName,
+    /// Anything else about the request's shape (too many files or tests,
+    /// too many bytes, limits, tolerances, no files, a bad sandbox
+    /// setting).
+    BadRequest,
+}
+
+impl Refusal {
+    /// The stable error code for HTTP answers and live frames.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::UnknownLanguage => "unknown_language",
+            Self::BadFileName => "bad_file_name",
+            Self::BadRequest => "bad_request",
+        }
+    }
 }
 
 /// A handle on the local Docker engine.

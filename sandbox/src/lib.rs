@@ -20,6 +20,6 @@ pub mod pool;
 pub mod run;
 pub mod seccomp;
 
-pub use engine::{DockerEngine, EngineInfo, SandboxError};
+pub use engine::{DockerEngine, EngineInfo, Refusal, SandboxError};
 pub use languages::{Language, LANGUAGES};
 pub use run::{RunRequest, RunResult, Sandbox, SandboxConfig, Verdict};

@@ -14,7 +14,7 @@ use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use tokio::sync::{Mutex, Notify};
 
 use crate::container::{self, AgentCommand, ContainerLimits, WarmContainer};
-use crate::engine::{DockerEngine, SandboxError};
+use crate::engine::{DockerEngine, Refusal, SandboxError};
 use crate::languages::Language;
 
 /// Upper bound on the warm target of one language.
@@ -71,12 +71,15 @@ impl Pools {
     ) -> Result<Self, prometheus::Error> {
         let metrics = PoolMetrics {
             size: IntGaugeVec::new(
-                Opts::new("sandbox_pool_size", "Warm containers ready, per language"),
+                Opts::new(
+                    "sandbox_pool_containers",
+                    "Warm containers ready, per language",
+                ),
                 &["language"],
             )?,
             target: IntGaugeVec::new(
                 Opts::new(
-                    "sandbox_pool_target",
+                    "sandbox_pool_target_containers",
                     "Warm containers wanted, per language",
                 ),
                 &["language"],
@@ -154,11 +157,9 @@ impl Pools {
     /// [`SandboxError::Rejected`] for a language without a pool, or the
     /// engine's error on a failed cold start.
     pub async fn take(&self, language: &str) -> Result<(WarmContainer, bool), SandboxError> {
-        let pool = self
-            .inner
-            .pools
-            .get(language)
-            .ok_or_else(|| SandboxError::Rejected(format!("no pool for {language}")))?;
+        let pool = self.inner.pools.get(language).ok_or_else(|| {
+            SandboxError::rejected(Refusal::UnknownLanguage, format!("no pool for {language}"))
+        })?;
         let popped = pool.warm.lock().await.pop_front();
         pool.wake.notify_one();
         let hot = popped.is_some();
@@ -191,11 +192,9 @@ impl Pools {
     /// # Errors
     /// [`SandboxError::Rejected`] for a language without a pool.
     pub async fn set_target(&self, language: &str, target: u32) -> Result<u32, SandboxError> {
-        let pool = self
-            .inner
-            .pools
-            .get(language)
-            .ok_or_else(|| SandboxError::Rejected(format!("no pool for {language}")))?;
+        let pool = self.inner.pools.get(language).ok_or_else(|| {
+            SandboxError::rejected(Refusal::UnknownLanguage, format!("no pool for {language}"))
+        })?;
         let target = target.min(POOL_TARGET_MAX);
         pool.target.store(target, Ordering::SeqCst);
         self.inner

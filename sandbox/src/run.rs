@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::abuse::{AbuseKind, AbuseRules};
 use crate::compare::{self, Compare, FLOAT_TOLERANCE_DEFAULT};
 use crate::container::{self, AgentCommand, ContainerLimits, OutputSink, Watch};
-use crate::engine::{DockerEngine, SandboxError};
+use crate::engine::{DockerEngine, Refusal, SandboxError};
 use crate::job::{Job, JobFile, StepReport};
 use crate::languages::{self, Language, LANGUAGES};
 use crate::pool::Pools;
@@ -207,6 +207,19 @@ pub struct SourceFile {
     pub name: String,
     /// Contents.
     pub content: String,
+}
+
+/// Longest file name a run may use, in bytes (the usual file system limit).
+pub const FILE_NAME_BYTES_MAX: usize = 255;
+
+/// Whether `name` names a file in the work directory itself: not empty,
+/// at most [`FILE_NAME_BYTES_MAX`] bytes, no separator or NUL, not hidden
+/// (which also rules out `.` and `..`).
+pub fn plain_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= FILE_NAME_BYTES_MAX
+        && !name.contains(['/', '\\', '\0'])
+        && !name.starts_with('.')
 }
 
 /// One test case.
@@ -507,9 +520,9 @@ impl Sandbox {
         agent: AgentCommand,
         registry: &Registry,
     ) -> Result<Self, SandboxError> {
-        config
-            .validate()
-            .map_err(|(key, why)| SandboxError::Rejected(format!("sandbox.{key}: {why}")))?;
+        config.validate().map_err(|(key, why)| {
+            SandboxError::rejected(Refusal::BadRequest, format!("sandbox.{key}: {why}"))
+        })?;
         engine.negotiate().await?;
         container::remove_leftovers(&engine, &agent.owner).await;
         // Bind the agent from a neutral copy, so a program reading
@@ -612,78 +625,111 @@ impl Sandbox {
     /// # Errors
     /// [`SandboxError::Rejected`] saying what is wrong.
     pub fn validate(&self, request: &RunRequest) -> Result<(&'static Language, u64), SandboxError> {
-        let reject = |why: String| Err(SandboxError::Rejected(why));
+        let reject = |refusal: Refusal, why: String| Err(SandboxError::rejected(refusal, why));
         let Some(lang) = languages::find(&request.language) else {
-            return reject(format!("unknown language {:?}", request.language));
+            return reject(
+                Refusal::UnknownLanguage,
+                format!("unknown language {:?}", request.language),
+            );
         };
         if !self.languages.iter().any(|(l, _)| l.id == lang.id) {
-            return reject(format!(
-                "language {} is not installed on this node",
-                lang.id
-            ));
+            return reject(
+                Refusal::UnknownLanguage,
+                format!("language {} is not installed on this node", lang.id),
+            );
         }
         let config = &self.config;
         if request.files.is_empty() {
-            return reject("files must hold at least the entry file".into());
+            return reject(
+                Refusal::BadRequest,
+                "files must hold at least the entry file".into(),
+            );
         }
         if request.files.len() > usize::try_from(config.files_max).unwrap_or(usize::MAX) {
-            return reject(format!(
-                "at most {} files (sandbox.files_max)",
-                config.files_max
-            ));
+            return reject(
+                Refusal::BadRequest,
+                format!("at most {} files (sandbox.files_max)", config.files_max),
+            );
         }
         if request.tests.len() > usize::try_from(config.tests_max).unwrap_or(usize::MAX) {
-            return reject(format!(
-                "at most {} tests (sandbox.tests_max)",
-                config.tests_max
-            ));
+            return reject(
+                Refusal::BadRequest,
+                format!("at most {} tests (sandbox.tests_max)", config.tests_max),
+            );
         }
         let mut total = request.stdin.len();
+        let mut names = std::collections::HashSet::new();
         for (i, file) in request.files.iter().enumerate() {
-            let name = if i == 0 {
+            // The entry file runs under the language's own name; the name
+            // it was sent with may be empty, but when given it must be a
+            // plain file name like any other.
+            let entry_unnamed = i == 0 && file.name.is_empty();
+            if !entry_unnamed && !plain_file_name(&file.name) {
+                return reject(
+                    Refusal::BadFileName,
+                    format!(
+                        "bad file name {:?}: a file name is 1 to {FILE_NAME_BYTES_MAX} bytes, \
+                         with no '/', '\\' or NUL, and does not start with '.'",
+                        file.name
+                    ),
+                );
+            }
+            let stored = if i == 0 {
                 lang.file_name
             } else {
                 file.name.as_str()
             };
-            let bad = name.is_empty()
-                || name.len() > 255
-                || name.contains('/')
-                || name.contains('\\')
-                || name.contains('\0')
-                || name.starts_with('.');
-            if bad {
-                return reject(format!("bad file name {:?}", file.name));
+            if !names.insert(stored) {
+                return reject(
+                    Refusal::BadFileName,
+                    format!(
+                        "file name {stored:?} is used twice (the entry file is {:?})",
+                        lang.file_name
+                    ),
+                );
             }
             total += file.content.len();
         }
         for test in &request.tests {
             total += test.stdin.len() + test.expected_stdout.len();
             if test.tolerance.is_some_and(|t| !(t.is_finite() && t >= 0.0)) {
-                return reject(format!(
-                    "test {:?}: tolerance must be a finite number >= 0",
-                    test.name
-                ));
+                return reject(
+                    Refusal::BadRequest,
+                    format!(
+                        "test {:?}: tolerance must be a finite number >= 0",
+                        test.name
+                    ),
+                );
             }
         }
         if total as u64 > config.source_bytes_max {
-            return reject(format!(
-                "files and inputs are limited to {} bytes (sandbox.source_bytes_max)",
-                config.source_bytes_max
-            ));
+            return reject(
+                Refusal::BadRequest,
+                format!(
+                    "files and inputs are limited to {} bytes (sandbox.source_bytes_max)",
+                    config.source_bytes_max
+                ),
+            );
         }
         let wall_ms = request.limits.wall_ms.unwrap_or(config.wall_ms_default);
         if wall_ms == 0 || wall_ms > config.wall_ms_max {
-            return reject(format!(
-                "limits.wall_ms must be 1 to {} (sandbox.wall_ms_max)",
-                config.wall_ms_max
-            ));
+            return reject(
+                Refusal::BadRequest,
+                format!(
+                    "limits.wall_ms must be 1 to {} (sandbox.wall_ms_max)",
+                    config.wall_ms_max
+                ),
+            );
         }
         if let Some(memory) = request.limits.memory_mb {
             if memory < 16 || memory > config.memory_mb {
-                return reject(format!(
-                    "limits.memory_mb must be 16 to {} (sandbox.memory_mb)",
-                    config.memory_mb
-                ));
+                return reject(
+                    Refusal::BadRequest,
+                    format!(
+                        "limits.memory_mb must be 16 to {} (sandbox.memory_mb)",
+                        config.memory_mb
+                    ),
+                );
             }
         }
         Ok((lang, wall_ms))

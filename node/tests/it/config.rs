@@ -182,10 +182,17 @@ fn limits_are_checked_at_their_edges() {
         expect!["invalid configuration: key `live.session_queue_max`: must be at least 1"],
     );
     check_err(
-        Some("[live]\nframe_bytes_max = 200000\n"),
+        Some("[live]\nframe_bytes_max = 300000\n"),
         &[],
         json!({}),
         expect!["invalid configuration: key `live.websocket_message_bytes_max`: must be at least live.frame_bytes_max"],
+    );
+    // A frame must hold the largest source a submission may carry.
+    check_err(
+        Some("[live]\nframe_bytes_max = 69631\n"),
+        &[],
+        json!({}),
+        expect!["invalid configuration: key `live.frame_bytes_max`: must be at least 69632, so a frame holds a 65536 byte source"],
     );
     check_ok(
         Some("[http]\nrequests_in_flight_max = 1\n"),

@@ -183,6 +183,36 @@ async fn request_limits_answer_with_stable_codes() {
         "{body}"
     );
 
+    // Heads hyper refuses before any of our code runs still get our JSON
+    // error shape, and a path just under the limit reaches the router.
+    let (status, body) =
+        crate::support::get_json(&format!("{url}/api/v1/{}", "a".repeat(70_000)), None)
+            .await
+            .expect("get");
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (414, json!("uri_too_long")),
+        "{body}"
+    );
+    let (status, body) =
+        crate::support::get_json(&format!("{url}/api/v1/{}", "a".repeat(60_000)), None)
+            .await
+            .expect("get");
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (404, json!("not_found")),
+        "{body}"
+    );
+    let response = client()
+        .get(format!("{url}/api/v1/regions"))
+        .header("x-padding", "p".repeat(600_000))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status().as_u16(), 431);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "headers_too_large", "{body}");
+
     // API paths never fall through to the browser app: a miss is a JSON 404.
     let (status, body) = crate::support::get_json(&format!("{url}/api/v1/no/such/route"), None)
         .await

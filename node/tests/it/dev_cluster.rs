@@ -433,6 +433,38 @@ async fn dev_cluster_starts_survives_a_dead_edge_and_stops() {
         metrics.contains("lyceum_http_request_duration_seconds_bucket"),
         "{metrics}"
     );
+    // Every process's metrics follow one naming scheme (a doubled
+    // `lyceum_lyceum_` prefix once slipped through), and the families of
+    // each part of an edge are there to be checked.
+    for url in &urls {
+        let text = crate::support::client()
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        assert_eq!(
+            node::metrics::naming_violations(&text),
+            Vec::<String>::new(),
+            "{url}/metrics:\n{text}"
+        );
+    }
+    for family in [
+        "lyceum_live_sessions",
+        "lyceum_live_claims_total",
+        "lyceum_gossip_members",
+        "lyceum_actors_sessions",
+        "lyceum_sandbox_pool_containers",
+        "lyceum_edge_outbox_pending_reports",
+        "lyceum_process_ready",
+    ] {
+        assert!(
+            metrics.contains(&format!("# TYPE {family} ")),
+            "{family} missing:\n{metrics}"
+        );
+    }
 
     // kill -9 one edge: dev says so, the other three keep serving.
     let victim = &edges[1];

@@ -169,10 +169,23 @@ pub(crate) async fn post(url: &str, token: &str, body: &Value) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// The name a test learner shows to others: her e-mail's local part,
+/// capitalised (`Ada` for `ada@live.test`), never the address itself.
+pub(crate) fn display_name(email: &str) -> String {
+    let local = email.split('@').next().unwrap_or(email);
+    let mut chars = local.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
 pub(crate) struct Cluster {
     _dev: Proc,
     pub(crate) dir: tempfile::TempDir,
     pub(crate) cp: String,
+    /// The control plane's pid.
+    pub(crate) cp_pid: i64,
     /// Edge URL by region.
     pub(crate) edges: std::collections::BTreeMap<String, String>,
     /// Edge pid by region.
@@ -247,6 +260,7 @@ pub(crate) async fn start_cluster(extra_env: &[(&str, &str)]) -> Cluster {
         _dev: dev,
         dir,
         cp,
+        cp_pid: cluster["control_plane"]["pid"].as_i64().expect("cp pid"),
         edges,
         pids,
         ids,
@@ -316,7 +330,7 @@ impl Cluster {
         let (status, body) = post(
             &format!("{}/api/v1/auth/sign-up", self.cp),
             "",
-            &json!({"email": email, "password": "a long enough password", "display_name": email, "tenant": "dev"}),
+            &json!({"email": email, "password": "a long enough password", "display_name": display_name(email), "tenant": "dev"}),
         )
         .await;
         assert_eq!(status, 201, "sign-up: {body}");
@@ -457,6 +471,21 @@ async fn a_class_across_three_regions_from_join_to_attendance() {
         assert_eq!(broadcast["code"]["source"], "print(1)");
     }
 
+    // An assignment in a language no sandbox has is refused at the drop,
+    // not sent to everyone to fail at each submission.
+    teacher
+        .send(
+            json!({"type": "drop_assignment", "id": "cobol", "assignment": {
+        "title": "Payroll", "language": "cobol", "instructions": "", "starter": "", "tests": []}}),
+        )
+        .await;
+    let refused = teacher.until_type("error").await;
+    assert_eq!(
+        (refused["code"].as_str(), refused["re"].as_str()),
+        (Some("unknown_language"), Some("cobol")),
+        "{refused}"
+    );
+
     // Drop an assignment: learners get it without its tests.
     teacher
         .send(json!({"type": "drop_assignment", "assignment": {
@@ -470,6 +499,10 @@ async fn a_class_across_three_regions_from_join_to_attendance() {
         .await;
     let dropped = teacher.until_type("assignment").await;
     assert_eq!(dropped["tests"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        dropped["title"], "Add two numbers",
+        "the cobol one never came"
+    );
     let assignment = dropped["assignment_id"].as_str().expect("id").to_owned();
     for tab in [&mut ada, &mut bob] {
         let got = tab.until_type("assignment").await;
@@ -622,6 +655,10 @@ async fn a_class_across_three_regions_from_join_to_attendance() {
         (json!({"type": "chat", "text": "elsewhere", "class_id": "00000000-0000-0000-0000-000000000000"}).to_string(), "not_enrolled"),
         (json!({"type": "submit", "assignment_id": "a999", "source": "print(1)"}).to_string(), "unknown_assignment"),
         (json!({"type": "end_class"}).to_string(), "forbidden"),
+        // The largest source fits a frame, even escaped; one byte more is
+        // too large.
+        (json!({"type": "submit", "assignment_id": "a999", "source": "\n".repeat(65_536)}).to_string(), "unknown_assignment"),
+        (json!({"type": "submit", "assignment_id": "a999", "source": "#".repeat(65_537)}).to_string(), "message_too_large"),
     ];
     for (frame, code) in cases {
         bob.socket
@@ -634,6 +671,28 @@ async fn a_class_across_three_regions_from_join_to_attendance() {
     bob.send(json!({"type": "ping", "id": "p"})).await;
     assert_eq!(bob.until_type("pong").await["re"], "p");
     assert!(!teacher.saw(|f| f["text"] == "elsewhere"));
+
+    // Nobody's e-mail address reaches a learner: classmates and the
+    // instructor appear by the names they chose to show.
+    assert!(
+        ada.saw(|f| f.to_string().contains("\"Bob\"")),
+        "ada sees bob by his display name"
+    );
+    for (tab, others) in [
+        (&ada, ["bob@live.test", "instructor@dev.lyceum.test"]),
+        (&bob, ["ada@live.test", "instructor@dev.lyceum.test"]),
+    ] {
+        for frame in &tab.frames {
+            let text = frame.to_string();
+            for email in others {
+                assert!(
+                    !text.contains(email),
+                    "{} received {email} in {text}",
+                    tab.name
+                );
+            }
+        }
+    }
 
     // End of class: everyone gets class_ended and close 4010, and the
     // control plane records attendance for both learners.

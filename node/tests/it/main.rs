@@ -13,6 +13,7 @@ mod graded_submissions;
 mod live_class;
 mod live_failover;
 mod netns_partition;
+mod outbox;
 mod partition;
 mod run_cli;
 mod support;
