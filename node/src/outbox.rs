@@ -11,9 +11,10 @@
 //! `edge.outbox_retry_max_ms`.
 //!
 //! A whole batch the control plane will not read (400 other than
-//! `batch_size`, e.g. one report it cannot parse) is sent again one report
-//! at a time through `POST /api/v1/submissions`, so one bad report costs
-//! itself and never blocks the rest. A batch too large for the control
+//! `batch_size`, e.g. one report it cannot parse; or 404 from a control
+//! plane older than the batch route) is sent again one report at a time
+//! through `POST /api/v1/submissions`, so one bad report costs itself and
+//! never blocks the rest. A batch too large for the control
 //! plane (400 `batch_size`, 413) is halved.
 //!
 //! The publisher keeps the `outbox` readiness check: red while the outbox
@@ -169,6 +170,11 @@ async fn send_batch(
     let body = answer.text().await.unwrap_or_default();
     if status == reqwest::StatusCode::PAYLOAD_TOO_LARGE {
         return Attempt::TooLarge;
+    }
+    if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::METHOD_NOT_ALLOWED
+    {
+        // A control plane from before the batch route (a rolling upgrade).
+        return Attempt::Unreadable;
     }
     if status == reqwest::StatusCode::BAD_REQUEST {
         return if error_code(&body).as_deref() == Some("batch_size") {
