@@ -192,6 +192,22 @@ pub async fn issue_ticket(
             }
         }
     };
+    // Classmates see the ticket's name: the name the user chose to show,
+    // never the e-mail address.
+    let display_name: Option<String> =
+        sqlx::query_scalar("SELECT display_name FROM users WHERE id = $1")
+            .bind(&caller.sub)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let display_name = display_name.unwrap_or_else(|| {
+        // A valid token for a user with no row (a service's, or a test's):
+        // the role stands in for a name, so no address ever leaks.
+        tracing::warn!(user_id = caller.sub, "live ticket for a user with no account row");
+        match class_role {
+            ClassRole::Instructor => "Instructor".to_owned(),
+            ClassRole::Learner => "Learner".to_owned(),
+        }
+    });
     drop(conn);
     let body: serde_json::Value = serde_json::from_str(&info.body)
         .map_err(|err| LearningError::Corrupt(format!("class {class_id} body: {err}")))?;
@@ -207,7 +223,7 @@ pub async fn issue_ticket(
             tenant_id: tenant,
             class_id,
             class_role,
-            name: &caller.email,
+            name: &display_name,
             region: region.as_deref(),
         },
         cp.config().live_ticket_ttl_seconds,
