@@ -110,7 +110,7 @@ pub struct SwimSettings {
     pub announce_down_fanout_max: usize,
     /// How many random members a node relays a down verdict to, at once and
     /// once per verdict, when it learns it (the gossip task's relay, see
-    /// ARCHITECTURE.md).
+    /// docs/design/gossip-relay.md).
     pub relay_fanout_max: usize,
     /// How often the member that raised a suspicion sends it straight to
     /// its subject again while it still holds it (the gossip task's relay).
@@ -133,7 +133,7 @@ impl SwimSettings {
     /// node (probes arrive at about one per period, so the wait has a tail of
     /// several periods), one more period, and the suspicion window. The
     /// 300 ms period (500 ms before) shortens the first two; the relay (see
-    /// ARCHITECTURE.md, "Gossip relay") makes a refutation come back within
+    /// docs/design/gossip-relay.md) makes a refutation come back within
     /// a round trip instead of a gossip epidemic, which is what lets the
     /// window shrink from 2 s to 1.4 s with no false positive at 20 % loss.
     /// A 100 ms direct round trip is far above a LAN's, and leaves 200 ms for

@@ -202,7 +202,10 @@ pub async fn issue_ticket(
     let display_name = display_name.unwrap_or_else(|| {
         // A valid token for a user with no row (a service's, or a test's):
         // the role stands in for a name, so no address ever leaks.
-        tracing::warn!(user_id = caller.sub, "live ticket for a user with no account row");
+        tracing::warn!(
+            user_id = caller.sub,
+            "live ticket for a user with no account row"
+        );
         match class_role {
             ClassRole::Instructor => "Instructor".to_owned(),
             ClassRole::Learner => "Learner".to_owned(),

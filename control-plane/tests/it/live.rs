@@ -99,7 +99,10 @@ async fn tickets_name_the_class_role_and_verify_only_as_tickets() {
         assert!(claims.iat >= before && claims.iat <= unix_now());
         assert_eq!(answer["expires_at"], json!(claims.exp * 1000));
         assert_eq!(claims.crole.as_str(), "learner");
-        assert!(!ticket.is_empty() && !answer.to_string().contains('@'), "{answer}");
+        assert!(
+            !ticket.is_empty() && !answer.to_string().contains('@'),
+            "{answer}"
+        );
 
         // Instructors of the tenant get an instructor's ticket, enrolled or
         // not; a dropped learner gets none.

@@ -190,7 +190,9 @@ async fn request_limits_answer_with_stable_codes() {
     let answer = {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
         let addr = url.trim_start_matches("http://").to_owned();
-        let mut socket = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+        let mut socket = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
         let request = format!(
             "GET /api/v1/{} HTTP/1.1\r\nhost: {addr}\r\n\r\n",
             "a".repeat(70_000)
