@@ -201,8 +201,11 @@ pub(crate) struct EdgeState {
     run_limiter: Arc<crate::rate_limit::RateLimiter>,
     /// Per-tenant budget of code runs.
     tenant_limiter: Arc<crate::rate_limit::RateLimiter>,
-    /// Results, submission events and abuse events.
+    /// Results, submission reports and abuse events.
     pub(crate) runs: Arc<RunStore>,
+    /// Attendance reports waiting for the control plane.
+    pub(crate) attendance:
+        Arc<crate::outbox::Queue<control_plane::learning::live::AttendanceReport>>,
     /// Reading units whole from the control plane, to grade submissions.
     pub(crate) grading: crate::grading::Grading,
     /// Cap on `?limit=` of list requests.
@@ -409,6 +412,45 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
             Some(members)
         })
     };
+    let control_plane_client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(edge.control_plane_timeout_ms))
+        .build()
+        .context("http client")?;
+    let outbox_metrics =
+        crate::outbox::OutboxMetrics::register(metrics.registry()).context("outbox metrics")?;
+    let attendance = Arc::new(
+        crate::outbox::Queue::open(
+            &store,
+            "attendance",
+            crate::outbox::attendance::TREES,
+            crate::outbox::QueueLimits {
+                items_max: usize::try_from(edge.outbox_events_max).unwrap_or(usize::MAX),
+                dead_letters_max: usize::try_from(edge.outbox_dead_letters_max)
+                    .unwrap_or(usize::MAX),
+            },
+        )
+        .context("open the attendance outbox")?,
+    );
+    crate::outbox::attendance::migrate(&store, &attendance)
+        .await
+        .context("move old attendance reports")?;
+    crate::outbox::start(
+        attendance.clone(),
+        crate::outbox::attendance::Attendance {
+            client: control_plane_client.clone(),
+            control_plane_url: edge.control_plane_url.clone(),
+            service_key: edge.control_plane_service_key.clone(),
+        },
+        crate::outbox::Publisher {
+            readiness_check: "outbox_attendance",
+            enabled: !edge.control_plane_service_key.is_empty(),
+            batch_max: 1,
+            retry_max: Duration::from_millis(edge.outbox_retry_max_ms),
+        },
+        outbox_metrics.clone(),
+        readiness.clone(),
+        shutdown.clone(),
+    );
     let live = crate::live::Gateway::start(
         config.live.clone(),
         crate::live::Whereabouts {
@@ -417,18 +459,7 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
             peers,
         },
         store.clone(),
-        crate::live::AttendanceReporter {
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_millis(edge.control_plane_timeout_ms))
-                .build()
-                .context("http client")?,
-            url: format!(
-                "{}/api/v1/live/attendance",
-                edge.control_plane_url.trim_end_matches('/')
-            ),
-            service_key: edge.control_plane_service_key.clone(),
-            retry_max: Duration::from_millis(edge.outbox_retry_max_ms),
-        },
+        attendance.clone(),
         metrics.registry(),
         shutdown.clone(),
     )
@@ -466,14 +497,17 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
             edge.runs_per_tenant_per_minute_max,
             usize::try_from(edge.rate_limited_tenants_max).unwrap_or(usize::MAX),
         )),
+        attendance: attendance.clone(),
         runs: Arc::new(
             RunStore::open(
                 &store,
                 StoreLimits {
                     runs_max: usize::try_from(edge.run_results_max).unwrap_or(usize::MAX),
-                    outbox_max: usize::try_from(edge.outbox_events_max).unwrap_or(usize::MAX),
-                    dead_letters_max: usize::try_from(edge.outbox_dead_letters_max)
-                        .unwrap_or(usize::MAX),
+                    outbox: crate::outbox::QueueLimits {
+                        items_max: usize::try_from(edge.outbox_events_max).unwrap_or(usize::MAX),
+                        dead_letters_max: usize::try_from(edge.outbox_dead_letters_max)
+                            .unwrap_or(usize::MAX),
+                    },
                 },
             )
             .context("open the run store")?,
@@ -554,22 +588,22 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
     crate::outbox::start(
-        state.runs.clone(),
-        reqwest::Client::builder()
-            .timeout(Duration::from_millis(edge.control_plane_timeout_ms))
-            .build()
-            .context("http client")?,
-        crate::outbox::Publisher {
+        state.runs.outbox().clone(),
+        crate::outbox::submissions::Submissions {
+            client: control_plane_client.clone(),
             control_plane_url: edge.control_plane_url.clone(),
             service_key: edge.control_plane_service_key.clone(),
+        },
+        crate::outbox::Publisher {
+            readiness_check: "outbox",
+            enabled: !edge.control_plane_service_key.is_empty(),
             batch_max: usize::try_from(edge.outbox_batch_max).unwrap_or(usize::MAX),
             retry_max: Duration::from_millis(edge.outbox_retry_max_ms),
         },
-        basics.metrics.registry(),
+        outbox_metrics,
         readiness.clone(),
         shutdown.clone(),
-    )
-    .context("outbox metrics")?;
+    );
     tokio::spawn(start_sandbox(
         edge.clone(),
         config.sandbox.clone(),
@@ -943,7 +977,7 @@ pub(crate) fn spent_run_budget(state: &EdgeState, claims: &tokens::Claims) -> Op
             &format!(
                 "this edge holds {} submission reports the control plane has not taken yet \
                  (edge.outbox_events_max); run again shortly or on another region",
-                state.runs.outbox_len()
+                state.runs.outbox().len()
             ),
         );
         response.headers_mut().insert(
@@ -1341,37 +1375,107 @@ fn store_failure(err: &dyn std::fmt::Display) -> Response {
     )
 }
 
+/// One outbox as operators see it.
+fn queue_view<T: serde::Serialize + serde::de::DeserializeOwned>(
+    queue: &crate::outbox::Queue<T>,
+) -> serde_json::Value {
+    let limits = queue.limits();
+    json!({
+        "pending": queue.len(),
+        "pending_max": limits.items_max,
+        "full": queue.full(),
+        "dead_letters": queue.dead_letters_len(),
+        "dead_letters_max": limits.dead_letters_max,
+    })
+}
+
 /// `GET /api/v1/operator/outbox`: how many submission reports wait for
-/// the control plane, since when, and the dead letters; operators only.
+/// the control plane, since when, and the dead letters; the same for
+/// attendance reports under `attendance`; operators only.
 async fn outbox_status(State(state): State<EdgeState>, headers: HeaderMap) -> Response {
     if let Err(response) = operator(&state, &headers).await {
         return response;
     }
-    let limits = state.runs.limits();
     match state.runs.oldest_finished_at() {
-        Ok(oldest) => Json(json!({
-            "pending": state.runs.outbox_len(),
-            "pending_max": limits.outbox_max,
-            "full": state.runs.outbox_full(),
-            "oldest_finished_at": oldest,
-            "dead_letters": state.runs.dead_letters_len(),
-            "dead_letters_max": limits.dead_letters_max,
-        }))
-        .into_response(),
+        Ok(oldest) => {
+            let mut view = queue_view(state.runs.outbox());
+            view["oldest_finished_at"] = json!(oldest);
+            view["attendance"] = queue_view(&state.attendance);
+            Json(view).into_response()
+        }
         Err(err) => store_failure(&err),
     }
 }
 
-/// `?limit=&after=` of the dead-letter list.
+/// Which outbox a dead-letter route is about.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum QueueName {
+    /// Submission reports (the default).
+    #[default]
+    Submissions,
+    /// Attendance reports.
+    Attendance,
+}
+
+/// `?limit=&after=&queue=` of the dead-letter list.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DeadLetterQuery {
     limit: Option<u32>,
     after: Option<String>,
+    #[serde(default)]
+    queue: QueueName,
 }
 
-/// `GET /api/v1/operator/outbox/dead-letters?limit=N&after=ID`: reports
-/// the control plane refused for good, oldest first, with the reason;
+/// `?queue=` of a dead letter's routes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueueQuery {
+    #[serde(default)]
+    queue: QueueName,
+}
+
+/// The list, discard and requeue of one queue's dead letters, as JSON.
+trait DeadLetters {
+    fn list(&self, after: Option<&str>, limit: usize)
+        -> Result<Vec<serde_json::Value>, StoreError>;
+    fn discard(&self, id: &str) -> Result<bool, StoreError>;
+    fn requeue(&self, id: &str) -> Result<bool, StoreError>;
+}
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned> DeadLetters for crate::outbox::Queue<T> {
+    fn list(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
+        Ok(self
+            .dead_letters(after, limit)?
+            .into_iter()
+            .map(|letter| json!(letter))
+            .collect())
+    }
+
+    fn discard(&self, id: &str) -> Result<bool, StoreError> {
+        self.discard_dead_letter(id)
+    }
+
+    fn requeue(&self, id: &str) -> Result<bool, StoreError> {
+        self.requeue_dead_letter(id)
+    }
+}
+
+fn dead_letters_of(state: &EdgeState, queue: QueueName) -> &dyn DeadLetters {
+    match queue {
+        QueueName::Submissions => state.runs.outbox().as_ref(),
+        QueueName::Attendance => state.attendance.as_ref(),
+    }
+}
+
+/// `GET /api/v1/operator/outbox/dead-letters?limit=N&after=ID&queue=Q`:
+/// reports the control plane refused for good, in key order, with the
+/// reason (`queue`: `submissions`, the default, or `attendance`);
 /// operators only. `next_after` pages on.
 async fn outbox_dead_letters(
     State(state): State<EdgeState>,
@@ -1385,7 +1489,8 @@ async fn outbox_dead_letters(
         return error_response(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            "the parameters are limit (a whole number) and after (a dead letter id)",
+            "the parameters are limit (a whole number), after (a dead letter id) and \
+             queue (submissions or attendance)",
         );
     };
     let limit = query.limit.unwrap_or(100);
@@ -1400,10 +1505,14 @@ async fn outbox_dead_letters(
         );
     }
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    match state.runs.dead_letters(query.after.as_deref(), limit) {
+    match dead_letters_of(&state, query.queue).list(query.after.as_deref(), limit) {
         Ok(items) => {
             let next_after = (items.len() == limit)
-                .then(|| items.last().map(|letter| letter.id.clone()))
+                .then(|| {
+                    items
+                        .last()
+                        .and_then(|letter| letter["id"].as_str().map(str::to_owned))
+                })
                 .flatten();
             Json(json!({"items": items, "next_after": next_after})).into_response()
         }
@@ -1411,35 +1520,44 @@ async fn outbox_dead_letters(
     }
 }
 
-/// `DELETE /api/v1/operator/outbox/dead-letters/{id}`: an operator has
-/// dealt with a refused report; 204, or 404 when there is none.
+/// `DELETE /api/v1/operator/outbox/dead-letters/{id}?queue=Q`: an
+/// operator has dealt with a refused report; 204, or 404 when there is
+/// none.
 async fn discard_dead_letter(
     State(state): State<EdgeState>,
     headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
+    query: Result<axum::extract::Query<QueueQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     if let Err(response) = operator(&state, &headers).await {
         return response;
     }
-    match state.runs.discard_dead_letter(&id) {
+    let Ok(axum::extract::Query(query)) = query else {
+        return bad_queue();
+    };
+    match dead_letters_of(&state, query.queue).discard(&id) {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
         Ok(false) => error_response(StatusCode::NOT_FOUND, "not_found", "no such dead letter"),
         Err(err) => store_failure(&err),
     }
 }
 
-/// `POST /api/v1/operator/outbox/dead-letters/{id}/retry`: puts a refused
-/// report back in the outbox (after what the control plane refused was
-/// fixed); 202, or 404 when there is none.
+/// `POST /api/v1/operator/outbox/dead-letters/{id}/retry?queue=Q`: puts a
+/// refused report back in its outbox (after what the control plane
+/// refused was fixed); 202, or 404 when there is none.
 async fn retry_dead_letter(
     State(state): State<EdgeState>,
     headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
+    query: Result<axum::extract::Query<QueueQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     if let Err(response) = operator(&state, &headers).await {
         return response;
     }
-    match state.runs.requeue_dead_letter(&id) {
+    let Ok(axum::extract::Query(query)) = query else {
+        return bad_queue();
+    };
+    match dead_letters_of(&state, query.queue).requeue(&id) {
         Ok(true) => (StatusCode::ACCEPTED, Json(json!({"requeued": id}))).into_response(),
         Ok(false) => error_response(StatusCode::NOT_FOUND, "not_found", "no such dead letter"),
         Err(StoreError::Corrupt { reason, .. }) => {
@@ -1447,6 +1565,14 @@ async fn retry_dead_letter(
         }
         Err(err) => store_failure(&err),
     }
+}
+
+fn bad_queue() -> Response {
+    error_response(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "the only parameter is queue: submissions or attendance",
+    )
 }
 
 /// `GET /api/v1/sandbox/abuse?limit=N`: the newest abuse events, newest

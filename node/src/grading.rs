@@ -346,7 +346,8 @@ pub(crate) async fn submit(
     };
     let recorded = state
         .runs
-        .published(&result.id, state.grading.confirm_wait)
+        .outbox()
+        .taken(result.id.as_bytes(), state.grading.confirm_wait)
         .await;
     if let serde_json::Value::Object(map) = &mut body {
         map.insert("hidden_tests".into(), json!(task.hidden.len()));

@@ -12,9 +12,9 @@
 //! to it only through its queue.
 //!
 //! *Attendance.* A class homed here that ends produces an attendance report;
-//! it is stored in the edge's sled store first, then posted to the control
-//! plane (`POST /api/v1/live/attendance`, idempotent by class) until it is
-//! taken, across restarts.
+//! it goes into the edge's durable attendance outbox (`crate::outbox`), whose
+//! publisher posts it to the control plane (`POST /api/v1/live/attendance`,
+//! idempotent by class) until it is taken, across restarts.
 
 use std::{
     collections::HashMap,
@@ -242,6 +242,10 @@ impl LiveConfig {
 /// Tenants whose frame budgets one node tracks at once.
 const TENANTS_TRACKED_MAX: usize = 100_000;
 
+/// Ended classes' attendance reports the hub may hand over while the
+/// attendance outbox is full.
+const ATTENDANCE_CHANNEL_MAX: usize = 1024;
+
 /// The gateway's shared state on one node.
 pub struct Gateway {
     config: LiveConfig,
@@ -322,7 +326,8 @@ pub struct Whereabouts {
 }
 
 impl Gateway {
-    /// Starts this node's live side: the hub, and the attendance reporter.
+    /// Starts this node's live side: the hub, and the task that queues
+    /// each ended class's attendance report in `attendance`.
     ///
     /// # Errors
     /// When the hub cannot start or the metrics cannot register.
@@ -330,11 +335,11 @@ impl Gateway {
         config: LiveConfig,
         whereabouts: Whereabouts,
         store: sled::Db,
-        reporter: AttendanceReporter,
+        attendance: Arc<crate::outbox::Queue<control_plane::learning::live::AttendanceReport>>,
         registry: &prometheus::Registry,
         shutdown: Shutdown,
     ) -> anyhow::Result<Arc<Self>> {
-        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let (tx, rx) = tokio::sync::mpsc::channel(ATTENDANCE_CHANNEL_MAX);
         let node = LiveNode::start(
             &whereabouts.node_id,
             &whereabouts.region,
@@ -345,7 +350,7 @@ impl Gateway {
         )
         .await?;
         node.counters().register(registry)?;
-        tokio::spawn(reporter.run(store, rx, shutdown));
+        tokio::spawn(queue_attendance(attendance, rx, shutdown));
         let per_tenant = config.messages_per_tenant_per_minute.max(1);
         Ok(Arc::new(Self {
             config,
@@ -1130,172 +1135,33 @@ fn choose_home(state: &EdgeState, region: Option<&str>) -> String {
     candidates.into_iter().min().unwrap_or(own)
 }
 
-/// Stores end-of-class reports and posts them to the control plane until
-/// taken.
-pub struct AttendanceReporter {
-    /// HTTP client with the control plane timeout.
-    pub client: reqwest::Client,
-    /// `POST` target.
-    pub url: String,
-    /// The edge service key; empty keeps reports stored unsent.
-    pub service_key: String,
-    /// Longest pause between retries.
-    pub retry_max: Duration,
-}
-
-/// What became of one post.
-#[derive(Debug, PartialEq, Eq)]
-enum Posted {
-    /// The control plane recorded it.
-    Taken,
-    /// The control plane will never take it as it is (a 4xx).
-    Refused,
-}
-
-/// The JSON the control plane takes.
-#[derive(Serialize)]
-struct AttendanceBody<'a> {
-    class_id: &'a str,
-    tenant_id: &'a str,
-    epoch: u64,
-    started_at: String,
-    ended_at: String,
-    attendees: Vec<serde_json::Value>,
-}
-
-fn rfc3339(ms: u64) -> String {
-    let nanos = i128::from(ms) * 1_000_000;
-    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
-impl AttendanceReporter {
-    async fn run(
-        self,
-        store: sled::Db,
-        mut rx: tokio::sync::mpsc::Receiver<AttendanceReport>,
-        shutdown: Shutdown,
-    ) {
-        let tree = match store.open_tree("live_attendance_outbox") {
-            Ok(tree) => tree,
-            Err(err) => {
-                tracing::error!(error = %err, "cannot open the attendance outbox");
-                return;
-            }
-        };
-        let dead = match store.open_tree("live_attendance_dead") {
-            Ok(tree) => tree,
-            Err(err) => {
-                tracing::error!(error = %err, "cannot open the attendance dead letters");
-                return;
-            }
-        };
-        let mut pause = Duration::from_millis(100);
-        loop {
-            // Send everything stored, oldest first.
-            let mut failed = false;
-            for item in tree.iter() {
-                let Ok((key, bytes)) = item else { continue };
-                let Ok(report) = serde_json::from_slice::<AttendanceReport>(&bytes) else {
-                    tracing::error!("undecodable attendance report dropped from the outbox");
-                    let _gone = tree.remove(key);
-                    continue;
-                };
-                match self.post(&report).await {
-                    Ok(posted) => {
-                        if posted == Posted::Refused {
-                            if let Err(err) = dead.insert(&key, &bytes) {
-                                tracing::error!(error = %err, "cannot keep a refused attendance report");
-                            }
-                        }
-                        let _gone = tree.remove(key);
-                        let _flushed = tree.flush_async().await;
-                        tracing::info!(class_id = report.class_id, "attendance recorded");
-                    }
-                    Err(err) => {
-                        tracing::warn!(class_id = report.class_id, error = %err, "attendance report not taken; will retry");
-                        failed = true;
-                        break;
-                    }
-                }
-            }
-            let wait = if failed {
-                pause = (pause * 2).min(self.retry_max);
-                pause
-            } else {
-                pause = Duration::from_millis(100);
-                Duration::from_secs(3600)
-            };
+/// Moves each ended class's attendance report from the hub into the
+/// durable attendance outbox, whose publisher hands it to the control
+/// plane. While the outbox is full, reports wait in the hub's channel
+/// (bounded: past it the hub logs each report it cannot hand over).
+async fn queue_attendance(
+    queue: Arc<crate::outbox::Queue<control_plane::learning::live::AttendanceReport>>,
+    mut reports: tokio::sync::mpsc::Receiver<AttendanceReport>,
+    shutdown: Shutdown,
+) {
+    loop {
+        while queue.full() {
             tokio::select! {
-                report = rx.recv() => {
-                    let Some(report) = report else { return };
-                    match serde_json::to_vec(&report) {
-                        Ok(bytes) => {
-                            if let Err(err) = tree.insert(report.class_id.as_bytes(), bytes) {
-                                tracing::error!(error = %err, "cannot store an attendance report");
-                            }
-                            let _flushed = tree.flush_async().await;
-                        }
-                        Err(err) => tracing::error!(error = %err, "cannot encode an attendance report"),
-                    }
-                }
-                () = tokio::time::sleep(wait) => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 () = shutdown.clone().wait() => return,
             }
         }
-    }
-
-    async fn post(&self, report: &AttendanceReport) -> Result<Posted, String> {
-        if self.service_key.is_empty() {
-            return Err("no control plane service key configured".into());
-        }
-        let body = AttendanceBody {
-            class_id: &report.class_id,
-            tenant_id: &report.tenant_id,
-            epoch: report.epoch,
-            started_at: rfc3339(report.started_at_ms),
-            ended_at: rfc3339(report.ended_at_ms),
-            attendees: report
-                .attendees
-                .iter()
-                .map(|a| {
-                    serde_json::json!({
-                        "user_id": a.user_id,
-                        "class_role": a.class_role,
-                        "joined_at": rfc3339(a.joined_at_ms),
-                        "left_at": rfc3339(a.left_at_ms),
-                        "seconds_present": a.seconds_present,
-                        "submissions": a.submissions,
-                        "accepted": a.accepted,
-                    })
-                })
-                .collect(),
+        let report = tokio::select! {
+            report = reports.recv() => match report {
+                Some(report) => report,
+                None => return,
+            },
+            () = shutdown.clone().wait() => return,
         };
-        let response = self
-            .client
-            .post(&self.url)
-            .bearer_auth(&self.service_key)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|err| err.to_string())?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(Posted::Taken);
+        let wire = crate::outbox::attendance::wire(&report);
+        if let Err(err) = queue.push(report.class_id.as_bytes(), &wire).await {
+            tracing::error!(class_id = report.class_id, error = %err, "cannot store an attendance report");
         }
-        let text = response.text().await.unwrap_or_default();
-        if status.is_client_error() && status != reqwest::StatusCode::TOO_MANY_REQUESTS {
-            // It will never be taken as it is: keep it aside, visible in the
-            // logs and in the dead-letter tree, and stop retrying it.
-            tracing::error!(class_id = report.class_id, %status, body = text, "attendance report refused; kept in live_attendance_dead");
-            return Ok(Posted::Refused);
-        }
-        Err(format!("{status}: {text}"))
     }
 }
 

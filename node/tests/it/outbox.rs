@@ -130,7 +130,9 @@ async fn a_full_outbox_refuses_runs_instead_of_dropping_reports_and_drains_in_ba
         .expect("text");
     let batches = metrics
         .lines()
-        .find(|l| l.starts_with("lyceum_edge_outbox_batches_total"))
+        .find(|l| {
+            l.starts_with("lyceum_edge_outbox_batches_total") && l.contains("queue=\"submissions\"")
+        })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse::<u64>().ok())
         .expect("batch counter");
