@@ -443,6 +443,7 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
         },
         crate::outbox::Publisher {
             readiness_check: "outbox_attendance",
+            limit_setting: "edge.outbox_events_max",
             enabled: !edge.control_plane_service_key.is_empty(),
             batch_max: 1,
             retry_max: Duration::from_millis(edge.outbox_retry_max_ms),
@@ -596,6 +597,7 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
         },
         crate::outbox::Publisher {
             readiness_check: "outbox",
+            limit_setting: "edge.outbox_events_max",
             enabled: !edge.control_plane_service_key.is_empty(),
             batch_max: usize::try_from(edge.outbox_batch_max).unwrap_or(usize::MAX),
             retry_max: Duration::from_millis(edge.outbox_retry_max_ms),

@@ -78,6 +78,8 @@ pub trait Transport<T>: Send + Sync + 'static {
 pub struct Publisher {
     /// The readiness check it keeps.
     pub readiness_check: &'static str,
+    /// The setting that bounds the queue, named when it is full.
+    pub limit_setting: &'static str,
     /// Whether it may send at all (a service key is configured).
     pub enabled: bool,
     /// Most items in one request.
@@ -153,7 +155,7 @@ fn observe<T: Serialize + DeserializeOwned>(
     queue: &Queue<T>,
     metrics: &OutboxMetrics,
     readiness: &Readiness,
-    check: &'static str,
+    publisher: &Publisher,
     stuck: Option<&str>,
 ) {
     let name = queue.name();
@@ -170,14 +172,15 @@ fn observe<T: Serialize + DeserializeOwned>(
         Err(stuck.to_owned())
     } else if queue.full() {
         Err(format!(
-            "{pending} {name} reports wait for the control plane, the most the queue holds \
-             ({}); new work that would add one is refused",
+            "{pending} {name} reports wait for the control plane, the most {} ({}) allows; \
+             new work that would add one is refused",
+            publisher.limit_setting,
             queue.limits().items_max
         ))
     } else {
         Ok(())
     };
-    readiness.set(check, outcome);
+    readiness.set(publisher.readiness_check, outcome);
 }
 
 /// Starts the publisher of `queue`; it runs until `shutdown`. When not
@@ -210,13 +213,12 @@ pub fn start<T, P>(
         );
     }
     tokio::spawn(async move {
-        let check = publisher.readiness_check;
         let mut pause = RETRY_MIN;
         let mut batch_max = publisher.batch_max;
         // Set while a refused item cannot become a dead letter.
         let mut stuck: Option<String> = None;
         loop {
-            observe(&queue, &metrics, &readiness, check, stuck.as_deref());
+            observe(&queue, &metrics, &readiness, &publisher, stuck.as_deref());
             let queued = if publisher.enabled {
                 queue.oldest(batch_max).unwrap_or_else(|err| {
                     tracing::error!(queue = name, error = %err, "cannot read an outbox");
@@ -310,7 +312,7 @@ pub fn start<T, P>(
                         }
                     }
                     if stuck.is_some() {
-                        observe(&queue, &metrics, &readiness, check, stuck.as_deref());
+                        observe(&queue, &metrics, &readiness, &publisher, stuck.as_deref());
                         tokio::select! {
                             () = tokio::time::sleep(publisher.retry_max) => {}
                             () = shutdown.clone().wait() => return,
