@@ -510,9 +510,9 @@ pub enum PlaceError {
     /// The class is being started here already.
     #[error("the class is being started on this node")]
     Busy,
-    /// This node's live store cannot vote: it failed (see
-    /// [`LiveNode::storage_fault`]), or its queue is full.
-    #[error("the live store cannot vote: {0}")]
+    /// This node's live store failed (see [`LiveNode::storage_fault`]):
+    /// it cannot vote, so it cannot hold a class.
+    #[error("the live store failed: {0}")]
     Storage(String),
     /// The actor could not start.
     #[error(transparent)]
@@ -883,6 +883,7 @@ impl LiveNode {
     ) -> Result<u64, PlaceError> {
         const ATTEMPTS: usize = 3;
         if let Some(reason) = self.storage_fault() {
+            self.counters.claims.with_label_values(&["storage"]).inc();
             return Err(PlaceError::Storage(reason));
         }
         let data_epoch = replication::data_epoch(&self.store, class_id)
@@ -923,7 +924,7 @@ impl LiveNode {
                 Err(Refused::Outbid(_)) => "outbid",
                 Err(Refused::Behind(_)) => "behind",
                 Err(Refused::NoQuorum { .. }) => "no_quorum",
-                Err(Refused::Unavailable) => "storage",
+                Err(Refused::Storage(_)) => "storage",
             };
             self.counters
                 .claims
@@ -939,12 +940,7 @@ impl LiveNode {
                 Err(Refused::NoQuorum { granted, needed }) => {
                     return Err(PlaceError::NoQuorum { granted, needed })
                 }
-                Err(Refused::Unavailable) => {
-                    return Err(PlaceError::Storage(
-                        self.storage_fault()
-                            .unwrap_or_else(|| "the storage queue is full".to_owned()),
-                    ))
-                }
+                Err(Refused::Storage(reason)) => return Err(PlaceError::Storage(reason)),
             }
         }
         outcome
@@ -954,6 +950,7 @@ impl LiveNode {
     /// error.
     fn storage_error(&self, doing: &str, err: &StoreError) -> PlaceError {
         self.storage_failed(doing, err);
+        self.counters.claims.with_label_values(&["storage"]).inc();
         PlaceError::Storage(format!("cannot {doing}: {err}"))
     }
 
@@ -983,7 +980,16 @@ impl LiveNode {
         if own.granted {
             Ok(())
         } else if own.unavailable {
-            Err(Refused::Unavailable)
+            // This node cannot vote: a failed store never will (the claim
+            // fails), a full queue may in a moment (retried as too few
+            // votes).
+            Err(match self.storage_fault() {
+                Some(reason) => Refused::Storage(reason),
+                None => Refused::NoQuorum {
+                    granted: needed - 1,
+                    needed,
+                },
+            })
         } else if own.behind {
             Err(Refused::Behind(own.vote))
         } else {
@@ -1408,8 +1414,8 @@ enum Refused {
     Behind(Vote),
     /// Too few voters answered in time.
     NoQuorum { granted: usize, needed: usize },
-    /// This node cannot vote (its store failed, or its queue is full).
-    Unavailable,
+    /// This node's store failed: it cannot vote.
+    Storage(String),
 }
 
 /// The hub of one node: receives classrooms' messages for its sessions.

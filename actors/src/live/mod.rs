@@ -132,7 +132,7 @@ pub struct LiveCounters {
     pub events: prometheus::IntCounter,
     /// `lyceum_live_claims_total{outcome}`: claims for a class's epoch
     /// made here, by outcome (`won`, `behind`, `outbid`, `no_quorum`,
-    /// `storage`: this node's store could not vote).
+    /// `storage`: this node's store has failed).
     pub claims: prometheus::IntCounterVec,
     /// `lyceum_live_takeovers_total`: classes this node took over as
     /// replica when their home died.
@@ -210,5 +210,35 @@ impl LiveCounters {
 impl Default for LiveCounters {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_live_counter_registers_under_its_documented_name() {
+        // The node's registry adds the `lyceum_` prefix; the names here
+        // must not carry it themselves.
+        let registry =
+            prometheus::Registry::new_custom(Some("lyceum".to_owned()), None).expect("registry");
+        super::LiveCounters::new()
+            .register(&registry)
+            .expect("register");
+        let names: Vec<String> = registry
+            .gather()
+            .iter()
+            .map(|family| family.name().to_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "lyceum_live_claims_total",
+                "lyceum_live_events_total",
+                "lyceum_live_replica_syncs_total",
+                "lyceum_live_step_downs_total",
+                "lyceum_live_storage_errors_total",
+                "lyceum_live_takeovers_total",
+            ]
+        );
     }
 }

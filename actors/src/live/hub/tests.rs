@@ -145,6 +145,20 @@ fn chat(seq: u64, text: &str) -> Event {
     }
 }
 
+/// A home's first batch (a full copy) of `class_id` at epoch 1.
+fn sync_batch(class_id: &str) -> Replicate {
+    Replicate {
+        class_id: class_id.into(),
+        tenant_id: "t".into(),
+        epoch: 1,
+        home: "elsewhere".into(),
+        sync: Some(super::super::class::ClassState::new(class_id, "t", 1)),
+        snapshot: None,
+        events: Vec::new(),
+        replay_max: 16,
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Fault {
     CorruptVote,
@@ -178,16 +192,7 @@ async fn check_a_fault_ends_the_store(fault: Fault) {
         !reply.granted,
         "{fault:?}: a store that failed once votes no more"
     );
-    let batch = Replicate {
-        class_id: "c".into(),
-        tenant_id: "t".into(),
-        epoch: 1,
-        home: "elsewhere".into(),
-        sync: Some(super::super::class::ClassState::new("c", "t", 1)),
-        snapshot: None,
-        events: Vec::new(),
-        replay_max: 16,
-    };
+    let batch = sync_batch("c");
     assert!(to_hub_text(
         node.node_id(),
         "replicate",
@@ -228,6 +233,15 @@ async fn a_corrupt_copy_fails_the_claim_instead_of_starting_the_class_empty() {
         "got {claimed:?}"
     );
     assert!(t.node.storage_fault().is_some());
+    let claims = &t.node.counters().claims;
+    assert_eq!(claims.with_label_values(&["storage"]).get(), 1);
+    assert_eq!(claims.with_label_values(&["won"]).get(), 0);
+    // Nor can the node claim anything else on that store.
+    let other = t.node.claim("other", 0, None).await;
+    assert!(
+        matches!(other, Err(PlaceError::Storage(_))),
+        "got {other:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -352,6 +366,8 @@ async fn the_storage_queue_takes_its_bound_and_refuses_one_more_at_once() {
         .try_recv()
         .expect("refused at once, without waiting for the disk");
     assert!(refused.unavailable && !refused.granted, "{refused:?}");
+    // A batch past the bound is dropped (its home sends it again).
+    node.submit(Job::Copy(Box::new(sync_batch("q-copy"))));
     drop(held);
     assert!(granted(first).await);
     for rx in queued {
@@ -365,6 +381,11 @@ async fn the_storage_queue_takes_its_bound_and_refuses_one_more_at_once() {
         granted(queue_vote(node, "q-over")).await,
         "nothing was stored"
     );
+    let copy = replication::class_tree(&node.store, "q-copy")
+        .expect("tree")
+        .get(SNAPSHOT_KEY)
+        .expect("read");
+    assert!(copy.is_none(), "the batch past the bound was dropped");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
