@@ -876,6 +876,9 @@ impl ClassroomState {
         }
         if let Err(err) = self.tree.apply_batch(batch) {
             tracing::error!(class_id = self.class.class_id, error = %err, "cannot store class events");
+            if let Some(node) = self.node.upgrade() {
+                node.storage_failed("store class events", &err);
+            }
         }
         let crossed = events.iter().any(|e| {
             e.seq % self.snapshot_every == 0 || matches!(e.kind, EventKind::ClassEnded {})
@@ -908,14 +911,17 @@ impl ClassroomState {
 
     /// Writes the snapshot and trims events no replay can need.
     fn store_snapshot(&self) {
-        if let Err(err) = replication::write_snapshot(&self.tree, self.epoch, &self.class) {
-            tracing::error!(class_id = self.class.class_id, error = %err, "cannot store a class snapshot");
-            return;
-        }
         let keep_from = self
             .class
             .seq
             .saturating_sub(u64::try_from(self.replay_max).unwrap_or(u64::MAX));
-        replication::trim(&self.tree, keep_from);
+        let stored = replication::write_snapshot(&self.tree, self.epoch, &self.class)
+            .and_then(|()| replication::trim(&self.tree, keep_from));
+        if let Err(err) = stored {
+            tracing::error!(class_id = self.class.class_id, error = %err, "cannot store a class snapshot");
+            if let Some(node) = self.node.upgrade() {
+                node.storage_failed("store a class snapshot", &err);
+            }
+        }
     }
 }

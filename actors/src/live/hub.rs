@@ -1,7 +1,9 @@
 //! Each node's side of live classes: the [`Registry`] of local sessions, the
 //! [`LiveHub`] actor that receives a classroom's one copy for this node and
 //! fans it out, and [`LiveNode`], which places classrooms (finds the home of
-//! a class or starts it) and carries commands to them.
+//! a class or starts it) and carries commands to them. The hub never
+//! touches the disk: votes and class copies go to the node's storage worker
+//! (see `storage`), so a slow fsync holds up no delivery.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -21,7 +23,8 @@ use super::{
     classroom::{ClassroomActor, ClassroomArgs, ClassroomMessage, Control, Input},
     hub_group,
     protocol::{ClassRole, Event, EventKind, Reply},
-    replication::{self, Claim, ClaimReply, Copy, ReplicaAck, Replicate, Vote},
+    replication::{self, Claim, ClaimReply, Copy, ReplicaAck, Replicate, StoreError, Vote},
+    storage::{self, Answer, Job, Storage, Write},
     LiveLimits, Peer, Peers,
 };
 use crate::groups::{classroom_group, join_group, members_of};
@@ -455,15 +458,24 @@ pub struct LiveNode {
     counters: super::LiveCounters,
     /// The membership, for replicas and votes.
     peers: Peers,
-    /// This node's votes (tree `live_votes`), changed under `vote_lock`.
+    /// This node's votes (tree `live_votes`), changed only by the storage
+    /// worker.
     votes: sled::Tree,
-    vote_lock: Mutex<()>,
     /// Claims under way here: where their votes go.
     claims: Mutex<HashMap<String, mpsc::UnboundedSender<ClaimReply>>>,
     /// Classes this node keeps a copy of, as replica.
     copies: Mutex<HashMap<String, Copy>>,
     /// Classes being started here now (a second start waits instead).
     hosting: Mutex<HashSet<String>>,
+    /// The store's durable steps (sled's, or a test's faults).
+    disk: Arc<dyn storage::Disk>,
+    /// The storage worker's queue (votes, batches), bounded.
+    jobs: std::sync::mpsc::SyncSender<Job>,
+    /// Its bound.
+    queue_max: usize,
+    /// Why the store failed, once it has (the first reason): it then takes
+    /// no more votes or copies.
+    fault: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for LiveNode {
@@ -498,6 +510,10 @@ pub enum PlaceError {
     /// The class is being started here already.
     #[error("the class is being started on this node")]
     Busy,
+    /// This node's live store failed (see [`LiveNode::storage_fault`]):
+    /// it cannot vote, so it cannot hold a class.
+    #[error("the live store failed: {0}")]
+    Storage(String),
     /// The actor could not start.
     #[error(transparent)]
     Actors(#[from] ActorsError),
@@ -517,13 +533,36 @@ impl LiveNode {
         attendance: mpsc::Sender<AttendanceReport>,
         peers: Peers,
     ) -> Result<Arc<Self>, ActorsError> {
+        Self::start_with(
+            node_id,
+            region,
+            limits,
+            store,
+            attendance,
+            peers,
+            Storage::default(),
+        )
+        .await
+    }
+
+    /// [`Self::start`], with the store worked as `storage` says (tests
+    /// inject faults and a small queue this way).
+    pub(crate) async fn start_with(
+        node_id: &str,
+        region: &str,
+        limits: LiveLimits,
+        store: sled::Db,
+        attendance: mpsc::Sender<AttendanceReport>,
+        peers: Peers,
+        storage: Storage,
+    ) -> Result<Arc<Self>, ActorsError> {
         let votes = store
             .open_tree(replication::VOTES_TREE)
             .map_err(|err| ActorsError::Spawn(format!("open the votes tree: {err}")))?;
+        let (jobs, queued) = std::sync::mpsc::sync_channel(storage.queue_max);
         let node = Arc::new(Self {
             peers,
             votes,
-            vote_lock: Mutex::new(()),
             claims: Mutex::new(HashMap::new()),
             copies: Mutex::new(HashMap::new()),
             hosting: Mutex::new(HashSet::new()),
@@ -535,7 +574,13 @@ impl LiveNode {
             attendance,
             homed: Mutex::new(HashMap::new()),
             counters: super::LiveCounters::new(),
+            disk: storage.disk,
+            jobs,
+            queue_max: storage.queue_max,
+            fault: std::sync::OnceLock::new(),
         });
+        storage::spawn_worker(Arc::downgrade(&node), queued, storage.queue_max)
+            .map_err(|err| ActorsError::Spawn(format!("start the storage worker: {err}")))?;
         let (hub, _handle) = Actor::spawn(None, LiveHub, Arc::downgrade(&node))
             .await
             .map_err(|err| ActorsError::Spawn(err.to_string()))?;
@@ -574,6 +619,29 @@ impl LiveNode {
     /// The node's live counters (register them to export them).
     pub fn counters(&self) -> &super::LiveCounters {
         &self.counters
+    }
+
+    /// Why this node's live store failed, once it has; `None` while it is
+    /// healthy. A store that failed one read, write or flush (or held a
+    /// record that does not decode) is not used for votes or class copies
+    /// again until the process restarts: the node refuses every claim and
+    /// every replica batch, so it never grants from a vote it may have lost
+    /// nor acknowledges what it may not have stored. The node cannot take
+    /// part in keeping classes alive then, so it should report not ready.
+    pub fn storage_fault(&self) -> Option<String> {
+        self.fault.get().cloned()
+    }
+
+    /// Records a failure of the live store: counted, logged, and from now
+    /// on the store takes no votes or copies (the first reason is kept).
+    pub(super) fn storage_failed(&self, doing: &str, err: &dyn std::fmt::Display) {
+        self.counters.storage_errors.inc();
+        tracing::error!(
+            doing,
+            error = %err,
+            "live store failed; it takes no more votes or class copies"
+        );
+        let _first = self.fault.set(format!("cannot {doing}: {err}"));
     }
 
     pub(super) fn store(&self) -> &sled::Db {
@@ -635,34 +703,168 @@ impl LiveNode {
             .map(|p| p.node_id)
     }
 
-    /// Votes on a claim here: decided and stored before it is answered.
-    pub fn vote(&self, claim: &Claim) -> ClaimReply {
-        let _held = self
-            .vote_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let current = replication::read_vote(&self.votes, &claim.class_id);
-        let (granted, behind, vote) = match replication::decide(&current, claim) {
-            Ok(next) => match replication::write_vote(&self.votes, &claim.class_id, &next) {
-                Ok(()) => (true, false, next),
-                Err(err) => {
-                    tracing::error!(error = %err, "cannot store a vote; refusing");
-                    (false, false, current)
+    /// Votes on a claim here: decided, stored and flushed by the storage
+    /// worker (in order with every other vote and batch) before it is
+    /// answered. Refused as `unavailable` when the store has failed or the
+    /// storage queue is full.
+    ///
+    /// Cancel safety: dropping the future does not withdraw the vote; it
+    /// may still be stored, unanswered, like a reply lost on the way.
+    pub async fn vote(&self, claim: &Claim) -> ClaimReply {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(Job::Vote {
+            claim: claim.clone(),
+            answer: Answer::Local(tx),
+        });
+        rx.await.unwrap_or_else(|_| self.unavailable(claim))
+    }
+
+    /// A refusal from a voter that cannot vote now.
+    fn unavailable(&self, claim: &Claim) -> ClaimReply {
+        ClaimReply {
+            claim_id: claim.claim_id.clone(),
+            voter: self.node_id.clone(),
+            granted: false,
+            behind: false,
+            unavailable: true,
+            vote: Vote::default(),
+        }
+    }
+
+    /// Queues a job for the storage worker without waiting; when the queue
+    /// is full, a vote is refused at once and a batch dropped (the home
+    /// sends the class again).
+    pub(super) fn submit(&self, job: Job) {
+        let job = match self.jobs.try_send(job) {
+            Ok(()) => return,
+            Err(std::sync::mpsc::TrySendError::Full(job)) => {
+                tracing::warn!(
+                    queue_max = self.queue_max,
+                    "storage queue full; refusing a vote or dropping a class copy"
+                );
+                job
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected(job)) => job,
+        };
+        match job {
+            Job::Vote { claim, answer } => {
+                let reply = self.unavailable(&claim);
+                self.answer_vote(&claim, answer, reply);
+            }
+            Job::Copy(_) => {}
+        }
+    }
+
+    fn answer_vote(&self, claim: &Claim, answer: Answer, reply: ClaimReply) {
+        match answer {
+            Answer::Hub => {
+                let _unreachable = to_hub(
+                    &claim.home,
+                    LiveHubMessage::Vote(serde_json::to_string(&reply).unwrap_or_default()),
+                );
+            }
+            Answer::Local(tx) => {
+                let _gone = tx.send(reply);
+            }
+        }
+    }
+
+    /// The storage worker's work on one run of queued jobs: each vote
+    /// decided and written, each batch applied, in order; then one flush
+    /// for the run; then the answers. None goes out before the flush, and
+    /// once the store has failed (before or during the run) every answer
+    /// is a refusal: votes `unavailable`, batches unacknowledged.
+    pub(super) fn store_run(&self, run: Vec<Job>) {
+        let mut done = Vec::with_capacity(run.len());
+        let mut wrote = false;
+        for job in run {
+            if self.fault.get().is_some() {
+                done.push(Done::Refused(job));
+                continue;
+            }
+            match job {
+                Job::Vote { claim, answer } => match self.store_vote(&claim) {
+                    Ok((reply, stored)) => {
+                        wrote |= stored;
+                        done.push(Done::Vote {
+                            claim,
+                            answer,
+                            reply,
+                        });
+                    }
+                    Err(err) => {
+                        self.storage_failed("store a vote", &err);
+                        done.push(Done::Refused(Job::Vote { claim, answer }));
+                    }
+                },
+                Job::Copy(batch) => match self.store_copy(&batch) {
+                    Ok(ack) => {
+                        wrote = true;
+                        done.push(Done::Ack(batch.home, ack));
+                    }
+                    Err(err) => {
+                        self.storage_failed("store a class copy", &err);
+                        done.push(Done::Refused(Job::Copy(batch)));
+                    }
+                },
+            }
+        }
+        if wrote && self.fault.get().is_none() {
+            if let Err(err) = self.disk.flush(&self.store) {
+                self.storage_failed("flush the live store", &err);
+            }
+        }
+        let failed = self.fault.get().is_some();
+        for done in done {
+            match done {
+                Done::Vote {
+                    claim,
+                    answer,
+                    reply,
+                } if !failed => {
+                    if reply.granted && claim.establish && claim.home != self.node_id {
+                        // Another node now holds the class: a classroom
+                        // here is over.
+                        self.fence_local(&claim.class_id, claim.epoch);
+                    }
+                    self.answer_vote(&claim, answer, reply);
                 }
-            },
+                Done::Vote { claim, answer, .. } | Done::Refused(Job::Vote { claim, answer }) => {
+                    let reply = self.unavailable(&claim);
+                    self.answer_vote(&claim, answer, reply);
+                }
+                Done::Ack(home, Some(ack)) if !failed => {
+                    let _unreachable = to_hub(
+                        &home,
+                        LiveHubMessage::Ack(serde_json::to_string(&ack).unwrap_or_default()),
+                    );
+                }
+                Done::Ack(..) | Done::Refused(Job::Copy(_)) => {}
+            }
+        }
+    }
+
+    /// Decides a claim against this node's vote and writes the new vote
+    /// (unflushed); answers the reply and whether anything was written.
+    fn store_vote(&self, claim: &Claim) -> Result<(ClaimReply, bool), StoreError> {
+        let current = replication::read_vote(&self.votes, &claim.class_id)?;
+        let (granted, behind, vote) = match replication::decide(&current, claim) {
+            Ok(next) => {
+                self.disk.write(Write::Vote)?;
+                replication::write_vote(&self.votes, &claim.class_id, &next)?;
+                (true, false, next)
+            }
             Err(behind) => (false, behind, current),
         };
-        if granted && claim.establish && claim.home != self.node_id {
-            // Another node now holds the class: a classroom here is over.
-            self.fence_local(&claim.class_id, claim.epoch);
-        }
-        ClaimReply {
+        let reply = ClaimReply {
             claim_id: claim.claim_id.clone(),
             voter: self.node_id.clone(),
             granted,
             behind,
+            unavailable: false,
             vote,
-        }
+        };
+        Ok((reply, granted))
     }
 
     /// Claims the epoch after `after` for a class, with `replica`, from a
@@ -680,14 +882,21 @@ impl LiveNode {
         replica: Option<String>,
     ) -> Result<u64, PlaceError> {
         const ATTEMPTS: usize = 3;
-        let data_epoch = replication::data_epoch(&self.store, class_id);
+        if let Some(reason) = self.storage_fault() {
+            self.counters.claims.with_label_values(&["storage"]).inc();
+            return Err(PlaceError::Storage(reason));
+        }
+        let data_epoch = replication::data_epoch(&self.store, class_id)
+            .map_err(|err| self.storage_error("read a class copy", &err))?;
         let mut above = after.max(data_epoch);
         let mut outcome = Err(PlaceError::NoQuorum {
             granted: 0,
             needed: 1,
         });
         for _ in 0..ATTEMPTS {
-            let known = replication::read_vote(&self.votes, class_id).epoch;
+            let known = replication::read_vote(&self.votes, class_id)
+                .map_err(|err| self.storage_error("read a vote", &err))?
+                .epoch;
             let mut claim = Claim {
                 claim_id: format!(
                     "{}-{}-{}",
@@ -715,6 +924,7 @@ impl LiveNode {
                 Err(Refused::Outbid(_)) => "outbid",
                 Err(Refused::Behind(_)) => "behind",
                 Err(Refused::NoQuorum { .. }) => "no_quorum",
+                Err(Refused::Storage(_)) => "storage",
             };
             self.counters
                 .claims
@@ -730,9 +940,18 @@ impl LiveNode {
                 Err(Refused::NoQuorum { granted, needed }) => {
                     return Err(PlaceError::NoQuorum { granted, needed })
                 }
+                Err(Refused::Storage(reason)) => return Err(PlaceError::Storage(reason)),
             }
         }
         outcome
+    }
+
+    /// Records a failed read of the live store for a claim; the claim's
+    /// error.
+    fn storage_error(&self, doing: &str, err: &StoreError) -> PlaceError {
+        self.storage_failed(doing, err);
+        self.counters.claims.with_label_values(&["storage"]).inc();
+        PlaceError::Storage(format!("cannot {doing}: {err}"))
     }
 
     /// One round of a claim: the alive peers' votes, then (only when they
@@ -757,9 +976,20 @@ impl LiveNode {
             Ok(())
         };
         from_peers?;
-        let own = self.vote(claim);
+        let own = self.vote(claim).await;
         if own.granted {
             Ok(())
+        } else if own.unavailable {
+            // This node cannot vote: a failed store never will (the claim
+            // fails), a full queue may in a moment (retried as too few
+            // votes).
+            Err(match self.storage_fault() {
+                Some(reason) => Refused::Storage(reason),
+                None => Refused::NoQuorum {
+                    granted: needed - 1,
+                    needed,
+                },
+            })
         } else if own.behind {
             Err(Refused::Behind(own.vote))
         } else {
@@ -800,6 +1030,9 @@ impl LiveNode {
                     answered += 1;
                     if reply.granted {
                         granted += 1;
+                    } else if reply.unavailable {
+                        // A voter that cannot vote is one that did not
+                        // answer: it says nothing of where the class is.
                     } else if reply.behind {
                         refusal = Some(Refused::Behind(reply.vote));
                     } else if !matches!(refusal, Some(Refused::Behind(_))) {
@@ -1013,15 +1246,17 @@ impl LiveNode {
         true
     }
 
-    /// A home's batch for this node's copy of a class; answers the home.
-    fn replicate(&self, batch: &Replicate) {
+    /// Applies a home's batch to this node's copy of a class (unflushed);
+    /// answers the acknowledgement to send once it is flushed, or None when
+    /// there is none to send.
+    fn store_copy(&self, batch: &Replicate) -> Result<Option<ReplicaAck>, StoreError> {
         if self.fence_local(&batch.class_id, batch.epoch) {
-            let vote = replication::read_vote(&self.votes, &batch.class_id);
+            let vote = replication::read_vote(&self.votes, &batch.class_id)?;
             if batch.epoch >= vote.epoch {
                 // This node still runs an older home of the class, in the
                 // tree the copy goes to: no copy, no answer, until it has
                 // stopped; the sender tries again.
-                return;
+                return Ok(None);
             }
         }
         let copy = self
@@ -1030,26 +1265,14 @@ impl LiveNode {
             .unwrap_or_else(PoisonError::into_inner)
             .get(&batch.class_id)
             .cloned();
-        let applied = {
-            let _held = self
-                .vote_lock
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            replication::apply(
-                &self.store,
-                &self.votes,
-                &self.node_id,
-                copy.as_ref(),
-                batch,
-            )
-        };
-        let (result, copy) = match applied {
-            Ok(applied) => applied,
-            Err(err) => {
-                tracing::error!(class_id = batch.class_id, error = %err, "cannot store a class copy");
-                return;
-            }
-        };
+        let (result, copy) = replication::apply(
+            self.disk.as_ref(),
+            &self.store,
+            &self.votes,
+            &self.node_id,
+            copy.as_ref(),
+            batch,
+        )?;
         let seq = copy.as_ref().map_or(0, |c| c.seq);
         if let Some(copy) = copy {
             self.copies
@@ -1057,17 +1280,13 @@ impl LiveNode {
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(batch.class_id.clone(), copy);
         }
-        let ack = ReplicaAck {
+        Ok(Some(ReplicaAck {
             class_id: batch.class_id.clone(),
             epoch: batch.epoch,
             replica: self.node_id.clone(),
             seq,
             result,
-        };
-        let _unreachable = to_hub(
-            &batch.home,
-            LiveHubMessage::Ack(serde_json::to_string(&ack).unwrap_or_default()),
-        );
+        }))
     }
 
     /// Sends one input of a session to the class's classroom.
@@ -1172,6 +1391,21 @@ impl LiveNode {
     }
 }
 
+/// What the storage worker did with one job, to answer once the run is
+/// flushed.
+enum Done {
+    /// A vote decided (and, when granted, written).
+    Vote {
+        claim: Claim,
+        answer: Answer,
+        reply: ClaimReply,
+    },
+    /// A batch applied: the home, and the acknowledgement (if any).
+    Ack(String, Option<ReplicaAck>),
+    /// Refused: the store has failed.
+    Refused(Job),
+}
+
 /// Why a round of a claim failed.
 enum Refused {
     /// Someone promised a higher epoch (to another claimant): try higher.
@@ -1180,6 +1414,8 @@ enum Refused {
     Behind(Vote),
     /// Too few voters answered in time.
     NoQuorum { granted: usize, needed: usize },
+    /// This node's store failed: it cannot vote.
+    Storage(String),
 }
 
 /// The hub of one node: receives classrooms' messages for its sessions.
@@ -1301,13 +1537,12 @@ impl Actor for LiveHub {
                 Err(err) => tracing::warn!(error = %err, "undecodable host request dropped"),
             },
             LiveHubMessage::Claim(text) => match serde_json::from_str::<Claim>(&text) {
-                Ok(claim) => {
-                    let reply = node.vote(&claim);
-                    let _unreachable = to_hub(
-                        &claim.home,
-                        LiveHubMessage::Vote(serde_json::to_string(&reply).unwrap_or_default()),
-                    );
-                }
+                // Stored off the hub, which must keep delivering; the
+                // worker answers the claimant once the vote is flushed.
+                Ok(claim) => node.submit(Job::Vote {
+                    claim,
+                    answer: Answer::Hub,
+                }),
                 Err(err) => tracing::warn!(error = %err, "undecodable claim dropped"),
             },
             LiveHubMessage::Vote(text) => match serde_json::from_str::<ClaimReply>(&text) {
@@ -1325,7 +1560,7 @@ impl Actor for LiveHub {
                 Err(err) => tracing::warn!(error = %err, "undecodable vote dropped"),
             },
             LiveHubMessage::Replicate(text) => match serde_json::from_str::<Replicate>(&text) {
-                Ok(batch) => node.replicate(&batch),
+                Ok(batch) => node.submit(Job::Copy(Box::new(batch))),
                 Err(err) => tracing::warn!(error = %err, "undecodable class copy dropped"),
             },
             LiveHubMessage::Ack(text) => match serde_json::from_str::<ReplicaAck>(&text) {
@@ -1397,3 +1632,6 @@ pub(super) fn to_hub_text(node_id: &str, kind: &str, text: String) -> bool {
     }
     true
 }
+
+#[cfg(test)]
+mod tests;

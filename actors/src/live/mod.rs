@@ -31,13 +31,17 @@
 //! Modules: [`protocol`] (the wire frames), [`class`] (state and its fold),
 //! [`classroom`] (the actor: persistence, replay, delivery), [`hub`] (the
 //! per-node registry, fan-out and classroom placement), [`replication`]
-//! (epochs, votes, the replica's copy).
+//! (epochs, votes, the replica's copy), `storage` (the worker that stores
+//! votes and copies off the hub's path).
 
 pub mod class;
 pub mod classroom;
 pub mod hub;
 pub mod protocol;
 pub mod replication;
+mod storage;
+
+pub use storage::STORAGE_QUEUE_MAX;
 
 use std::time::Duration;
 
@@ -127,7 +131,8 @@ pub struct LiveCounters {
     /// `lyceum_live_events_total`: events emitted by classes homed here.
     pub events: prometheus::IntCounter,
     /// `lyceum_live_claims_total{outcome}`: claims for a class's epoch
-    /// made here, by outcome (`won`, `behind`, `outbid`, `no_quorum`).
+    /// made here, by outcome (`won`, `behind`, `outbid`, `no_quorum`,
+    /// `storage`: this node's store has failed).
     pub claims: prometheus::IntCounterVec,
     /// `lyceum_live_takeovers_total`: classes this node took over as
     /// replica when their home died.
@@ -136,6 +141,10 @@ pub struct LiveCounters {
     pub step_downs: prometheus::IntCounter,
     /// `lyceum_live_replica_syncs_total`: full copies sent to replicas.
     pub replica_syncs: prometheus::IntCounter,
+    /// `lyceum_live_storage_errors_total`: reads, writes and flushes of the
+    /// live store that failed. After the first, the store takes no more
+    /// votes or class copies ([`hub::LiveNode::storage_fault`] says why).
+    pub storage_errors: prometheus::IntCounter,
 }
 
 impl LiveCounters {
@@ -155,7 +164,7 @@ impl LiveCounters {
             &["outcome"],
         )
         .expect("a valid metric name");
-        for outcome in ["won", "behind", "outbid", "no_quorum"] {
+        for outcome in ["won", "behind", "outbid", "no_quorum", "storage"] {
             claims.with_label_values(&[outcome]);
         }
         Self {
@@ -176,6 +185,10 @@ impl LiveCounters {
                 "live_replica_syncs_total",
                 "Full copies of a class sent to its replica.",
             ),
+            storage_errors: counter(
+                "live_storage_errors_total",
+                "Reads, writes and flushes of this node's live store that failed; after the first it takes no more votes or class copies.",
+            ),
         }
     }
 
@@ -189,6 +202,7 @@ impl LiveCounters {
         registry.register(Box::new(self.takeovers.clone()))?;
         registry.register(Box::new(self.step_downs.clone()))?;
         registry.register(Box::new(self.replica_syncs.clone()))?;
+        registry.register(Box::new(self.storage_errors.clone()))?;
         Ok(())
     }
 }
@@ -196,5 +210,35 @@ impl LiveCounters {
 impl Default for LiveCounters {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_live_counter_registers_under_its_documented_name() {
+        // The node's registry adds the `lyceum_` prefix; the names here
+        // must not carry it themselves.
+        let registry =
+            prometheus::Registry::new_custom(Some("lyceum".to_owned()), None).expect("registry");
+        super::LiveCounters::new()
+            .register(&registry)
+            .expect("register");
+        let names: Vec<String> = registry
+            .gather()
+            .iter()
+            .map(|family| family.name().to_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "lyceum_live_claims_total",
+                "lyceum_live_events_total",
+                "lyceum_live_replica_syncs_total",
+                "lyceum_live_step_downs_total",
+                "lyceum_live_storage_errors_total",
+                "lyceum_live_takeovers_total",
+            ]
+        );
     }
 }

@@ -3,22 +3,25 @@
 //! *Ownership.* A class is run by one home at an **epoch**, won in two
 //! rounds from a majority of the edges the claimant knows (alive, suspect
 //! or down; itself included), as in single-decree Paxos. Each edge keeps
-//! one [`Vote`] per class in the sled tree `live_votes`, written before it
-//! answers. Round one (a [`Claim`]): a voter promises epoch `e` when `e` is
-//! above every epoch it promised, and the claimant's stored copy of the
-//! class (its *data epoch*) is at least the newest *established* epoch the
-//! voter knows (its floor). Round two (the same claim, `establish` set): a
-//! voter accepts `e` unless it promised a higher one since, and raises its
-//! floor to `e`. Only then does the new home send anything. Two majorities
-//! always share a voter, so two nodes never both hold epoch `e`, and once
-//! an epoch is established no node with an older copy can win; a claim that
-//! failed halfway raises no floor, so it never locks the class.
+//! one [`Vote`] per class in the sled tree `live_votes`, written and
+//! flushed before it answers. Round one (a [`Claim`]): a voter promises
+//! epoch `e` when `e` is above every epoch it promised, and the claimant's
+//! stored copy of the class (its *data epoch*) is at least the newest
+//! *established* epoch the voter knows (its floor). Round two (the same
+//! claim, `establish` set): a voter accepts `e` unless it promised a higher
+//! one since, and raises its floor to `e`. Only then does the new home send
+//! anything. Two majorities always share a voter, so two nodes never both
+//! hold epoch `e`, and once an epoch is established no node with an older
+//! copy can win; a claim that failed halfway raises no floor, so it never
+//! locks the class.
 //!
 //! *Replication.* A home writes every batch of events to its own sled and
 //! sends it to its **replica**, an edge in another region (any other edge
 //! when there is none). Nothing leaves the home for sessions (events,
 //! welcomes, replies) until the replica has acknowledged everything before
-//! it, so every event a client has ever seen is stored on two nodes. The
+//! it, and a replica acknowledges a batch only once it is flushed to disk,
+//! so every event a client has ever seen is stored on two nodes (durably
+//! on the replica; the home does not wait for its own write's flush). The
 //! first message at an epoch is a full copy (snapshot and replay buffer);
 //! then only new events, and the snapshot whenever the home writes one.
 //!
@@ -36,6 +39,17 @@
 //! 4011; the clients resume with their last `seq` and get exactly what they
 //! missed.
 //!
+//! *Storage.* Votes and copies are written by one storage worker per node,
+//! off the hub's message path, in the order their messages arrived (so a
+//! class's votes are decided one at a time and its batches applied in
+//! order), from a queue of at most [`super::STORAGE_QUEUE_MAX`] jobs (past
+//! it a vote is refused, a batch dropped and sent again). A run of jobs
+//! queued together shares one flush, and no answer goes out before it. A store that fails a read, a write or a flush, or
+//! holds a record that does not decode, is done: the node refuses every
+//! later claim (its refusal counts as no answer) and every batch, and
+//! reports the fault ([`super::hub::LiveNode::storage_fault`]), rather than
+//! grant from a vote it may have lost.
+//!
 //! *Limits.* The voter set is the membership each node knows: growing or
 //! shrinking the cluster while it is partitioned can make two majorities
 //! miss each other. With fewer than half the edges reachable no one can
@@ -43,7 +57,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{class::ClassState, protocol::Event};
+use super::{
+    class::ClassState,
+    protocol::Event,
+    storage::{Disk, Write},
+};
 
 /// The sled tree of every class's vote on this node.
 pub const VOTES_TREE: &str = "live_votes";
@@ -69,6 +87,39 @@ pub(super) fn event_key(seq: u64) -> [u8; 9] {
     key
 }
 
+/// Why the live store could not be read or written. Either one ends the
+/// store's part in votes and copies (see the module doc).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Sled failed a read, a write or a flush.
+    #[error("sled failed: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored record does not decode: never read as a default, which
+    /// would grant a claim the lost record refused.
+    #[error("corrupt record {key:?} in tree {tree:?}: {error}")]
+    Corrupt {
+        /// The tree.
+        tree: String,
+        /// The record's key.
+        key: String,
+        /// Why it does not decode.
+        error: serde_json::Error,
+    },
+}
+
+/// Decodes a stored record, naming it when it is corrupt.
+fn decode<T: serde::de::DeserializeOwned>(
+    tree: &sled::Tree,
+    key: &[u8],
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|error| StoreError::Corrupt {
+        tree: String::from_utf8_lossy(&tree.name()).into_owned(),
+        key: String::from_utf8_lossy(key).into_owned(),
+        error,
+    })
+}
+
 /// Writes a class's snapshot (its state and the epoch of the copy).
 pub(super) fn write_snapshot(
     tree: &sled::Tree,
@@ -92,12 +143,15 @@ pub(super) fn class_tree(db: &sled::Db, class_id: &str) -> sled::Result<sled::Tr
 }
 
 /// The epoch of this node's stored copy of a class (0 when it has none).
-pub(super) fn data_epoch(db: &sled::Db, class_id: &str) -> u64 {
-    class_tree(db, class_id)
-        .ok()
-        .and_then(|tree| tree.get(SNAPSHOT_KEY).ok().flatten())
-        .and_then(|bytes| serde_json::from_slice::<Stored>(&bytes).ok())
-        .map_or(0, |stored| stored.epoch)
+///
+/// # Errors
+/// A sled error, or a snapshot that does not decode.
+pub(super) fn data_epoch(db: &sled::Db, class_id: &str) -> Result<u64, StoreError> {
+    let tree = class_tree(db, class_id)?;
+    match tree.get(SNAPSHOT_KEY)? {
+        Some(bytes) => Ok(decode::<Stored>(&tree, SNAPSHOT_KEY, &bytes)?.epoch),
+        None => Ok(0),
+    }
 }
 
 /// What one edge has granted for one class.
@@ -148,6 +202,11 @@ pub struct ClaimReply {
     /// epoch (asking again with a higher epoch will not help).
     #[serde(default)]
     pub behind: bool,
+    /// Refused because the voter cannot vote: its store failed, or its
+    /// storage queue is full. It counts as a voter that did not answer,
+    /// and `vote` says nothing.
+    #[serde(default)]
+    pub unavailable: bool,
     /// The voter's vote after answering: on a refusal, where the class is
     /// (or was last granted), so the claimant can send people there.
     pub vote: Vote,
@@ -185,22 +244,24 @@ pub fn decide(vote: &Vote, claim: &Claim) -> Result<Vote, bool> {
     }
 }
 
-/// Reads a class's vote.
-pub(super) fn read_vote(tree: &sled::Tree, class_id: &str) -> Vote {
-    tree.get(class_id.as_bytes())
-        .ok()
-        .flatten()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default()
+/// Reads a class's vote (the default when it has none).
+///
+/// # Errors
+/// A sled error, or a record that does not decode: the voter then cannot
+/// know what it promised and must not vote.
+pub(super) fn read_vote(tree: &sled::Tree, class_id: &str) -> Result<Vote, StoreError> {
+    match tree.get(class_id.as_bytes())? {
+        Some(bytes) => decode(tree, class_id.as_bytes(), &bytes),
+        None => Ok(Vote::default()),
+    }
 }
 
-/// Stores a class's vote durably (before anyone hears of it).
+/// Writes a class's vote; the caller flushes it before anyone hears of it.
 pub(super) fn write_vote(tree: &sled::Tree, class_id: &str, vote: &Vote) -> sled::Result<()> {
     tree.insert(
         class_id.as_bytes(),
         serde_json::to_vec(vote).unwrap_or_default(),
     )?;
-    tree.flush()?;
     Ok(())
 }
 
@@ -272,20 +333,23 @@ pub struct Copy {
 
 /// Applies a batch to this node's copy of the class; `copy` is where the
 /// copy stood (None when unknown). Answers the result and the new place.
+/// Nothing is flushed: the caller flushes before it acknowledges.
 ///
 /// # Errors
-/// A sled error; the batch is then not acknowledged and the home resends.
+/// A sled error or a corrupt vote; the batch is then not acknowledged.
 pub(super) fn apply(
+    disk: &dyn Disk,
     db: &sled::Db,
     votes: &sled::Tree,
     me: &str,
     copy: Option<&Copy>,
     batch: &Replicate,
-) -> sled::Result<(AckResult, Option<Copy>)> {
-    let vote = read_vote(votes, &batch.class_id);
+) -> Result<(AckResult, Option<Copy>), StoreError> {
+    let vote = read_vote(votes, &batch.class_id)?;
     if batch.epoch < vote.epoch || (batch.epoch == vote.epoch && vote.home != batch.home) {
         return Ok((AckResult::Stale, copy.cloned()));
     }
+    disk.write(Write::Copy)?;
     if batch.epoch > vote.epoch || vote.floor < batch.epoch {
         // A home sends only once its epoch is established.
         write_vote(
@@ -325,7 +389,7 @@ pub(super) fn apply(
     tree.apply_batch(writes)?;
     if let Some(state) = &batch.snapshot {
         write_snapshot(&tree, batch.epoch, state)?;
-        trim(&tree, state.seq.saturating_sub(batch.replay_max));
+        trim(&tree, state.seq.saturating_sub(batch.replay_max))?;
     }
     Ok((
         AckResult::Stored,
@@ -339,20 +403,24 @@ pub(super) fn apply(
 }
 
 /// Removes events before `keep_from`: no replay can need them.
-pub(super) fn trim(tree: &sled::Tree, keep_from: u64) {
-    let stale: Vec<_> = tree
+///
+/// # Errors
+/// A sled error.
+pub(super) fn trim(tree: &sled::Tree, keep_from: u64) -> sled::Result<()> {
+    let stale = tree
         .range(event_key(0)..event_key(keep_from))
         .keys()
-        .filter_map(Result::ok)
-        .collect();
+        .collect::<sled::Result<Vec<_>>>()?;
     for key in stale {
-        let _gone = tree.remove(key);
+        tree.remove(key)?;
     }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::live::storage::Sled;
 
     fn claim(epoch: u64, home: &str, data_epoch: u64) -> Claim {
         Claim {
@@ -472,20 +540,64 @@ mod tests {
     }
 
     #[test]
+    fn a_corrupt_record_reads_as_an_error_never_as_a_default() {
+        let db = sled::Config::new().temporary(true).open().expect("sled");
+        let votes = db.open_tree(VOTES_TREE).expect("votes");
+        votes.insert("k", b"{oops".as_slice()).expect("insert");
+        assert!(matches!(
+            read_vote(&votes, "k"),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert_eq!(read_vote(&votes, "new").expect("absent"), Vote::default());
+        assert!(
+            matches!(
+                apply(&Sled, &db, &votes, "r", None, &batch(1, "a", Some(0), &[])),
+                Err(StoreError::Corrupt { .. })
+            ),
+            "a replica that cannot read its vote takes no batch"
+        );
+        class_tree(&db, "k")
+            .expect("tree")
+            .insert(SNAPSHOT_KEY, b"{oops".as_slice())
+            .expect("insert");
+        assert!(matches!(
+            data_epoch(&db, "k"),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert_eq!(data_epoch(&db, "new").expect("absent"), 0);
+    }
+
+    #[test]
     fn a_replica_takes_a_copy_then_what_follows_and_fences_older_homes() {
         let db = sled::Config::new().temporary(true).open().expect("sled");
         let votes = db.open_tree(VOTES_TREE).expect("votes");
-        let (result, copy) = apply(&db, &votes, "r", None, &batch(1, "a", None, &[1])).expect("a");
+        let (result, copy) =
+            apply(&Sled, &db, &votes, "r", None, &batch(1, "a", None, &[1])).expect("a");
         assert_eq!(result, AckResult::Gap, "nothing to follow yet");
         assert!(copy.is_none());
-        let (result, copy) =
-            apply(&db, &votes, "r", None, &batch(1, "a", Some(2), &[1, 2])).expect("sync");
+        let (result, copy) = apply(
+            &Sled,
+            &db,
+            &votes,
+            "r",
+            None,
+            &batch(1, "a", Some(2), &[1, 2]),
+        )
+        .expect("sync");
         assert_eq!(result, AckResult::Stored);
         assert_eq!(copy.as_ref().map(|c| c.seq), Some(2));
-        let (result, copy) =
-            apply(&db, &votes, "r", copy.as_ref(), &batch(1, "a", None, &[4])).expect("gap");
+        let (result, copy) = apply(
+            &Sled,
+            &db,
+            &votes,
+            "r",
+            copy.as_ref(),
+            &batch(1, "a", None, &[4]),
+        )
+        .expect("gap");
         assert_eq!(result, AckResult::Gap);
         let (result, copy) = apply(
+            &Sled,
             &db,
             &votes,
             "r",
@@ -497,7 +609,7 @@ mod tests {
             (result, copy.as_ref().map(|c| c.seq)),
             (AckResult::Stored, Some(4))
         );
-        assert_eq!(data_epoch(&db, "k"), 1);
+        assert_eq!(data_epoch(&db, "k").expect("epoch"), 1);
         // Someone else won epoch 2 (this node voted for it).
         write_vote(
             &votes,
@@ -510,11 +622,18 @@ mod tests {
             },
         )
         .expect("vote");
-        let (result, _) =
-            apply(&db, &votes, "r", copy.as_ref(), &batch(1, "a", None, &[5])).expect("stale");
+        let (result, _) = apply(
+            &Sled,
+            &db,
+            &votes,
+            "r",
+            copy.as_ref(),
+            &batch(1, "a", None, &[5]),
+        )
+        .expect("stale");
         assert_eq!(result, AckResult::Stale, "the old home is fenced off");
         let (result, _) =
-            apply(&db, &votes, "r", None, &batch(2, "b", Some(4), &[])).expect("usurper");
+            apply(&Sled, &db, &votes, "r", None, &batch(2, "b", Some(4), &[])).expect("usurper");
         assert_eq!(result, AckResult::Stale, "epoch 2 belongs to r, not b");
     }
 }
