@@ -583,6 +583,13 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
         readiness.clone(),
         shutdown.clone(),
     ));
+    readiness.register("live_store");
+    tokio::spawn(watch_live_store(
+        state.live.node().clone(),
+        Duration::from_millis(edge.readiness_interval_ms),
+        readiness.clone(),
+        shutdown.clone(),
+    ));
     tokio::spawn(watch_docker(
         edge.clone(),
         readiness.clone(),
@@ -1832,6 +1839,30 @@ async fn fetch_keys(client: &reqwest::Client, url: &str) -> Result<TokenVerifier
         return Err(format!("{url} published no Ed25519 keys"));
     }
     Ok(verifier)
+}
+
+/// Keeps the `live_store` readiness check: red from the first failed read,
+/// write or flush of the live store (votes, class copies), after which the
+/// node takes no more votes or copies until it restarts.
+async fn watch_live_store(
+    live: Arc<actors::live::hub::LiveNode>,
+    interval: Duration,
+    readiness: Readiness,
+    shutdown: Shutdown,
+) {
+    loop {
+        let outcome = match live.storage_fault() {
+            None => Ok(()),
+            Some(why) => Err(format!(
+                "the live store failed and is not used again: {why}"
+            )),
+        };
+        readiness.set("live_store", outcome);
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = shutdown.clone().wait() => return,
+        }
+    }
 }
 
 async fn watch_docker(edge: EdgeConfig, readiness: Readiness, shutdown: Shutdown) {

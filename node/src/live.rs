@@ -110,6 +110,10 @@ pub struct LiveConfig {
     /// Messages a home holds back while its replica catches up; past it
     /// the home gives the class up and its sessions resume elsewhere.
     pub replication_pending_max: usize,
+    /// Votes and replica batches waiting for this node's live store at
+    /// once; past it a vote is refused at once and a batch goes
+    /// unacknowledged until the home resends it.
+    pub storage_queue_max: usize,
 }
 
 impl Default for LiveConfig {
@@ -137,6 +141,7 @@ impl Default for LiveConfig {
             replica_retry_ms: 1_000,
             claim_timeout_ms: 2_000,
             replication_pending_max: 16_384,
+            storage_queue_max: actors::live::STORAGE_QUEUE_MAX,
         }
     }
 }
@@ -192,6 +197,7 @@ impl LiveConfig {
                 "live.replication_pending_max",
                 self.replication_pending_max as u64,
             ),
+            ("live.storage_queue_max", self.storage_queue_max as u64),
         ] {
             if value == 0 {
                 return Err((key, "must be at least 1".into()));
@@ -235,6 +241,7 @@ impl LiveConfig {
             replica_retry: Duration::from_millis(self.replica_retry_ms),
             claim_timeout: Duration::from_millis(self.claim_timeout_ms),
             replication_pending_max: self.replication_pending_max,
+            storage_queue_max: self.storage_queue_max,
         }
     }
 }

@@ -533,16 +533,11 @@ impl LiveNode {
         attendance: mpsc::Sender<AttendanceReport>,
         peers: Peers,
     ) -> Result<Arc<Self>, ActorsError> {
-        Self::start_with(
-            node_id,
-            region,
-            limits,
-            store,
-            attendance,
-            peers,
-            Storage::default(),
-        )
-        .await
+        let storage = Storage {
+            queue_max: limits.storage_queue_max,
+            ..Storage::default()
+        };
+        Self::start_with(node_id, region, limits, store, attendance, peers, storage).await
     }
 
     /// [`Self::start`], with the store worked as `storage` says (tests

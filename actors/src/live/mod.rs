@@ -74,6 +74,10 @@ pub struct LiveLimits {
     /// Messages a home holds back while its replica catches up; past it
     /// the home steps down (its sessions resume wherever the class goes).
     pub replication_pending_max: usize,
+    /// Votes and replica batches the node's storage worker may hold; past
+    /// it a vote is refused at once and a batch goes unacknowledged (the
+    /// home sends it again). See [`STORAGE_QUEUE_MAX`], the default.
+    pub storage_queue_max: usize,
 }
 
 impl Default for LiveLimits {
@@ -90,6 +94,7 @@ impl Default for LiveLimits {
             replica_retry: Duration::from_secs(1),
             claim_timeout: Duration::from_secs(2),
             replication_pending_max: 16_384,
+            storage_queue_max: STORAGE_QUEUE_MAX,
         }
     }
 }
