@@ -572,7 +572,7 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
     let app = server::app(routes, &basics, &config.http);
     if edge.join.is_empty() {
         tracing::info!(
-            "no seed peers given (edge.join); gossip arrives with the cluster-fabric work"
+            "no seed peers given (edge.join): this edge starts a cluster of its own until others join it"
         );
     }
     tracing::info!(%url, "edge node serving");
