@@ -45,6 +45,8 @@ pub async fn run(args: &ControlPlaneArgs, config: &Config) -> anyhow::Result<()>
     readiness.register("database");
     readiness.register("shutdown");
     readiness.set("shutdown", Ok(()));
+    let tasks = crate::tasks::Tasks::new(metrics.registry(), readiness.clone(), shutdown.clone())
+        .context("task metrics")?;
     let basics = Basics {
         metrics,
         readiness: readiness.clone(),
@@ -62,11 +64,10 @@ pub async fn run(args: &ControlPlaneArgs, config: &Config) -> anyhow::Result<()>
     let url = format!("http://{}", listener.local_addr()?);
     tracing::info!(%url, "control plane serving");
 
-    tokio::spawn(watch_database(
-        cp.clone(),
-        readiness.clone(),
-        shutdown.clone(),
-    ));
+    tasks.spawn(
+        "watch_database",
+        watch_database(cp.clone(), readiness.clone(), shutdown.clone()),
+    );
     if let Some(path) = &args.child.ready_file {
         let info = ReadyInfo {
             role: "control-plane".into(),

@@ -371,6 +371,8 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
     }
     readiness.set("store", Ok(()));
     readiness.set("shutdown", Ok(()));
+    let tasks = crate::tasks::Tasks::new(metrics.registry(), readiness.clone(), shutdown.clone())
+        .context("task metrics")?;
 
     let listener = tokio::net::TcpListener::bind(&edge.listen)
         .await
@@ -387,11 +389,10 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
     tracing::info!(%gossip_addr, seeds = ?edge.join, "gossip started");
     let gossip = Arc::new(gossip);
     actor_system.follow(&gossip);
-    tokio::spawn(keep_generations(
-        store.clone(),
-        gossip.subscribe(),
-        shutdown.clone(),
-    ));
+    tasks.spawn(
+        "keep_generations",
+        keep_generations(store.clone(), gossip.subscribe(), shutdown.clone()),
+    );
     let echo = actors::EchoActor::start(identity.node_id.clone())
         .await
         .context("start the echo actor")?;
@@ -450,6 +451,7 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
         },
         outbox_metrics.clone(),
         readiness.clone(),
+        &tasks,
         shutdown.clone(),
     );
     let live = crate::live::Gateway::start(
@@ -462,15 +464,15 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
         store.clone(),
         attendance.clone(),
         metrics.registry(),
+        &tasks,
         shutdown.clone(),
     )
     .await
     .context("start the live gateway")?;
-    tokio::spawn(crate::live::follow_membership(
-        live.clone(),
-        gossip.subscribe(),
-        shutdown.clone(),
-    ));
+    tasks.spawn(
+        "follow_membership",
+        crate::live::follow_membership(live.clone(), gossip.subscribe(), shutdown.clone()),
+    );
     let state = EdgeState {
         live,
         identity: identity.clone(),
@@ -577,24 +579,29 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
     }
     tracing::info!(%url, "edge node serving");
 
-    tokio::spawn(watch_keys(
-        edge.clone(),
-        state.keys.clone(),
-        readiness.clone(),
-        shutdown.clone(),
-    ));
+    tasks.spawn(
+        "watch_keys",
+        watch_keys(
+            edge.clone(),
+            state.keys.clone(),
+            readiness.clone(),
+            shutdown.clone(),
+        ),
+    );
     readiness.register("live_store");
-    tokio::spawn(watch_live_store(
-        state.live.node().clone(),
-        Duration::from_millis(edge.readiness_interval_ms),
-        readiness.clone(),
-        shutdown.clone(),
-    ));
-    tokio::spawn(watch_docker(
-        edge.clone(),
-        readiness.clone(),
-        shutdown.clone(),
-    ));
+    tasks.spawn(
+        "watch_live_store",
+        watch_live_store(
+            state.live.node().clone(),
+            Duration::from_millis(edge.readiness_interval_ms),
+            readiness.clone(),
+            shutdown.clone(),
+        ),
+    );
+    tasks.spawn(
+        "watch_docker",
+        watch_docker(edge.clone(), readiness.clone(), shutdown.clone()),
+    );
     crate::outbox::start(
         state.runs.outbox().clone(),
         crate::outbox::submissions::Submissions {
@@ -611,6 +618,7 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
         },
         outbox_metrics,
         readiness.clone(),
+        &tasks,
         shutdown.clone(),
     );
     tokio::spawn(start_sandbox(

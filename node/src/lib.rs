@@ -24,4 +24,5 @@ pub mod run_cmd;
 pub mod run_store;
 pub mod server;
 pub mod shutdown;
+pub mod tasks;
 pub mod telemetry;

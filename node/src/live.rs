@@ -344,6 +344,7 @@ impl Gateway {
         store: sled::Db,
         attendance: Arc<crate::outbox::Queue<control_plane::learning::live::AttendanceReport>>,
         registry: &prometheus::Registry,
+        tasks: &crate::tasks::Tasks,
         shutdown: Shutdown,
     ) -> anyhow::Result<Arc<Self>> {
         let (tx, rx) = tokio::sync::mpsc::channel(ATTENDANCE_CHANNEL_MAX);
@@ -357,7 +358,10 @@ impl Gateway {
         )
         .await?;
         node.counters().register(registry)?;
-        tokio::spawn(queue_attendance(attendance, rx, shutdown));
+        tasks.spawn(
+            "queue_attendance",
+            queue_attendance(attendance, rx, shutdown),
+        );
         let per_tenant = config.messages_per_tenant_per_minute.max(1);
         Ok(Arc::new(Self {
             config,

@@ -183,14 +183,16 @@ fn observe<T: Serialize + DeserializeOwned>(
     readiness.set(publisher.readiness_check, outcome);
 }
 
-/// Starts the publisher of `queue`; it runs until `shutdown`. When not
-/// enabled it only keeps the gauges and readiness (items stay queued).
+/// Starts the publisher of `queue` as a supervised task (named after its
+/// readiness check); it runs until `shutdown`. When not enabled it only
+/// keeps the gauges and readiness (items stay queued).
 pub fn start<T, P>(
     queue: Arc<Queue<T>>,
     transport: P,
     publisher: Publisher,
     metrics: OutboxMetrics,
     readiness: Readiness,
+    tasks: &crate::tasks::Tasks,
     shutdown: Shutdown,
 ) where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
@@ -212,7 +214,7 @@ pub fn start<T, P>(
             "edge.control_plane_service_key is empty: reports stay in the outbox"
         );
     }
-    tokio::spawn(async move {
+    tasks.spawn(publisher.readiness_check, async move {
         let mut pause = RETRY_MIN;
         let mut batch_max = publisher.batch_max;
         // Set while a refused item cannot become a dead letter.
