@@ -49,13 +49,91 @@ pub enum ErrorCode {
     IdempotencyMismatch,
     /// The configuration is invalid.
     InvalidConfig,
-    /// The database failed; the request may be retried.
+    /// The database failed, or a process a route needs (the sandbox, the
+    /// control plane as an edge sees it) is not there yet; the request may
+    /// be retried.
     Unavailable,
     /// A bug or an unexpected state; logged with details.
     Internal,
+    /// The route exists but not with this method (every process).
+    MethodNotAllowed,
+    /// The request took longer than `http.request_timeout_ms` (every
+    /// process).
+    RequestTimeout,
+    /// The request target is longer than the server takes (every process).
+    UriTooLong,
+    /// The request's headers are larger than the server takes (every
+    /// process).
+    HeadersTooLarge,
+    /// More requests are in flight than `http.requests_in_flight_max`;
+    /// retry shortly (every process).
+    Overloaded,
+    /// A run budget (per user or per tenant) is spent; `retry-after` says
+    /// when (edges).
+    RateLimited,
+    /// The edge holds as many submission reports as it may until the
+    /// control plane takes its backlog; it refuses new runs rather than
+    /// drop one (edges).
+    OutboxFull,
+    /// A run names a language the sandbox does not have (edges).
+    UnknownLanguage,
+    /// A run's file name is not a plain file name, or is used twice
+    /// (edges).
+    BadFileName,
+    /// The unit cannot be graded on an edge (not an assignment or a quiz
+    /// code question) (edges).
+    NotGradable,
+    /// The control plane answered an edge with something it could not use
+    /// (edges).
+    BadGateway,
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order: what the OpenAPI document lists
+    /// and what any process may answer.
+    pub const ALL: &'static [ErrorCode] = &[
+        Self::BadRequest,
+        Self::PayloadTooLarge,
+        Self::UnsupportedMediaType,
+        Self::Unauthenticated,
+        Self::Forbidden,
+        Self::NotFound,
+        Self::Conflict,
+        Self::InsufficientFunds,
+        Self::CurrencyMismatch,
+        Self::IdempotencyConflict,
+        Self::PendingClosed,
+        Self::PendingExpired,
+        Self::ValidationFailed,
+        Self::Cycle,
+        Self::NotPublished,
+        Self::BadSignature,
+        Self::NotEnrolled,
+        Self::IdempotencyMismatch,
+        Self::InvalidConfig,
+        Self::Unavailable,
+        Self::Internal,
+        Self::MethodNotAllowed,
+        Self::RequestTimeout,
+        Self::UriTooLong,
+        Self::HeadersTooLarge,
+        Self::Overloaded,
+        Self::RateLimited,
+        Self::OutboxFull,
+        Self::UnknownLanguage,
+        Self::BadFileName,
+        Self::NotGradable,
+        Self::BadGateway,
+    ];
+}
+
+impl ErrorCode {
+    /// The code a wire string names, if any (an edge relaying the control
+    /// plane's answer).
+    pub fn from_wire(text: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|code| code.as_str() == text)
+    }
+
     /// The code as it appears on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -80,6 +158,17 @@ impl ErrorCode {
             Self::InvalidConfig => "invalid_config",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::RequestTimeout => "request_timeout",
+            Self::UriTooLong => "uri_too_long",
+            Self::HeadersTooLarge => "headers_too_large",
+            Self::Overloaded => "overloaded",
+            Self::RateLimited => "rate_limited",
+            Self::OutboxFull => "outbox_full",
+            Self::UnknownLanguage => "unknown_language",
+            Self::BadFileName => "bad_file_name",
+            Self::NotGradable => "not_gradable",
+            Self::BadGateway => "bad_gateway",
         }
     }
 }
@@ -167,5 +256,67 @@ impl ControlPlaneError {
             Self::Billing(err) => err.code(),
             Self::Learning(err) => err.code(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    /// Where a code sits in [`ErrorCode::ALL`]; a new variant does not
+    /// compile here until it is placed, so `ALL` cannot miss one.
+    fn position(code: ErrorCode) -> usize {
+        use ErrorCode as C;
+        match code {
+            C::BadRequest => 0,
+            C::PayloadTooLarge => 1,
+            C::UnsupportedMediaType => 2,
+            C::Unauthenticated => 3,
+            C::Forbidden => 4,
+            C::NotFound => 5,
+            C::Conflict => 6,
+            C::InsufficientFunds => 7,
+            C::CurrencyMismatch => 8,
+            C::IdempotencyConflict => 9,
+            C::PendingClosed => 10,
+            C::PendingExpired => 11,
+            C::ValidationFailed => 12,
+            C::Cycle => 13,
+            C::NotPublished => 14,
+            C::BadSignature => 15,
+            C::NotEnrolled => 16,
+            C::IdempotencyMismatch => 17,
+            C::InvalidConfig => 18,
+            C::Unavailable => 19,
+            C::Internal => 20,
+            C::MethodNotAllowed => 21,
+            C::RequestTimeout => 22,
+            C::UriTooLong => 23,
+            C::HeadersTooLarge => 24,
+            C::Overloaded => 25,
+            C::RateLimited => 26,
+            C::OutboxFull => 27,
+            C::UnknownLanguage => 28,
+            C::BadFileName => 29,
+            C::NotGradable => 30,
+            C::BadGateway => 31,
+        }
+    }
+
+    #[test]
+    fn every_code_is_listed_once_and_reads_the_same_on_the_wire() {
+        for (i, code) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(position(*code), i, "{code:?}");
+            assert_eq!(
+                serde_json::to_value(code).expect("json"),
+                serde_json::json!(code.as_str())
+            );
+        }
+        assert_eq!(ErrorCode::ALL.len(), 32);
+        assert_eq!(
+            ErrorCode::from_wire("outbox_full"),
+            Some(ErrorCode::OutboxFull)
+        );
+        assert_eq!(ErrorCode::from_wire("internal_error"), None);
     }
 }

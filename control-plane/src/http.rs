@@ -210,8 +210,21 @@ impl From<ControlPlaneError> for ApiError {
             ErrorCode::CurrencyMismatch | ErrorCode::ValidationFailed => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable | ErrorCode::Overloaded | ErrorCode::OutboxFull => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ErrorCode::InvalidConfig | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            // Answered by the shared HTTP layer or by edges, never by a
+            // control-plane error; mapped all the same.
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::UriTooLong => StatusCode::URI_TOO_LONG,
+            ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::UnknownLanguage | ErrorCode::BadFileName | ErrorCode::NotGradable => {
+                StatusCode::BAD_REQUEST
+            }
+            ErrorCode::BadGateway => StatusCode::BAD_GATEWAY,
         };
         if status.is_server_error() {
             tracing::error!(error = %err, code = code.as_str(), "request failed");

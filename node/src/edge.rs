@@ -28,6 +28,7 @@ use crate::run_store::{AbuseEvent, RunRecord, RunStore, StoreLimits};
 use crate::server::{self, error_response, Basics};
 use crate::shutdown::Shutdown;
 use control_plane::submissions::SubmissionReport;
+use control_plane::ErrorCode;
 
 /// Why the edge's local store failed.
 #[derive(Debug, thiserror::Error)]
@@ -755,7 +756,7 @@ async fn cluster_actors(State(state): State<EdgeState>) -> Response {
         Err(err) => {
             return error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
+                ErrorCode::Unavailable,
                 &err.to_string(),
             )
         }
@@ -892,19 +893,19 @@ pub(crate) async fn caller(
     let token = tokens::bearer(header).map_err(|err| {
         error_response(
             StatusCode::UNAUTHORIZED,
-            "unauthenticated",
+            ErrorCode::Unauthenticated,
             &err.to_string(),
         )
     })?;
     state.keys.verify(token).await.map_err(|err| match err {
         VerifyError::NoKeys => error_response(
             StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
+            ErrorCode::Unavailable,
             "this node has not loaded the control plane's token keys yet",
         ),
         VerifyError::Rejected(err) => error_response(
             StatusCode::UNAUTHORIZED,
-            "unauthenticated",
+            ErrorCode::Unauthenticated,
             &err.to_string(),
         ),
     })
@@ -913,7 +914,7 @@ pub(crate) async fn caller(
 pub(crate) fn sandbox_starting() -> Response {
     error_response(
         StatusCode::SERVICE_UNAVAILABLE,
-        "unavailable",
+        ErrorCode::Unavailable,
         "the sandbox is still starting; see /readyz",
     )
 }
@@ -955,14 +956,14 @@ async fn set_pool_target(
     if claims.role != control_plane::tokens::Role::Operator {
         return error_response(
             StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             "this needs the operator role",
         );
     }
     let Ok(Json(body)) = body else {
         return error_response(
             StatusCode::BAD_REQUEST,
-            "bad_request",
+            ErrorCode::BadRequest,
             "send {\"target\": N}",
         );
     };
@@ -971,7 +972,11 @@ async fn set_pool_target(
     };
     match sandbox.pools().set_target(&language, body.target).await {
         Ok(target) => Json(json!({"language": language, "target": target})).into_response(),
-        Err(err) => error_response(StatusCode::NOT_FOUND, "unknown_language", &err.to_string()),
+        Err(err) => error_response(
+            StatusCode::NOT_FOUND,
+            ErrorCode::UnknownLanguage,
+            &err.to_string(),
+        ),
     }
 }
 
@@ -990,7 +995,7 @@ pub(crate) fn spent_run_budget(state: &EdgeState, claims: &tokens::Claims) -> Op
     if state.runs.outbox_full() {
         let mut response = error_response(
             StatusCode::SERVICE_UNAVAILABLE,
-            "outbox_full",
+            ErrorCode::OutboxFull,
             &format!(
                 "this edge holds {} submission reports the control plane has not taken yet \
                  (edge.outbox_events_max); run again shortly or on another region",
@@ -1027,7 +1032,7 @@ pub(crate) fn spent_run_budget(state: &EdgeState, claims: &tokens::Claims) -> Op
                 let seconds = wait.as_secs().saturating_add(1);
                 let mut response = error_response(
                     StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
+                    ErrorCode::RateLimited,
                     &format!("{what}; retry in {seconds} s ({setting})"),
                 );
                 if let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string()) {
@@ -1040,7 +1045,7 @@ pub(crate) fn spent_run_budget(state: &EdgeState, claims: &tokens::Claims) -> Op
             Err(Refusal::TooManyKeys) => {
                 return Some(error_response(
                     StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
+                    ErrorCode::RateLimited,
                     &format!("this edge is tracking too many {tracked}; retry shortly"),
                 ));
             }
@@ -1049,16 +1054,26 @@ pub(crate) fn spent_run_budget(state: &EdgeState, claims: &tokens::Claims) -> Op
     None
 }
 
+/// The stable code of a sandbox refusal (the sandbox knows nothing of
+/// HTTP or of the control plane's codes).
+pub(crate) fn refusal_code(refusal: sandbox::Refusal) -> ErrorCode {
+    match refusal {
+        sandbox::Refusal::UnknownLanguage => ErrorCode::UnknownLanguage,
+        sandbox::Refusal::BadFileName => ErrorCode::BadFileName,
+        sandbox::Refusal::BadRequest => ErrorCode::BadRequest,
+    }
+}
+
 pub(crate) fn run_error(err: &sandbox::SandboxError) -> Response {
     match err {
         sandbox::SandboxError::Rejected { refusal, message } => {
-            error_response(StatusCode::BAD_REQUEST, refusal.code(), message)
+            error_response(StatusCode::BAD_REQUEST, refusal_code(*refusal), message)
         }
         err => {
             tracing::error!(error = %err, "code run failed");
             error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
+                ErrorCode::Internal,
                 "the sandbox could not run this; try again",
             )
         }
@@ -1177,7 +1192,7 @@ pub(crate) async fn finish_run(
         tracing::error!(error = %err, run_id = result.id, "cannot record a run");
         return Err(error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
+            ErrorCode::Internal,
             "the run finished but could not be recorded; run it again",
         ));
     }
@@ -1187,11 +1202,14 @@ pub(crate) async fn finish_run(
 /// The answer to a JSON body axum could not take, with our error codes.
 pub(crate) fn json_rejection(rejection: &axum::extract::rejection::JsonRejection) -> Response {
     let (status, code) = match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge)
         }
-        _ => (StatusCode::BAD_REQUEST, "bad_request"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::UnsupportedMediaType,
+        ),
+        _ => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
     };
     error_response(status, code, &rejection.body_text())
 }
@@ -1296,18 +1314,18 @@ fn stream_run(
             {
                 Ok(body) => Event::default().event("result").json_data(body),
                 Err(_) => Event::default().event("error").json_data(json!({"error": {
-                    "code": "internal_error",
+                    "code": ErrorCode::Internal.as_str(),
                     "message": "the run finished but could not be recorded; run it again"}})),
             },
             Err(err) => {
                 let (code, message) = match &err {
                     sandbox::SandboxError::Rejected { refusal, message } => {
-                        (refusal.code(), message.clone())
+                        (refusal_code(*refusal).as_str(), message.clone())
                     }
                     other => {
                         tracing::error!(error = %other, "code run failed");
                         (
-                            "internal_error",
+                            ErrorCode::Internal.as_str(),
                             "the sandbox could not run this; try again".to_owned(),
                         )
                     }
@@ -1340,7 +1358,7 @@ async fn get_run(
         Ok(claims) => claims,
         Err(response) => return response,
     };
-    let not_found = || error_response(StatusCode::NOT_FOUND, "not_found", "no such run");
+    let not_found = || error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such run");
     if uuid::Uuid::parse_str(&id).is_err() {
         return not_found();
     }
@@ -1356,7 +1374,7 @@ async fn get_run(
             tracing::error!(error = %err, "cannot read a run");
             error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
+                ErrorCode::Internal,
                 "cannot read the run store",
             )
         }
@@ -1376,7 +1394,7 @@ async fn operator(state: &EdgeState, headers: &HeaderMap) -> Result<tokens::Clai
     if claims.role != control_plane::tokens::Role::Operator {
         return Err(error_response(
             StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             "this needs the operator role",
         ));
     }
@@ -1387,7 +1405,7 @@ fn store_failure(err: &dyn std::fmt::Display) -> Response {
     tracing::error!(error = %err, "cannot read or write the run store");
     error_response(
         StatusCode::INTERNAL_SERVER_ERROR,
-        "internal_error",
+        ErrorCode::Internal,
         "cannot read or write the run store",
     )
 }
@@ -1505,7 +1523,7 @@ async fn outbox_dead_letters(
     let Ok(axum::extract::Query(query)) = query else {
         return error_response(
             StatusCode::BAD_REQUEST,
-            "bad_request",
+            ErrorCode::BadRequest,
             "the parameters are limit (a whole number), after (a dead letter id) and \
              queue (submissions or attendance)",
         );
@@ -1514,7 +1532,7 @@ async fn outbox_dead_letters(
     if limit == 0 || limit > state.list_page_max {
         return error_response(
             StatusCode::BAD_REQUEST,
-            "bad_request",
+            ErrorCode::BadRequest,
             &format!(
                 "limit must be 1 to {} (edge.list_page_max)",
                 state.list_page_max
@@ -1554,7 +1572,11 @@ async fn discard_dead_letter(
     };
     match dead_letters_of(&state, query.queue).discard(&id) {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
-        Ok(false) => error_response(StatusCode::NOT_FOUND, "not_found", "no such dead letter"),
+        Ok(false) => error_response(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "no such dead letter",
+        ),
         Err(err) => store_failure(&err),
     }
 }
@@ -1576,9 +1598,13 @@ async fn retry_dead_letter(
     };
     match dead_letters_of(&state, query.queue).requeue(&id) {
         Ok(true) => (StatusCode::ACCEPTED, Json(json!({"requeued": id}))).into_response(),
-        Ok(false) => error_response(StatusCode::NOT_FOUND, "not_found", "no such dead letter"),
+        Ok(false) => error_response(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "no such dead letter",
+        ),
         Err(StoreError::Corrupt { reason, .. }) => {
-            error_response(StatusCode::CONFLICT, "corrupt_dead_letter", &reason)
+            error_response(StatusCode::CONFLICT, ErrorCode::Conflict, &reason)
         }
         Err(err) => store_failure(&err),
     }
@@ -1587,7 +1613,7 @@ async fn retry_dead_letter(
 fn bad_queue() -> Response {
     error_response(
         StatusCode::BAD_REQUEST,
-        "bad_request",
+        ErrorCode::BadRequest,
         "the only parameter is queue: submissions or attendance",
     )
 }
@@ -1606,14 +1632,14 @@ async fn abuse_events(
     if claims.role != control_plane::tokens::Role::Operator {
         return error_response(
             StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             "this needs the operator role",
         );
     }
     let Ok(axum::extract::Query(query)) = query else {
         return error_response(
             StatusCode::BAD_REQUEST,
-            "bad_request",
+            ErrorCode::BadRequest,
             "the only parameter is limit, a whole number",
         );
     };
@@ -1621,7 +1647,7 @@ async fn abuse_events(
     if limit == 0 || limit > state.list_page_max {
         return error_response(
             StatusCode::BAD_REQUEST,
-            "bad_request",
+            ErrorCode::BadRequest,
             &format!(
                 "limit must be 1 to {} (edge.list_page_max)",
                 state.list_page_max
@@ -1637,7 +1663,7 @@ async fn abuse_events(
             tracing::error!(error = %err, "cannot read abuse events");
             error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
+                ErrorCode::Internal,
                 "cannot read the run store",
             )
         }
@@ -1703,14 +1729,14 @@ async fn fault_rules(
     if claims.role != control_plane::tokens::Role::Operator {
         return Err(error_response(
             StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             "this needs the operator role",
         ));
     }
     state.faults.clone().ok_or_else(|| {
         error_response(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             "fault injection is off on this node (edge.fault_injection)",
         )
     })
@@ -1739,7 +1765,7 @@ async fn put_faults(
         Err(rejection) => {
             return error_response(
                 StatusCode::BAD_REQUEST,
-                "bad_request",
+                ErrorCode::BadRequest,
                 &format!(
                     "{}; send {{\"rules\": [{{\"peer\": NODE_ID, \"action\": \"drop\"|\"cut\"|\"delay\", \"delay_ms\": N}}]}}",
                     rejection.body_text()
@@ -1749,7 +1775,7 @@ async fn put_faults(
     };
     let filter = match wanted.to_filter() {
         Ok(filter) => filter,
-        Err(why) => return error_response(StatusCode::BAD_REQUEST, "bad_request", &why),
+        Err(why) => return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, &why),
     };
     let mut current = rules.lock().await;
     state.gossip.set_fault_filter(filter);

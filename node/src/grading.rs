@@ -34,6 +34,7 @@ use serde_json::json;
 
 use crate::edge::{EdgeState, UnitRef};
 use crate::server::error_response;
+use control_plane::ErrorCode;
 
 /// Longest unit or question id accepted before asking the control plane.
 pub const ID_BYTES_MAX: usize = 128;
@@ -84,21 +85,21 @@ struct Task {
 #[derive(Debug)]
 struct Refusal {
     status: StatusCode,
-    code: String,
+    code: ErrorCode,
     message: String,
 }
 
 impl Refusal {
-    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
-            code: code.to_owned(),
+            code,
             message: message.into(),
         }
     }
 
     fn into_response(self) -> Response {
-        error_response(self.status, &self.code, &self.message)
+        error_response(self.status, self.code, &self.message)
     }
 }
 
@@ -118,11 +119,12 @@ fn task(unit: &GradingUnit, question_id: Option<&str>) -> Result<Task, Refusal> 
         );
         Refusal::new(
             StatusCode::BAD_GATEWAY,
-            "bad_gateway",
+            ErrorCode::BadGateway,
             "the control plane sent a unit this edge cannot read",
         )
     };
-    let bad = |code: &str, message: String| Refusal::new(StatusCode::BAD_REQUEST, code, message);
+    let bad =
+        |code: ErrorCode, message: String| Refusal::new(StatusCode::BAD_REQUEST, code, message);
     match (unit.kind.as_str(), question_id) {
         ("assignment", None) => {
             let body = &unit.body;
@@ -135,11 +137,11 @@ fn task(unit: &GradingUnit, question_id: Option<&str>) -> Result<Task, Refusal> 
             })
         }
         ("assignment", Some(_)) => Err(bad(
-            "bad_request",
+            ErrorCode::BadRequest,
             "question_id is only for quiz code questions".into(),
         )),
         ("quiz", None) => Err(bad(
-            "bad_request",
+            ErrorCode::BadRequest,
             "a quiz submission names its code question (question_id)".into(),
         )),
         ("quiz", Some(question)) => {
@@ -153,13 +155,13 @@ fn task(unit: &GradingUnit, question_id: Option<&str>) -> Result<Task, Refusal> 
                 .ok_or_else(|| {
                     Refusal::new(
                         StatusCode::NOT_FOUND,
-                        "not_found",
+                        ErrorCode::NotFound,
                         format!("the quiz has no question {question:?}"),
                     )
                 })?;
             if found["type"] != "code" {
                 return Err(bad(
-                    "not_gradable",
+                    ErrorCode::NotGradable,
                     format!("question {question:?} is not a code question"),
                 ));
             }
@@ -171,7 +173,7 @@ fn task(unit: &GradingUnit, question_id: Option<&str>) -> Result<Task, Refusal> 
             })
         }
         (kind, _) => Err(bad(
-            "not_gradable",
+            ErrorCode::NotGradable,
             format!("a {kind} unit takes no submissions; only assignments and quiz code questions"),
         )),
     }
@@ -193,7 +195,7 @@ async fn fetch_unit(state: &EdgeState, tenant: &str, unit: &str) -> Result<Gradi
         tracing::warn!(reason = why, unit, "cannot read a unit to grade");
         Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "control_plane_unavailable",
+            ErrorCode::Unavailable,
             "the unit could not be read from the control plane to grade this; try again",
         )
     };
@@ -225,7 +227,10 @@ async fn fetch_unit(state: &EdgeState, tenant: &str, unit: &str) -> Result<Gradi
             .map_err(|err| unavailable(format!("unit body: {err}")));
     }
     let body: serde_json::Value = answer.json().await.unwrap_or_default();
-    let code = body["error"]["code"].as_str().unwrap_or("error").to_owned();
+    let code = body["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let message = body["error"]["message"]
         .as_str()
         .unwrap_or_default()
@@ -235,7 +240,11 @@ async fn fetch_unit(state: &EdgeState, tenant: &str, unit: &str) -> Result<Gradi
         // the control plane's words are the learner's answer.
         404 | 409 => Err(Refusal::new(
             StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::NOT_FOUND),
-            &code,
+            ErrorCode::from_wire(&code).unwrap_or(if status.as_u16() == 404 {
+                ErrorCode::NotFound
+            } else {
+                ErrorCode::Conflict
+            }),
             message,
         )),
         _ => Err(unavailable(format!("HTTP {status}: {code}: {message}"))),
@@ -296,13 +305,13 @@ pub(crate) async fn submit(
         Err(rejection) => return crate::edge::json_rejection(&rejection),
     };
     if !plausible_id(&unit_id) {
-        return error_response(StatusCode::NOT_FOUND, "not_found", "no such unit");
+        return error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such unit");
     }
     if let Some(question) = &request.question_id {
         if !plausible_id(question) {
             return error_response(
                 StatusCode::BAD_REQUEST,
-                "bad_request",
+                ErrorCode::BadRequest,
                 &format!("question_id must be 1 to {ID_BYTES_MAX} letters, digits, - or _"),
             );
         }

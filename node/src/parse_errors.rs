@@ -13,6 +13,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use control_plane::ErrorCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -67,13 +68,13 @@ fn replacement(head: &[u8]) -> Option<Vec<u8>> {
     let (status, code, message) = if text.starts_with("HTTP/1.1 414 ") {
         (
             "414 URI Too Long",
-            "uri_too_long",
+            ErrorCode::UriTooLong,
             "the request target is longer than this server takes (64 KiB)",
         )
     } else if text.starts_with("HTTP/1.1 431 ") {
         (
             "431 Request Header Fields Too Large",
-            "headers_too_large",
+            ErrorCode::HeadersTooLarge,
             "the request's headers are larger than this server takes",
         )
     } else {
@@ -85,7 +86,8 @@ fn replacement(head: &[u8]) -> Option<Vec<u8>> {
     {
         return None;
     }
-    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
+    let body =
+        serde_json::json!({"error": {"code": code.as_str(), "message": message}}).to_string();
     Some(
         format!(
             "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\

@@ -19,6 +19,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use control_plane::ErrorCode;
+
 use crate::config::HttpConfig;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
@@ -158,7 +160,7 @@ async fn metrics(State(basics): State<Basics>) -> Response {
             tracing::error!(error = %err, "cannot render metrics");
             error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
+                ErrorCode::Internal,
                 "cannot render metrics",
             )
         }
@@ -180,7 +182,7 @@ async fn measure_and_limit(State(limits): State<Limits>, request: Request, next:
             .inc();
         let response = error_response(
             StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
+            ErrorCode::Overloaded,
             &format!(
                 "more than {} requests in flight (http.requests_in_flight_max); retry shortly",
                 limits.in_flight_max
@@ -235,24 +237,25 @@ async fn json_errors(response: Response) -> Response {
         return response;
     }
     let (code, message) = match response.status() {
-        StatusCode::NOT_FOUND => ("not_found", "no such route"),
-        StatusCode::METHOD_NOT_ALLOWED => {
-            ("method_not_allowed", "method not allowed on this route")
-        }
+        StatusCode::NOT_FOUND => (ErrorCode::NotFound, "no such route"),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            ErrorCode::MethodNotAllowed,
+            "method not allowed on this route",
+        ),
         StatusCode::REQUEST_TIMEOUT => (
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             "the request took longer than http.request_timeout_ms",
         ),
         StatusCode::PAYLOAD_TOO_LARGE => (
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             "the request body is larger than http.request_body_bytes_max",
         ),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => (
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "send the body as application/json",
         ),
         StatusCode::UNPROCESSABLE_ENTITY => (
-            "bad_request",
+            ErrorCode::BadRequest,
             "the request body does not match the expected shape",
         ),
         _ => return response,
@@ -260,11 +263,13 @@ async fn json_errors(response: Response) -> Response {
     error_response(response.status(), code, message)
 }
 
-/// A JSON error body `{"error": {"code", "message"}}`.
-pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+/// A JSON error body `{"error": {"code", "message"}}`, the code one of the
+/// closed set every process answers with (listed in the control plane's
+/// OpenAPI document).
+pub fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Response {
     (
         status,
-        Json(json!({"error": {"code": code, "message": message}})),
+        Json(json!({"error": {"code": code.as_str(), "message": message}})),
     )
         .into_response()
 }

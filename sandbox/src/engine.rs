@@ -56,7 +56,8 @@ impl SandboxError {
 }
 
 /// The rule a refused request broke: a closed set, so callers map each to
-/// a stable error code without reading the message.
+/// their stable error code (`unknown_language`, `bad_file_name`,
+/// `bad_request` on edges) without reading the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// The language is unknown, or not installed (or pooled) on this node.
@@ -67,17 +68,6 @@ pub enum Refusal {
     /// too many bytes, limits, tolerances, no files, a bad sandbox
     /// setting).
     BadRequest,
-}
-
-impl Refusal {
-    /// The stable error code for HTTP answers and live frames.
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::UnknownLanguage => "unknown_language",
-            Self::BadFileName => "bad_file_name",
-            Self::BadRequest => "bad_request",
-        }
-    }
 }
 
 /// A handle on the local Docker engine.

@@ -304,5 +304,12 @@ async fn error_answers_use_codes_the_document_lists() {
         .expect("codes");
     assert!(codes.contains(code), "{code} not in {codes:?}");
     assert!(answer.body["error"]["message"].is_string());
+    // The document lists exactly the codes any process can answer: the
+    // one ErrorCode enum every route (control plane and edges) answers with.
+    let every: Vec<Value> = control_plane::error::ErrorCode::ALL
+        .iter()
+        .map(|c| serde_json::json!(c.as_str()))
+        .collect();
+    assert_eq!(codes, &every);
     db.cleanup(vec![cp]).await;
 }

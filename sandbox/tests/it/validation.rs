@@ -7,7 +7,7 @@ use crate::support::{request, sandbox};
 
 fn bad_name(name: &str) -> String {
     format!(
-        "bad_file_name: bad file name {name:?}: a file name is 1 to 255 bytes, \
+        "BadFileName: bad file name {name:?}: a file name is 1 to 255 bytes, \
          with no '/', '\\' or NUL, and does not start with '.'"
     )
 }
@@ -22,14 +22,14 @@ async fn bad_requests_are_rejected_with_a_reason() {
     .await;
     let check = |req: sandbox::RunRequest, expected: &str| {
         let got = sb.validate(&req).map(|_| ()).map_err(|err| match err {
-            SandboxError::Rejected { refusal, message } => format!("{}: {message}", refusal.code()),
+            SandboxError::Rejected { refusal, message } => format!("{refusal:?}: {message}"),
             other => format!("not a rejection: {other}"),
         });
         assert_eq!(got, Err(expected.to_owned()));
     };
     check(
         request("cobol", "x"),
-        "unknown_language: unknown language \"cobol\"",
+        "UnknownLanguage: unknown language \"cobol\"",
     );
     let mut two = request("python", "x");
     two.files.push(SourceFile {
@@ -69,35 +69,35 @@ async fn bad_requests_are_rejected_with_a_reason() {
     });
     check(
         twice,
-        "bad_file_name: file name \"main.py\" is used twice (the entry file is \"main.py\")",
+        "BadFileName: file name \"main.py\" is used twice (the entry file is \"main.py\")",
     );
     let mut none = request("python", "x");
     none.files.clear();
-    check(none, "bad_request: files must hold at least the entry file");
+    check(none, "BadRequest: files must hold at least the entry file");
     // At the byte limit it passes, one over it does not.
     let at_limit = request("python", &"#".repeat(1_000));
     assert!(sb.validate(&at_limit).is_ok());
     check(
         request("python", &"#".repeat(1_001)),
-        "bad_request: files and inputs are limited to 1000 bytes (sandbox.source_bytes_max)",
+        "BadRequest: files and inputs are limited to 1000 bytes (sandbox.source_bytes_max)",
     );
     let mut zero = request("python", "x");
     zero.limits.wall_ms = Some(0);
     check(
         zero,
-        "bad_request: limits.wall_ms must be 1 to 10000 (sandbox.wall_ms_max)",
+        "BadRequest: limits.wall_ms must be 1 to 10000 (sandbox.wall_ms_max)",
     );
     let mut long = request("python", "x");
     long.limits.wall_ms = Some(10_001);
     check(
         long,
-        "bad_request: limits.wall_ms must be 1 to 10000 (sandbox.wall_ms_max)",
+        "BadRequest: limits.wall_ms must be 1 to 10000 (sandbox.wall_ms_max)",
     );
     let mut big = request("python", "x");
     big.limits.memory_mb = Some(100_000);
     check(
         big,
-        "bad_request: limits.memory_mb must be 16 to 256 (sandbox.memory_mb)",
+        "BadRequest: limits.memory_mb must be 16 to 256 (sandbox.memory_mb)",
     );
     let mut nan = request("python", "x");
     nan.tests.push(TestCase {
@@ -109,7 +109,7 @@ async fn bad_requests_are_rejected_with_a_reason() {
     });
     check(
         nan,
-        "bad_request: test \"t\": tolerance must be a finite number >= 0",
+        "BadRequest: test \"t\": tolerance must be a finite number >= 0",
     );
     sb.shutdown().await;
 }
