@@ -29,7 +29,7 @@ use actors::live::{
     class::Participant,
     classroom::Input,
     hub::{AttendanceReport, LiveNode, Outbound, SessionHandle},
-    protocol::{self, close, ClassRole, ClientBody, ClientFrame, Reply},
+    protocol::{self, close, ClassRole, ClientBody, ClientFrame, LiveErrorCode, Reply},
 };
 use axum::{
     extract::{
@@ -522,8 +522,12 @@ impl Writer {
 
     /// The close owed after a failed write.
     fn failed(&self) -> Option<(u16, String)> {
-        self.kicked
-            .then(|| (close::SLOW_CONSUMER, "slow_consumer".to_owned()))
+        self.kicked.then(|| {
+            (
+                close::SLOW_CONSUMER,
+                LiveErrorCode::SlowConsumer.as_str().to_owned(),
+            )
+        })
     }
 }
 
@@ -608,7 +612,7 @@ impl Session {
                 writer,
                 &gateway,
                 close::TOO_MANY_SESSIONS,
-                "too_many_sessions",
+                LiveErrorCode::TooManySessions,
                 "this node holds as many live sessions as it may; connect to another edge",
             )
             .await;
@@ -623,7 +627,7 @@ impl Session {
                     writer,
                     &gateway,
                     close::JOIN_TIMEOUT,
-                    "join_timeout",
+                    LiveErrorCode::JoinTimeout,
                     "no join arrived in time",
                 )
                 .await;
@@ -643,7 +647,7 @@ impl Session {
                         writer,
                         &gateway,
                         close::JOIN_REQUIRED,
-                        "join_required",
+                        LiveErrorCode::JoinRequired,
                         "the first frame must be a join",
                     )
                     .await;
@@ -670,7 +674,11 @@ impl Session {
                     .with_label_values(&["unauthenticated"])
                     .inc();
                 let _sent = writer
-                    .reply(&Reply::error("unauthenticated", message, request_id))
+                    .reply(&Reply::error(
+                        LiveErrorCode::Unauthenticated,
+                        message,
+                        request_id,
+                    ))
                     .await;
                 writer
                     .close(close::UNAUTHENTICATED, "unauthenticated")
@@ -688,7 +696,7 @@ impl Session {
                 writer,
                 &gateway,
                 close::TOO_MANY_SESSIONS,
-                "too_many_sessions",
+                LiveErrorCode::TooManySessions,
                 "your organisation holds as many live sessions on this node as it may",
             )
             .await;
@@ -702,8 +710,8 @@ impl Session {
             .await;
         if let Err(err) = placed {
             let code = match err {
-                actors::live::hub::PlaceError::TooManyClasses(_) => "too_many_classes",
-                _ => "class_unavailable",
+                actors::live::hub::PlaceError::TooManyClasses(_) => LiveErrorCode::TooManyClasses,
+                _ => LiveErrorCode::ClassUnavailable,
             };
             refuse(
                 writer,
@@ -792,10 +800,10 @@ impl Session {
             + Duration::from_millis(gateway.config.class_start_timeout_ms);
         loop {
             tokio::select! {
-                () = kick.notified() => return Some((close::SLOW_CONSUMER, "slow_consumer".into())),
+                () = kick.notified() => return Some((close::SLOW_CONSUMER, LiveErrorCode::SlowConsumer.as_str().into())),
                 () = tokio::time::sleep_until(welcome_by), if !writer.welcomed => {
                     let _sent = writer
-                        .reply(&Reply::error("class_unavailable", "the class did not answer; try again", None))
+                        .reply(&Reply::error(LiveErrorCode::ClassUnavailable, "the class did not answer; try again", None))
                         .await;
                     return Some((close::CLASS_UNAVAILABLE, "class_unavailable".into()));
                 }
@@ -806,14 +814,14 @@ impl Session {
                         }
                     }
                     // The hub let go of this session: it fell behind.
-                    None => return Some((close::SLOW_CONSUMER, "slow_consumer".into())),
+                    None => return Some((close::SLOW_CONSUMER, LiveErrorCode::SlowConsumer.as_str().into())),
                 },
                 frame = stream.next() => {
                     let text = match frame {
                         Some(Ok(Message::Text(text))) => text.to_string(),
                         Some(Ok(Message::Binary(_))) => {
                             gateway.metrics.frames_in.inc();
-                            self.refuse_frame(writer, "bad_message", "frames are JSON text", None).await;
+                            self.refuse_frame(writer, LiveErrorCode::BadMessage, "frames are JSON text", None).await;
                             continue;
                         }
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
@@ -827,11 +835,11 @@ impl Session {
                     };
                     gateway.metrics.frames_in.inc();
                     if !bucket.take() {
-                        self.refuse_frame(writer, "rate_limited", "too many messages; slow down", None).await;
+                        self.refuse_frame(writer, LiveErrorCode::RateLimited, "too many messages; slow down", None).await;
                         continue;
                     }
                     if gateway.tenant_rate.check(&self.ticket.tenant_id, Instant::now()).is_err() {
-                        self.refuse_frame(writer, "rate_limited", "your organisation is sending too many messages on this node; slow down", None).await;
+                        self.refuse_frame(writer, LiveErrorCode::RateLimited, "your organisation is sending too many messages on this node; slow down", None).await;
                         continue;
                     }
                     let frame = match protocol::parse_client_frame(&text, gateway.config.frame_bytes_max) {
@@ -856,7 +864,7 @@ impl Session {
     async fn refuse_frame(
         &self,
         writer: &mut Writer,
-        code: &str,
+        code: LiveErrorCode,
         message: &str,
         re: Option<String>,
     ) {
@@ -864,7 +872,7 @@ impl Session {
             .live
             .metrics
             .refused
-            .with_label_values(&[code])
+            .with_label_values(&[code.as_str()])
             .inc();
         let _sent = writer.reply(&Reply::error(code, message, re)).await;
     }
@@ -877,7 +885,7 @@ impl Session {
         {
             self.refuse_frame(
                 writer,
-                "not_enrolled",
+                LiveErrorCode::NotEnrolled,
                 "this connection is joined to another class; a class needs its own ticket",
                 id,
             )
@@ -889,8 +897,13 @@ impl Session {
                 let _sent = writer.reply(&Reply::Pong { re: id }).await;
             }
             ClientBody::Join { .. } => {
-                self.refuse_frame(writer, "already_joined", "this connection has joined", id)
-                    .await;
+                self.refuse_frame(
+                    writer,
+                    LiveErrorCode::AlreadyJoined,
+                    "this connection has joined",
+                    id,
+                )
+                .await;
             }
             ClientBody::Submit {
                 assignment_id,
@@ -909,7 +922,7 @@ impl Session {
                     "{:?} is not a sandbox language (see GET /api/v1/languages)",
                     assignment.language
                 );
-                self.refuse_frame(writer, "unknown_language", &message, id)
+                self.refuse_frame(writer, LiveErrorCode::UnknownLanguage, &message, id)
                     .await;
             }
             body => {
@@ -923,22 +936,27 @@ impl Session {
                     },
                 );
                 if let Err(err) = sent {
-                    self.refuse_frame(writer, "class_unavailable", &err.to_string(), id)
-                        .await;
+                    self.refuse_frame(
+                        writer,
+                        LiveErrorCode::ClassUnavailable,
+                        &err.to_string(),
+                        id,
+                    )
+                    .await;
                 }
             }
         }
     }
 
     /// Starts a learner's submission on this node's sandbox.
-    fn submit(&self, assignment_id: &str, source: String) -> Result<(), (&'static str, String)> {
+    fn submit(&self, assignment_id: &str, source: String) -> Result<(), (LiveErrorCode, String)> {
         let who = &self.ticket.who;
         if who.role != ClassRole::Learner {
-            return Err(("forbidden", "only learners submit".into()));
+            return Err((LiveErrorCode::Forbidden, "only learners submit".into()));
         }
         if source.len() > protocol::SOURCE_BYTES_MAX {
             return Err((
-                "message_too_large",
+                LiveErrorCode::MessageTooLarge,
                 format!(
                     "a submission has at most {} bytes",
                     protocol::SOURCE_BYTES_MAX
@@ -952,39 +970,42 @@ impl Session {
             .registry()
             .assignment(&self.ticket.class_id, assignment_id);
         if ended {
-            return Err(("class_ended", "the class has ended".into()));
+            return Err((LiveErrorCode::ClassEnded, "the class has ended".into()));
         }
         let assignment = assignment.ok_or_else(|| {
             (
-                "unknown_assignment",
+                LiveErrorCode::UnknownAssignment,
                 format!("no assignment {assignment_id:?} in this class"),
             )
         })?;
         let Some(language) = sandbox::languages::find(&assignment.spec.language) else {
             return Err((
-                "unknown_language",
+                LiveErrorCode::UnknownLanguage,
                 format!("{:?} is not a sandbox language", assignment.spec.language),
             ));
         };
         let Some(sandbox) = self.state.sandbox.get().cloned() else {
             return Err((
-                "sandbox_unavailable",
+                LiveErrorCode::SandboxUnavailable,
                 "the sandbox is still starting".into(),
             ));
         };
         let claims = self.claims();
         if self.state.runs.outbox_full() {
             return Err((
-                "outbox_full",
+                LiveErrorCode::OutboxFull,
                 "this edge cannot report more submissions until the control plane takes its backlog; try again shortly".into(),
             ));
         }
         if crate::edge::spent_run_budget(&self.state, &claims).is_some() {
-            return Err(("rate_limited", "too many runs; wait a moment".into()));
+            return Err((
+                LiveErrorCode::RateLimited,
+                "too many runs; wait a moment".into(),
+            ));
         }
         if self.running.swap(true, Ordering::AcqRel) {
             return Err((
-                "submission_in_progress",
+                LiveErrorCode::SubmissionInProgress,
                 "your previous submission is still running".into(),
             ));
         }
@@ -1087,11 +1108,25 @@ impl Session {
 }
 
 /// Sends an error frame and closes.
-async fn refuse(writer: &mut Writer, gateway: &Gateway, code: u16, error: &str, message: &str) {
-    gateway.metrics.refused.with_label_values(&[error]).inc();
-    gateway.metrics.closed.with_label_values(&[error]).inc();
+async fn refuse(
+    writer: &mut Writer,
+    gateway: &Gateway,
+    code: u16,
+    error: LiveErrorCode,
+    message: &str,
+) {
+    gateway
+        .metrics
+        .refused
+        .with_label_values(&[error.as_str()])
+        .inc();
+    gateway
+        .metrics
+        .closed
+        .with_label_values(&[error.as_str()])
+        .inc();
     let _sent = writer.reply(&Reply::error(error, message, None)).await;
-    writer.close(code, error).await;
+    writer.close(code, error.as_str()).await;
 }
 
 /// The next text frame (skipping pings), or `None` when the socket ends.

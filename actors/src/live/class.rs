@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use super::protocol::{
-    AssignmentSpec, Audience, ClassRole, ClientBody, Event, EventKind, Group, Presence, GROUPS_MAX,
-    NAME_CHARS_MAX, SOURCE_BYTES_MAX, TESTS_MAX, TEXT_CHARS_MAX,
+    AssignmentSpec, Audience, ClassRole, ClientBody, Event, EventKind, Group, LiveErrorCode,
+    Presence, GROUPS_MAX, NAME_CHARS_MAX, SOURCE_BYTES_MAX, TESTS_MAX, TEXT_CHARS_MAX,
 };
 
 /// Most assignments one class may hold.
@@ -31,13 +31,13 @@ pub const RECENT_MAX: usize = 100;
 #[error("{code}: {message}")]
 pub struct CommandError {
     /// Stable code for the error frame.
-    pub code: &'static str,
+    pub code: LiveErrorCode,
     /// For people.
     pub message: String,
 }
 
 impl CommandError {
-    fn new(code: &'static str, message: impl Into<String>) -> Self {
+    fn new(code: LiveErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -218,14 +218,14 @@ pub struct Attendee {
 fn check_text(field: &str, text: &str, empty_ok: bool) -> Result<(), CommandError> {
     if !empty_ok && text.trim().is_empty() {
         return Err(CommandError::new(
-            "bad_message",
+            LiveErrorCode::BadMessage,
             format!("`{field}` is empty"),
         ));
     }
     let chars = text.chars().count();
     if chars > TEXT_CHARS_MAX {
         return Err(CommandError::new(
-            "message_too_large",
+            LiveErrorCode::MessageTooLarge,
             format!("`{field}` has {chars} characters; the limit is {TEXT_CHARS_MAX}"),
         ));
     }
@@ -236,7 +236,7 @@ fn check_name(field: &str, text: &str) -> Result<(), CommandError> {
     let chars = text.chars().count();
     if text.trim().is_empty() || chars > NAME_CHARS_MAX {
         return Err(CommandError::new(
-            "bad_message",
+            LiveErrorCode::BadMessage,
             format!("`{field}` must have 1 to {NAME_CHARS_MAX} characters"),
         ));
     }
@@ -246,7 +246,7 @@ fn check_name(field: &str, text: &str) -> Result<(), CommandError> {
 fn check_source(field: &str, text: &str) -> Result<(), CommandError> {
     if text.len() > SOURCE_BYTES_MAX {
         return Err(CommandError::new(
-            "message_too_large",
+            LiveErrorCode::MessageTooLarge,
             format!(
                 "`{field}` has {} bytes; the limit is {SOURCE_BYTES_MAX}",
                 text.len()
@@ -352,14 +352,17 @@ impl ClassState {
         body: &ClientBody,
     ) -> Result<Vec<(Audience, EventKind)>, CommandError> {
         if self.ended() {
-            return Err(CommandError::new("class_ended", "the class has ended"));
+            return Err(CommandError::new(
+                LiveErrorCode::ClassEnded,
+                "the class has ended",
+            ));
         }
         let instructor_only = |what: &str| -> Result<(), CommandError> {
             if who.role == ClassRole::Instructor {
                 Ok(())
             } else {
                 Err(CommandError::new(
-                    "forbidden",
+                    LiveErrorCode::Forbidden,
                     format!("only an instructor may {what}"),
                 ))
             }
@@ -401,7 +404,7 @@ impl ClassState {
             ClientBody::Presence { status } => {
                 if !matches!(status, Presence::Active | Presence::Idle) {
                     return Err(CommandError::new(
-                        "bad_message",
+                        LiveErrorCode::BadMessage,
                         "`status` is `active` or `idle`",
                     ));
                 }
@@ -445,7 +448,7 @@ impl ClassState {
                 check_source("assignment.starter", &assignment.starter)?;
                 if assignment.tests.len() > TESTS_MAX {
                     return Err(CommandError::new(
-                        "bad_message",
+                        LiveErrorCode::BadMessage,
                         format!("an assignment has at most {TESTS_MAX} tests"),
                     ));
                 }
@@ -456,7 +459,7 @@ impl ClassState {
                 }
                 if self.assignments.len() >= ASSIGNMENTS_MAX {
                     return Err(CommandError::new(
-                        "too_many_assignments",
+                        LiveErrorCode::TooManyAssignments,
                         format!("a class holds at most {ASSIGNMENTS_MAX} assignments"),
                     ));
                 }
@@ -477,7 +480,7 @@ impl ClassState {
                 instructor_only("start breakout rooms")?;
                 if groups.is_empty() || groups.len() > GROUPS_MAX {
                     return Err(CommandError::new(
-                        "bad_group",
+                        LiveErrorCode::BadGroup,
                         format!("give 1 to {GROUPS_MAX} groups"),
                     ));
                 }
@@ -487,7 +490,7 @@ impl ClassState {
                     check_name("groups[].name", &group.name)?;
                     if !names.insert(group.name.as_str()) {
                         return Err(CommandError::new(
-                            "bad_group",
+                            LiveErrorCode::BadGroup,
                             format!("group {:?} is named twice", group.name),
                         ));
                     }
@@ -496,14 +499,14 @@ impl ClassState {
                             Some(m) if m.role == ClassRole::Learner => {}
                             _ => {
                                 return Err(CommandError::new(
-                                    "bad_group",
+                                    LiveErrorCode::BadGroup,
                                     format!("{member:?} is not a learner of this class"),
                                 ))
                             }
                         }
                         if !seen.insert(member.as_str()) {
                             return Err(CommandError::new(
-                                "bad_group",
+                                LiveErrorCode::BadGroup,
                                 format!("{member:?} is in two groups"),
                             ));
                         }
@@ -530,7 +533,10 @@ impl ClassState {
                     .as_ref()
                     .and_then(|groups| groups.iter().find(|g| &g.name == group))
                     .ok_or_else(|| {
-                        CommandError::new("bad_group", format!("no breakout group {group:?}"))
+                        CommandError::new(
+                            LiveErrorCode::BadGroup,
+                            format!("no breakout group {group:?}"),
+                        )
                     })?;
                 (
                     Audience::instructors_and(target.members.clone()),
@@ -543,7 +549,10 @@ impl ClassState {
             ClientBody::BreakoutEnd {} => {
                 instructor_only("end breakout rooms")?;
                 if self.breakout.is_none() {
-                    return Err(CommandError::new("bad_group", "no breakout rooms are open"));
+                    return Err(CommandError::new(
+                        LiveErrorCode::BadGroup,
+                        "no breakout rooms are open",
+                    ));
                 }
                 (Audience::all(), EventKind::BreakoutEnded {})
             }
@@ -553,7 +562,7 @@ impl ClassState {
             }
             ClientBody::Join { .. } | ClientBody::Submit { .. } | ClientBody::Ping {} => {
                 return Err(CommandError::new(
-                    "bad_message",
+                    LiveErrorCode::BadMessage,
                     format!("{} is not a class command", body.kind()),
                 ))
             }
@@ -573,14 +582,20 @@ impl ClassState {
         assignment_id: &str,
     ) -> Result<&Assignment, CommandError> {
         if self.ended() {
-            return Err(CommandError::new("class_ended", "the class has ended"));
+            return Err(CommandError::new(
+                LiveErrorCode::ClassEnded,
+                "the class has ended",
+            ));
         }
         if who.role != ClassRole::Learner {
-            return Err(CommandError::new("forbidden", "only learners submit"));
+            return Err(CommandError::new(
+                LiveErrorCode::Forbidden,
+                "only learners submit",
+            ));
         }
         self.assignment(assignment_id).ok_or_else(|| {
             CommandError::new(
-                "unknown_assignment",
+                LiveErrorCode::UnknownAssignment,
                 format!("no assignment {assignment_id:?} in this class"),
             )
         })
@@ -898,7 +913,7 @@ mod tests {
         ] {
             assert_eq!(
                 class.say(&learner, body).map_err(|e| e.code),
-                Err("forbidden")
+                Err(LiveErrorCode::Forbidden)
             );
         }
     }
@@ -933,7 +948,7 @@ mod tests {
                     },
                 )
                 .map_err(|e| e.code),
-            Err("bad_group")
+            Err(LiveErrorCode::BadGroup)
         );
         class
             .say(
@@ -1028,7 +1043,7 @@ mod tests {
                 .check_submission(&learner, "nope")
                 .map(|_| ())
                 .map_err(|e| e.code),
-            Err("unknown_assignment")
+            Err(LiveErrorCode::UnknownAssignment)
         );
         class.emit(vec![(
             Audience::instructors_and(vec!["l".into()]),
@@ -1088,7 +1103,7 @@ mod tests {
             class
                 .say(&teacher, ClientBody::Chat { text: "x".into() })
                 .map_err(|e| e.code),
-            Err("class_ended")
+            Err(LiveErrorCode::ClassEnded)
         );
     }
 

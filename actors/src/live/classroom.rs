@@ -15,6 +15,7 @@
 //! [`super::replication`]); a refusal from the replica means a newer home
 //! exists, and this one steps down.
 
+use crate::live::protocol::LiveErrorCode;
 use std::{
     collections::{HashMap, VecDeque},
     sync::Weak,
@@ -421,7 +422,7 @@ impl ClassroomState {
                     self.reply(
                         &node_id,
                         session_id,
-                        Reply::error("join_required", "join the class first", id),
+                        Reply::error(LiveErrorCode::JoinRequired, "join the class first", id),
                     );
                     return;
                 }
@@ -430,7 +431,7 @@ impl ClassroomState {
                         &node_id,
                         session_id,
                         Reply::error(
-                            "rate_limited",
+                            LiveErrorCode::RateLimited,
                             "this class is receiving too many messages; slow down",
                             id,
                         ),
@@ -528,7 +529,7 @@ impl ClassroomState {
                     class_id: self.class.class_id.clone(),
                     session_id,
                     reply: Some(Reply::error(
-                        "class_full",
+                        LiveErrorCode::ClassFull,
                         format!("the class holds at most {} people", self.members_max),
                         None,
                     )),
@@ -584,7 +585,12 @@ impl ClassroomState {
                 snapshot,
                 events,
                 reply: None,
-                close: ended.then(|| (super::protocol::close::CLASS_ENDED, "class_ended".into())),
+                close: ended.then(|| {
+                    (
+                        super::protocol::close::CLASS_ENDED,
+                        LiveErrorCode::ClassEnded.as_str().into(),
+                    )
+                }),
                 assignments: self.class.assignments.clone(),
                 ended,
             },
@@ -834,7 +840,10 @@ impl ClassroomState {
             let direct = Direct {
                 class_id: self.class.class_id.clone(),
                 session_id: *session_id,
-                close: Some((close::CLASS_MOVED, "class_moved".into())),
+                close: Some((
+                    close::CLASS_MOVED,
+                    LiveErrorCode::ClassMoved.as_str().into(),
+                )),
                 ..Direct::default()
             };
             let _sent = to_hub_text(

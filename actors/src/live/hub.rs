@@ -5,6 +5,7 @@
 //! touches the disk: votes and class copies go to the node's storage worker
 //! (see `storage`), so a slow fsync holds up no delivery.
 
+use super::protocol::LiveErrorCode;
 use std::{
     collections::{HashMap, HashSet},
     sync::{
@@ -187,7 +188,7 @@ impl Registry {
                     .tx
                     .try_send(Outbound::Close(
                         super::protocol::close::CLASS_MOVED,
-                        "class_moved".into(),
+                        LiveErrorCode::ClassMoved.as_str().into(),
                     ))
                     .is_err()
                 {
@@ -242,7 +243,7 @@ impl Registry {
                     if ends {
                         let _full = session.tx.try_send(Outbound::Close(
                             super::protocol::close::CLASS_ENDED,
-                            "class_ended".into(),
+                            LiveErrorCode::ClassEnded.as_str().into(),
                         ));
                     }
                 }

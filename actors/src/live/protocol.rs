@@ -65,6 +65,129 @@ pub const REQUEST_ID_CHARS_MAX: usize = 64;
 /// Longest name (group, assignment title, language id).
 pub const NAME_CHARS_MAX: usize = 200;
 
+/// Every code a live `error` frame or close reason may carry: a closed set,
+/// listed in `docs/live-protocol.md` (a test holds the two in step).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LiveErrorCode {
+    /// Not JSON, missing or wrong fields, unknown fields, an empty text.
+    BadMessage,
+    /// A `type` the protocol does not have.
+    UnknownType,
+    /// A frame over the frame limit, or a field over its limit.
+    MessageTooLarge,
+    /// A session, tenant or class over its message rate, or a run budget
+    /// spent.
+    RateLimited,
+    /// The frame names a class this connection has not joined.
+    NotEnrolled,
+    /// A learner doing an instructor's thing (or an instructor submitting).
+    Forbidden,
+    /// The submission names no assignment of the class.
+    UnknownAssignment,
+    /// A language no sandbox has.
+    UnknownLanguage,
+    /// The learner's previous submission is still running.
+    SubmissionInProgress,
+    /// This node's sandbox is still starting.
+    SandboxUnavailable,
+    /// The node's outbox is full: no submission may run until the control
+    /// plane takes its backlog.
+    OutboxFull,
+    /// A breakout split or message that does not fit the class.
+    BadGroup,
+    /// A class holds as many assignments as it may.
+    TooManyAssignments,
+    /// The class is over.
+    ClassEnded,
+    /// A second `join`.
+    AlreadyJoined,
+    /// A command before joining, or a first frame that is no `join`.
+    JoinRequired,
+    /// The ticket was missing, forged, expired or for another audience.
+    Unauthenticated,
+    /// No `join` arrived in time.
+    JoinTimeout,
+    /// The session fell too far behind.
+    SlowConsumer,
+    /// The class's home died or gave the class up.
+    ClassMoved,
+    /// The node or the tenant holds as many sessions as it may.
+    TooManySessions,
+    /// The class could not be reached or started here.
+    ClassUnavailable,
+    /// The tenant has as many classes on this node as it may.
+    TooManyClasses,
+    /// The class holds as many people as it may.
+    ClassFull,
+}
+
+impl std::fmt::Display for LiveErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl LiveErrorCode {
+    /// Every code, in declaration order.
+    pub const ALL: &'static [LiveErrorCode] = &[
+        Self::BadMessage,
+        Self::UnknownType,
+        Self::MessageTooLarge,
+        Self::RateLimited,
+        Self::NotEnrolled,
+        Self::Forbidden,
+        Self::UnknownAssignment,
+        Self::UnknownLanguage,
+        Self::SubmissionInProgress,
+        Self::SandboxUnavailable,
+        Self::OutboxFull,
+        Self::BadGroup,
+        Self::TooManyAssignments,
+        Self::ClassEnded,
+        Self::AlreadyJoined,
+        Self::JoinRequired,
+        Self::Unauthenticated,
+        Self::JoinTimeout,
+        Self::SlowConsumer,
+        Self::ClassMoved,
+        Self::TooManySessions,
+        Self::ClassUnavailable,
+        Self::TooManyClasses,
+        Self::ClassFull,
+    ];
+
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadMessage => "bad_message",
+            Self::UnknownType => "unknown_type",
+            Self::MessageTooLarge => "message_too_large",
+            Self::RateLimited => "rate_limited",
+            Self::NotEnrolled => "not_enrolled",
+            Self::Forbidden => "forbidden",
+            Self::UnknownAssignment => "unknown_assignment",
+            Self::UnknownLanguage => "unknown_language",
+            Self::SubmissionInProgress => "submission_in_progress",
+            Self::SandboxUnavailable => "sandbox_unavailable",
+            Self::OutboxFull => "outbox_full",
+            Self::BadGroup => "bad_group",
+            Self::TooManyAssignments => "too_many_assignments",
+            Self::ClassEnded => "class_ended",
+            Self::AlreadyJoined => "already_joined",
+            Self::JoinRequired => "join_required",
+            Self::Unauthenticated => "unauthenticated",
+            Self::JoinTimeout => "join_timeout",
+            Self::SlowConsumer => "slow_consumer",
+            Self::ClassMoved => "class_moved",
+            Self::TooManySessions => "too_many_sessions",
+            Self::ClassUnavailable => "class_unavailable",
+            Self::TooManyClasses => "too_many_classes",
+            Self::ClassFull => "class_full",
+        }
+    }
+}
+
 /// WebSocket close codes the gateway uses (4000-4999 is the application
 /// range); each has a stable reason text equal to its error code.
 pub mod close {
@@ -289,11 +412,11 @@ pub enum FrameError {
 
 impl FrameError {
     /// The stable code sent in the error frame.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> LiveErrorCode {
         match self {
-            Self::BadMessage(_) => "bad_message",
-            Self::UnknownType(_) => "unknown_type",
-            Self::TooLarge { .. } => "message_too_large",
+            Self::BadMessage(_) => LiveErrorCode::BadMessage,
+            Self::UnknownType(_) => LiveErrorCode::UnknownType,
+            Self::TooLarge { .. } => LiveErrorCode::MessageTooLarge,
         }
     }
 }
@@ -615,9 +738,9 @@ pub enum Reply {
 
 impl Reply {
     /// An error reply.
-    pub fn error(code: &str, message: impl Into<String>, re: Option<String>) -> Self {
+    pub fn error(code: LiveErrorCode, message: impl Into<String>, re: Option<String>) -> Self {
         Self::Error {
-            code: code.to_owned(),
+            code: code.as_str().to_owned(),
             message: message.into(),
             re,
         }
@@ -649,20 +772,20 @@ mod tests {
     fn unknown_types_are_told_from_malformed_frames() {
         assert_eq!(
             parse_client_frame(r#"{"type":"dance"}"#, 1024).map_err(|e| e.code()),
-            Err("unknown_type")
+            Err(LiveErrorCode::UnknownType)
         );
         assert_eq!(
             parse_client_frame(r#"{"type":"chat"}"#, 1024).map_err(|e| e.code()),
-            Err("bad_message")
+            Err(LiveErrorCode::BadMessage)
         );
         assert_eq!(
             parse_client_frame("not json", 1024).map_err(|e| e.code()),
-            Err("bad_message")
+            Err(LiveErrorCode::BadMessage)
         );
         assert_eq!(
             parse_client_frame(r#"{"type":"chat","text":"hi","extra":1}"#, 1024)
                 .map_err(|e| e.code()),
-            Err("bad_message")
+            Err(LiveErrorCode::BadMessage)
         );
         assert_eq!(
             parse_client_frame(
@@ -670,7 +793,7 @@ mod tests {
                 64
             )
             .map_err(|e| e.code()),
-            Err("message_too_large")
+            Err(LiveErrorCode::MessageTooLarge)
         );
         let frame = parse_client_frame(
             r#"{"type":"chat","text":"hi","id":"7","class_id":"c"}"#,
@@ -886,7 +1009,7 @@ mod tests {
                 resumed: false,
                 replayed: 0,
             },
-            Reply::error("bad_message", "m", Some("1".into())),
+            Reply::error(LiveErrorCode::BadMessage, "m", Some("1".into())),
             Reply::Pong { re: None },
         ] {
             check(&reply_frame(&reply, 5));

@@ -11,3 +11,4 @@ mod cluster;
 mod garbage;
 mod harness;
 mod live_local;
+mod protocol_doc;
