@@ -394,9 +394,17 @@ pub struct PasswordChange {
 
 async fn change_password(
     State(cp): State<ControlPlane>,
-    caller: Caller,
+    headers: HeaderMap,
     body: Result<Json<PasswordChange>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
+    // The caller, and the session their token was issued in: it goes on.
+    let token = tokens::bearer(
+        headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    )?;
+    let (claims, session) = cp.keys().snapshot().verifier().verify_with_session(token)?;
+    let caller = Caller(claims);
     let Json(request) = body?;
     check_lengths(&cp, &[&request.current_password, &request.new_password])?;
     identity::check_new_password(&request.new_password, cp.config())?;
@@ -407,8 +415,9 @@ async fn change_password(
         &request.new_password,
     )
     .await?;
-    // Every other session of this user ends; access tokens run out on their own.
-    sessions::revoke_user(&cp, &caller.0.sub).await?;
+    // Every other session of this user ends; access tokens run out on
+    // their own. A token that names no session keeps none.
+    sessions::end_other_sessions(&cp, &caller.0.sub, session.as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
