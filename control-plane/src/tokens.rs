@@ -130,7 +130,9 @@ pub struct LiveTicketClaims {
     pub cls: String,
     /// The holder's part in the class.
     pub crole: ClassRole,
-    /// The holder's name as others see it (their email).
+    /// The holder's name as the rest of the class sees it: their display
+    /// name, never their email address (classmates see it in the roster,
+    /// presence and chat).
     pub name: String,
     /// The region whose edge should host the class (the unit's), if any.
     pub reg: Option<String>,
@@ -247,7 +249,7 @@ pub struct TicketFor<'a> {
     pub class_id: &'a str,
     /// Part in the class.
     pub class_role: ClassRole,
-    /// Name shown to the class.
+    /// Name shown to the class: the display name, never an email.
     pub name: &'a str,
     /// Region of the class, if any.
     pub region: Option<&'a str>,
