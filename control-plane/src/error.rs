@@ -47,6 +47,10 @@ pub enum ErrorCode {
     /// A report was sent again under the same id with another body; the
     /// first one stands (live attendance).
     IdempotencyMismatch,
+    /// A submission report names a user who is not a member of its
+    /// tenant (another tenant's, or no such user): recording it would show
+    /// a stranger's run in the tenant's lists.
+    UnknownMember,
     /// The configuration is invalid.
     InvalidConfig,
     /// The database failed; the request may be retried.
@@ -77,6 +81,7 @@ impl ErrorCode {
             Self::BadSignature => "bad_signature",
             Self::NotEnrolled => "not_enrolled",
             Self::IdempotencyMismatch => "idempotency_mismatch",
+            Self::UnknownMember => "unknown_member",
             Self::InvalidConfig => "invalid_config",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
@@ -126,6 +131,9 @@ pub enum ControlPlaneError {
     /// An id was used before with a different request body.
     #[error("idempotency conflict: {0}")]
     IdempotencyConflict(String),
+    /// A report names a user who is not a member of its tenant.
+    #[error("unknown member: {0}")]
+    UnknownMember(String),
     /// A ledger operation was refused or failed.
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),
@@ -161,6 +169,7 @@ impl ControlPlaneError {
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::Conflict(_) => ErrorCode::Conflict,
             Self::IdempotencyConflict(_) => ErrorCode::IdempotencyConflict,
+            Self::UnknownMember(_) => ErrorCode::UnknownMember,
             Self::Crypto(_) | Self::InjectedFault(_) => ErrorCode::Internal,
             Self::Ledger(err) => err.code(),
             Self::Content(err) => err.code(),

@@ -194,7 +194,9 @@ impl From<ControlPlaneError> for ApiError {
     fn from(err: ControlPlaneError) -> Self {
         let code = err.code();
         let status = match code {
-            ErrorCode::BadRequest | ErrorCode::BadSignature => StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest | ErrorCode::BadSignature | ErrorCode::UnknownMember => {
+                StatusCode::BAD_REQUEST
+            }
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,

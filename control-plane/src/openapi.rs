@@ -692,7 +692,8 @@ pub fn operations() -> Vec<Operation> {
             "/api/v1/submissions",
             "report_submission",
             "submissions",
-            "an edge reports a run, idempotent by its id",
+            "an edge reports a run, idempotent by its id (400 unknown_member for a user \
+             outside the tenant)",
             ServiceKey,
             NONE,
             Some(body::<SubmissionReport>()),

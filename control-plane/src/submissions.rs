@@ -11,9 +11,11 @@
 //!
 //! A report may name the unit (and its published version) the run was made
 //! against, and how many of its tests passed; reports without them stay
-//! valid. A new record writes its `submission_recorded` event and, for a
-//! unit, the learner's progress ([`crate::learning::progress`]: an
-//! accepted assignment is complete) in the same transaction.
+//! valid. Its user must be a member of its tenant (400 `unknown_member`
+//! otherwise): a stranger's run would show in the tenant's lists. A new
+//! record writes its `submission_recorded` event and, for a unit, the
+//! learner's progress ([`crate::learning::progress`]: an accepted
+//! assignment is complete) in the same transaction.
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
@@ -220,8 +222,10 @@ const COLUMNS: &str = "id, tenant_id, user_id, language, status, region, finishe
 ///
 /// # Errors
 /// `BadRequest` for a malformed report, an unknown tenant or a unit (or
-/// version) the tenant does not have, `IdempotencyConflict` when the id
-/// was recorded with other contents. Cancel safety: one transaction.
+/// version) the tenant does not have, `UnknownMember` for a user who is
+/// not a member of the tenant (or does not exist), `IdempotencyConflict`
+/// when the id was recorded with other contents. Cancel safety: one
+/// transaction.
 pub async fn record(db: &Db, report: &SubmissionReport) -> Result<Recorded, ControlPlaneError> {
     report.validate()?;
     let body = report.canonical();
@@ -267,6 +271,21 @@ pub async fn record(db: &Db, report: &SubmissionReport) -> Result<Recorded, Cont
         }
         None => None,
     };
+    if !crate::learning::is_member(&mut *tx, &report.tenant_id, &report.user_id).await? {
+        // A report recorded before its user left the tenant is still the
+        // same report: a retry of it answers what it answered then.
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT body FROM submissions WHERE id = $1")
+                .bind(&report.submission_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if stored.is_none() {
+            return Err(ControlPlaneError::UnknownMember(format!(
+                "user {} is not a member of tenant {}",
+                report.user_id, report.tenant_id
+            )));
+        }
+    }
     let now = now_ms();
     let inserted = sqlx::query(
         "INSERT INTO submissions (id, tenant_id, user_id, language, status, region, \

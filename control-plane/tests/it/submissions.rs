@@ -188,3 +188,93 @@ async fn reports_are_recorded_once_and_read_back_by_their_owner() {
         db.cleanup(vec![cp]).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_naming_someone_outside_the_tenant_are_refused() {
+    for engine in ENGINES {
+        let mut db = TestDb::new(engine).await;
+        db.config.edge_service_key = KEY.to_owned();
+        db.config.analytics_interval_ms = 0;
+        let cp = db.open().await;
+        let api = Api::new(&cp);
+        let tokens = control_plane::seed::seed_dev(&cp).await.expect("seed");
+        let learner = cp
+            .keys()
+            .snapshot()
+            .verifier()
+            .verify(&tokens.learner)
+            .expect("dev token");
+        let tenant = learner.tid.clone();
+        // A real user, but a member of another tenant only.
+        let (status, pair) = api
+            .post(
+                "/api/v1/auth/sign-up",
+                None,
+                json!({"email": "eve@example.test",
+                  "password": "eve's password", "display_name": "Eve",
+                  "organisation": {"slug": "eve-org", "name": "Eve Org"}}),
+            )
+            .await;
+        assert_eq!(status, 201, "{pair}");
+        let (_, eve) = api
+            .call(
+                Method::GET,
+                "/api/v1/me",
+                pair["access_token"].as_str(),
+                None,
+            )
+            .await;
+        let eve_id = eve["user_id"].as_str().expect("user id").to_owned();
+        let path = "/api/v1/submissions";
+        for (id, user, what) in [
+            ("s-nobody", "no-such-user", "a user id that does not exist"),
+            ("s-eve", eve_id.as_str(), "a user of another tenant"),
+        ] {
+            let answer = api
+                .post(path, Some(KEY), report(id, &tenant, user, "accepted"))
+                .await;
+            assert_eq!(
+                code(&answer),
+                (400, "unknown_member".into()),
+                "{engine:?}: {what}: {answer:?}"
+            );
+            // A retry is refused the same way: nothing was stored.
+            let answer = api
+                .post(path, Some(KEY), report(id, &tenant, user, "accepted"))
+                .await;
+            assert_eq!(code(&answer), (400, "unknown_member".into()), "{what}");
+        }
+        // Eve's own tenant takes her report.
+        let answer = api
+            .post(
+                path,
+                Some(KEY),
+                report(
+                    "s-eve-home",
+                    eve["tenant_id"].as_str().expect("tenant"),
+                    &eve_id,
+                    "accepted",
+                ),
+            )
+            .await;
+        assert_eq!(answer.0, 201, "{engine:?}: {answer:?}");
+        // Nothing shows in the tenant's lists, and no event was written.
+        let (status, all) = api
+            .call(Method::GET, path, Some(&tokens.instructor), None)
+            .await;
+        assert_eq!((status, &all["items"]), (200, &json!([])), "{engine:?}");
+        let (_, events) = api
+            .call(Method::GET, "/api/v1/events?limit=1000", Some(KEY), None)
+            .await;
+        let recorded: Vec<&Value> = events["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter(|e| e["kind"] == "submission_recorded")
+            .map(|e| &e["aggregate_id"])
+            .collect();
+        assert_eq!(recorded, vec![&json!("s-eve-home")], "{engine:?}");
+        drop(api);
+        db.cleanup(vec![cp]).await;
+    }
+}
