@@ -2,10 +2,10 @@
 //! token) are kept apart from fatal ones (the database is gone), and each maps
 //! to a stable code that crosses the HTTP boundary unchanged.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Stable, closed set of error codes that clients may match on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The request body or a field in it is malformed.
@@ -51,6 +51,9 @@ pub enum ErrorCode {
     /// tenant (another tenant's, or no such user): recording it would show
     /// a stranger's run in the tenant's lists.
     UnknownMember,
+    /// A batch holds no items or more than its limit (the message names
+    /// the limit and its setting); nothing of it was recorded.
+    BatchSize,
     /// The configuration is invalid.
     InvalidConfig,
     /// The database failed; the request may be retried.
@@ -82,6 +85,7 @@ impl ErrorCode {
             Self::NotEnrolled => "not_enrolled",
             Self::IdempotencyMismatch => "idempotency_mismatch",
             Self::UnknownMember => "unknown_member",
+            Self::BatchSize => "batch_size",
             Self::InvalidConfig => "invalid_config",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
@@ -134,6 +138,9 @@ pub enum ControlPlaneError {
     /// A report names a user who is not a member of its tenant.
     #[error("unknown member: {0}")]
     UnknownMember(String),
+    /// A batch is empty or larger than its limit.
+    #[error("batch size: {0}")]
+    BatchSize(String),
     /// A ledger operation was refused or failed.
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),
@@ -170,6 +177,7 @@ impl ControlPlaneError {
             Self::Conflict(_) => ErrorCode::Conflict,
             Self::IdempotencyConflict(_) => ErrorCode::IdempotencyConflict,
             Self::UnknownMember(_) => ErrorCode::UnknownMember,
+            Self::BatchSize(_) => ErrorCode::BatchSize,
             Self::Crypto(_) | Self::InjectedFault(_) => ErrorCode::Internal,
             Self::Ledger(err) => err.code(),
             Self::Content(err) => err.code(),

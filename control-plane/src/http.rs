@@ -34,7 +34,7 @@ pub fn router(cp: ControlPlane) -> Router {
         .merge(crate::ledger::routes())
         .merge(crate::content::routes())
         .merge(crate::catalogue::routes())
-        .merge(crate::submissions::routes())
+        .merge(crate::submissions::routes(cp.config()))
         .merge(crate::billing::routes())
         .merge(crate::learning::routes())
         .merge(crate::events::routes())
@@ -194,9 +194,10 @@ impl From<ControlPlaneError> for ApiError {
     fn from(err: ControlPlaneError) -> Self {
         let code = err.code();
         let status = match code {
-            ErrorCode::BadRequest | ErrorCode::BadSignature | ErrorCode::UnknownMember => {
-                StatusCode::BAD_REQUEST
-            }
+            ErrorCode::BadRequest
+            | ErrorCode::BadSignature
+            | ErrorCode::UnknownMember
+            | ErrorCode::BatchSize => StatusCode::BAD_REQUEST,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
