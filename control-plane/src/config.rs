@@ -50,6 +50,14 @@ pub const LEDGER_EXPIRY_SWEEP_INTERVAL_MS_DEFAULT: u64 = 1_000;
 /// Default cap on pending transfers expired by one sweep.
 pub const LEDGER_EXPIRY_SWEEP_BATCH_MAX_DEFAULT: u32 = 1_000;
 
+/// Default cap on the reports of one `POST /api/v1/submissions/batch`:
+/// an edge's backlog drains 500 at a time, in one transaction each.
+pub const SUBMISSIONS_BATCH_MAX_DEFAULT: u32 = 500;
+/// Largest `submissions_batch_max` accepted: a batch is one write
+/// transaction (on SQLite it holds the database's one write lock), and its
+/// body limit grows with it (8 KiB a report: 16 MiB at this limit).
+pub const SUBMISSIONS_BATCH_MAX_LIMIT: u32 = 2_000;
+
 /// Default cap on the items of one page of a content list (courses,
 /// modules, units, a learner's frontier).
 pub const CONTENT_PAGE_SIZE_MAX_DEFAULT: u32 = 1_000;
@@ -147,6 +155,10 @@ pub struct ControlPlaneConfig {
     pub edge_service_key: String,
     /// Most submissions on one page of `GET /api/v1/submissions`.
     pub submissions_page_size_max: u32,
+    /// Most reports in one `POST /api/v1/submissions/batch`; the route's
+    /// body limit follows from it
+    /// ([`crate::submissions::batch_body_bytes_max`]).
+    pub submissions_batch_max: u32,
     /// Most items on one page of a content list or frontier.
     pub content_page_size_max: u32,
     /// Most answers the catalogue and course-page cache holds; 0 turns it
@@ -223,6 +235,7 @@ impl Default for ControlPlaneConfig {
             ledger_expiry_sweep_batch_max: LEDGER_EXPIRY_SWEEP_BATCH_MAX_DEFAULT,
             edge_service_key: String::new(),
             submissions_page_size_max: 1_000,
+            submissions_batch_max: SUBMISSIONS_BATCH_MAX_DEFAULT,
             content_page_size_max: CONTENT_PAGE_SIZE_MAX_DEFAULT,
             content_cache_entries_max: CONTENT_CACHE_ENTRIES_MAX_DEFAULT,
             content_cache_fresh_ms: CONTENT_CACHE_FRESH_MS_DEFAULT,
@@ -312,6 +325,11 @@ impl ControlPlaneConfig {
         }
         if self.submissions_page_size_max == 0 {
             return bad("submissions_page_size_max", "must be at least 1");
+        }
+        if self.submissions_batch_max == 0
+            || self.submissions_batch_max > SUBMISSIONS_BATCH_MAX_LIMIT
+        {
+            return bad("submissions_batch_max", "must be 1 to 2000");
         }
         if !self.edge_service_key.is_empty() && self.edge_service_key.len() < 16 {
             return bad(

@@ -2,10 +2,10 @@
 //! token) are kept apart from fatal ones (the database is gone), and each maps
 //! to a stable code that crosses the HTTP boundary unchanged.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Stable, closed set of error codes that clients may match on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The request body or a field in it is malformed.
@@ -47,6 +47,13 @@ pub enum ErrorCode {
     /// A report was sent again under the same id with another body; the
     /// first one stands (live attendance).
     IdempotencyMismatch,
+    /// A submission report names a user who is not a member of its
+    /// tenant (another tenant's, or no such user): recording it would show
+    /// a stranger's run in the tenant's lists.
+    UnknownMember,
+    /// A batch holds no items or more than its limit (the message names
+    /// the limit and its setting); nothing of it was recorded.
+    BatchSize,
     /// The configuration is invalid.
     InvalidConfig,
     /// The database failed, or a process a route needs (the sandbox, the
@@ -110,6 +117,8 @@ impl ErrorCode {
         Self::BadSignature,
         Self::NotEnrolled,
         Self::IdempotencyMismatch,
+        Self::UnknownMember,
+        Self::BatchSize,
         Self::InvalidConfig,
         Self::Unavailable,
         Self::Internal,
@@ -155,6 +164,8 @@ impl ErrorCode {
             Self::BadSignature => "bad_signature",
             Self::NotEnrolled => "not_enrolled",
             Self::IdempotencyMismatch => "idempotency_mismatch",
+            Self::UnknownMember => "unknown_member",
+            Self::BatchSize => "batch_size",
             Self::InvalidConfig => "invalid_config",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
@@ -215,6 +226,12 @@ pub enum ControlPlaneError {
     /// An id was used before with a different request body.
     #[error("idempotency conflict: {0}")]
     IdempotencyConflict(String),
+    /// A report names a user who is not a member of its tenant.
+    #[error("unknown member: {0}")]
+    UnknownMember(String),
+    /// A batch is empty or larger than its limit.
+    #[error("batch size: {0}")]
+    BatchSize(String),
     /// A ledger operation was refused or failed.
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),
@@ -250,6 +267,8 @@ impl ControlPlaneError {
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::Conflict(_) => ErrorCode::Conflict,
             Self::IdempotencyConflict(_) => ErrorCode::IdempotencyConflict,
+            Self::UnknownMember(_) => ErrorCode::UnknownMember,
+            Self::BatchSize(_) => ErrorCode::BatchSize,
             Self::Crypto(_) | Self::InjectedFault(_) => ErrorCode::Internal,
             Self::Ledger(err) => err.code(),
             Self::Content(err) => err.code(),
@@ -286,20 +305,22 @@ mod tests {
             C::BadSignature => 15,
             C::NotEnrolled => 16,
             C::IdempotencyMismatch => 17,
-            C::InvalidConfig => 18,
-            C::Unavailable => 19,
-            C::Internal => 20,
-            C::MethodNotAllowed => 21,
-            C::RequestTimeout => 22,
-            C::UriTooLong => 23,
-            C::HeadersTooLarge => 24,
-            C::Overloaded => 25,
-            C::RateLimited => 26,
-            C::OutboxFull => 27,
-            C::UnknownLanguage => 28,
-            C::BadFileName => 29,
-            C::NotGradable => 30,
-            C::BadGateway => 31,
+            C::UnknownMember => 18,
+            C::BatchSize => 19,
+            C::InvalidConfig => 20,
+            C::Unavailable => 21,
+            C::Internal => 22,
+            C::MethodNotAllowed => 23,
+            C::RequestTimeout => 24,
+            C::UriTooLong => 25,
+            C::HeadersTooLarge => 26,
+            C::Overloaded => 27,
+            C::RateLimited => 28,
+            C::OutboxFull => 29,
+            C::UnknownLanguage => 30,
+            C::BadFileName => 31,
+            C::NotGradable => 32,
+            C::BadGateway => 33,
         }
     }
 
@@ -312,7 +333,7 @@ mod tests {
                 serde_json::json!(code.as_str())
             );
         }
-        assert_eq!(ErrorCode::ALL.len(), 32);
+        assert_eq!(ErrorCode::ALL.len(), 34);
         assert_eq!(
             ErrorCode::from_wire("outbox_full"),
             Some(ErrorCode::OutboxFull)

@@ -34,7 +34,7 @@ pub fn router(cp: ControlPlane) -> Router {
         .merge(crate::ledger::routes())
         .merge(crate::content::routes())
         .merge(crate::catalogue::routes())
-        .merge(crate::submissions::routes())
+        .merge(crate::submissions::routes(cp.config()))
         .merge(crate::billing::routes())
         .merge(crate::learning::routes())
         .merge(crate::events::routes())
@@ -194,7 +194,10 @@ impl From<ControlPlaneError> for ApiError {
     fn from(err: ControlPlaneError) -> Self {
         let code = err.code();
         let status = match code {
-            ErrorCode::BadRequest | ErrorCode::BadSignature => StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest
+            | ErrorCode::BadSignature
+            | ErrorCode::UnknownMember
+            | ErrorCode::BatchSize => StatusCode::BAD_REQUEST,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
@@ -407,9 +410,17 @@ pub struct PasswordChange {
 
 async fn change_password(
     State(cp): State<ControlPlane>,
-    caller: Caller,
+    headers: HeaderMap,
     body: Result<Json<PasswordChange>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
+    // The caller, and the session their token was issued in: it goes on.
+    let token = tokens::bearer(
+        headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    )?;
+    let (claims, session) = cp.keys().snapshot().verifier().verify_with_session(token)?;
+    let caller = Caller(claims);
     let Json(request) = body?;
     check_lengths(&cp, &[&request.current_password, &request.new_password])?;
     identity::check_new_password(&request.new_password, cp.config())?;
@@ -420,8 +431,9 @@ async fn change_password(
         &request.new_password,
     )
     .await?;
-    // Every other session of this user ends; access tokens run out on their own.
-    sessions::revoke_user(&cp, &caller.0.sub).await?;
+    // Every other session of this user ends; access tokens run out on
+    // their own. A token that names no session keeps none.
+    sessions::end_other_sessions(&cp, &caller.0.sub, session.as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -46,7 +46,7 @@ use crate::learning::quiz::QuizAnswers;
 use crate::ledger::api::{BatchAnswer, BatchRequest};
 use crate::ledger::{Account, Audit, NewAccount, NewTransfer, Resolve, Transfer};
 use crate::sessions::TokenPair;
-use crate::submissions::{Submission, SubmissionReport};
+use crate::submissions::{BatchResults, Submission, SubmissionBatch, SubmissionReport};
 use crate::tokens::Jwks;
 
 /// Path of the document itself.
@@ -692,7 +692,8 @@ pub fn operations() -> Vec<Operation> {
             "/api/v1/submissions",
             "report_submission",
             "submissions",
-            "an edge reports a run, idempotent by its id",
+            "an edge reports a run, idempotent by its id (400 unknown_member for a user \
+             outside the tenant)",
             ServiceKey,
             NONE,
             Some(body::<SubmissionReport>()),
@@ -701,6 +702,20 @@ pub fn operations() -> Vec<Operation> {
                 (200, Json(body::<Submission>())),
             ],
             &[409],
+        ),
+        op(
+            "POST",
+            "/api/v1/submissions/batch",
+            "report_submissions_batch",
+            "submissions",
+            "an edge reports 1 to submissions_batch_max runs at once (400 batch_size \
+             otherwise); each result is created, existing or refused with the code the \
+             single route would answer",
+            ServiceKey,
+            NONE,
+            Some(body::<SubmissionBatch>()),
+            vec![(200, Json(body::<BatchResults>()))],
+            &[],
         ),
         op(
             "GET",
@@ -1083,7 +1098,10 @@ fn reason(status: u16) -> &'static str {
         200 => "done",
         201 => "created",
         204 => "done, no body",
-        400 => "malformed body, query or field (bad_request)",
+        400 => {
+            "malformed body, query or field (bad_request; unknown_member, batch_size \
+                where the operation says)"
+        }
         401 => "missing, expired or wrongly signed credentials (unauthenticated)",
         403 => "the role or enrollment does not allow this",
         404 => "no such id in the caller's tenant",

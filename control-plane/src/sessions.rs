@@ -1,8 +1,9 @@
 //! Sign-in sessions: a short-lived access token (verified offline by edges)
 //! plus an opaque, single-use refresh token (checked here). Refresh tokens
-//! are stored only as SHA-256 hashes. Each sign-in starts a family; a refresh
-//! rotates within it; presenting an already-used token revokes the family,
-//! because only a thief or a replay can do that.
+//! are stored only as SHA-256 hashes. Each sign-in starts a family (the
+//! session; its id is the `sid` claim of the access tokens issued in it); a
+//! refresh rotates within it; presenting an already-used token revokes the
+//! family, because only a thief or a replay can do that.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -69,19 +70,22 @@ async fn store_refresh(
     Ok(secret)
 }
 
+/// A token pair for the session `family_id`; the access token names it.
 fn pair(
     cp: &ControlPlane,
     member: &Member,
+    family_id: &str,
     refresh_token: String,
 ) -> Result<TokenPair, ControlPlaneError> {
     let ttl = cp.config().access_token_ttl_seconds;
     Ok(TokenPair {
-        access_token: tokens::issue(
+        access_token: tokens::issue_for_session(
             cp.keys(),
             &member.user_id,
             &member.tenant_id,
             member.role,
             &member.email,
+            Some(family_id),
             ttl,
         )?,
         token_type: "Bearer".to_owned(),
@@ -98,7 +102,7 @@ fn pair(
 pub async fn start(cp: &ControlPlane, member: &Member) -> Result<TokenPair, ControlPlaneError> {
     let family = uuid::Uuid::new_v4().to_string();
     let refresh = store_refresh(cp, member, &family).await?;
-    pair(cp, member, refresh)
+    pair(cp, member, &family, refresh)
 }
 
 /// Trades a refresh token for a new pair; the old token is spent.
@@ -157,7 +161,7 @@ pub async fn refresh(
         .await?
         .ok_or_else(|| ControlPlaneError::BadToken("the token's user no longer exists".into()))?;
     let next = store_refresh(cp, &member, &family).await?;
-    pair(cp, &member, next)
+    pair(cp, &member, &family, next)
 }
 
 /// Ends the session a refresh token belongs to. Unknown tokens are ignored,
@@ -188,16 +192,26 @@ async fn revoke_family(cp: &ControlPlane, family: &str) -> Result<(), ControlPla
     Ok(())
 }
 
-/// Ends every session of a user (after a password change).
+/// Ends every session of a user but `keep` (after a password change: the
+/// caller's own session, named by its access token, goes on). With no
+/// session to keep, every one ends. Access tokens already issued run out
+/// on their own (edges verify them offline).
 ///
 /// # Errors
 /// Fails on database errors.
-pub async fn revoke_user(cp: &ControlPlane, user_id: &str) -> Result<(), ControlPlaneError> {
+pub async fn end_other_sessions(
+    cp: &ControlPlane,
+    user_id: &str,
+    keep: Option<&str>,
+) -> Result<(), ControlPlaneError> {
+    // No family id is empty (they are UUIDs), so "" keeps none.
     sqlx::query(
-        "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+        "UPDATE refresh_tokens SET revoked_at = $1 \
+         WHERE user_id = $2 AND family_id <> $3 AND revoked_at IS NULL",
     )
     .bind(now_ms())
     .bind(user_id)
+    .bind(keep.unwrap_or(""))
     .execute(cp.db().pool())
     .await?;
     Ok(())

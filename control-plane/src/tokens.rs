@@ -1,7 +1,7 @@
 //! Access tokens: EdDSA-signed JWTs that name the user, the tenant and the
-//! role. The control plane issues them; edge nodes verify them locally with
-//! the published key set, so a learner's run never waits on the control
-//! plane.
+//! role (and, when issued at sign-in or refresh, the session: `sid`). The
+//! control plane issues them; edge nodes verify them locally with the
+//! published key set, so a learner's run never waits on the control plane.
 //!
 //! Live-class tickets are JWTs signed with the same keys but for another
 //! audience ([`LIVE_AUDIENCE`]): one class, one person, one class role, for
@@ -80,6 +80,21 @@ pub struct Claims {
     pub exp: u64,
 }
 
+/// [`Claims`] plus the session an access token was issued for: sign-in
+/// and refresh put the session's id (its refresh-token family) in `sid`,
+/// so that `POST /api/v1/auth/password` can end every session of the user
+/// but the caller's. It is a claim beside the others rather than a field
+/// of [`Claims`], which edges build and read and have no use for it;
+/// tokens without it (the dev tokens `lyceum dev` hands out, tests') name
+/// no session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct SessionClaims {
+    #[serde(flatten)]
+    claims: Claims,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sid: Option<String>,
+}
+
 /// Someone's part in one live class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -115,7 +130,9 @@ pub struct LiveTicketClaims {
     pub cls: String,
     /// The holder's part in the class.
     pub crole: ClassRole,
-    /// The holder's name as others see it (their email).
+    /// The holder's name as the rest of the class sees it: their display
+    /// name, never their email address (classmates see it in the roster,
+    /// presence and chat).
     pub name: String,
     /// The region whose edge should host the class (the unit's), if any.
     pub reg: Option<String>,
@@ -171,7 +188,8 @@ fn unix_now() -> u64 {
         .unwrap_or_default()
 }
 
-/// Signs an access token for a member that lives for `ttl_seconds`.
+/// Signs an access token for a member that lives for `ttl_seconds` and
+/// names no session (see [`issue_for_session`]).
 ///
 /// # Errors
 /// [`ControlPlaneError::Crypto`] if signing fails.
@@ -183,15 +201,35 @@ pub fn issue(
     email: &str,
     ttl_seconds: u64,
 ) -> Result<String, ControlPlaneError> {
+    issue_for_session(keys, user_id, tenant_id, role, email, None, ttl_seconds)
+}
+
+/// Signs an access token as [`issue`] does, naming the session (the
+/// refresh-token family) it was issued for, when there is one.
+///
+/// # Errors
+/// [`ControlPlaneError::Crypto`] if signing fails.
+pub fn issue_for_session(
+    keys: &KeyRing,
+    user_id: &str,
+    tenant_id: &str,
+    role: Role,
+    email: &str,
+    session_id: Option<&str>,
+    ttl_seconds: u64,
+) -> Result<String, ControlPlaneError> {
     let iat = unix_now();
-    let claims = Claims {
-        iss: ISSUER.to_owned(),
-        sub: user_id.to_owned(),
-        tid: tenant_id.to_owned(),
-        role,
-        email: email.to_owned(),
-        iat,
-        exp: iat.saturating_add(ttl_seconds),
+    let claims = SessionClaims {
+        claims: Claims {
+            iss: ISSUER.to_owned(),
+            sub: user_id.to_owned(),
+            tid: tenant_id.to_owned(),
+            role,
+            email: email.to_owned(),
+            iat,
+            exp: iat.saturating_add(ttl_seconds),
+        },
+        sid: session_id.map(str::to_owned),
     };
     let set = keys.snapshot();
     let mut header = Header::new(Algorithm::EdDSA);
@@ -211,7 +249,7 @@ pub struct TicketFor<'a> {
     pub class_id: &'a str,
     /// Part in the class.
     pub class_role: ClassRole,
-    /// Name shown to the class.
+    /// Name shown to the class: the display name, never an email.
     pub name: &'a str,
     /// Region of the class, if any.
     pub region: Option<&'a str>,
@@ -306,6 +344,19 @@ impl TokenVerifier {
     /// [`ControlPlaneError::BadToken`] saying what is wrong.
     pub fn verify(&self, token: &str) -> Result<Claims, ControlPlaneError> {
         self.decode(token, &self.validation)
+    }
+
+    /// Checks a token as [`TokenVerifier::verify`] does and also answers
+    /// the session it was issued for, if it names one.
+    ///
+    /// # Errors
+    /// [`ControlPlaneError::BadToken`] saying what is wrong.
+    pub fn verify_with_session(
+        &self,
+        token: &str,
+    ) -> Result<(Claims, Option<String>), ControlPlaneError> {
+        let SessionClaims { claims, sid } = self.decode(token, &self.validation)?;
+        Ok((claims, sid))
     }
 
     /// Checks a live-class ticket: signature, issuer, audience

@@ -7,7 +7,8 @@
 //! a JWT signed with the access-token keys for the audience `lyceum-live`
 //! ([`crate::tokens::LiveTicketClaims`]); the edge verifies it offline with
 //! the published key set, so joining a class never waits on the control
-//! plane.
+//! plane. Its `name`, which the edge shows to the whole class (roster,
+//! presence, chat), is the holder's display name, never their email.
 //!
 //! *Attendance.* When a class ends, the edge that homed it reports who was
 //! there (`POST /api/v1/live/attendance`, with the edge service key, from
@@ -155,7 +156,8 @@ pub struct ClassAttendance {
 /// [`LearningError::NotFound`] for a class that is not a `live_classroom`
 /// unit of the caller's tenant, [`LearningError::NotPublished`] for one
 /// never published, [`LearningError::NotEnrolled`] for a caller who is
-/// neither an instructor of the tenant nor enrolled in its course.
+/// neither an instructor of the tenant nor enrolled in its course (nor,
+/// any more, a member of the tenant).
 pub async fn issue_ticket(
     cp: &ControlPlane,
     caller: &Claims,
@@ -192,25 +194,24 @@ pub async fn issue_ticket(
             }
         }
     };
-    // Classmates see the ticket's name: the name the user chose to show,
-    // never the e-mail address.
-    let display_name: Option<String> =
-        sqlx::query_scalar("SELECT display_name FROM users WHERE id = $1")
-            .bind(&caller.sub)
-            .fetch_optional(&mut *conn)
-            .await?;
-    let display_name = display_name.unwrap_or_else(|| {
-        // A valid token for a user with no row (a service's, or a test's):
-        // the role stands in for a name, so no address ever leaks.
-        tracing::warn!(
-            user_id = caller.sub,
-            "live ticket for a user with no account row"
-        );
-        match class_role {
-            ClassRole::Instructor => "Instructor".to_owned(),
-            ClassRole::Learner => "Learner".to_owned(),
-        }
-    });
+    // The name classmates see: the display name, looked up here (the
+    // access token carries only the email, which is nobody else's
+    // business). A token whose user is no longer a member of the tenant
+    // is neither an instructor of it nor enrolled.
+    let name: Option<String> = sqlx::query_scalar(
+        "SELECT u.display_name FROM users u JOIN memberships m ON m.user_id = u.id \
+         WHERE m.tenant_id = $1 AND u.id = $2",
+    )
+    .bind(tenant)
+    .bind(&caller.sub)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let name = name.ok_or_else(|| {
+        LearningError::NotEnrolled(format!(
+            "user {} is not a member of this tenant",
+            caller.sub
+        ))
+    })?;
     drop(conn);
     let body: serde_json::Value = serde_json::from_str(&info.body)
         .map_err(|err| LearningError::Corrupt(format!("class {class_id} body: {err}")))?;
@@ -226,7 +227,7 @@ pub async fn issue_ticket(
             tenant_id: tenant,
             class_id,
             class_role,
-            name: &display_name,
+            name: &name,
             region: region.as_deref(),
         },
         cp.config().live_ticket_ttl_seconds,

@@ -591,17 +591,14 @@ pub(crate) struct SubmissionFacts<'a> {
 
 /// Counts a newly recorded submission in its unit's progress, inside the
 /// submission's transaction; completes an assignment that was accepted
-/// or passed every test. Users that are not members of the tenant have no
-/// progress (nothing is written for them).
+/// or passed every test. The user is a member of the tenant: recording
+/// refuses reports of anyone else (`unknown_member`) before it gets here.
 pub(crate) async fn record_submission(
     db: &Db,
     conn: &mut AnyConnection,
     s: &SubmissionFacts<'_>,
     now_ms: i64,
 ) -> Result<(), LearningError> {
-    if !super::is_member(&mut *conn, s.tenant, s.user).await? {
-        return Ok(());
-    }
     ensure_row(conn, s.tenant, s.user, s.unit, s.course, s.kind, now_ms).await?;
     let row = sqlx::query(&format!(
         "SELECT submissions, accepted, tests_passed, tests_total, best_score FROM unit_progress \

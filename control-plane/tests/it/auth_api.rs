@@ -248,6 +248,17 @@ async fn password_change_checks_the_old_one_and_ends_other_sessions() {
         };
         let (_, session) = sign_in("lyceum-dev-instructor").await;
         let token = session["access_token"].as_str().expect("token");
+        // The same user signed in elsewhere: another session, refreshed
+        // once, so its family has a spent and a live token.
+        let (_, elsewhere) = sign_in("lyceum-dev-instructor").await;
+        let (status, elsewhere) = api
+            .post(
+                "/api/v1/auth/refresh",
+                None,
+                json!({"refresh_token": elsewhere["refresh_token"]}),
+            )
+            .await;
+        assert_eq!(status, 200, "{engine:?}: {elsewhere}");
         let path = "/api/v1/auth/password";
 
         let answer = api
@@ -276,7 +287,9 @@ async fn password_change_checks_the_old_one_and_ends_other_sessions() {
             (401, "unauthenticated".to_owned())
         );
         assert_eq!(sign_in("a brand new one").await.0, 200);
-        let answer = api
+        // The caller's own session goes on: its refresh token refreshes,
+        // and so does the one that refresh hands out.
+        let (status, kept) = api
             .post(
                 "/api/v1/auth/refresh",
                 None,
@@ -284,10 +297,57 @@ async fn password_change_checks_the_old_one_and_ends_other_sessions() {
             )
             .await;
         assert_eq!(
+            status, 200,
+            "{engine:?}: the caller's session goes on: {kept}"
+        );
+        let (status, kept) = api
+            .post(
+                "/api/v1/auth/refresh",
+                None,
+                json!({"refresh_token": kept["refresh_token"]}),
+            )
+            .await;
+        assert_eq!(status, 200, "{engine:?}: {kept}");
+        // Every other session ends.
+        let answer = api
+            .post(
+                "/api/v1/auth/refresh",
+                None,
+                json!({"refresh_token": elsewhere["refresh_token"]}),
+            )
+            .await;
+        assert_eq!(
             code(&answer),
             (401, "unauthenticated".to_owned()),
-            "old sessions end"
+            "{engine:?}: other sessions end"
         );
+        // A token that names no session (the dev tokens `lyceum dev`
+        // hands out) cannot tell which one is the caller's: every session
+        // ends, the caller's too.
+        let tokens = seed::seed_dev(&cp).await.expect("seed");
+        let (_, learner) = api
+            .post(
+                "/api/v1/auth/sign-in",
+                None,
+                json!({"email": "learner@dev.lyceum.test", "password": "lyceum-dev-learner"}),
+            )
+            .await;
+        let (status, body) = api
+            .post(
+                path,
+                Some(&tokens.learner),
+                json!({"current_password": "lyceum-dev-learner", "new_password": "a brand new one"}),
+            )
+            .await;
+        assert_eq!(status, 204, "{engine:?}: {body}");
+        let answer = api
+            .post(
+                "/api/v1/auth/refresh",
+                None,
+                json!({"refresh_token": learner["refresh_token"]}),
+            )
+            .await;
+        assert_eq!(code(&answer), (401, "unauthenticated".to_owned()));
         db.cleanup(vec![cp]).await;
     }
 }

@@ -5,6 +5,7 @@
 //! each learner's live-classroom progress.
 
 use axum::http::Method;
+use control_plane::identity;
 use control_plane::tokens::{self, LiveTicketClaims, Role, TokenVerifier};
 use control_plane::ControlPlaneError;
 use serde_json::{json, Value};
@@ -89,7 +90,6 @@ async fn tickets_name_the_class_role_and_verify_only_as_tickets() {
                 tid: t.id.clone(),
                 cls: class.clone(),
                 crole: tokens::ClassRole::Learner,
-                // The display name, never the token's e-mail (x@y.test).
                 name: "Learner".into(),
                 reg: Some("eu-west".into()),
                 iat: claims.iat,
@@ -97,22 +97,55 @@ async fn tickets_name_the_class_role_and_verify_only_as_tickets() {
             }
         );
         assert!(claims.iat >= before && claims.iat <= unix_now());
+        // Classmates see the ticket's name: the display name, never an
+        // email address (neither the account's nor the access token's).
+        no_email_in(ticket);
         assert_eq!(answer["expires_at"], json!(claims.exp * 1000));
         assert_eq!(claims.crole.as_str(), "learner");
-        assert!(
-            !ticket.is_empty() && !answer.to_string().contains('@'),
-            "{answer}"
-        );
 
         // Instructors of the tenant get an instructor's ticket, enrolled or
         // not; a dropped learner gets none.
-        let (_, answer) = ask(&t.instructor, &class).await;
-        let claims = edge
-            .verify_live_ticket(answer["ticket"].as_str().expect("ticket"))
-            .expect("ticket");
+        let ines = identity::ensure_member(
+            cp.db(),
+            &t.id,
+            "ines@acme.test",
+            "Ines Instructor",
+            "a-long-password",
+            Role::Instructor,
+        )
+        .await
+        .expect("instructor");
+        let ines_token = tokens::issue(
+            cp.keys(),
+            &ines.user_id,
+            &t.id,
+            Role::Instructor,
+            "ines@acme.test",
+            600,
+        )
+        .expect("token");
+        let (_, answer) = ask(&ines_token, &class).await;
+        let ines_ticket = answer["ticket"].as_str().expect("ticket");
+        let claims = edge.verify_live_ticket(ines_ticket).expect("ticket");
         assert_eq!(
-            (answer["class_role"].as_str(), claims.crole),
-            (Some("instructor"), tokens::ClassRole::Instructor)
+            (
+                answer["class_role"].as_str(),
+                claims.crole,
+                claims.name.as_str()
+            ),
+            (
+                Some("instructor"),
+                tokens::ClassRole::Instructor,
+                "Ines Instructor"
+            )
+        );
+        no_email_in(ines_ticket);
+        // A token whose user is not (or no longer) a member of the tenant
+        // gets no ticket: there is no one to name.
+        assert_eq!(
+            code(&ask(&t.instructor, &class).await),
+            (403, "not_enrolled".into()),
+            "{engine:?}"
         );
         api.ok(
             Method::POST,
@@ -233,6 +266,25 @@ async fn tickets_name_the_class_role_and_verify_only_as_tickets() {
             other => panic!("{other:?}"),
         }
         db.cleanup(vec![cp]).await;
+    }
+}
+
+/// Decodes a ticket's claims as any holder can (no key needed) and checks
+/// that no value in them is an email address.
+fn no_email_in(ticket: &str) {
+    use base64::Engine as _;
+    let payload = ticket.split('.').nth(1).expect("a JWT has a payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url payload");
+    let claims: Value = serde_json::from_slice(&bytes).expect("JSON claims");
+    let object = claims.as_object().expect("claims object");
+    assert!(object.contains_key("name"), "{claims}");
+    for (key, value) in object {
+        assert!(
+            !value.to_string().contains('@'),
+            "the ticket's {key} carries an email address: {claims}"
+        );
     }
 }
 
