@@ -3,8 +3,7 @@
 //! when a batch cannot be read (one bad report, or a control plane older
 //! than the batch route).
 
-use control_plane::submissions::SubmissionReport;
-use serde::Deserialize;
+use control_plane::submissions::{BatchOutcome, BatchResults, SubmissionReport};
 
 use super::{error_code, single_verdict, Attempt, Transport, Verdict};
 
@@ -17,21 +16,6 @@ pub struct Submissions {
     pub control_plane_url: String,
     /// Its `edge_service_key`.
     pub service_key: String,
-}
-
-/// One item of the batch route's answer.
-#[derive(Debug, Deserialize)]
-struct BatchResult {
-    submission_id: String,
-    outcome: String,
-    #[serde(default)]
-    error: Option<serde_json::Value>,
-}
-
-/// The batch route's answer.
-#[derive(Debug, Deserialize)]
-struct BatchAnswer {
-    results: Vec<BatchResult>,
 }
 
 impl Submissions {
@@ -60,7 +44,7 @@ fn read_batch(sent: &[&SubmissionReport], status: reqwest::StatusCode, body: &st
     if !status.is_success() {
         return Attempt::Retry(format!("HTTP {status}: {body}"));
     }
-    let parsed: BatchAnswer = match serde_json::from_str(body) {
+    let parsed: BatchResults = match serde_json::from_str(body) {
         Ok(parsed) => parsed,
         Err(err) => return Attempt::Retry(format!("unreadable batch answer: {err}")),
     };
@@ -76,21 +60,19 @@ fn read_batch(sent: &[&SubmissionReport], status: reqwest::StatusCode, body: &st
             sent.len()
         ));
     }
-    let verdicts = parsed
-        .results
-        .into_iter()
-        .map(|result| match result.outcome.as_str() {
-            "created" | "existing" => Ok(Verdict::Recorded),
-            "refused" => Ok(Verdict::Refused(
-                result.error.map(|e| e.to_string()).unwrap_or_default(),
-            )),
-            other => Err(format!("unknown batch outcome {other:?}")),
-        })
-        .collect::<Result<Vec<_>, _>>();
-    match verdicts {
-        Ok(verdicts) => Attempt::Verdicts(verdicts),
-        Err(why) => Attempt::Retry(why),
-    }
+    Attempt::Verdicts(
+        parsed
+            .results
+            .into_iter()
+            .map(|result| match result.outcome {
+                BatchOutcome::Created | BatchOutcome::Existing => Verdict::Recorded,
+                BatchOutcome::Refused => Verdict::Refused(result.error.map_or_else(
+                    || "refused without a reason".to_owned(),
+                    |e| format!("{}: {}", e.code.as_str(), e.message),
+                )),
+            })
+            .collect(),
+    )
 }
 
 impl Transport<SubmissionReport> for Submissions {
@@ -152,11 +134,11 @@ mod tests {
         let (a, b) = (report("a"), report("b"));
         let sent = [&a, &b];
         let ok = r#"{"results":[{"submission_id":"a","outcome":"created"},
-            {"submission_id":"b","outcome":"refused","error":{"code":"not_a_member","message":"m"}}]}"#;
+            {"submission_id":"b","outcome":"refused","error":{"code":"unknown_member","message":"m"}}]}"#;
         match read_batch(&sent, StatusCode::OK, ok) {
             Attempt::Verdicts(v) => {
                 assert_eq!(v[0], Verdict::Recorded);
-                assert!(matches!(&v[1], Verdict::Refused(why) if why.contains("not_a_member")));
+                assert!(matches!(&v[1], Verdict::Refused(why) if why == "unknown_member: m"));
             }
             other => panic!("{other:?}"),
         }
