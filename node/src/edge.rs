@@ -1388,6 +1388,37 @@ struct ListQuery {
     limit: Option<u32>,
 }
 
+/// An operator's request: anyone else is refused (401 or 403) before the
+/// handler runs.
+pub(crate) struct Operator;
+
+impl axum::extract::FromRequestParts<EdgeState> for Operator {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &EdgeState,
+    ) -> Result<Self, Response> {
+        operator(state, &parts.headers).await.map(|_| Operator)
+    }
+}
+
+/// The outbox a dead-letter route names (`?queue=`), or the refusal.
+pub(crate) struct DeadLetterQueue(QueueName);
+
+impl axum::extract::FromRequestParts<EdgeState> for DeadLetterQueue {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &EdgeState,
+    ) -> Result<Self, Response> {
+        axum::extract::Query::<QueueQuery>::try_from_uri(&parts.uri)
+            .map(|query| DeadLetterQueue(query.0.queue))
+            .map_err(|_| bad_queue())
+    }
+}
+
 /// The caller's claims when they are an operator's, else the refusal.
 async fn operator(state: &EdgeState, headers: &HeaderMap) -> Result<tokens::Claims, Response> {
     let claims = caller(state, headers).await?;
@@ -1427,10 +1458,7 @@ fn queue_view<T: serde::Serialize + serde::de::DeserializeOwned>(
 /// `GET /api/v1/operator/outbox`: how many submission reports wait for
 /// the control plane, since when, and the dead letters; the same for
 /// attendance reports under `attendance`; operators only.
-async fn outbox_status(State(state): State<EdgeState>, headers: HeaderMap) -> Response {
-    if let Err(response) = operator(&state, &headers).await {
-        return response;
-    }
+async fn outbox_status(State(state): State<EdgeState>, _: Operator) -> Response {
     match state.runs.oldest_finished_at() {
         Ok(oldest) => {
             let mut view = queue_view(state.runs.outbox());
@@ -1514,12 +1542,9 @@ fn dead_letters_of(state: &EdgeState, queue: QueueName) -> &dyn DeadLetters {
 /// operators only. `next_after` pages on.
 async fn outbox_dead_letters(
     State(state): State<EdgeState>,
-    headers: HeaderMap,
+    _: Operator,
     query: Result<axum::extract::Query<DeadLetterQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if let Err(response) = operator(&state, &headers).await {
-        return response;
-    }
     let Ok(axum::extract::Query(query)) = query else {
         return error_response(
             StatusCode::BAD_REQUEST,
@@ -1560,17 +1585,11 @@ async fn outbox_dead_letters(
 /// none.
 async fn discard_dead_letter(
     State(state): State<EdgeState>,
-    headers: HeaderMap,
+    _: Operator,
+    DeadLetterQueue(queue): DeadLetterQueue,
     axum::extract::Path(id): axum::extract::Path<String>,
-    query: Result<axum::extract::Query<QueueQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if let Err(response) = operator(&state, &headers).await {
-        return response;
-    }
-    let Ok(axum::extract::Query(query)) = query else {
-        return bad_queue();
-    };
-    match dead_letters_of(&state, query.queue).discard(&id) {
+    match dead_letters_of(&state, queue).discard(&id) {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
         Ok(false) => error_response(
             StatusCode::NOT_FOUND,
@@ -1586,17 +1605,11 @@ async fn discard_dead_letter(
 /// refused was fixed); 202, or 404 when there is none.
 async fn retry_dead_letter(
     State(state): State<EdgeState>,
-    headers: HeaderMap,
+    _: Operator,
+    DeadLetterQueue(queue): DeadLetterQueue,
     axum::extract::Path(id): axum::extract::Path<String>,
-    query: Result<axum::extract::Query<QueueQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if let Err(response) = operator(&state, &headers).await {
-        return response;
-    }
-    let Ok(axum::extract::Query(query)) = query else {
-        return bad_queue();
-    };
-    match dead_letters_of(&state, query.queue).requeue(&id) {
+    match dead_letters_of(&state, queue).requeue(&id) {
         Ok(true) => (StatusCode::ACCEPTED, Json(json!({"requeued": id}))).into_response(),
         Ok(false) => error_response(
             StatusCode::NOT_FOUND,
