@@ -159,7 +159,34 @@ async fn an_operator_partitions_two_regions_and_heals_them() {
             ),
             None,
             400,
-            "bad_request",
+            "bad_file_name",
+        ),
+        (
+            "path traversal in the entry file's name",
+            Some(
+                json!({"language": "python", "files": [{"name": "../../etc/passwd", "content": "print(1)"}]}),
+            ),
+            None,
+            400,
+            "bad_file_name",
+        ),
+        (
+            "an absolute entry file name",
+            Some(
+                json!({"language": "python", "files": [{"name": "/etc/passwd", "content": "print(1)"}]}),
+            ),
+            None,
+            400,
+            "bad_file_name",
+        ),
+        (
+            "a name that climbs out through a folder",
+            Some(
+                json!({"language": "python", "files": [{"name": "a/../../b.py", "content": "print(1)"}]}),
+            ),
+            None,
+            400,
+            "bad_file_name",
         ),
         (
             "hidden file",
@@ -168,7 +195,7 @@ async fn an_operator_partitions_two_regions_and_heals_them() {
             ),
             None,
             400,
-            "bad_request",
+            "bad_file_name",
         ),
         (
             "zero wall",
