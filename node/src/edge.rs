@@ -30,21 +30,7 @@ use crate::shutdown::Shutdown;
 use control_plane::submissions::SubmissionReport;
 use control_plane::ErrorCode;
 
-/// Why the edge's local store failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// sled refused to open, read or flush.
-    #[error("edge store: {0}")]
-    Sled(#[from] sled::Error),
-    /// A stored value has the wrong shape.
-    #[error("edge store: key {key} is corrupt: {reason}")]
-    Corrupt {
-        /// The key.
-        key: &'static str,
-        /// What is wrong with its value.
-        reason: String,
-    },
-}
+pub use crate::store::StoreError;
 
 /// Who this node is, as kept in its store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -1080,11 +1066,7 @@ pub(crate) fn run_error(err: &sandbox::SandboxError) -> Response {
     }
 }
 
-pub(crate) fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
+pub(crate) use crate::store::now_rfc3339;
 
 /// Test cases a run passed.
 pub(crate) fn tests_passed(result: &sandbox::RunResult) -> u32 {

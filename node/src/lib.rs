@@ -24,5 +24,6 @@ pub mod run_cmd;
 pub mod run_store;
 pub mod server;
 pub mod shutdown;
+pub mod store;
 pub mod tasks;
 pub mod telemetry;

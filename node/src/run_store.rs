@@ -22,8 +22,8 @@ use control_plane::submissions::SubmissionReport;
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, Transactional as _};
 
-use crate::edge::StoreError;
 use crate::outbox::queue::{transaction_error, Queue, QueueLimits, Queued};
+use crate::store::StoreError;
 
 /// A run as the edge keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

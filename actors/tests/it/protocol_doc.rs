@@ -53,9 +53,44 @@ fn the_protocol_doc_lists_exactly_the_live_error_codes() {
     );
 }
 
+/// Where a code sits in `LiveErrorCode::ALL`; a new variant does not
+/// compile here until it is placed, so `ALL` (and with it the doc check
+/// above) cannot miss one.
+fn position(code: LiveErrorCode) -> usize {
+    use LiveErrorCode as C;
+    match code {
+        C::BadMessage => 0,
+        C::UnknownType => 1,
+        C::MessageTooLarge => 2,
+        C::RateLimited => 3,
+        C::NotEnrolled => 4,
+        C::Forbidden => 5,
+        C::UnknownAssignment => 6,
+        C::UnknownLanguage => 7,
+        C::SubmissionInProgress => 8,
+        C::SandboxUnavailable => 9,
+        C::OutboxFull => 10,
+        C::BadGroup => 11,
+        C::TooManyAssignments => 12,
+        C::ClassEnded => 13,
+        C::AlreadyJoined => 14,
+        C::JoinRequired => 15,
+        C::Unauthenticated => 16,
+        C::JoinTimeout => 17,
+        C::SlowConsumer => 18,
+        C::ClassMoved => 19,
+        C::TooManySessions => 20,
+        C::ClassUnavailable => 21,
+        C::TooManyClasses => 22,
+        C::ClassFull => 23,
+    }
+}
+
 #[test]
-fn each_live_code_reads_the_same_on_the_wire() {
-    for code in LiveErrorCode::ALL {
+fn each_live_code_is_listed_once_and_reads_the_same_on_the_wire() {
+    assert_eq!(LiveErrorCode::ALL.len(), 24);
+    for (i, code) in LiveErrorCode::ALL.iter().enumerate() {
+        assert_eq!(position(*code), i, "{code:?}");
         assert_eq!(
             serde_json::to_value(code).expect("json"),
             serde_json::json!(code.as_str())

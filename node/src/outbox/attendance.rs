@@ -9,7 +9,7 @@ use control_plane::learning::live::{AttendanceReport, Attendee};
 use control_plane::tokens::ClassRole;
 
 use super::{single_verdict, Attempt, Queue, Transport};
-use crate::edge::StoreError;
+use crate::store::StoreError;
 
 /// The trees of the attendance queue.
 pub const TREES: (&str, &str) = ("attendance_outbox", "attendance_dead_letters");

@@ -288,7 +288,7 @@ pub fn start<T, P>(
                     debug_assert_eq!(verdicts.len(), keys.len(), "one verdict per item");
                     pause = RETRY_MIN;
                     stuck = None;
-                    let now = crate::edge::now_rfc3339();
+                    let now = crate::store::now_rfc3339();
                     for (verdict, key) in verdicts.into_iter().zip(keys) {
                         let done = match verdict {
                             Verdict::Recorded => {

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional as _};
 
-use crate::edge::StoreError;
+use crate::store::StoreError;
 
 /// How much a queue may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,28 @@
+//! What every part of the edge's sled store shares: its error type, and
+//! the time stamps written with what it keeps. The run store, the outboxes
+//! and the node's identity all depend on this module and on nothing of the
+//! edge's wiring.
+
+/// Why the edge's local store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled refused to open, read or flush.
+    #[error("edge store: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored value has the wrong shape.
+    #[error("edge store: key {key} is corrupt: {reason}")]
+    Corrupt {
+        /// The key.
+        key: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
+}
+
+/// Now, as the RFC 3339 UTC time stamp stored with runs, reports and dead
+/// letters.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
