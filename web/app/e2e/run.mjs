@@ -414,7 +414,8 @@ async function main() {
   // instructor drops an assignment; both get it, both submit, and both
   // accepted submissions reach the instructor's feed, each naming the
   // region that ran it.
-  const joinFrom = async (browserCtx, edge, email, password, label) => {
+  // Classmates appear by the names they chose to show, never by e-mail.
+  const joinFrom = async (browserCtx, edge, email, password, label, name) => {
     const p = await browserCtx.newPage()
     p.setDefaultTimeout(60_000)
     p.on('pageerror', (e) => console.error(`e2e: ${label} page error: ${e.message}`))
@@ -426,16 +427,21 @@ async function main() {
     await p.goto(`${edge.url}/live/${classUnit.id}`)
     await p.getByTestId('region').getByText(`region ${edge.region} (`).waitFor()
     await p.locator('[data-testid=live-status][data-connected=true]', { hasText: `region ${edge.region} ` }).waitFor()
-    await page.locator('[data-testid=roster] li', { hasText: email }).waitFor()
+    await page.locator('[data-testid=roster] li', { hasText: name }).waitFor()
     return p
   }
   const [adaEdge, devEdge] = [c.edges[1], c.edges[2]]
   if (adaEdge.region === devEdge.region) throw new Error(`the dev cluster's edges 1 and 2 share region ${adaEdge.region}`)
   learner = await launch()
-  const lpage = await joinFrom(learner, adaEdge, adaEmail, 'correct-horse-battery', 'learner')
+  const lpage = await joinFrom(learner, adaEdge, adaEmail, 'correct-horse-battery', 'learner', 'Ada')
   const other = await launch()
   try {
-    const opage = await joinFrom(other, devEdge, 'learner@dev.lyceum.test', 'lyceum-dev-learner', 'second learner')
+    const opage = await joinFrom(other, devEdge, 'learner@dev.lyceum.test', 'lyceum-dev-learner', 'second learner', 'Dev learner')
+    // No page of a learner shows another person's e-mail address.
+    for (const [who, p, others] of [['Ada', lpage, ['learner@dev.lyceum.test', 'instructor@dev.lyceum.test']], ['the dev learner', opage, [adaEmail, 'instructor@dev.lyceum.test']]]) {
+      const text = await p.locator('body').innerText()
+      for (const email of others) if (text.includes(email)) throw new Error(`${who}'s page shows ${email}`)
+    }
     await page.fill('[data-testid=drop-form] input[name=title]', 'Sum two numbers')
     await page.fill('[data-testid=drop-form] input[name=stdin]', '2 3')
     await page.fill('[data-testid=drop-form] input[name=expected]', '5')
@@ -468,16 +474,16 @@ async function main() {
     await page.fill('[data-testid=breakout-plan] input[name=rooms]', '2')
     await page.locator('[data-testid=breakout-plan] button[type=submit]').click()
     await page.locator('[data-testid=breakout-draft] tbody tr').nth(1).waitFor()
-    await page.locator('[data-testid=breakout-draft] tr', { hasText: adaEmail }).locator('select').selectOption('Room 2')
-    await page.locator('[data-testid=breakout-draft] tr', { hasText: 'learner@dev.lyceum.test' }).locator('select').selectOption('Room 1')
+    await page.locator('[data-testid=breakout-draft] tr', { hasText: 'Ada' }).locator('select').selectOption('Room 2')
+    await page.locator('[data-testid=breakout-draft] tr', { hasText: 'Dev learner' }).locator('select').selectOption('Room 1')
     await page.getByTestId('breakout-start').click()
-    const roomOne = page.locator('[data-testid=breakout-rooms] li[data-room="Room 1"]', { hasText: 'learner@dev.lyceum.test' })
+    const roomOne = page.locator('[data-testid=breakout-rooms] li[data-room="Room 1"]', { hasText: 'Dev learner' })
     await roomOne.waitFor()
-    await page.locator('[data-testid=breakout-rooms] li[data-room="Room 2"]', { hasText: adaEmail }).waitFor()
+    await page.locator('[data-testid=breakout-rooms] li[data-room="Room 2"]', { hasText: 'Ada' }).waitFor()
     const adaRoom = lpage.locator('[data-testid=my-room][data-room="Room 2"]')
     const devRoom = opage.locator('[data-testid=my-room][data-room="Room 1"]')
-    await adaRoom.locator('[data-testid=my-room-members] li', { hasText: adaEmail }).waitFor()
-    await devRoom.locator('[data-testid=my-room-members] li', { hasText: 'learner@dev.lyceum.test' }).waitFor()
+    await adaRoom.locator('[data-testid=my-room-members] li', { hasText: 'Ada' }).waitFor()
+    await devRoom.locator('[data-testid=my-room-members] li', { hasText: 'Dev learner' }).waitFor()
     await roomOne.locator('input').fill('five minutes, then we compare')
     await roomOne.locator('input').press('Enter')
     await devRoom.locator('[data-testid=room-feed] li[data-type=breakout_message]', { hasText: 'five minutes' }).waitFor()
