@@ -12,6 +12,7 @@ mod five_nodes;
 mod graded_submissions;
 mod live_class;
 mod live_failover;
+mod module_graph;
 mod netns_partition;
 mod outbox;
 mod partition;

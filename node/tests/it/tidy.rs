@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::module_graph::ModuleGraph;
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -166,4 +168,33 @@ fn readme_and_ci_agree_on_the_two_commands() {
     let ci = std::fs::read_to_string(root().join(".ci/run")).expect(".ci/run");
     assert!(ci.lines().any(|l| l.trim() == "exec scripts/test"), "{ci}");
     assert!(root().join("ARCHITECTURE.md").exists());
+}
+
+/// The crates whose files must not import each other in a circle: a
+/// circle means two modules that cannot be understood, tested or moved
+/// apart (ARCHITECTURE.md, "Cross-cutting invariants").
+const ACYCLIC_CRATES: &[&str] = &["node", "control-plane", "sandbox", "web", "media", "chaos"];
+
+#[test]
+fn no_import_cycle_between_a_crates_files() {
+    let mut report = String::new();
+    for name in ACYCLIC_CRATES {
+        let graph = ModuleGraph::read(&root().join(name).join("src"));
+        for cycle in graph.cycles() {
+            report.push_str(&format!(
+                "{name}/src files import each other in a circle:\n{cycle}"
+            ));
+        }
+    }
+    assert!(report.is_empty(), "{report}");
+}
+
+#[test]
+fn only_the_control_planes_http_layer_imports_axum() {
+    let graph = ModuleGraph::read(&root().join("control-plane/src"));
+    let outside = graph.importers_outside("axum", &["http/", "http.rs"]);
+    assert!(
+        outside.is_empty(),
+        "domain modules hold rules and SQL only; these import axum: {outside:?}"
+    );
 }
