@@ -24,9 +24,9 @@ use crate::config::{Config, EdgeConfig};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::ready_file::{self, ReadyInfo};
-use crate::run_store::{AbuseEvent, RunRecord, RunStore, StoreLimits};
 use crate::server::{self, error_response, Basics};
 use crate::shutdown::Shutdown;
+use crate::store::runs::{AbuseEvent, RunRecord, RunStore, StoreLimits};
 use control_plane::submissions::SubmissionReport;
 use control_plane::ErrorCode;
 

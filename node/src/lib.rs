@@ -21,7 +21,6 @@ pub mod readiness;
 pub mod ready_file;
 pub mod route;
 pub mod run_cmd;
-pub mod run_store;
 pub mod server;
 pub mod shutdown;
 pub mod store;
