@@ -10,8 +10,6 @@ pub mod config;
 pub mod control_plane;
 pub mod dev;
 pub mod edge;
-pub mod grading;
-pub mod live;
 pub mod load;
 pub mod metrics;
 pub mod outbox;

@@ -1,6 +1,6 @@
 //! The edge's sled store. This file holds what every part of it shares:
 //! its error type, and the time stamps written with what it keeps. The run
-//! store ([`runs`]), the outboxes (`crate::outbox`, beside this module) and
+//! store ([`runs`]), the outboxes (the `outbox` module beside this one) and
 //! the node's identity depend on this file and on nothing of the edge's
 //! wiring; this file imports none of them, so no import runs back up.
 

@@ -1,4 +1,4 @@
-//! The live gateway of an edge node: `GET /api/v1/live` upgrades to a
+//! The live sessions of an edge node: `GET /api/v1/live` upgrades to a
 //! WebSocket and becomes one session (a task with a bounded mailbox, see
 //! below), which joins one class with a ticket the control plane signed,
 //! carries the client's commands to the class's classroom actor and writes
@@ -11,28 +11,18 @@
 //! actor in the plain sense: it owns its socket and state, and others talk
 //! to it only through its queue.
 //!
-//! *Attendance.* A class homed here that ends produces an attendance report;
-//! it goes into the edge's durable attendance outbox (`crate::outbox`), whose
-//! publisher posts it to the control plane (`POST /api/v1/live/attendance`,
-//! idempotent by class) until it is taken, across restarts.
+//! The gateway's shared state is `edge::live::gateway`, the ticket check
+//! `edge::live::ticket`, the submit path `edge::live::submit`.
 
 use std::{
-    collections::HashMap,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, Mutex, PoisonError,
-    },
+    sync::{atomic::AtomicBool, Arc},
     time::{Duration, Instant},
 };
 
-use crate::edge::EdgeState;
-use crate::shutdown::Shutdown;
 use actors::live::{
-    class::Participant,
     classroom::Input,
-    hub::{AttendanceReport, LiveNode, Outbound, SessionHandle},
-    protocol::{self, close, ClassRole, ClientBody, ClientFrame, LiveErrorCode, Reply},
-    LiveConfig,
+    hub::{Outbound, SessionHandle},
+    protocol::{self, close, ClientBody, ClientFrame, LiveErrorCode, Reply},
 };
 use axum::{
     extract::{
@@ -43,175 +33,10 @@ use axum::{
 };
 use futures_util::{SinkExt as _, StreamExt as _};
 
-/// The limits the actors enforce, from the `[live]` section.
-pub fn limits(config: &LiveConfig) -> actors::live::LiveLimits {
-    actors::live::LiveLimits {
-        replay_events_max: config.replay_events_max,
-        session_queue_max: config.session_queue_max,
-        class_members_max: config.class_members_max,
-        class_commands_per_second: config.class_commands_per_second,
-        classes_per_tenant_max: config.classes_per_tenant_max,
-        snapshot_every_events: config.snapshot_every_events,
-        class_start_timeout: Duration::from_millis(config.class_start_timeout_ms),
-        ended_linger: Duration::from_millis(config.ended_linger_ms),
-        replica_retry: Duration::from_millis(config.replica_retry_ms),
-        claim_timeout: Duration::from_millis(config.claim_timeout_ms),
-        replication_pending_max: config.replication_pending_max,
-        storage_queue_max: config.storage_queue_max,
-    }
-}
-
-/// Tenants whose frame budgets one node tracks at once.
-const TENANTS_TRACKED_MAX: usize = 100_000;
-
-/// Ended classes' attendance reports the hub may hand over while the
-/// attendance outbox is full.
-const ATTENDANCE_CHANNEL_MAX: usize = 1024;
-
-/// The gateway's shared state on one node.
-pub struct Gateway {
-    config: LiveConfig,
-    node: Arc<LiveNode>,
-    /// Sessions per tenant on this node.
-    tenants: Mutex<HashMap<String, usize>>,
-    /// Frames per tenant on this node.
-    tenant_rate: crate::rate_limit::RateLimiter,
-    metrics: LiveMetrics,
-}
-
-impl std::fmt::Debug for Gateway {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gateway").finish_non_exhaustive()
-    }
-}
-
-/// Prometheus series of the live gateway.
-#[derive(Clone)]
-struct LiveMetrics {
-    sessions: prometheus::IntGauge,
-    classes: prometheus::IntGauge,
-    frames_in: prometheus::IntCounter,
-    frames_out: prometheus::IntCounter,
-    refused: prometheus::IntCounterVec,
-    closed: prometheus::IntCounterVec,
-}
-
-impl LiveMetrics {
-    fn new(registry: &prometheus::Registry) -> anyhow::Result<Self> {
-        let sessions =
-            prometheus::IntGauge::new("live_sessions", "Live WebSocket sessions on this node")?;
-        let classes =
-            prometheus::IntGauge::new("live_homed_classes", "Live classes homed on this node")?;
-        let frames_in = prometheus::IntCounter::new(
-            "live_frames_in_total",
-            "Frames received from live clients",
-        )?;
-        let frames_out =
-            prometheus::IntCounter::new("live_frames_out_total", "Frames written to live clients")?;
-        let refused = prometheus::IntCounterVec::new(
-            prometheus::Opts::new("live_refused_total", "Client frames refused, by error code"),
-            &["code"],
-        )?;
-        let closed = prometheus::IntCounterVec::new(
-            prometheus::Opts::new(
-                "live_closed_total",
-                "Live sessions closed by the server, by reason",
-            ),
-            &["reason"],
-        )?;
-        registry.register(Box::new(sessions.clone()))?;
-        registry.register(Box::new(classes.clone()))?;
-        registry.register(Box::new(frames_in.clone()))?;
-        registry.register(Box::new(frames_out.clone()))?;
-        registry.register(Box::new(refused.clone()))?;
-        registry.register(Box::new(closed.clone()))?;
-        Ok(Self {
-            sessions,
-            classes,
-            frames_in,
-            frames_out,
-            refused,
-            closed,
-        })
-    }
-}
-
-/// Who this node is among the others, for the live side: classes are
-/// homed by region, copied to another region and voted on by every edge.
-pub struct Whereabouts {
-    /// This node.
-    pub node_id: String,
-    /// Its region.
-    pub region: String,
-    /// The membership, read when a replica is chosen or votes are counted.
-    pub peers: actors::live::Peers,
-}
-
-impl Gateway {
-    /// Starts this node's live side: the hub, and the task that queues
-    /// each ended class's attendance report in `attendance`.
-    ///
-    /// # Errors
-    /// When the hub cannot start or the metrics cannot register.
-    pub async fn start(
-        config: LiveConfig,
-        whereabouts: Whereabouts,
-        store: sled::Db,
-        attendance: Arc<crate::outbox::Queue<control_plane::learning::live::AttendanceReport>>,
-        registry: &prometheus::Registry,
-        tasks: &crate::tasks::Tasks,
-        shutdown: Shutdown,
-    ) -> anyhow::Result<Arc<Self>> {
-        let (tx, rx) = tokio::sync::mpsc::channel(ATTENDANCE_CHANNEL_MAX);
-        let node = LiveNode::start(
-            &whereabouts.node_id,
-            &whereabouts.region,
-            limits(&config),
-            store.clone(),
-            tx,
-            whereabouts.peers,
-        )
-        .await?;
-        node.counters().register(registry)?;
-        tasks.spawn(
-            "queue_attendance",
-            queue_attendance(attendance, rx, shutdown),
-        );
-        let per_tenant = config.messages_per_tenant_per_minute.max(1);
-        Ok(Arc::new(Self {
-            config,
-            node,
-            tenant_rate: crate::rate_limit::RateLimiter::new(per_tenant, TENANTS_TRACKED_MAX),
-            tenants: Mutex::new(HashMap::new()),
-            metrics: LiveMetrics::new(registry)?,
-        }))
-    }
-
-    /// The node's live side.
-    pub fn node(&self) -> &Arc<LiveNode> {
-        &self.node
-    }
-
-    fn take_tenant_slot(&self, tenant: &str) -> bool {
-        let mut tenants = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = tenants.entry(tenant.to_owned()).or_default();
-        if *count >= self.config.sessions_per_tenant_max {
-            return false;
-        }
-        *count += 1;
-        true
-    }
-
-    fn give_tenant_slot(&self, tenant: &str) {
-        let mut tenants = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = tenants.get_mut(tenant) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                tenants.remove(tenant);
-            }
-        }
-    }
-}
+use crate::edge::live::gateway::Gateway;
+use crate::edge::live::submit::Submitter;
+use crate::edge::live::ticket::{verify_ticket, Ticket};
+use crate::edge::state::EdgeState;
 
 /// `GET /api/v1/live`: the WebSocket upgrade.
 pub(crate) async fn upgrade(State(state): State<EdgeState>, ws: WebSocketUpgrade) -> Response {
@@ -223,14 +48,6 @@ pub(crate) async fn upgrade(State(state): State<EdgeState>, ws: WebSocketUpgrade
         .on_upgrade(move |socket| async move {
             Session::run(state, socket).await;
         })
-}
-
-/// Who a verified ticket says the client is.
-struct Ticket {
-    class_id: String,
-    tenant_id: String,
-    who: Participant,
-    region: Option<String>,
 }
 
 /// One connection's writer side and position.
@@ -480,7 +297,7 @@ impl Session {
                     return;
                 }
             };
-        let ticket = match verify_ticket(&state, &ticket_text).await {
+        let ticket = match verify_ticket(&state.keys, &ticket_text).await {
             Ok(ticket) => ticket,
             Err(message) => {
                 gateway
@@ -724,7 +541,14 @@ impl Session {
                 assignment_id,
                 source,
             } => {
-                if let Err((code, message)) = self.submit(&assignment_id, source) {
+                let submitter = Submitter {
+                    node: &self.state.live.node,
+                    runs: &self.state.runs,
+                    ticket: &self.ticket,
+                    session_id: self.id,
+                    running: &self.running,
+                };
+                if let Err((code, message)) = submitter.submit(&assignment_id, source) {
                     self.refuse_frame(writer, code, &message, id).await;
                 }
             }
@@ -760,164 +584,6 @@ impl Session {
                     .await;
                 }
             }
-        }
-    }
-
-    /// Starts a learner's submission on this node's sandbox.
-    fn submit(&self, assignment_id: &str, source: String) -> Result<(), (LiveErrorCode, String)> {
-        let who = &self.ticket.who;
-        if who.role != ClassRole::Learner {
-            return Err((LiveErrorCode::Forbidden, "only learners submit".into()));
-        }
-        if source.len() > protocol::SOURCE_BYTES_MAX {
-            return Err((
-                LiveErrorCode::MessageTooLarge,
-                format!(
-                    "a submission has at most {} bytes",
-                    protocol::SOURCE_BYTES_MAX
-                ),
-            ));
-        }
-        let (assignment, ended) = self
-            .state
-            .live
-            .node
-            .registry()
-            .assignment(&self.ticket.class_id, assignment_id);
-        if ended {
-            return Err((LiveErrorCode::ClassEnded, "the class has ended".into()));
-        }
-        let assignment = assignment.ok_or_else(|| {
-            (
-                LiveErrorCode::UnknownAssignment,
-                format!("no assignment {assignment_id:?} in this class"),
-            )
-        })?;
-        let Some(language) = sandbox::languages::find(&assignment.spec.language) else {
-            return Err((
-                LiveErrorCode::UnknownLanguage,
-                format!("{:?} is not a sandbox language", assignment.spec.language),
-            ));
-        };
-        let Some(sandbox) = self.state.sandbox.get().cloned() else {
-            return Err((
-                LiveErrorCode::SandboxUnavailable,
-                "the sandbox is still starting".into(),
-            ));
-        };
-        let claims = self.claims();
-        if self.state.runs.outbox_full() {
-            return Err((
-                LiveErrorCode::OutboxFull,
-                "this edge cannot report more submissions until the control plane takes its backlog; try again shortly".into(),
-            ));
-        }
-        if crate::edge::spent_run_budget(&self.state, &claims).is_some() {
-            return Err((
-                LiveErrorCode::RateLimited,
-                "too many runs; wait a moment".into(),
-            ));
-        }
-        if self.running.swap(true, Ordering::AcqRel) {
-            return Err((
-                LiveErrorCode::SubmissionInProgress,
-                "your previous submission is still running".into(),
-            ));
-        }
-        let request = sandbox::RunRequest {
-            language: language.id.to_owned(),
-            files: vec![sandbox::run::SourceFile {
-                name: language.file_name.to_owned(),
-                content: source,
-            }],
-            stdin: String::new(),
-            tests: assignment
-                .spec
-                .tests
-                .iter()
-                .map(|test| sandbox::run::TestCase {
-                    name: test.name.clone(),
-                    stdin: test.stdin.clone(),
-                    expected_stdout: test.expected_stdout.clone(),
-                    compare: sandbox::compare::Compare::Trimmed,
-                    tolerance: None,
-                })
-                .collect(),
-            limits: sandbox::run::RequestLimits::default(),
-        };
-        let node = self.state.live.node.clone();
-        let class_id = self.ticket.class_id.clone();
-        let session_id = self.id;
-        let who = who.clone();
-        let state = self.state.clone();
-        let running = self.running.clone();
-        let assignment_id = assignment_id.to_owned();
-        let _sent = node.send(
-            &class_id,
-            session_id,
-            &who,
-            Input::SubmissionStarted {
-                assignment_id: assignment_id.clone(),
-            },
-        );
-        tokio::spawn(async move {
-            let outcome = sandbox.run(&request).await;
-            let finished = match outcome {
-                Ok(result) => {
-                    let recorded = crate::edge::finish_run(
-                        &state,
-                        &claims,
-                        &request.language,
-                        &result,
-                        Some(crate::edge::UnitRef {
-                            id: &class_id,
-                            version: None,
-                            question: None,
-                        }),
-                    )
-                    .await;
-                    if recorded.is_err() {
-                        tracing::error!(
-                            run_id = result.id,
-                            "a live submission ran but was not recorded"
-                        );
-                    }
-                    let total = u32::try_from(result.tests.len()).unwrap_or(u32::MAX);
-                    let passed = crate::edge::tests_passed(&result);
-                    Input::SubmissionFinished {
-                        assignment_id,
-                        run_id: result.id.clone(),
-                        verdict: result.status.as_str().to_owned(),
-                        passed,
-                        total,
-                        region: state.identity.region.to_string(),
-                    }
-                }
-                Err(err) => Input::SubmissionFinished {
-                    assignment_id,
-                    run_id: String::new(),
-                    verdict: "internal_error".into(),
-                    passed: 0,
-                    total: 0,
-                    region: format!("{}: {err}", state.identity.region),
-                },
-            };
-            running.store(false, Ordering::Release);
-            let _sent = node.send(&class_id, session_id, &who, finished);
-        });
-        Ok(())
-    }
-
-    /// The ticket as access-token claims, for the run path.
-    fn claims(&self) -> control_plane::tokens::Claims {
-        control_plane::tokens::Claims {
-            iss: control_plane::tokens::ISSUER.to_owned(),
-            sub: self.ticket.who.user_id.clone(),
-            tid: self.ticket.tenant_id.clone(),
-            role: control_plane::tokens::Role::Learner,
-            email: self.ticket.who.name.clone(),
-            iat: 0,
-            exp: u64::MAX,
         }
     }
 }
@@ -956,25 +622,6 @@ async fn next_text(stream: &mut futures_util::stream::SplitStream<WebSocket>) ->
     }
 }
 
-/// Checks a class ticket against the control plane's published keys.
-async fn verify_ticket(state: &EdgeState, text: &str) -> Result<Ticket, String> {
-    let claims = state.keys.verify_ticket(text).await?;
-    let role = match claims.crole {
-        control_plane::tokens::ClassRole::Instructor => ClassRole::Instructor,
-        control_plane::tokens::ClassRole::Learner => ClassRole::Learner,
-    };
-    Ok(Ticket {
-        class_id: claims.cls,
-        tenant_id: claims.tid,
-        who: Participant {
-            user_id: claims.sub,
-            name: claims.name,
-            role,
-        },
-        region: claims.reg,
-    })
-}
-
 /// Where a class without a home should live: the alive edge with the
 /// smallest node id in the class's region (the instructor's, by default),
 /// so every node picks the same one; this node when that region has none.
@@ -994,69 +641,4 @@ fn choose_home(state: &EdgeState, region: Option<&str>) -> String {
         candidates.push(own.clone());
     }
     candidates.into_iter().min().unwrap_or(own)
-}
-
-/// Moves each ended class's attendance report from the hub into the
-/// durable attendance outbox, whose publisher hands it to the control
-/// plane. While the outbox is full, reports wait in the hub's channel
-/// (bounded: past it the hub logs each report it cannot hand over).
-async fn queue_attendance(
-    queue: Arc<crate::outbox::Queue<control_plane::learning::live::AttendanceReport>>,
-    mut reports: tokio::sync::mpsc::Receiver<AttendanceReport>,
-    shutdown: Shutdown,
-) {
-    loop {
-        while queue.full() {
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                () = shutdown.clone().wait() => return,
-            }
-        }
-        let report = tokio::select! {
-            report = reports.recv() => match report {
-                Some(report) => report,
-                None => return,
-            },
-            () = shutdown.clone().wait() => return,
-        };
-        let wire = crate::outbox::attendance::wire(&report);
-        if let Err(err) = queue.push(report.class_id.as_bytes(), &wire).await {
-            tracing::error!(class_id = report.class_id, error = %err, "cannot store an attendance report");
-        }
-    }
-}
-
-/// Tells classrooms homed here when gossip declares a node down, so its
-/// sessions leave the roster (and classes it homed or copied move); when
-/// this node itself was declared down and rejoined, its sessions of classes
-/// homed elsewhere resume, since those homes let them go.
-pub async fn follow_membership(
-    gateway: Arc<Gateway>,
-    mut events: tokio::sync::broadcast::Receiver<gossip::MembershipEvent>,
-    shutdown: Shutdown,
-) {
-    loop {
-        tokio::select! {
-            event = events.recv() => match event {
-                Ok(gossip::MembershipEvent::Member { node_id, current: gossip::MemberState::Down, .. }) => {
-                    gateway.node.node_down(node_id.as_str());
-                }
-                Ok(gossip::MembershipEvent::Rejoined { .. }) => {
-                    let own = gateway.node.node_id().to_owned();
-                    let closed = gateway.node.registry().close_remote(&own);
-                    if closed > 0 {
-                        tracing::info!(closed, "rejoined the cluster; live sessions of classes homed elsewhere resume");
-                    }
-                }
-                Ok(_) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            },
-            () = shutdown.clone().wait() => return,
-        }
-        gateway
-            .metrics
-            .classes
-            .set(i64::try_from(gateway.node.homed_count()).unwrap_or(i64::MAX));
-    }
 }
