@@ -99,3 +99,76 @@ pub(crate) fn needs_operator() -> Response {
         "this needs the operator role",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::{expect, Expect};
+
+    /// Status, code, `Retry-After` and message of the answer to `err`.
+    fn check(err: RunError, expected: Expect) {
+        let response = run_error(&err);
+        let retry_after = response
+            .headers()
+            .get(axum::http::header::RETRY_AFTER)
+            .map(|v| v.to_str().expect("ascii").to_owned());
+        let (_, code, message) = run_error_parts(&err);
+        let actual = format!(
+            "{} {} retry_after={retry_after:?} {message}",
+            response.status().as_u16(),
+            code.as_str()
+        );
+        expected.assert_eq(&actual);
+    }
+
+    #[test]
+    fn run_errors_keep_their_status_code_and_retry_after() {
+        check(
+            RunError::OutboxFull { pending: 7 },
+            expect![[
+                r#"503 outbox_full retry_after=Some("5") this edge holds 7 submission reports the control plane has not taken yet (edge.outbox_events_max); run again shortly or on another region"#
+            ]],
+        );
+        check(
+            RunError::RateLimited {
+                what: "too many runs",
+                setting: "edge.runs_per_user_per_minute_max",
+                retry_after_s: 3,
+            },
+            expect![[
+                r#"429 rate_limited retry_after=Some("3") too many runs; retry in 3 s (edge.runs_per_user_per_minute_max)"#
+            ]],
+        );
+        check(
+            RunError::TooManyTracked {
+                tracked: "users (edge.rate_limited_users_max)",
+            },
+            expect![[
+                r#"429 rate_limited retry_after=None this edge is tracking too many users (edge.rate_limited_users_max); retry shortly"#
+            ]],
+        );
+        check(
+            RunError::SandboxStarting,
+            expect![[
+                r#"503 unavailable retry_after=None the sandbox is still starting; see /readyz"#
+            ]],
+        );
+        check(
+            sandbox::SandboxError::rejected(sandbox::Refusal::BadFileName, "bad name").into(),
+            expect![[r#"400 bad_file_name retry_after=None bad name"#]],
+        );
+        check(
+            sandbox::SandboxError::HostTimeout(9).into(),
+            expect![[r#"500 internal retry_after=None the sandbox could not run this; try again"#]],
+        );
+        check(
+            RunError::NotRecorded(crate::store::StoreError::Corrupt {
+                key: "runs",
+                reason: "x".into(),
+            }),
+            expect![[
+                r#"500 internal retry_after=None the run finished but could not be recorded; run it again"#
+            ]],
+        );
+    }
+}

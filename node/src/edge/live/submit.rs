@@ -201,3 +201,34 @@ impl Submitter<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_refusals_become_live_codes() {
+        let check = |err: RunError, code: LiveErrorCode| assert_eq!(live_error(&err).0, code);
+        check(RunError::SandboxStarting, LiveErrorCode::SandboxUnavailable);
+        check(
+            RunError::OutboxFull { pending: 1 },
+            LiveErrorCode::OutboxFull,
+        );
+        check(
+            RunError::RateLimited {
+                what: "too many runs",
+                setting: "edge.runs_per_user_per_minute_max",
+                retry_after_s: 1,
+            },
+            LiveErrorCode::RateLimited,
+        );
+        check(
+            RunError::TooManyTracked { tracked: "users" },
+            LiveErrorCode::RateLimited,
+        );
+        check(
+            sandbox::SandboxError::rejected(sandbox::Refusal::UnknownLanguage, "no").into(),
+            LiveErrorCode::UnknownLanguage,
+        );
+    }
+}
