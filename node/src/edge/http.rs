@@ -102,7 +102,7 @@ pub(crate) fn needs_operator() -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::edge::http::*;
     use expect_test::{expect, Expect};
 
     /// Status, code, `Retry-After` and message of the answer to `err`.

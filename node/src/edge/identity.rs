@@ -146,7 +146,7 @@ fn rand_u32() -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::edge::identity::*;
     use std::time::Duration;
 
     #[test]
