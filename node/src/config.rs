@@ -99,7 +99,7 @@ pub struct Config {
     /// The code sandbox of edge nodes.
     pub sandbox: sandbox::SandboxConfig,
     /// Live classrooms on edge nodes.
-    pub live: crate::live::LiveConfig,
+    pub live: actors::live::LiveConfig,
 }
 
 impl Default for Config {
@@ -113,7 +113,7 @@ impl Default for Config {
             edge: EdgeConfig::default(),
             dev: DevConfig::default(),
             sandbox: sandbox::SandboxConfig::default(),
-            live: crate::live::LiveConfig::default(),
+            live: actors::live::LiveConfig::default(),
         }
     }
 }

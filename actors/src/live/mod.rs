@@ -36,11 +36,13 @@
 
 pub mod class;
 pub mod classroom;
+pub mod config;
 pub mod hub;
 pub mod protocol;
 pub mod replication;
 mod storage;
 
+pub use config::LiveConfig;
 pub use storage::STORAGE_QUEUE_MAX;
 
 use std::time::Duration;

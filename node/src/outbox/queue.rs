@@ -404,7 +404,7 @@ pub(crate) fn transaction_error(key: &'static str, err: TransactionError<()>) ->
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::outbox::queue::*;
 
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     struct Item {

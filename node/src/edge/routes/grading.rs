@@ -1,4 +1,4 @@
-//! Graded submissions: `POST /api/v1/units/{id}/submissions` on an edge.
+//! The grading route: `POST /api/v1/units/{id}/submissions` on an edge.
 //!
 //! A learner's Run (`POST /api/v1/runs`) checks their code against the
 //! tests they can see. A *submission* is the run that counts: the edge
@@ -24,17 +24,25 @@
 //! A quiz's code question is submitted the same way with `question_id`;
 //! the quiz attempt then names the submission's id as that question's
 //! answer.
+//!
+//! The unit is read as the control plane's own typed body
+//! (`control_plane::content::body`), so a unit this edge cannot read is a
+//! 502, never a silent default.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use control_plane::content::body::{self as unit_body, Question, UnitBody, UnitKind};
+use control_plane::ErrorCode;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::edge::{EdgeState, UnitRef};
+use crate::edge::extract::Caller;
+use crate::edge::http::{json_rejection, run_error};
+use crate::edge::runs::{Runner, UnitRef};
+use crate::edge::state::{EdgeState, Grading};
 use crate::server::error_response;
-use control_plane::ErrorCode;
 
 /// Longest unit or question id accepted before asking the control plane.
 pub const ID_BYTES_MAX: usize = 128;
@@ -51,25 +59,18 @@ pub struct SubmissionRequest {
     pub question_id: Option<String>,
 }
 
-/// The parts of a published unit the grader needs, read loosely from the
-/// control plane's `Unit` JSON (its other fields are not ours to check).
+/// The parts of a published unit the grader needs, from the control
+/// plane's `Unit` JSON (its other fields are not ours to check). The body
+/// is read as the kind's typed body once the kind is known to be graded.
 #[derive(Debug, Deserialize)]
 struct GradingUnit {
-    kind: String,
+    kind: UnitKind,
     version: Option<i64>,
     body: serde_json::Value,
 }
 
 /// One test case as the control plane stores it.
-#[derive(Debug, Deserialize)]
-struct UnitTest {
-    name: String,
-    #[serde(default)]
-    stdin: String,
-    expected_stdout: String,
-    #[serde(default)]
-    compare: Option<sandbox::compare::Compare>,
-}
+type UnitTest = unit_body::TestCase;
 
 /// What a unit asks of a submission: language, tests in the order they
 /// run (visible first), how many are hidden, and the limits.
@@ -103,55 +104,43 @@ impl Refusal {
     }
 }
 
-fn tests(value: &serde_json::Value) -> Result<Vec<UnitTest>, String> {
-    match value {
-        serde_json::Value::Null => Ok(Vec::new()),
-        other => serde_json::from_value(other.clone()).map_err(|err| err.to_string()),
-    }
-}
-
 /// The task of `unit` for `question_id`, or the error to answer with.
 fn task(unit: &GradingUnit, question_id: Option<&str>) -> Result<Task, Refusal> {
-    let corrupt = |why: String| {
-        tracing::error!(
-            reason = why,
-            "the control plane sent a unit we cannot grade"
-        );
-        Refusal::new(
-            StatusCode::BAD_GATEWAY,
-            ErrorCode::BadGateway,
-            "the control plane sent a unit this edge cannot read",
-        )
-    };
     let bad =
         |code: ErrorCode, message: String| Refusal::new(StatusCode::BAD_REQUEST, code, message);
-    match (unit.kind.as_str(), question_id) {
-        ("assignment", None) => {
-            let body = &unit.body;
-            let limits = serde_json::from_value(body["limits"].clone()).unwrap_or_default();
-            Ok(Task {
-                language: body["language"].as_str().unwrap_or_default().to_owned(),
-                visible: tests(&body["visible_tests"]).map_err(corrupt)?,
-                hidden: tests(&body["hidden_tests"]).map_err(corrupt)?,
-                limits,
-            })
-        }
-        ("assignment", Some(_)) => Err(bad(
+    match (unit.kind, question_id) {
+        (UnitKind::Assignment, None) => match typed_body(unit)? {
+            UnitBody::Assignment(assignment) => Ok(Task {
+                language: assignment.language,
+                visible: assignment.visible_tests,
+                hidden: assignment.hidden_tests,
+                limits: sandbox::run::RequestLimits {
+                    wall_ms: assignment.limits.wall_ms,
+                    memory_mb: assignment.limits.memory_mb,
+                },
+            }),
+            other => Err(corrupt(format!(
+                "an assignment with a {:?} body",
+                other.kind()
+            ))),
+        },
+        (UnitKind::Assignment, Some(_)) => Err(bad(
             ErrorCode::BadRequest,
             "question_id is only for quiz code questions".into(),
         )),
-        ("quiz", None) => Err(bad(
+        (UnitKind::Quiz, None) => Err(bad(
             ErrorCode::BadRequest,
             "a quiz submission names its code question (question_id)".into(),
         )),
-        ("quiz", Some(question)) => {
-            let questions = unit.body["questions"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            let found = questions
-                .iter()
-                .find(|q| q["id"].as_str() == Some(question))
+        (UnitKind::Quiz, Some(question)) => {
+            let quiz = match typed_body(unit)? {
+                UnitBody::Quiz(quiz) => quiz,
+                other => return Err(corrupt(format!("a quiz with a {:?} body", other.kind()))),
+            };
+            let found = quiz
+                .questions
+                .into_iter()
+                .find(|q| question_id_of(q) == question)
                 .ok_or_else(|| {
                     Refusal::new(
                         StatusCode::NOT_FOUND,
@@ -159,23 +148,71 @@ fn task(unit: &GradingUnit, question_id: Option<&str>) -> Result<Task, Refusal> 
                         format!("the quiz has no question {question:?}"),
                     )
                 })?;
-            if found["type"] != "code" {
-                return Err(bad(
+            match found {
+                Question::Code {
+                    language,
+                    tests,
+                    hidden_tests,
+                    ..
+                } => Ok(Task {
+                    language,
+                    visible: tests,
+                    hidden: hidden_tests,
+                    limits: sandbox::run::RequestLimits::default(),
+                }),
+                _ => Err(bad(
                     ErrorCode::NotGradable,
                     format!("question {question:?} is not a code question"),
-                ));
+                )),
             }
-            Ok(Task {
-                language: found["language"].as_str().unwrap_or_default().to_owned(),
-                visible: tests(&found["tests"]).map_err(corrupt)?,
-                hidden: tests(&found["hidden_tests"]).map_err(corrupt)?,
-                limits: sandbox::run::RequestLimits::default(),
-            })
         }
         (kind, _) => Err(bad(
             ErrorCode::NotGradable,
-            format!("a {kind} unit takes no submissions; only assignments and quiz code questions"),
+            format!(
+                "a {} unit takes no submissions; only assignments and quiz code questions",
+                kind.as_str()
+            ),
         )),
+    }
+}
+
+/// The refusal when the control plane sent a unit this edge cannot read.
+fn corrupt(why: String) -> Refusal {
+    tracing::error!(
+        reason = why,
+        "the control plane sent a unit we cannot grade"
+    );
+    Refusal::new(
+        StatusCode::BAD_GATEWAY,
+        ErrorCode::BadGateway,
+        "the control plane sent a unit this edge cannot read",
+    )
+}
+
+/// The unit's body as its kind's type.
+fn typed_body(unit: &GradingUnit) -> Result<UnitBody, Refusal> {
+    UnitBody::parse(unit.kind, unit.body.clone()).map_err(|err| corrupt(err.to_string()))
+}
+
+/// The id of any quiz question.
+fn question_id_of(question: &Question) -> &str {
+    match question {
+        Question::SingleChoice { id, .. }
+        | Question::MultipleChoice { id, .. }
+        | Question::ShortAnswer { id, .. }
+        | Question::Code { id, .. } => id,
+    }
+}
+
+/// The sandbox's comparison for the control plane's; the sandbox's
+/// default when the test names none.
+fn compare(compare: Option<unit_body::Compare>) -> sandbox::compare::Compare {
+    match compare {
+        None => sandbox::compare::Compare::default(),
+        Some(unit_body::Compare::Exact) => sandbox::compare::Compare::Exact,
+        Some(unit_body::Compare::Trimmed) => sandbox::compare::Compare::Trimmed,
+        Some(unit_body::Compare::Tokens) => sandbox::compare::Compare::Tokens,
+        Some(unit_body::Compare::Float) => sandbox::compare::Compare::Float,
     }
 }
 
@@ -190,7 +227,7 @@ fn plausible_id(id: &str) -> bool {
 }
 
 /// Reads the unit whole from the control plane.
-async fn fetch_unit(state: &EdgeState, tenant: &str, unit: &str) -> Result<GradingUnit, Refusal> {
+async fn fetch_unit(grading: &Grading, tenant: &str, unit: &str) -> Result<GradingUnit, Refusal> {
     let unavailable = |why: String| {
         tracing::warn!(reason = why, unit, "cannot read a unit to grade");
         Refusal::new(
@@ -199,7 +236,6 @@ async fn fetch_unit(state: &EdgeState, tenant: &str, unit: &str) -> Result<Gradi
             "the unit could not be read from the control plane to grade this; try again",
         )
     };
-    let grading = &state.grading;
     if grading.service_key.is_empty() {
         return Err(unavailable(
             "edge.control_plane_service_key is empty".into(),
@@ -257,7 +293,7 @@ fn run_request(task: &Task, files: Vec<sandbox::run::SourceFile>) -> sandbox::Ru
         name: test.name.clone(),
         stdin: test.stdin.clone(),
         expected_stdout: test.expected_stdout.clone(),
-        compare: test.compare.unwrap_or_default(),
+        compare: compare(test.compare),
         tolerance: None,
     };
     sandbox::RunRequest {
@@ -293,16 +329,12 @@ fn redact(result: &mut sandbox::RunResult, visible: usize) {
 pub(crate) async fn submit(
     State(state): State<EdgeState>,
     Path(unit_id): Path<String>,
-    headers: HeaderMap,
+    Caller(claims): Caller,
     body: Result<Json<SubmissionRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let claims = match crate::edge::caller(&state, &headers).await {
-        Ok(claims) => claims,
-        Err(response) => return response,
-    };
     let request = match body {
         Ok(Json(request)) => request,
-        Err(rejection) => return crate::edge::json_rejection(&rejection),
+        Err(rejection) => return json_rejection(&rejection),
     };
     if !plausible_id(&unit_id) {
         return error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such unit");
@@ -316,13 +348,18 @@ pub(crate) async fn submit(
             );
         }
     }
-    if let Some(response) = crate::edge::spent_run_budget(&state, &claims) {
-        return response;
-    }
-    let Some(sandbox) = state.sandbox.get().cloned() else {
-        return crate::edge::sandbox_starting();
+    let runner = Runner {
+        user_id: &claims.sub,
+        tenant_id: &claims.tid,
     };
-    let unit = match fetch_unit(&state, &claims.tid, &unit_id).await {
+    if let Err(err) = state.runs.take_budget(runner) {
+        return run_error(&err);
+    }
+    let sandbox = match state.runs.sandbox() {
+        Ok(sandbox) => sandbox,
+        Err(err) => return run_error(&err),
+    };
+    let unit = match fetch_unit(&state.grading, &claims.tid, &unit_id).await {
         Ok(unit) => unit,
         Err(refusal) => return refusal.into_response(),
     };
@@ -333,7 +370,7 @@ pub(crate) async fn submit(
     let run = run_request(&task, request.files);
     let mut result = match sandbox.run(&run).await {
         Ok(result) => result,
-        Err(err) => return crate::edge::run_error(&err),
+        Err(err) => return run_error(&err.into()),
     };
     redact(&mut result, task.visible.len());
     let unit_ref = UnitRef {
@@ -341,20 +378,16 @@ pub(crate) async fn submit(
         version: unit.version,
         question: request.question_id.as_deref(),
     };
-    let mut body = match crate::edge::finish_run(
-        &state,
-        &claims,
-        &run.language,
-        &result,
-        Some(unit_ref),
-    )
-    .await
+    let mut body = match state
+        .runs
+        .finish(runner, &run.language, &result, Some(unit_ref))
+        .await
     {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(err) => return run_error(&err),
     };
     let recorded = state
-        .runs
+        .run_store
         .outbox()
         .taken(result.id.as_bytes(), state.grading.confirm_wait)
         .await;
@@ -366,16 +399,6 @@ pub(crate) async fn submit(
         map.insert("recorded".into(), json!(recorded));
     }
     (StatusCode::CREATED, Json(body)).into_response()
-}
-
-/// How this edge reaches the control plane to grade.
-#[derive(Clone)]
-pub(crate) struct Grading {
-    pub(crate) client: reqwest::Client,
-    pub(crate) control_plane_url: String,
-    pub(crate) service_key: String,
-    /// `edge.submission_confirm_wait_ms`.
-    pub(crate) confirm_wait: std::time::Duration,
 }
 
 #[cfg(test)]
@@ -431,14 +454,14 @@ mod tests {
 
     #[test]
     fn only_assignments_and_code_questions_are_graded() {
-        let unit = |kind: &str, body: serde_json::Value| GradingUnit {
-            kind: kind.into(),
+        let unit = |kind: UnitKind, body: serde_json::Value| GradingUnit {
+            kind,
             version: Some(1),
             body,
         };
         let case = json!({"name": "t", "stdin": "1", "expected_stdout": "2"});
         let assignment = unit(
-            "assignment",
+            UnitKind::Assignment,
             json!({"language": "python", "visible_tests": [case], "hidden_tests": [case, case],
                    "limits": {"wall_ms": 2000}}),
         );
@@ -448,7 +471,7 @@ mod tests {
         let status = |r: Result<Task, Refusal>| r.map(|_| ()).expect_err("refused").status;
         assert_eq!(status(task(&assignment, Some("q1"))), 400);
         let quiz = unit(
-            "quiz",
+            UnitKind::Quiz,
             json!({"questions": [
                 {"type": "single_choice", "id": "q1", "prompt": "?", "choices": ["a", "b"], "answer": 0},
                 {"type": "code", "id": "q2", "prompt": "?", "language": "python", "tests": [case],
@@ -459,7 +482,7 @@ mod tests {
         assert_eq!(status(task(&quiz, Some("q1"))), 400);
         assert_eq!(status(task(&quiz, Some("q9"))), 404);
         assert_eq!(status(task(&quiz, None)), 400);
-        assert_eq!(status(task(&unit("lesson", json!({})), None)), 400);
+        assert_eq!(status(task(&unit(UnitKind::Lesson, json!({})), None)), 400);
     }
 
     #[test]

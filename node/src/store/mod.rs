@@ -1,7 +1,10 @@
-//! What every part of the edge's sled store shares: its error type, and
-//! the time stamps written with what it keeps. The run store, the outboxes
-//! and the node's identity all depend on this module and on nothing of the
-//! edge's wiring.
+//! The edge's sled store. This file holds what every part of it shares:
+//! its error type, and the time stamps written with what it keeps. The run
+//! store ([`runs`]), the outboxes (the `outbox` module beside this one) and
+//! the node's identity depend on this file and on nothing of the edge's
+//! wiring; this file imports none of them, so no import runs back up.
+
+pub mod runs;
 
 /// Why the edge's local store failed.
 #[derive(Debug, thiserror::Error)]
