@@ -4,8 +4,6 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use crate::db;
-
 /// Unix milliseconds, shifted by an offset that only grows.
 #[derive(Debug, Default)]
 pub struct Clock {
@@ -15,7 +13,7 @@ pub struct Clock {
 impl Clock {
     /// The current time in unix milliseconds.
     pub fn now_ms(&self) -> i64 {
-        db::now_ms().saturating_add(self.offset_ms.load(Ordering::Relaxed))
+        unix_ms().saturating_add(self.offset_ms.load(Ordering::Relaxed))
     }
 
     /// Moves the clock forward by `ms` (negative values are ignored: time
@@ -23,4 +21,15 @@ impl Clock {
     pub fn advance(&self, ms: i64) {
         self.offset_ms.fetch_add(ms.max(0), Ordering::Relaxed);
     }
+}
+
+/// Milliseconds since the unix epoch by the machine's clock: the control
+/// plane's one wall-clock read (durations use tokio's clock, which tests
+/// pause; rules that tests move forward use [`Clock`]).
+#[expect(clippy::disallowed_methods, reason = "the crate's one wall-clock read")]
+pub fn unix_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }

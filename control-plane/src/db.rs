@@ -132,8 +132,5 @@ impl Db {
 
 /// Milliseconds since the unix epoch, the timestamp unit of every table.
 pub fn now_ms() -> i64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+    crate::clock::unix_ms()
 }

@@ -182,10 +182,7 @@ pub struct Jwks {
 }
 
 fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
+    u64::try_from(crate::clock::unix_ms() / 1000).unwrap_or_default()
 }
 
 /// Signs an access token for a member that lives for `ttl_seconds` and

@@ -19,13 +19,14 @@ use std::{
     time::Duration,
 };
 
+use tokio::time::Instant;
+
 use bytes::Bytes;
 use foca::{AccumulatingRuntime, Codec, Foca, Header, OwnedNotification, PostcardCodec, Timer};
 use rand_0_10::{rngs::SmallRng, SeedableRng};
 use tokio::{
     sync::{broadcast, mpsc, oneshot},
     task::JoinHandle,
-    time::Instant,
 };
 
 use crate::{

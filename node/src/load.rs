@@ -17,8 +17,10 @@
 
 use std::{
     io::{BufRead as _, Write as _},
-    time::{Duration, Instant},
+    time::Duration,
 };
+
+use tokio::time::Instant;
 
 use anyhow::{bail, Context as _};
 use base64::Engine as _;
@@ -70,6 +72,12 @@ fn histogram() -> Histogram<u64> {
         .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
 }
 
+/// Wall-clock nanoseconds, stamped into frames so that another process can
+/// measure delivery latency (tokio's clock is per process).
+#[expect(
+    clippy::disallowed_methods,
+    reason = "latency across processes needs the wall clock"
+)]
 fn now_ns() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -399,7 +407,7 @@ async fn measure(
             .await
             .context("instructor socket")?;
         let next = started + interval * u32::try_from(i + 1).unwrap_or(u32::MAX);
-        tokio::time::sleep_until(next.into()).await;
+        tokio::time::sleep_until(next).await;
     }
     // Wait until each worker has everything, or the grace passes.
     let grace = Duration::from_secs(args.grace_secs);

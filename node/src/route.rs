@@ -5,7 +5,9 @@
 //! region with the lowest. A region whose edges do not answer is passed
 //! over, so a dead region fails over to the next nearest.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use anyhow::Context as _;
 use serde::Serialize;

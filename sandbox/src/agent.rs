@@ -15,7 +15,9 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::job::{
     AgentLine, AgentReport, Job, OutputChunk, StepKind, StepReport, StreamKind, JOB_BYTES_MAX,

@@ -19,12 +19,15 @@ use crate::live::protocol::LiveErrorCode;
 use std::{
     collections::{HashMap, VecDeque},
     sync::Weak,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use super::bucket::Bucket;
 
 use super::{
     class::{ClassState, CommandError, Participant},
@@ -173,10 +176,8 @@ pub struct ClassroomState {
     connections: HashMap<(String, u64), String>,
     /// Connections per node: the nodes to deliver to.
     subscribers: HashMap<String, usize>,
-    /// Token bucket of commands.
-    tokens: f64,
-    rate: f64,
-    refilled: Instant,
+    /// Commands the class still accepts this second.
+    commands: Bucket,
     /// The replica, when there is one.
     replica: Option<String>,
     /// The largest `seq` the replica has acknowledged at this epoch.
@@ -262,9 +263,7 @@ impl Actor for ClassroomActor {
             members_max: limits.class_members_max,
             connections: HashMap::new(),
             subscribers: HashMap::new(),
-            tokens: rate,
-            rate,
-            refilled: Instant::now(),
+            commands: Bucket::full(rate, Instant::now()),
             acked: 0,
             progressed: Instant::now(),
             outbox: VecDeque::new(),
@@ -426,7 +425,7 @@ impl ClassroomState {
                     );
                     return;
                 }
-                if !self.take_token() {
+                if !self.commands.take(Instant::now()) {
                     self.reply(
                         &node_id,
                         session_id,
@@ -499,18 +498,6 @@ impl ClassroomState {
             if *count == 0 {
                 self.subscribers.remove(node_id);
             }
-        }
-    }
-
-    fn take_token(&mut self) -> bool {
-        let elapsed = self.refilled.elapsed().as_secs_f64();
-        self.refilled = Instant::now();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
         }
     }
 

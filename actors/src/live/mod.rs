@@ -34,6 +34,7 @@
 //! (epochs, votes, the replica's copy), `storage` (the worker that stores
 //! votes and copies off the hub's path).
 
+mod bucket;
 pub mod class;
 pub mod classroom;
 pub mod config;
@@ -82,21 +83,29 @@ pub struct LiveLimits {
     pub storage_queue_max: usize,
 }
 
+/// The defaults are the configuration's: [`LiveConfig`] holds the one set.
 impl Default for LiveLimits {
     fn default() -> Self {
-        Self {
-            replay_events_max: 1024,
-            session_queue_max: 256,
-            class_members_max: 5_000,
-            class_commands_per_second: 500,
-            classes_per_tenant_max: 100,
-            snapshot_every_events: 256,
-            class_start_timeout: Duration::from_secs(5),
-            ended_linger: Duration::from_secs(300),
-            replica_retry: Duration::from_secs(1),
-            claim_timeout: Duration::from_secs(2),
-            replication_pending_max: 16_384,
-            storage_queue_max: STORAGE_QUEUE_MAX,
+        LiveConfig::default().limits()
+    }
+}
+
+impl LiveConfig {
+    /// The limits the actors enforce, from the `[live]` section.
+    pub fn limits(&self) -> LiveLimits {
+        LiveLimits {
+            replay_events_max: self.replay_events_max,
+            session_queue_max: self.session_queue_max,
+            class_members_max: self.class_members_max,
+            class_commands_per_second: self.class_commands_per_second,
+            classes_per_tenant_max: self.classes_per_tenant_max,
+            snapshot_every_events: self.snapshot_every_events,
+            class_start_timeout: Duration::from_millis(self.class_start_timeout_ms),
+            ended_linger: Duration::from_millis(self.ended_linger_ms),
+            replica_retry: Duration::from_millis(self.replica_retry_ms),
+            claim_timeout: Duration::from_millis(self.claim_timeout_ms),
+            replication_pending_max: self.replication_pending_max,
+            storage_queue_max: self.storage_queue_max,
         }
     }
 }
@@ -106,7 +115,10 @@ pub fn hub_group(node_id: &str) -> String {
     format!("live-hub:{node_id}")
 }
 
-/// Milliseconds since the Unix epoch, by this node's clock.
+/// Milliseconds since the Unix epoch, by this node's clock: the one place
+/// the actors read wall-clock time (durations use tokio's clock, which
+/// tests can pause).
+#[expect(clippy::disallowed_methods, reason = "the crate's one wall-clock read")]
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

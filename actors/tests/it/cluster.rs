@@ -91,7 +91,7 @@ async fn sessions_follow_gossip_and_groups_re_resolve_after_a_crash() {
 
     // A crash: gossip declares b down, and its session and actors go.
     let b_id = b.id.clone();
-    let crashed_at = std::time::Instant::now();
+    let crashed_at = tokio::time::Instant::now();
     b.kill().await;
     wait_for("gossip to declare b down", || {
         let state = a.state_of(&b_id);

@@ -1,14 +1,9 @@
 //! Shared helpers: start the in-process node and child-process nodes from one
 //! CA directory, wait for a condition with a bound, read metrics back.
 
-use std::{
-    future::Future,
-    net::SocketAddr,
-    path::Path,
-    process::Stdio,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{future::Future, net::SocketAddr, path::Path, process::Stdio, sync::Arc, time::Duration};
+
+use tokio::time::Instant;
 
 use actors::{ActorConfig, ActorSystem, EchoActor, EchoMessage};
 use gossip::{

@@ -15,8 +15,10 @@
 //! `LYCEUM_TEST_DATABASE_URL`; a scratch database is created and dropped.
 
 use std::str::FromStr as _;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use anyhow::{bail, Context as _};
 use axum::body::Body;
@@ -180,7 +182,7 @@ async fn load(
     let mut tasks = Vec::with_capacity(total);
     for n in 0..total {
         let due = started + interval.mul_f64(n as f64);
-        tokio::time::sleep_until(due.into()).await;
+        tokio::time::sleep_until(due).await;
         let sent = Instant::now();
         let path = if n % 2 == 0 {
             "/api/v1/courses?limit=50".to_owned()

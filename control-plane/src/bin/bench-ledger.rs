@@ -17,9 +17,11 @@
 //! `ledger_group_commit_transfers_max`.
 
 use std::str::FromStr as _;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use anyhow::{bail, Context as _};
 use control_plane::ledger::{self, Account, BalanceLimit, Limits, NewAccount, NewTransfer};

@@ -17,7 +17,7 @@
 //! unit.
 
 use std::str::FromStr as _;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use anyhow::{bail, ensure, Context as _};
 use axum::body::Body;

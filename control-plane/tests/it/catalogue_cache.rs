@@ -145,27 +145,24 @@ fn counting_loader(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+// Paused time: the fresh window, the stale reads and the refresh happen at
+// exact instants, however loaded the machine is.
+#[tokio::test(start_paused = true)]
 async fn the_cache_serves_fresh_then_stale_and_refreshes_once() {
-    // A fresh window long enough that a stalled, loaded machine does not
-    // make the second read stale.
-    let cache = SwrCache::new(10, 1_000, 60_000);
+    let cache = SwrCache::new(10, 100, 60_000);
     let loads = Arc::new(AtomicUsize::new(0));
     let get = || cache.get_or_load("t", "k", counting_loader(&loads, 20));
     assert_eq!(get().await.expect("load"), "v1");
+    tokio::time::advance(Duration::from_millis(99)).await;
     assert_eq!(get().await.expect("fresh"), "v1");
-    assert_eq!(loads.load(Ordering::SeqCst), 1);
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(loads.load(Ordering::SeqCst), 1, "still fresh at 99 ms");
+    tokio::time::advance(Duration::from_millis(2)).await;
     // Stale: answered at once with the old body, many readers, one refresh.
     for _ in 0..20 {
         assert_eq!(get().await.expect("stale"), "v1");
     }
-    for _ in 0..1_000 {
-        if loads.load(Ordering::SeqCst) == 2 && get().await.expect("read") == "v2" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // The refresh's load takes 20 ms of (paused) time.
+    tokio::time::sleep(Duration::from_millis(21)).await;
     assert_eq!(
         loads.load(Ordering::SeqCst),
         2,

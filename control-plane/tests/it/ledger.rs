@@ -694,10 +694,10 @@ async fn the_sweep_expires_holds_on_the_control_planes_clock() {
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert_eq!(totals(&cp, &t, &bob).await, [0, 0, 9, 0], "not due yet");
     cp.clock().advance(60_000);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     while totals(&cp, &t, &bob).await != [0, 0, 0, 0] {
         assert!(
-            std::time::Instant::now() < deadline,
+            tokio::time::Instant::now() < deadline,
             "the sweep did not expire the hold"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;

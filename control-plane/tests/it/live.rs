@@ -18,10 +18,7 @@ use crate::enrollments::{member, published};
 const KEY: &str = "edge-service-key-for-tests";
 
 fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
+    u64::try_from(control_plane::clock::unix_ms() / 1000).expect("clock")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,9 @@
 //! With `BENCH_DEBUG` set in the environment it also prints each kill's
 //! first, median and last detection time on stderr.
 
-use std::{process::ExitCode, thread, time::Instant};
+use std::{process::ExitCode, thread};
+
+use tokio::time::Instant;
 
 use gossip::sim::{self, SimError, SimSettings};
 

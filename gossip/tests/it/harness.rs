@@ -1,11 +1,9 @@
 //! Shared helpers: start nodes from one CA, wait for a condition with a bound,
 //! and read counters back from a node's Prometheus registry.
 
-use std::{
-    future::Future,
-    net::SocketAddr,
-    time::{Duration, Instant},
-};
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use tokio::time::Instant;
 
 use gossip::{
     ClusterCa, Gossip, GossipConfig, GossipHandle, MemberState, NodeId, NodeIdentity, Region,

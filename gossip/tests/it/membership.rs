@@ -1,6 +1,6 @@
 //! Joining, crash detection, graceful leave and metadata on a healthy cluster.
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 use gossip::{ClusterCa, MemberState, MembershipEvent, NodeMeta};
 

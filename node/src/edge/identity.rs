@@ -161,11 +161,11 @@ mod tests {
         persist_generation(&db, 2).expect("persist");
         drop(db);
         // sled lets go of its lock from a background thread: retry a while.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         let second = loop {
             match open_identity(dir.path(), &region, None) {
                 Ok((_, identity)) => break identity,
-                Err(err) if std::time::Instant::now() < deadline => {
+                Err(err) if tokio::time::Instant::now() < deadline => {
                     let _ = err;
                     std::thread::sleep(Duration::from_millis(20));
                 }

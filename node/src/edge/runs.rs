@@ -139,7 +139,7 @@ impl RunService {
                 pending: self.store.outbox().len(),
             });
         }
-        let now = std::time::Instant::now();
+        let now = tokio::time::Instant::now();
         let checks = [
             (
                 &self.user_limiter,

@@ -273,11 +273,11 @@ mod tests {
     /// sled releases its file lock from a background thread after the last
     /// handle drops; a reopen right away may have to wait a moment.
     fn reopen(path: &std::path::Path) -> sled::Db {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             match sled::open(path) {
                 Ok(db) => return db,
-                Err(err) if std::time::Instant::now() < deadline => {
+                Err(err) if tokio::time::Instant::now() < deadline => {
                     let _ = err;
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }

@@ -489,7 +489,7 @@ async fn dev_cluster_starts_survives_a_dead_edge_and_stops() {
     }
     // Gossip notices: the surviving edges see us-east down, and its region
     // unhealthy.
-    let killed_at = std::time::Instant::now();
+    let killed_at = tokio::time::Instant::now();
     for url in [&urls[1], &urls[3]] {
         eventually(&format!("{url} to see us-east down"), START_LIMIT, || {
             let url = url.clone();

@@ -6,7 +6,9 @@
 //! suspected.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use nix::sys::signal::Signal;
 use serde_json::Value;

@@ -167,7 +167,7 @@ async fn the_class_re_homes_on_its_replica_when_the_home_dies_and_nothing_is_los
         nix::sys::signal::Signal::SIGKILL,
     )
     .expect("kill -9 the class's home");
-    let killed = std::time::Instant::now();
+    let killed = tokio::time::Instant::now();
     assert_eq!(bob.until_closed().await, None, "a dead node sends no close");
     // Gossip declares eu-west down; the nodes holding sessions of its class
     // tell them it moved.

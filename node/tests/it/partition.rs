@@ -325,7 +325,7 @@ async fn an_operator_partitions_two_regions_and_heals_them() {
         .await
         .expect("get faults");
     assert_eq!((status, &listed), (200, &cut_others));
-    let cut_at = std::time::Instant::now();
+    let cut_at = tokio::time::Instant::now();
     for (from, region) in [
         (&eu, "ap-south"),
         (&eu, "us-east"),
@@ -370,7 +370,7 @@ async fn an_operator_partitions_two_regions_and_heals_them() {
             .expect("delete faults");
         assert_eq!(answer.status().as_u16(), 200);
     }
-    let healed_at = std::time::Instant::now();
+    let healed_at = tokio::time::Instant::now();
     for (from, region) in [
         (&eu, "ap-south"),
         (&eu, "us-east"),

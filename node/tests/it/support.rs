@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// Upper bound on waiting for a process to come up (cold caches on a busy
 /// 2-core machine can be slow; this only catches hangs).

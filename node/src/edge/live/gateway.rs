@@ -22,24 +22,6 @@ use actors::live::{
 use crate::rate_limit::RateLimiter;
 use crate::shutdown::Shutdown;
 
-/// The limits the actors enforce, from the `[live]` section.
-pub fn limits(config: &LiveConfig) -> actors::live::LiveLimits {
-    actors::live::LiveLimits {
-        replay_events_max: config.replay_events_max,
-        session_queue_max: config.session_queue_max,
-        class_members_max: config.class_members_max,
-        class_commands_per_second: config.class_commands_per_second,
-        classes_per_tenant_max: config.classes_per_tenant_max,
-        snapshot_every_events: config.snapshot_every_events,
-        class_start_timeout: Duration::from_millis(config.class_start_timeout_ms),
-        ended_linger: Duration::from_millis(config.ended_linger_ms),
-        replica_retry: Duration::from_millis(config.replica_retry_ms),
-        claim_timeout: Duration::from_millis(config.claim_timeout_ms),
-        replication_pending_max: config.replication_pending_max,
-        storage_queue_max: config.storage_queue_max,
-    }
-}
-
 /// Tenants whose frame budgets one node tracks at once.
 const TENANTS_TRACKED_MAX: usize = 100_000;
 
@@ -154,7 +136,7 @@ impl Gateway {
         let node = LiveNode::start(
             &whereabouts.node_id,
             &whereabouts.region,
-            limits(&config),
+            config.limits(),
             store.clone(),
             tx,
             whereabouts.peers,

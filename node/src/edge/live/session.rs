@@ -16,8 +16,10 @@
 
 use std::{
     sync::{atomic::AtomicBool, Arc},
-    time::{Duration, Instant},
+    time::Duration,
 };
+
+use tokio::time::Instant;
 
 use actors::live::{
     classroom::Input,
