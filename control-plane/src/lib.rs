@@ -10,6 +10,7 @@ pub mod analytics;
 pub mod billing;
 pub mod catalogue;
 pub mod clock;
+pub mod codes;
 pub mod config;
 pub mod content;
 pub mod db;
@@ -31,9 +32,10 @@ pub mod tokens;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+pub use codes::ErrorCode;
 pub use config::ControlPlaneConfig;
 pub use db::{Db, DbKind};
-pub use error::{ControlPlaneError, ErrorCode};
+pub use error::ControlPlaneError;
 
 /// Everything a control-plane request handler needs, shared behind an `Arc`
 /// so that handlers stay cheap to clone.

@@ -14,11 +14,17 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 
+use super::error::BillingError;
 use super::idempotency::{self, Claim};
+use super::invoices;
+use super::model::Invoice;
+use super::model::Plan;
+use super::model::Status;
+use super::model::Subscription;
+use super::plans;
+use super::provider::DevProvider;
+use super::stripe;
 use super::subscriptions::{self, NewSubscription, PaymentMethod};
-use super::{
-    invoices, plans, stripe, BillingError, DevProvider, Invoice, Plan, Status, Subscription,
-};
 use crate::error::ControlPlaneError;
 use crate::http::{ApiError, Caller};
 use crate::tokens::Role;

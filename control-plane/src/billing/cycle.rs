@@ -18,12 +18,17 @@
 use serde::Serialize;
 use sqlx::Row as _;
 
+use super::error::BillingError;
 use super::invoices::{self, Collected};
+use super::model::InvoiceStatus;
+use super::model::PlanKind;
+use super::model::Status;
+use super::model::Subscription;
+use super::model::DAY_MS;
+use super::model::STEPS_PER_ADVANCE_MAX;
+use super::plans;
 use super::provider::PaymentProvider;
-use super::{
-    plans, subscriptions, BillingError, InvoiceStatus, PlanKind, Status, Subscription, DAY_MS,
-    STEPS_PER_ADVANCE_MAX,
-};
+use super::subscriptions;
 use crate::ControlPlane;
 
 /// Subscriptions read per page while advancing.

@@ -11,8 +11,13 @@
 use sqlx::any::AnyRow;
 use sqlx::Row as _;
 
+use super::error::BillingError;
+use super::model::Invoice;
+use super::model::InvoiceLine;
+use super::model::InvoiceStatus;
+use super::model::Plan;
+use super::model::Subscription;
 use super::provider::{Charge, ChargeOutcome, PaymentProvider};
-use super::{BillingError, Invoice, InvoiceLine, InvoiceStatus, Plan, Subscription};
 use crate::events::{self, EventKind, NewEvent};
 use crate::ledger::{self, BalanceLimit, LedgerError, Limits, NewAccount, NewTransfer};
 use crate::ControlPlane;

@@ -6,7 +6,7 @@
 //! adapter ([`super::StripeProvider`]) builds the request and leaves the
 //! answer to its webhook.
 
-use super::BillingError;
+use super::error::BillingError;
 
 /// One attempt to collect an invoice.
 #[derive(Debug, Clone, PartialEq, Eq)]

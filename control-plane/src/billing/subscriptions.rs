@@ -9,11 +9,15 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::Row as _;
 
+use super::error::BillingError;
+use super::model::PlanKind;
+use super::model::Status;
+use super::model::Subscription;
+use super::model::DAY_MS;
+use super::model::PAYMENT_TOKEN_BYTES_MAX;
+use super::model::QUANTITY_MAX;
+use super::plans;
 use super::provider::PaymentProvider;
-use super::{
-    plans, BillingError, PlanKind, Status, Subscription, DAY_MS, PAYMENT_TOKEN_BYTES_MAX,
-    QUANTITY_MAX,
-};
 use crate::ControlPlane;
 
 const COLUMNS: &str = "id, tenant_id, plan_id, quantity, status, trial_end, period_start, \

@@ -14,9 +14,10 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::courses::{self, Course, Module, NewCourse, NewModule, Owned};
+use super::error::ContentError;
+use super::model::Limits;
 use super::paths::{self, FrontierUnit, NewPrerequisite, NewResult, Prerequisite, UnitResult};
 use super::units::{self, DraftUpdate, NewUnit, Published, Unit, UnitSummary, View};
-use super::{ContentError, Limits};
 use crate::error::ControlPlaneError;
 use crate::http::{ApiError, Caller};
 use crate::tokens::Role;

@@ -7,7 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ContentError, Limits};
+use super::error::ContentError;
+use super::model::Limits;
 
 /// Longest language id (`python`, `c++`, `typescript`).
 pub const LANGUAGE_BYTES_MAX: usize = 32;

@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Any, Transaction};
 
 use super::body::UnitKind;
-use super::{ContentError, Limits};
+use super::error::ContentError;
+use super::model::Limits;
 use crate::db::{Db, DbKind};
 
 /// A performance condition on a prerequisite.

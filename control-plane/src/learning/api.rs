@@ -13,10 +13,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::enrollments::{self, Cohort, Enrolled, Enrollment, NewCohort, NewEnrollment};
+use super::error::LearningError;
 use super::live::{self, AttendanceRecorded, AttendanceReport, ClassAttendance, Ticket};
 use super::progress::{self, AttemptResult, CourseProgress, LessonReport, UnitProgress};
 use super::quiz::QuizAnswers;
-use super::LearningError;
 use crate::content::api::{is_author, page, query, tenant_of, Page, PageQuery, AUTHORS};
 use crate::content::courses::Owned;
 use crate::content::Limits;

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
-use super::{check_id, LearningError, COHORT_NAME_CHARS_MAX};
+use super::error::LearningError;
+use super::model::check_id;
+use super::model::COHORT_NAME_CHARS_MAX;
 use crate::db::Db;
 use crate::events::{self, EventKind, NewEvent};
 

@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
+use super::error::LearningError;
 use super::quiz::{self, QuizAnswers};
-use super::LearningError;
 use crate::content::body::UnitBody;
 use crate::content::paths::UnitResult;
 use crate::content::UnitKind;

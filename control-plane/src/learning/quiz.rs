@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::LearningError;
+use super::error::LearningError;
 use crate::content::body::{Question, Quiz};
 
 /// Longest short answer accepted, in bytes.

@@ -12,7 +12,15 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::{store, Account, Audit, Limits, NewAccount, NewTransfer, Recorded, Resolve, Transfer};
+use super::model::Account;
+use super::model::Audit;
+use super::model::Limits;
+use super::model::NewAccount;
+use super::model::NewTransfer;
+use super::model::Recorded;
+use super::model::Resolve;
+use super::model::Transfer;
+use super::store;
 use crate::error::ControlPlaneError;
 use crate::http::{ApiError, Caller};
 use crate::tokens::Role;
