@@ -22,7 +22,6 @@ pub mod identity;
 pub mod keys;
 pub mod learning;
 pub mod ledger;
-pub mod openapi;
 pub mod passwords;
 pub mod seed;
 pub mod sessions;
@@ -50,7 +49,7 @@ struct Inner {
     keys: keys::KeyRing,
     clock: clock::Clock,
     ledger_writer: ledger::group::GroupCommit,
-    content_cache: content::cache::SwrCache,
+    content_cache: http::cache::SwrCache,
 }
 
 impl ControlPlane {
@@ -76,7 +75,7 @@ impl ControlPlane {
             usize::try_from(config.ledger_group_commit_transfers_max).unwrap_or(usize::MAX),
             usize::try_from(config.ledger_group_commit_writers).unwrap_or(1),
         );
-        let content_cache = content::cache::SwrCache::new(
+        let content_cache = http::cache::SwrCache::new(
             usize::try_from(config.content_cache_entries_max).unwrap_or(usize::MAX),
             config.content_cache_fresh_ms,
             config.content_cache_stale_ms,
@@ -136,8 +135,8 @@ impl ControlPlane {
         &self.inner.ledger_writer
     }
 
-    /// The catalogue and course-page cache (see [`content::cache`]).
-    pub fn content_cache(&self) -> &content::cache::SwrCache {
+    /// The catalogue and course-page cache (see [`http::cache`]).
+    pub fn content_cache(&self) -> &http::cache::SwrCache {
         &self.inner.content_cache
     }
 

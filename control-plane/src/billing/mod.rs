@@ -16,7 +16,6 @@
 //! with a valid signature ([`stripe`]). Nothing here calls out to the
 //! network: the Stripe adapter builds requests and verifies signatures.
 
-pub(crate) mod api;
 pub mod cycle;
 pub mod error;
 pub mod idempotency;
@@ -27,7 +26,6 @@ pub mod provider;
 pub mod stripe;
 pub mod subscriptions;
 
-pub(crate) use api::routes;
 pub use cycle::{advance, Advanced};
 pub use error::BillingError;
 pub use model::*;

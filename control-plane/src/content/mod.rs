@@ -16,16 +16,13 @@
 //! Everything is tenant-scoped: every store function takes the tenant id
 //! and every query filters on it, so another tenant's ids are simply unknown.
 
-pub(crate) mod api;
 pub mod body;
-pub mod cache;
 pub mod courses;
 pub mod error;
 pub mod model;
 pub mod paths;
 pub mod units;
 
-pub(crate) use api::routes;
 pub use body::{UnitBody, UnitKind};
 pub use error::ContentError;
 pub use model::*;

@@ -16,7 +16,6 @@
 //! Tenant-scoped like content: every store function takes the tenant id
 //! and every query filters on it, so another tenant's ids are unknown.
 
-mod api;
 pub mod enrollments;
 pub mod error;
 pub mod live;
@@ -24,6 +23,5 @@ pub mod model;
 pub mod progress;
 pub mod quiz;
 
-pub(crate) use api::routes;
 pub use error::{LearningError, ID_BYTES_MAX};
 pub use model::*;

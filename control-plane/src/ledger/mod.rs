@@ -22,13 +22,11 @@
 //! on both engines, and [`group`] for the group commit that single
 //! transfers over HTTP go through.
 
-pub(crate) mod api;
 pub mod error;
 pub mod group;
 pub mod model;
 pub mod store;
 
-pub(crate) use api::routes;
 pub use error::LedgerError;
 pub use model::*;
 pub use store::{

@@ -9,45 +9,28 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 
-use super::error::BillingError;
-use super::idempotency::{self, Claim};
-use super::invoices;
-use super::model::Invoice;
-use super::model::Plan;
-use super::model::Status;
-use super::model::Subscription;
-use super::plans;
-use super::provider::DevProvider;
-use super::stripe;
-use super::subscriptions::{self, NewSubscription, PaymentMethod};
+use super::extract::{ApiError, Caller};
+use crate::billing::error::BillingError;
+use crate::billing::idempotency::{self, Claim};
+use crate::billing::invoices;
+use crate::billing::model::Invoice;
+use crate::billing::model::Plan;
+use crate::billing::model::Status;
+use crate::billing::model::Subscription;
+use crate::billing::plans;
+use crate::billing::provider::DevProvider;
+use crate::billing::stripe;
+use crate::billing::subscriptions::{self, NewSubscription, PaymentMethod};
 use crate::error::ControlPlaneError;
-use crate::http::{ApiError, Caller};
 use crate::tokens::Role;
 use crate::ControlPlane;
 
 /// Route of subscribe, part of every idempotency fingerprint.
 const SUBSCRIBE_ROUTE: &str = "POST /api/v1/billing/subscriptions";
-
-/// Billing's routes, merged into [`crate::http::router`].
-pub(crate) fn routes() -> Router<ControlPlane> {
-    Router::new()
-        .route("/api/v1/billing/plans", get(list_plans))
-        .route("/api/v1/billing/subscriptions", post(subscribe))
-        .route("/api/v1/billing/subscriptions/{id}", get(get_subscription))
-        .route("/api/v1/billing/subscriptions/{id}/cancel", post(cancel))
-        .route(
-            "/api/v1/billing/subscriptions/{id}/payment-method",
-            axum::routing::put(set_payment_method),
-        )
-        .route("/api/v1/billing/invoices", get(list_invoices))
-        .route("/api/v1/billing/invoices/{id}", get(get_invoice))
-        .route("/api/v1/billing/webhooks/stripe", post(stripe_webhook))
-}
 
 fn tenant(caller: &Caller) -> Result<&str, ApiError> {
     caller.require_any(&[Role::Operator, Role::Instructor])?;
@@ -66,12 +49,12 @@ fn provider(cp: &ControlPlane) -> DevProvider {
 
 /// One page of a list; `next_after` is absent on the last.
 #[derive(Debug, Serialize)]
-struct Page<T> {
+pub(super) struct Page<T> {
     items: Vec<T>,
     next_after: Option<String>,
 }
 
-async fn list_plans(
+pub(super) async fn list_plans(
     State(cp): State<ControlPlane>,
     caller: Caller,
 ) -> Result<Json<Page<Plan>>, ApiError> {
@@ -94,7 +77,7 @@ fn json_response(status: StatusCode, body: String, replayed: bool) -> Response {
     response
 }
 
-async fn subscribe(
+pub(super) async fn subscribe(
     State(cp): State<ControlPlane>,
     caller: Caller,
     headers: HeaderMap,
@@ -150,7 +133,7 @@ async fn subscribe(
     Ok(json_response(status, body, false))
 }
 
-async fn get_subscription(
+pub(super) async fn get_subscription(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path(id): Path<String>,
@@ -163,7 +146,7 @@ async fn get_subscription(
     ))
 }
 
-async fn cancel(
+pub(super) async fn cancel(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path(id): Path<String>,
@@ -176,7 +159,7 @@ async fn cancel(
     ))
 }
 
-async fn set_payment_method(
+pub(super) async fn set_payment_method(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path(id): Path<String>,
@@ -194,12 +177,12 @@ async fn set_payment_method(
 /// `?limit=&after=`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PageQuery {
+pub(super) struct PageQuery {
     limit: Option<u32>,
     after: Option<String>,
 }
 
-async fn list_invoices(
+pub(super) async fn list_invoices(
     State(cp): State<ControlPlane>,
     caller: Caller,
     query: Result<Query<PageQuery>, QueryRejection>,
@@ -227,7 +210,7 @@ async fn list_invoices(
     Ok(Json(Page { items, next_after }))
 }
 
-async fn get_invoice(
+pub(super) async fn get_invoice(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path(id): Path<String>,
@@ -247,7 +230,7 @@ pub(crate) struct WebhookAnswer {
     action: &'static str,
 }
 
-async fn stripe_webhook(
+pub(super) async fn stripe_webhook(
     State(cp): State<ControlPlane>,
     headers: HeaderMap,
     body: Bytes,
@@ -289,7 +272,7 @@ async fn stripe_webhook(
 
 /// Applies a verified event; every action is idempotent, so a redelivery
 /// changes nothing.
-async fn apply_event(
+pub(super) async fn apply_event(
     cp: &ControlPlane,
     event: &stripe::WebhookEvent,
     now: i64,
@@ -317,7 +300,7 @@ async fn apply_event(
         }
         "payment_intent.payment_failed" => {
             let invoice = invoices::get(cp, &tenant, invoice_id).await?;
-            if invoice.status != super::InvoiceStatus::Open {
+            if invoice.status != crate::billing::InvoiceStatus::Open {
                 return Ok("ignored");
             }
             (Status::PastDue, Status::Active)
