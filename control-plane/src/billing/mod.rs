@@ -24,6 +24,7 @@ pub mod model;
 pub mod plans;
 pub mod provider;
 pub mod stripe;
+pub mod subscription_rows;
 pub mod subscriptions;
 
 pub use cycle::{advance, Advanced};
