@@ -1,6 +1,8 @@
 //! The content data types, limits and checks shared by its store files;
 //! a leaf of `content` (it imports no sibling), so any of them may use it.
 
+use serde::{Deserialize, Serialize};
+
 use super::error::ContentError;
 use crate::config::ControlPlaneConfig;
 
@@ -76,4 +78,17 @@ pub fn check_title(field: &str, title: &str) -> Result<String, ContentError> {
 /// A new UUIDv7: ids sort by creation time, so id order is list order.
 pub(crate) fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
+}
+
+/// A learner's result on one unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UnitResult {
+    /// The learner.
+    pub user_id: String,
+    /// The unit.
+    pub unit_id: String,
+    /// 0 to 100, or absent.
+    pub score: Option<i64>,
+    /// Unix milliseconds.
+    pub completed_at: i64,
 }
