@@ -1,7 +1,7 @@
 //! The closed set of stable error codes that cross the HTTP boundary
 //! unchanged. A leaf module: it imports nothing from the crate, so every
 //! domain error can say its code without knowing the HTTP layer or
-//! [`crate::error`].
+//! the crate-wide error type.
 
 use serde::{Deserialize, Serialize};
 
@@ -187,7 +187,7 @@ impl ErrorCode {
 
 #[cfg(test)]
 mod tests {
-    use super::ErrorCode;
+    use crate::codes::ErrorCode;
 
     /// Where a code sits in [`ErrorCode::ALL`]; a new variant does not
     /// compile here until it is placed, so `ALL` cannot miss one.

@@ -157,7 +157,7 @@ pub struct ControlPlaneConfig {
     pub submissions_page_size_max: u32,
     /// Most reports in one `POST /api/v1/submissions/batch`; the route's
     /// body limit follows from it
-    /// ([`crate::submissions::batch_body_bytes_max`]).
+    /// (`submissions::batch_body_bytes_max`).
     pub submissions_batch_max: u32,
     /// Most items on one page of a content list or frontier.
     pub content_page_size_max: u32,

@@ -3,7 +3,7 @@
 //! transaction as the change itself, so there is never a change without
 //! its event nor an event without its change. Consumers read them in order
 //! with a cursor (`GET /api/v1/events?after=`), and the in-process
-//! analytics projection ([`crate::analytics`]) is one of them.
+//! analytics projection (the `analytics` module) is one of them.
 //!
 //! *Why ids are safe to page by.* A writer does not pick the id readers
 //! page by: it appends its event with `seq` (a sequence, or SQLite's

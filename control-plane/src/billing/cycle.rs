@@ -244,7 +244,7 @@ pub async fn advance_one(
 async fn current_invoice(
     cp: &ControlPlane,
     sub: &Subscription,
-) -> Result<Option<super::Invoice>, BillingError> {
+) -> Result<Option<super::model::Invoice>, BillingError> {
     let row = sqlx::query(
         "SELECT id FROM billing_invoices WHERE subscription_id = $1 AND period_start = $2",
     )

@@ -1,4 +1,4 @@
-//! The billing error: a leaf, so that [`crate::error`] can wrap it and
+//! The billing error: a leaf, so that the crate-wide `ControlPlaneError` can wrap it and
 //! the HTTP layer can map it without importing the rest of `billing`.
 
 use crate::codes::ErrorCode;

@@ -117,9 +117,9 @@ pub fn lines_for(plan: &Plan, quantity: i64) -> Result<Vec<InvoiceLine>, Billing
         .checked_mul(quantity)
         .ok_or_else(|| BillingError::Invalid("quantity times price overflows".into()))?;
     let unit = match plan.kind {
-        super::PlanKind::PerSeat => "seat",
-        super::PlanKind::PerLearner => "learner",
-        super::PlanKind::Free => "member",
+        super::model::PlanKind::PerSeat => "seat",
+        super::model::PlanKind::PerLearner => "learner",
+        super::model::PlanKind::Free => "member",
     };
     Ok(vec![InvoiceLine {
         description: format!(

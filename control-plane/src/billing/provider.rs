@@ -3,7 +3,7 @@
 //! idempotency key (`<invoice id>:<attempt>`) that a real provider uses to
 //! answer a retried request with its first result. Charging is synchronous
 //! and local here: the development provider decides at once, the Stripe
-//! adapter ([`super::StripeProvider`]) builds the request and leaves the
+//! adapter (`StripeProvider`) builds the request and leaves the
 //! answer to its webhook.
 
 use super::error::BillingError;

@@ -187,7 +187,7 @@ pub async fn enroll(
     check_id("user_id", user)?;
     let mut tx = db.begin_write().await?;
     check_course(&mut tx, tenant, course).await?;
-    if !super::is_member(&mut *tx, tenant, user).await? {
+    if !super::model::is_member(&mut *tx, tenant, user).await? {
         return Err(LearningError::not_found("user", user));
     }
     if let Some(cohort) = cohort {

@@ -1,4 +1,4 @@
-//! The learning error: a leaf, so that [`crate::error`] can wrap it and
+//! The learning error: a leaf, so that the crate-wide `ControlPlaneError` can wrap it and
 //! the HTTP layer can map it without importing the rest of `learning`.
 
 use crate::codes::ErrorCode;

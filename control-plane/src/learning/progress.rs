@@ -630,7 +630,7 @@ pub(crate) async fn record_attendance(
     a: &AttendanceFacts<'_>,
     now_ms: i64,
 ) -> Result<(), LearningError> {
-    if !super::is_member(&mut *conn, a.tenant, a.user).await? {
+    if !super::model::is_member(&mut *conn, a.tenant, a.user).await? {
         return Ok(());
     }
     ensure_row(
@@ -704,7 +704,7 @@ pub async fn record_result(
             .await?;
     let (course, kind) = row.ok_or_else(|| LearningError::not_found("unit", unit))?;
     let kind = UnitKind::parse(&kind)?;
-    if !super::is_member(&mut *tx, tenant, user).await? {
+    if !super::model::is_member(&mut *tx, tenant, user).await? {
         return Err(LearningError::not_found("user", user));
     }
     ensure_row(&mut tx, tenant, user, unit, &course, kind, now_ms).await?;

@@ -1,4 +1,4 @@
-//! The ledger error: a leaf, so that [`crate::error`] can wrap it and
+//! The ledger error: a leaf, so that the crate-wide `ControlPlaneError` can wrap it and
 //! the HTTP layer can map it without importing the rest of `ledger`.
 
 use crate::codes::ErrorCode;

@@ -1614,7 +1614,7 @@ pub async fn audit(db: &Db, tenant_id: &str) -> Result<Audit, LedgerError> {
                 .mismatches
                 .push((account.id.clone(), stored, replay_i64));
         }
-        if !super::within_limit(account) {
+        if !super::model::within_limit(account) {
             audit.over_limit.push(account.id.clone());
         }
         let sum = sums.entry(account.currency.as_str()).or_default();
