@@ -26,6 +26,7 @@ pub mod provider;
 pub mod stripe;
 pub mod subscription_rows;
 pub mod subscriptions;
+pub mod webhooks;
 
 pub use cycle::{advance, Advanced};
 pub use error::BillingError;

@@ -11,7 +11,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use sqlx::Row as _;
 
 use super::extract::{ApiError, Caller};
 use crate::billing::error::BillingError;
@@ -19,12 +18,12 @@ use crate::billing::idempotency::{self, Claim};
 use crate::billing::invoices;
 use crate::billing::model::Invoice;
 use crate::billing::model::Plan;
-use crate::billing::model::Status;
 use crate::billing::model::Subscription;
 use crate::billing::plans;
 use crate::billing::provider::DevProvider;
 use crate::billing::stripe;
 use crate::billing::subscriptions::{self, NewSubscription, PaymentMethod};
+use crate::billing::webhooks;
 use crate::error::ControlPlaneError;
 use crate::tokens::Role;
 use crate::ControlPlane;
@@ -247,17 +246,7 @@ pub(super) async fn stripe_webhook(
         i64::try_from(config.billing_webhook_tolerance_seconds).unwrap_or(i64::MAX),
     )
     .map_err(billing)?;
-    let action = apply_event(&cp, &event, now).await.map_err(billing)?;
-    sqlx::query(
-        "INSERT INTO billing_webhook_events (id, kind, received_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(event.id.chars().take(255).collect::<String>())
-    .bind(event.kind.chars().take(255).collect::<String>())
-    .bind(now)
-    .execute(cp.db().pool())
-    .await
-    .map_err(|err| billing(err.into()))?;
+    let action = webhooks::handle(&cp, &event, now).await.map_err(billing)?;
     tracing::info!(
         event = event.id,
         kind = event.kind,
@@ -268,55 +257,4 @@ pub(super) async fn stripe_webhook(
         received: true,
         action,
     }))
-}
-
-/// Applies a verified event; every action is idempotent, so a redelivery
-/// changes nothing.
-pub(super) async fn apply_event(
-    cp: &ControlPlane,
-    event: &stripe::WebhookEvent,
-    now: i64,
-) -> Result<&'static str, BillingError> {
-    let Some(invoice_id) = &event.invoice_id else {
-        return Ok("ignored");
-    };
-    let row = sqlx::query(
-        "SELECT i.tenant_id, i.subscription_id, i.period_start, s.period_start AS current_start \
-         FROM billing_invoices i JOIN billing_subscriptions s ON s.id = i.subscription_id \
-         WHERE i.id = $1",
-    )
-    .bind(invoice_id)
-    .fetch_optional(cp.db().pool())
-    .await?;
-    let Some(row) = row else { return Ok("ignored") };
-    let tenant: String = row.try_get("tenant_id")?;
-    let subscription: String = row.try_get("subscription_id")?;
-    let current =
-        row.try_get::<i64, _>("period_start")? == row.try_get::<i64, _>("current_start")?;
-    let (to, from) = match event.kind.as_str() {
-        "payment_intent.succeeded" => {
-            invoices::settle(cp, &tenant, invoice_id, &event.object_id, now).await?;
-            (Status::Active, Status::PastDue)
-        }
-        "payment_intent.payment_failed" => {
-            let invoice = invoices::get(cp, &tenant, invoice_id).await?;
-            if invoice.status != crate::billing::InvoiceStatus::Open {
-                return Ok("ignored");
-            }
-            (Status::PastDue, Status::Active)
-        }
-        _ => return Ok("ignored"),
-    };
-    if current {
-        sqlx::query("UPDATE billing_subscriptions SET status = $1 WHERE id = $2 AND status = $3")
-            .bind(to.as_str())
-            .bind(&subscription)
-            .bind(from.as_str())
-            .execute(cp.db().pool())
-            .await?;
-    }
-    Ok(match to {
-        Status::PastDue => "past_due",
-        _ => "settled",
-    })
 }
