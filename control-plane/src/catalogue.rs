@@ -29,7 +29,7 @@ pub struct CatalogueSettingsUpdate {
 
 /// One course on a tenant's public catalogue page: only courses with at
 /// least one published unit are listed, and `units` counts those.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CourseCard {
     /// The course id; cards come in id order.
     pub id: String,
@@ -67,7 +67,7 @@ pub async fn course_cards(
     after: &str,
     limit: u32,
 ) -> Result<Vec<CourseCard>, ControlPlaneError> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_as::<_, CourseCard>(
         "SELECT c.id, c.title, c.summary, COUNT(u.id) AS units FROM courses c \
          JOIN units u ON u.tenant_id = c.tenant_id AND u.course_id = c.id \
           AND u.published_version > 0 \
@@ -78,18 +78,7 @@ pub async fn course_cards(
     .bind(after)
     .bind(i64::from(limit))
     .fetch_all(db.pool())
-    .await?;
-    Ok(rows
-        .iter()
-        .map(|row| {
-            Ok(CourseCard {
-                id: row.try_get("id")?,
-                title: row.try_get("title")?,
-                summary: row.try_get("summary")?,
-                units: row.try_get("units")?,
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?)
+    .await?)
 }
 
 /// `tenant`'s catalogue setting and where its catalogue is served.

@@ -30,7 +30,7 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use sqlx::{AnyConnection, Row as _};
+use sqlx::{AnyConnection, FromRow as _, Row as _};
 
 use crate::config::SUBMISSIONS_BATCH_MAX_LIMIT;
 use crate::content::UnitKind;
@@ -131,7 +131,7 @@ pub struct SubmissionReport {
 }
 
 /// A stored submission.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct Submission {
     /// Stable id (the run's).
     pub id: String,
@@ -247,24 +247,6 @@ impl SubmissionReport {
         // they existed keeps the canonical form it was stored with.
         serde_json::to_string(self).unwrap_or_default()
     }
-}
-
-fn submission(row: &sqlx::any::AnyRow) -> Result<Submission, ControlPlaneError> {
-    Ok(Submission {
-        id: row.try_get("id")?,
-        tenant_id: row.try_get("tenant_id")?,
-        user_id: row.try_get("user_id")?,
-        language: row.try_get("language")?,
-        status: row.try_get("status")?,
-        region: row.try_get("region")?,
-        finished_at: row.try_get("finished_at")?,
-        recorded_at: row.try_get("recorded_at")?,
-        unit_id: row.try_get("unit_id")?,
-        unit_version: row.try_get("unit_version")?,
-        question_id: row.try_get("question_id")?,
-        tests_passed: row.try_get("tests_passed")?,
-        tests_total: row.try_get("tests_total")?,
-    })
 }
 
 const COLUMNS: &str = "id, tenant_id, user_id, language, status, region, finished_at, \
@@ -528,7 +510,7 @@ async fn stored(
             report.submission_id
         )))));
     }
-    Ok(Some(Ok(Recorded::Existing(submission(&row)?))))
+    Ok(Some(Ok(Recorded::Existing(Submission::from_row(&row)?))))
 }
 
 /// Records a report once. Concurrent retries of the same report race on
@@ -603,7 +585,10 @@ pub async fn list(
     .bind(i64::from(limit))
     .fetch_all(db.pool())
     .await?;
-    rows.iter().map(submission).collect()
+    Ok(rows
+        .iter()
+        .map(Submission::from_row)
+        .collect::<Result<_, _>>()?)
 }
 
 /// Body of `POST /api/v1/submissions/batch`: 1 to

@@ -45,23 +45,13 @@ fn invoice(row: &AnyRow, lines: Vec<InvoiceLine>) -> Result<Invoice, BillingErro
 }
 
 async fn lines(cp: &ControlPlane, invoice_id: &str) -> Result<Vec<InvoiceLine>, BillingError> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_as::<_, InvoiceLine>(
         "SELECT description, quantity, unit_amount, amount FROM billing_invoice_lines \
          WHERE invoice_id = $1 ORDER BY position",
     )
     .bind(invoice_id)
     .fetch_all(cp.db().pool())
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(InvoiceLine {
-                description: row.try_get("description")?,
-                quantity: row.try_get("quantity")?,
-                unit_amount: row.try_get("unit_amount")?,
-                amount: row.try_get("amount")?,
-            })
-        })
-        .collect()
+    .await?)
 }
 
 /// One invoice of the tenant, with its lines.
