@@ -1,8 +1,11 @@
-//! The billing data types, limits and checks shared by its store files;
-//! a leaf of `billing` (it imports no sibling), so any of them may use it.
+//! Billing's shared vocabulary: plans, subscriptions, invoices and their
+//! statuses, and the limits every billing file checks against. Of its
+//! siblings it imports only `error`, so every billing file can use it
+//! without an import circle through `billing/mod.rs`.
+
+use serde::{Deserialize, Serialize};
 
 use super::error::BillingError;
-use serde::{Deserialize, Serialize};
 
 /// One day in milliseconds: plan periods and trials are whole days.
 pub const DAY_MS: i64 = 24 * 3600 * 1000;

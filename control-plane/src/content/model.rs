@@ -1,5 +1,7 @@
-//! The content data types, limits and checks shared by its store files;
-//! a leaf of `content` (it imports no sibling), so any of them may use it.
+//! Content's shared rules: page and title limits ([`Limits`],
+//! [`check_title`]), new ids, and [`UnitResult`], which learning reads
+//! too. Of its siblings it imports only `error`, so every content file
+//! (and `learning`) can use it without an import circle.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,6 @@
-//! The learning data types, limits and checks shared by its store files;
-//! a leaf of `learning` (it imports no sibling), so any of them may use it.
+//! Learning's shared checks: id fields and tenant membership. Of its
+//! siblings it imports only `error`, so every learning file can use it
+//! without an import circle through `learning/mod.rs`.
 
 use super::error::{LearningError, ID_BYTES_MAX};
 

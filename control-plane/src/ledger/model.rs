@@ -1,9 +1,12 @@
-//! The ledger data types, limits and checks shared by its store files;
-//! a leaf of `ledger` (it imports no sibling), so any of them may use it.
+//! The ledger's data types (accounts, transfers, balance limits, audit)
+//! and the checks every write goes through ([`Limits`]). Of its siblings
+//! it imports only `error`, so `store` and `group` can use it without an
+//! import circle through `ledger/mod.rs`.
+
+use serde::{Deserialize, Serialize};
 
 use super::error::LedgerError;
 use crate::config::ControlPlaneConfig;
-use serde::{Deserialize, Serialize};
 
 /// Page size of a list that names no `limit`, clamped to the configured max.
 pub const PAGE_SIZE_DEFAULT: u32 = 100;
