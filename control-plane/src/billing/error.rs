@@ -36,7 +36,7 @@ pub enum BillingError {
     #[error("webhook signature refused: {0}")]
     BadSignature(String),
     /// The payment provider refused to work (not a declined card: that is
-    /// [`ChargeOutcome::Failed`]).
+    /// `ChargeOutcome::Failed`).
     #[error("payment provider error: {0}")]
     Provider(String),
     /// The ledger refused or failed a money movement.

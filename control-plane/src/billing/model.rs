@@ -21,7 +21,7 @@ pub const PAYMENT_TOKEN_BYTES_MAX: usize = 128;
 pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 255;
 
 /// Most billing steps (trial end, renewal, cancellation) one subscription
-/// takes in one [`advance`]: a clock moved years ahead catches up over
+/// takes in one `advance`: a clock moved years ahead catches up over
 /// several calls instead of looping without bound.
 pub const STEPS_PER_ADVANCE_MAX: u32 = 36;
 

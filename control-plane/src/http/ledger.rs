@@ -2,7 +2,7 @@
 //! or a tenant instructor's business: learners get 403. Everything is scoped
 //! to the tenant of the caller's token, so one tenant's ids are simply
 //! unknown (404) to another. Bodies are checked here only for shape; the
-//! rules live in [`super::store`].
+//! rules live in [`crate::ledger::store`].
 
 use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};

@@ -358,7 +358,7 @@ pub(super) fn check_currency(currency: &str) -> Result<(), LedgerError> {
     }
 }
 
-/// What [`audit`] finds: stored balances against a replay of the journal,
+/// What `audit` finds: stored balances against a replay of the journal,
 /// and the per-currency sums that double entry keeps at zero.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, utoipa::ToSchema)]
 pub struct Audit {
