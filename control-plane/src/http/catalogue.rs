@@ -19,8 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use super::content::AUTHORS;
-use super::extract::{ApiError, Caller};
+use super::extract::{ApiError, Caller, AUTHORS};
 use crate::catalogue::{self, CatalogueSettings, CatalogueSettingsUpdate, CourseCard};
 use crate::content::{courses, units, ContentError, Limits, UnitKind};
 use crate::error::ControlPlaneError;

@@ -12,7 +12,9 @@ use axum::http::{header, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::extract::{ApiError, Caller};
+use super::extract::{
+    is_author, page, query, tenant_of, ApiError, Caller, Page, PageQuery, AUTHORS,
+};
 use crate::content::courses::{self, Course, Module, NewCourse, NewModule, Owned};
 use crate::content::model::Limits;
 use crate::content::paths::{
@@ -20,72 +22,10 @@ use crate::content::paths::{
 };
 use crate::content::units::{self, DraftUpdate, NewUnit, Published, Unit, UnitSummary, View};
 use crate::error::ControlPlaneError;
-use crate::tokens::Role;
 use crate::ControlPlane;
-
-/// The roles that author content (and see every learner's records).
-pub(crate) const AUTHORS: [Role; 2] = [Role::Instructor, Role::Operator];
 
 fn limits(cp: &ControlPlane) -> Limits {
     Limits::from_config(cp.config())
-}
-
-/// Whether the caller authors content in its tenant.
-pub(crate) fn is_author(caller: &Caller) -> bool {
-    AUTHORS.contains(&caller.0.role)
-}
-
-/// The tenant a request about `id` is scoped to: the caller's, or for an
-/// operator the one owning `id`.
-pub(crate) async fn tenant_of(
-    cp: &ControlPlane,
-    caller: &Caller,
-    what: Owned,
-    id: &str,
-) -> Result<String, ApiError> {
-    if caller.0.role == Role::Operator {
-        Ok(courses::owner_tenant(cp.db(), what, id).await?)
-    } else {
-        Ok(caller.0.tid.clone())
-    }
-}
-
-/// `?limit=&after=` of the content lists.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PageQuery {
-    /// Items per page, 1 to `content_page_size_max`; default 100.
-    pub limit: Option<u32>,
-    /// Return items whose id sorts after this one (the last id seen).
-    pub after: Option<String>,
-}
-
-/// One page of a list; `next_after` is the `after` of the next page,
-/// absent on the last one.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Page<T> {
-    /// The items, in id (creation) order.
-    pub items: Vec<T>,
-    /// Cursor for the next page.
-    pub next_after: Option<String>,
-}
-
-/// A query string, or a 400 naming what is wrong with it.
-pub(crate) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    query.map(|Query(q)| q).map_err(|rejection| {
-        ControlPlaneError::BadRequest(format!("query string: {}", rejection.body_text())).into()
-    })
-}
-
-/// One page of a list: `next_after` is the last id when the page is full.
-pub(crate) fn page<T>(items: Vec<T>, limit: u32, id: impl Fn(&T) -> &str) -> Page<T> {
-    let full = items.len() == usize::try_from(limit).unwrap_or(usize::MAX);
-    let next_after = if full {
-        items.last().map(|item| id(item).to_owned())
-    } else {
-        None
-    };
-    Page { items, next_after }
 }
 
 pub(super) async fn create_course(

@@ -11,8 +11,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Deserialize;
 
-use super::content::{is_author, page, query, tenant_of, Page, PageQuery, AUTHORS};
-use super::extract::{ApiError, Caller};
+use super::extract::{
+    is_author, page, query, tenant_of, ApiError, Caller, Page, PageQuery, AUTHORS,
+};
 use crate::content::courses::Owned;
 use crate::content::Limits;
 use crate::error::ControlPlaneError;
