@@ -1,45 +1,14 @@
-//! The public catalogue: a tenant's courses as server-rendered HTML at
-//! `/catalogue/{slug}` and `/catalogue/{slug}/courses/{id}`, readable with
-//! no account and no JavaScript, so that they load fast and search engines
-//! index them. Only tenants whose authors made the catalogue public
-//! (`PUT /api/v1/catalogue/settings`, off by default) have one, and only
-//! published units show, under their published titles; drafts, answer keys
-//! and tests never appear.
-//!
-//! Pages go through the content cache (stale-while-revalidate, per tenant),
-//! which every content change and every change of the setting invalidates.
-//! The pages are in English; the app behind "sign up" speaks ten languages.
+//! The public catalogue's data: which tenants show their courses to
+//! everyone (`catalogue_public`, off by default), the course cards of a
+//! tenant's public page, and the catalogue setting authors read and
+//! change. The pages themselves (HTML, caching headers) are rendered in
+//! the HTTP layer; only published units ever count here.
 
-use askama::Template;
-use axum::body::Bytes;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 
-use crate::content::api::AUTHORS;
-use crate::content::{courses, units, ContentError, Limits, UnitKind};
+use crate::db::Db;
 use crate::error::ControlPlaneError;
-use crate::http::{ApiError, Caller};
-use crate::ControlPlane;
-
-/// `Cache-Control` of the public pages: shared caches may keep them a minute.
-pub const PUBLIC_CACHE_CONTROL: &str = "public, max-age=60";
-
-/// The catalogue routes, merged into [`crate::http::router`].
-pub(crate) fn routes() -> Router<ControlPlane> {
-    Router::new()
-        .route("/catalogue/{slug}", get(catalogue_page))
-        .route("/catalogue/{slug}/courses/{id}", get(course_page))
-        .route(
-            "/api/v1/catalogue/settings",
-            get(get_settings).put(put_settings),
-        )
-}
 
 /// Answer of `GET|PUT /api/v1/catalogue/settings`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -58,309 +27,87 @@ pub struct CatalogueSettingsUpdate {
     pub public: bool,
 }
 
-/// `?after=` of the public catalogue page.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CatalogueQuery {
-    /// Courses whose id sorts after this one.
-    pub after: Option<String>,
-}
-
-#[derive(Template)]
-#[template(path = "catalogue/index.html")]
-struct IndexPage<'a> {
-    slug: &'a str,
-    tenant_name: &'a str,
-    courses: Vec<CourseCard>,
-    next_after: Option<String>,
-}
-
-struct CourseCard {
-    id: String,
-    title: String,
-    summary: String,
-    units: i64,
-}
-
-#[derive(Template)]
-#[template(path = "catalogue/course.html")]
-struct CoursePage<'a> {
-    slug: &'a str,
-    tenant_name: &'a str,
-    course: courses::Course,
-    modules: Vec<ModuleView>,
-}
-
-struct ModuleView {
-    title: String,
-    units: Vec<UnitView>,
-}
-
-struct UnitView {
-    title: String,
-    kind: &'static str,
-}
-
-#[derive(Template)]
-#[template(path = "catalogue/missing.html")]
-struct MissingPage<'a> {
-    slug: &'a str,
-    tenant_name: &'a str,
-    message: &'a str,
-}
-
-fn kind_label(kind: UnitKind) -> &'static str {
-    match kind {
-        UnitKind::Lesson => "Lesson",
-        UnitKind::Quiz => "Quiz",
-        UnitKind::Assignment => "Assignment",
-        UnitKind::LiveClassroom => "Live class",
-    }
-}
-
-fn html(status: StatusCode, body: Bytes, cache: &'static str) -> Response {
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, cache),
-        ],
-        body,
-    )
-        .into_response()
-}
-
-fn missing(message: &str) -> Response {
-    let page = MissingPage {
-        slug: "",
-        tenant_name: "Lyceum",
-        message,
-    };
-    let body = page.render().unwrap_or_else(|_| message.to_owned());
-    html(StatusCode::NOT_FOUND, Bytes::from(body), "no-cache")
-}
-
-fn failed(err: &ControlPlaneError) -> Response {
-    tracing::error!(error = %err, "a public catalogue page failed");
-    html(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Bytes::from_static(
-            b"<!doctype html><title>Error</title><p>Something went wrong; try again.",
-        ),
-        "no-cache",
-    )
-}
-
-fn rendered(page: &impl Template) -> Result<Bytes, ControlPlaneError> {
-    page.render()
-        .map(Bytes::from)
-        .map_err(|err| ContentError::Corrupt(format!("catalogue template: {err}")).into())
+/// One course on a tenant's public catalogue page: only courses with at
+/// least one published unit are listed, and `units` counts those.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CourseCard {
+    /// The course id; cards come in id order.
+    pub id: String,
+    /// The course title.
+    pub title: String,
+    /// The course summary.
+    pub summary: String,
+    /// How many of its units are published.
+    pub units: i64,
 }
 
 /// The id and name of the tenant `slug` names, if its catalogue is public.
-async fn public_tenant(
-    cp: &ControlPlane,
+///
+/// # Errors
+/// Database errors.
+pub async fn public_tenant(
+    db: &Db,
     slug: &str,
 ) -> Result<Option<(String, String)>, ControlPlaneError> {
     Ok(sqlx::query_as::<_, (String, String)>(
         "SELECT id, name FROM tenants WHERE slug = $1 AND catalogue_public = 1",
     )
     .bind(slug)
-    .fetch_optional(cp.db().pool())
+    .fetch_optional(db.pool())
     .await?)
 }
 
-async fn catalogue_page(
-    State(cp): State<ControlPlane>,
-    Path(slug): Path<String>,
-    q: Result<Query<CatalogueQuery>, QueryRejection>,
-) -> Response {
-    let Ok(Query(q)) = q else {
-        return missing("That is not a page of this catalogue.");
-    };
-    let (tenant, name) = match public_tenant(&cp, &slug).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return missing("There is no public catalogue here."),
-        Err(err) => return failed(&err),
-    };
-    let limit = Limits::from_config(cp.config())
-        .page_size(None)
-        .unwrap_or(1);
-    let after = q.after.unwrap_or_default();
-    let resource = format!("public:catalogue?after={after}");
-    let db = cp.db().clone();
-    let (key_tenant, slug_owned) = (tenant.clone(), slug.clone());
-    let loaded = cp
-        .content_cache()
-        .get_or_load(&key_tenant, &resource, move || {
-            let (db, tenant, name, slug, after) = (
-                db.clone(),
-                tenant.clone(),
-                name.clone(),
-                slug_owned.clone(),
-                after.clone(),
-            );
-            async move {
-                let rows = sqlx::query(
-                    "SELECT c.id, c.title, c.summary, COUNT(u.id) AS units FROM courses c \
-                     JOIN units u ON u.tenant_id = c.tenant_id AND u.course_id = c.id \
-                      AND u.published_version > 0 \
-                     WHERE c.tenant_id = $1 AND c.id > $2 \
-                     GROUP BY c.id, c.title, c.summary ORDER BY c.id LIMIT $3",
-                )
-                .bind(&tenant)
-                .bind(&after)
-                .bind(i64::from(limit))
-                .fetch_all(db.pool())
-                .await?;
-                let courses = rows
-                    .iter()
-                    .map(|row| {
-                        Ok(CourseCard {
-                            id: row.try_get("id")?,
-                            title: row.try_get("title")?,
-                            summary: row.try_get("summary")?,
-                            units: row.try_get("units")?,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, sqlx::Error>>()?;
-                let full = courses.len() == usize::try_from(limit).unwrap_or(usize::MAX);
-                let next_after = if full {
-                    courses.last().map(|c| c.id.clone())
-                } else {
-                    None
-                };
-                rendered(&IndexPage {
-                    slug: &slug,
-                    tenant_name: &name,
-                    courses,
-                    next_after,
-                })
-            }
-        })
-        .await;
-    match loaded {
-        Ok(body) => html(StatusCode::OK, body, PUBLIC_CACHE_CONTROL),
-        Err(err) => failed(&err),
-    }
+/// Up to `limit` cards of `tenant`'s courses whose id sorts after `after`.
+///
+/// # Errors
+/// Database errors.
+pub async fn course_cards(
+    db: &Db,
+    tenant: &str,
+    after: &str,
+    limit: u32,
+) -> Result<Vec<CourseCard>, ControlPlaneError> {
+    Ok(sqlx::query_as::<_, CourseCard>(
+        "SELECT c.id, c.title, c.summary, COUNT(u.id) AS units FROM courses c \
+         JOIN units u ON u.tenant_id = c.tenant_id AND u.course_id = c.id \
+          AND u.published_version > 0 \
+         WHERE c.tenant_id = $1 AND c.id > $2 \
+         GROUP BY c.id, c.title, c.summary ORDER BY c.id LIMIT $3",
+    )
+    .bind(tenant)
+    .bind(after)
+    .bind(i64::from(limit))
+    .fetch_all(db.pool())
+    .await?)
 }
 
-async fn course_page(
-    State(cp): State<ControlPlane>,
-    Path((slug, id)): Path<(String, String)>,
-) -> Response {
-    let (tenant, name) = match public_tenant(&cp, &slug).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return missing("There is no public catalogue here."),
-        Err(err) => return failed(&err),
-    };
-    let limit = Limits::from_config(cp.config()).page_size_max;
-    let resource = format!("public:course/{id}");
-    let db = cp.db().clone();
-    let (key_tenant, slug_owned) = (tenant.clone(), slug.clone());
-    let loaded = cp
-        .content_cache()
-        .get_or_load(&key_tenant, &resource, move || {
-            let (db, tenant, name, slug, id) = (
-                db.clone(),
-                tenant.clone(),
-                name.clone(),
-                slug_owned.clone(),
-                id.clone(),
-            );
-            async move {
-                let course = courses::get_course(&db, &tenant, &id).await?;
-                let mut modules = Vec::new();
-                for module in courses::list_modules(&db, &tenant, &id, None, limit).await? {
-                    let units = units::list_units(&db, &tenant, &module.id, true, None, limit)
-                        .await?
-                        .into_iter()
-                        .map(|u| UnitView {
-                            title: u.title,
-                            kind: kind_label(u.kind),
-                        })
-                        .collect::<Vec<_>>();
-                    if !units.is_empty() {
-                        modules.push(ModuleView {
-                            title: module.title,
-                            units,
-                        });
-                    }
-                }
-                if modules.is_empty() {
-                    return Err(ContentError::NotFound {
-                        what: "course",
-                        id: id.clone(),
-                    }
-                    .into());
-                }
-                rendered(&CoursePage {
-                    slug: &slug,
-                    tenant_name: &name,
-                    course,
-                    modules,
-                })
-            }
-        })
-        .await;
-    match loaded {
-        Ok(body) => html(StatusCode::OK, body, PUBLIC_CACHE_CONTROL),
-        Err(ControlPlaneError::Content(ContentError::NotFound { .. })) => {
-            missing("There is no such course in this catalogue.")
-        }
-        Err(err) => failed(&err),
-    }
-}
-
-async fn settings_of(cp: &ControlPlane, tenant: &str) -> Result<CatalogueSettings, ApiError> {
+/// `tenant`'s catalogue setting and where its catalogue is served.
+///
+/// # Errors
+/// Database errors (a tenant that is gone is one).
+pub async fn settings_of(db: &Db, tenant: &str) -> Result<CatalogueSettings, ControlPlaneError> {
     let row = sqlx::query("SELECT slug, catalogue_public FROM tenants WHERE id = $1")
         .bind(tenant)
-        .fetch_one(cp.db().pool())
-        .await
-        .map_err(ControlPlaneError::from)?;
-    let slug: String = row.try_get("slug").map_err(ControlPlaneError::from)?;
-    let public: i64 = row
-        .try_get("catalogue_public")
-        .map_err(ControlPlaneError::from)?;
+        .fetch_one(db.pool())
+        .await?;
+    let slug: String = row.try_get("slug")?;
+    let public: i64 = row.try_get("catalogue_public")?;
     Ok(CatalogueSettings {
         public: public != 0,
         url: format!("/catalogue/{slug}"),
     })
 }
 
-async fn get_settings(
-    State(cp): State<ControlPlane>,
-    caller: Caller,
-) -> Result<Json<CatalogueSettings>, ApiError> {
-    caller.require_any(&AUTHORS)?;
-    Ok(Json(settings_of(&cp, &caller.0.tid).await?))
-}
-
-async fn put_settings(
-    State(cp): State<ControlPlane>,
-    caller: Caller,
-    body: Result<Json<CatalogueSettingsUpdate>, JsonRejection>,
-) -> Result<Json<CatalogueSettings>, ApiError> {
-    caller.require_any(&AUTHORS)?;
-    let Json(update) = body?;
-    set_public(&cp, &caller.0.tid, update.public).await?;
-    Ok(Json(settings_of(&cp, &caller.0.tid).await?))
-}
-
-/// Makes `tenant`'s catalogue public or not, and drops its cached pages.
+/// Makes `tenant`'s catalogue public or not. Callers drop the tenant's
+/// cached pages afterwards ([`crate::ControlPlane::content_cache`]).
 ///
 /// # Errors
 /// Database errors.
-pub async fn set_public(
-    cp: &ControlPlane,
-    tenant: &str,
-    public: bool,
-) -> Result<(), ControlPlaneError> {
+pub async fn set_public(db: &Db, tenant: &str, public: bool) -> Result<(), ControlPlaneError> {
     sqlx::query("UPDATE tenants SET catalogue_public = $2 WHERE id = $1")
         .bind(tenant)
         .bind(i64::from(public))
-        .execute(cp.db().pool())
+        .execute(db.pool())
         .await?;
-    cp.content_cache().invalidate(tenant);
     Ok(())
 }

@@ -71,7 +71,7 @@ pub const CONTENT_CACHE_FRESH_MS_DEFAULT: u64 = 1_000;
 pub const CONTENT_CACHE_STALE_MS_DEFAULT: u64 = 10_000;
 /// Default cap on a unit's serialised JSON body: room for a long lesson.
 pub const CONTENT_UNIT_BODY_BYTES_MAX_DEFAULT: u32 = 256 * 1024;
-/// Largest `content_unit_body_bytes_max` accepted: below axum's default
+/// Largest `content_unit_body_bytes_max` accepted: below the HTTP library's default
 /// 2 MiB body limit, so our own check (with its clear code) is what fires.
 pub const CONTENT_UNIT_BODY_BYTES_MAX_LIMIT: u32 = 1024 * 1024;
 /// Default cap on the questions of one quiz.
@@ -157,7 +157,7 @@ pub struct ControlPlaneConfig {
     pub submissions_page_size_max: u32,
     /// Most reports in one `POST /api/v1/submissions/batch`; the route's
     /// body limit follows from it
-    /// ([`crate::submissions::batch_body_bytes_max`]).
+    /// (`submissions::batch_body_bytes_max`).
     pub submissions_batch_max: u32,
     /// Most items on one page of a content list or frontier.
     pub content_page_size_max: u32,

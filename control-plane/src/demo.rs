@@ -191,7 +191,8 @@ pub async fn seed_demo(
         Ok(_) | Err(crate::billing::BillingError::AlreadySubscribed) => {}
         Err(err) => return Err(err.into()),
     }
-    crate::catalogue::set_public(cp, tenant, true).await?;
+    crate::catalogue::set_public(cp.db(), tenant, true).await?;
+    cp.content_cache().invalidate(tenant);
     Ok(Demo {
         course_id: course.id,
         unit_ids,

@@ -3,7 +3,7 @@
 //! transaction as the change itself, so there is never a change without
 //! its event nor an event without its change. Consumers read them in order
 //! with a cursor (`GET /api/v1/events?after=`), and the in-process
-//! analytics projection ([`crate::analytics`]) is one of them.
+//! analytics projection (the `analytics` module) is one of them.
 //!
 //! *Why ids are safe to page by.* A writer does not pick the id readers
 //! page by: it appends its event with `seq` (a sequence, or SQLite's
@@ -234,86 +234,4 @@ where
     .fetch_all(executor)
     .await?;
     rows.iter().map(event).collect()
-}
-
-/// The routes, merged into [`crate::http::router`]:
-/// `GET /api/v1/events?after=&limit=` for operators and edges (service
-/// key).
-pub(crate) fn routes() -> axum::Router<crate::ControlPlane> {
-    axum::Router::new().route("/api/v1/events", axum::routing::get(http::list))
-}
-
-/// The answer of `GET /api/v1/events`.
-pub use http::EventPage;
-
-mod http {
-    use axum::extract::rejection::QueryRejection;
-    use axum::extract::{Query, State};
-    use axum::http::HeaderMap;
-    use axum::Json;
-    use serde::{Deserialize, Serialize};
-
-    use super::Event;
-    use crate::error::ControlPlaneError;
-    use crate::http::{self as api, ApiError};
-    use crate::tokens::Role;
-    use crate::ControlPlane;
-
-    /// `?after=&limit=`.
-    #[derive(Debug, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub(super) struct ListQuery {
-        /// The last id the consumer has handled; 0 (the default) reads from
-        /// the start.
-        after: Option<i64>,
-        /// 1 to `events_page_size_max`; default 100 (or the max if
-        /// smaller).
-        limit: Option<u32>,
-    }
-
-    /// One page. Unlike the other lists, `next_after` is always there: it
-    /// is the id of the last event returned, or `after` when none were,
-    /// so a consumer simply asks again with it (a stream has no last page).
-    #[derive(Debug, Serialize, utoipa::ToSchema)]
-    pub struct EventPage {
-        /// Events in id order.
-        items: Vec<Event>,
-        /// Where to read on from.
-        next_after: i64,
-    }
-
-    pub(super) async fn list(
-        State(cp): State<ControlPlane>,
-        headers: HeaderMap,
-        query: Result<Query<ListQuery>, QueryRejection>,
-    ) -> Result<Json<EventPage>, ApiError> {
-        // The edge service key, or an operator's token.
-        if api::check_service_key(&cp, &headers).is_err() {
-            let caller = api::caller_from_headers(&cp, &headers)?;
-            caller.require_any(&[Role::Operator])?;
-        }
-        let Query(query) = query.map_err(|rejection| {
-            ControlPlaneError::BadRequest(format!("query string: {}", rejection.body_text()))
-        })?;
-        let max = cp.config().events_page_size_max;
-        let limit = query.limit.unwrap_or(100.min(max));
-        if limit == 0 || limit > max {
-            return Err(ControlPlaneError::BadRequest(format!(
-                "limit must be 1 to {max} (control_plane.events_page_size_max)"
-            ))
-            .into());
-        }
-        let after = query.after.unwrap_or(0);
-        if after < 0 {
-            return Err(ControlPlaneError::BadRequest("after must be at least 0".into()).into());
-        }
-        super::publish(cp.db(), cp.config().events_publish_batch_max)
-            .await
-            .map_err(ControlPlaneError::from)?;
-        let items = super::read(cp.db().pool(), after, limit)
-            .await
-            .map_err(ControlPlaneError::from)?;
-        let next_after = items.last().map_or(after, |e| e.id);
-        Ok(Json(EventPage { items, next_after }))
-    }
 }

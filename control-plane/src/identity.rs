@@ -27,7 +27,9 @@ pub struct Member {
 
 /// A tenant as the fleet's operators see it in `GET /api/v1/tenants`:
 /// who it is, how many memberships it has, and its live subscription.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema, sqlx::FromRow,
+)]
 pub struct TenantSummary {
     /// Tenant id.
     pub id: String,
@@ -58,10 +60,10 @@ pub async fn list_tenants(
 ) -> Result<Vec<TenantSummary>, ControlPlaneError> {
     // At most one subscription per tenant is not canceled (a partial
     // unique index), so the join adds no rows.
-    let rows = sqlx::query(
+    Ok(sqlx::query_as::<_, TenantSummary>(
         "SELECT t.id, t.slug, t.name, t.created_at, \
-         (SELECT COUNT(*) FROM memberships m WHERE m.tenant_id = t.id), \
-         s.plan_id, s.status \
+         (SELECT COUNT(*) FROM memberships m WHERE m.tenant_id = t.id) AS members, \
+         s.plan_id, s.status AS subscription_status \
          FROM tenants t LEFT JOIN billing_subscriptions s \
          ON s.tenant_id = t.id AND s.status <> 'canceled' \
          WHERE t.id > $1 ORDER BY t.id LIMIT $2",
@@ -69,20 +71,7 @@ pub async fn list_tenants(
     .bind(after.unwrap_or(""))
     .bind(i64::from(limit))
     .fetch_all(db.pool())
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(TenantSummary {
-                id: row.try_get(0)?,
-                slug: row.try_get(1)?,
-                name: row.try_get(2)?,
-                created_at: row.try_get(3)?,
-                members: row.try_get(4)?,
-                plan_id: row.try_get(5)?,
-                subscription_status: row.try_get(6)?,
-            })
-        })
-        .collect()
+    .await?)
 }
 
 /// Returns the tenant id for `slug`, creating the tenant if it is missing.

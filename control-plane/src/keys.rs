@@ -13,7 +13,7 @@ use crate::db::{now_ms, Db};
 use crate::error::ControlPlaneError;
 use std::sync::{Arc, RwLock};
 
-use crate::tokens::{Jwk, Jwks, TokenVerifier};
+use crate::tokens::{Jwk, Jwks, SigningKey, TokenVerifier};
 
 /// The signing key in use plus every key a verifier should accept. Shared
 /// by every request; rotation swaps the whole set at once.
@@ -56,6 +56,13 @@ impl KeySet {
     /// A verifier for every published key.
     pub fn verifier(&self) -> &TokenVerifier {
         &self.verifier
+    }
+}
+
+impl SigningKey for KeyRing {
+    fn with_signing_key<R>(&self, sign: impl FnOnce(&str, &EncodingKey) -> R) -> R {
+        let set = self.snapshot();
+        sign(set.signing_kid(), set.signing_key())
     }
 }
 

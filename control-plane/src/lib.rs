@@ -10,6 +10,7 @@ pub mod analytics;
 pub mod billing;
 pub mod catalogue;
 pub mod clock;
+pub mod codes;
 pub mod config;
 pub mod content;
 pub mod db;
@@ -21,7 +22,6 @@ pub mod identity;
 pub mod keys;
 pub mod learning;
 pub mod ledger;
-pub mod openapi;
 pub mod passwords;
 pub mod seed;
 pub mod sessions;
@@ -31,9 +31,10 @@ pub mod tokens;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+pub use codes::ErrorCode;
 pub use config::ControlPlaneConfig;
 pub use db::{Db, DbKind};
-pub use error::{ControlPlaneError, ErrorCode};
+pub use error::ControlPlaneError;
 
 /// Everything a control-plane request handler needs, shared behind an `Arc`
 /// so that handlers stay cheap to clone.
@@ -48,7 +49,7 @@ struct Inner {
     keys: keys::KeyRing,
     clock: clock::Clock,
     ledger_writer: ledger::group::GroupCommit,
-    content_cache: content::cache::SwrCache,
+    content_cache: http::cache::SwrCache,
 }
 
 impl ControlPlane {
@@ -74,7 +75,7 @@ impl ControlPlane {
             usize::try_from(config.ledger_group_commit_transfers_max).unwrap_or(usize::MAX),
             usize::try_from(config.ledger_group_commit_writers).unwrap_or(1),
         );
-        let content_cache = content::cache::SwrCache::new(
+        let content_cache = http::cache::SwrCache::new(
             usize::try_from(config.content_cache_entries_max).unwrap_or(usize::MAX),
             config.content_cache_fresh_ms,
             config.content_cache_stale_ms,
@@ -134,8 +135,8 @@ impl ControlPlane {
         &self.inner.ledger_writer
     }
 
-    /// The catalogue and course-page cache (see [`content::cache`]).
-    pub fn content_cache(&self) -> &content::cache::SwrCache {
+    /// The catalogue and course-page cache (see [`http::cache`]).
+    pub fn content_cache(&self) -> &http::cache::SwrCache {
         &self.inner.content_cache
     }
 

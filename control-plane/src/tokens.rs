@@ -12,11 +12,31 @@
 
 use std::collections::HashMap;
 
-use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ControlPlaneError;
-use crate::keys::KeyRing;
+
+/// What holds the key that signs new tokens (the control plane's key ring,
+/// `keys::KeyRing`). A trait, so that this file, which edges use to verify
+/// tokens, does not depend on how keys are stored and rotated.
+pub trait SigningKey {
+    /// Calls `sign` with the id and the key that sign now, both from one
+    /// consistent snapshot.
+    fn with_signing_key<R>(&self, sign: impl FnOnce(&str, &EncodingKey) -> R) -> R;
+}
+
+/// `claims` as a JWT signed with the current key, naming its `kid`.
+fn sign<T: Serialize>(
+    keys: &impl SigningKey,
+    claims: &T,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    keys.with_signing_key(|kid, key| {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.to_owned());
+        jsonwebtoken::encode(&header, claims, key)
+    })
+}
 
 /// The `iss` claim of every token we sign.
 pub const ISSUER: &str = "lyceum-control-plane";
@@ -191,7 +211,7 @@ fn unix_now() -> u64 {
 /// # Errors
 /// [`ControlPlaneError::Crypto`] if signing fails.
 pub fn issue(
-    keys: &KeyRing,
+    keys: &impl SigningKey,
     user_id: &str,
     tenant_id: &str,
     role: Role,
@@ -207,7 +227,7 @@ pub fn issue(
 /// # Errors
 /// [`ControlPlaneError::Crypto`] if signing fails.
 pub fn issue_for_session(
-    keys: &KeyRing,
+    keys: &impl SigningKey,
     user_id: &str,
     tenant_id: &str,
     role: Role,
@@ -228,11 +248,7 @@ pub fn issue_for_session(
         },
         sid: session_id.map(str::to_owned),
     };
-    let set = keys.snapshot();
-    let mut header = Header::new(Algorithm::EdDSA);
-    header.kid = Some(set.signing_kid().to_owned());
-    jsonwebtoken::encode(&header, &claims, set.signing_key())
-        .map_err(|err| ControlPlaneError::Crypto(format!("sign token: {err}")))
+    sign(keys, &claims).map_err(|err| ControlPlaneError::Crypto(format!("sign token: {err}")))
 }
 
 /// What a live-class ticket is issued for.
@@ -258,7 +274,7 @@ pub struct TicketFor<'a> {
 /// # Errors
 /// [`ControlPlaneError::Crypto`] if signing fails.
 pub fn issue_live_ticket(
-    keys: &KeyRing,
+    keys: &impl SigningKey,
     ticket: &TicketFor<'_>,
     ttl_seconds: u64,
 ) -> Result<(String, LiveTicketClaims), ControlPlaneError> {
@@ -275,10 +291,7 @@ pub fn issue_live_ticket(
         iat,
         exp: iat.saturating_add(ttl_seconds),
     };
-    let set = keys.snapshot();
-    let mut header = Header::new(Algorithm::EdDSA);
-    header.kid = Some(set.signing_kid().to_owned());
-    let token = jsonwebtoken::encode(&header, &claims, set.signing_key())
+    let token = sign(keys, &claims)
         .map_err(|err| ControlPlaneError::Crypto(format!("sign ticket: {err}")))?;
     Ok((token, claims))
 }

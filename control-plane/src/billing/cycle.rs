@@ -18,12 +18,17 @@
 use serde::Serialize;
 use sqlx::Row as _;
 
+use super::error::BillingError;
 use super::invoices::{self, Collected};
+use super::model::InvoiceStatus;
+use super::model::PlanKind;
+use super::model::Status;
+use super::model::Subscription;
+use super::model::DAY_MS;
+use super::model::STEPS_PER_ADVANCE_MAX;
+use super::plans;
 use super::provider::PaymentProvider;
-use super::{
-    plans, subscriptions, BillingError, InvoiceStatus, PlanKind, Status, Subscription, DAY_MS,
-    STEPS_PER_ADVANCE_MAX,
-};
+use super::subscription_rows;
 use crate::ControlPlane;
 
 /// Subscriptions read per page while advancing.
@@ -135,7 +140,7 @@ pub async fn advance_one(
     let mut done = Advanced::default();
     let mut retried = false;
     for _ in 0..STEPS_PER_ADVANCE_MAX {
-        let sub = subscriptions::get(cp, tenant_id, id).await?;
+        let sub = subscription_rows::get(cp, tenant_id, id).await?;
         let plan = plans::get(cp.db(), &sub.plan_id).await?;
         let period_ms = plan.period_days.saturating_mul(DAY_MS);
         let ended = sub.current_period_end <= now_ms;
@@ -172,7 +177,7 @@ pub async fn advance_one(
                 let end = start.saturating_add(period_ms);
                 let invoice = invoices::issue(cp, &sub, &plan, start, end, now_ms).await?;
                 done.invoices += 1;
-                let token = subscriptions::payment_token(cp, &sub.id).await?;
+                let token = subscription_rows::payment_token(cp, &sub.id).await?;
                 let collected = invoices::collect(cp, provider, &invoice, &token, now_ms).await?;
                 done.count(collected);
                 // This step's attempt counts as its retry: one charge per call.
@@ -221,7 +226,7 @@ pub async fn advance_one(
                     .await?;
                     continue;
                 };
-                let token = subscriptions::payment_token(cp, &sub.id).await?;
+                let token = subscription_rows::payment_token(cp, &sub.id).await?;
                 let collected = invoices::collect(cp, provider, &invoice, &token, now_ms).await?;
                 done.count(collected);
                 if collected == Collected::Failed {
@@ -239,7 +244,7 @@ pub async fn advance_one(
 async fn current_invoice(
     cp: &ControlPlane,
     sub: &Subscription,
-) -> Result<Option<super::Invoice>, BillingError> {
+) -> Result<Option<super::model::Invoice>, BillingError> {
     let row = sqlx::query(
         "SELECT id FROM billing_invoices WHERE subscription_id = $1 AND period_start = $2",
     )

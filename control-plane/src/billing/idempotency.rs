@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use sqlx::Row as _;
 
-use super::{BillingError, IDEMPOTENCY_KEY_BYTES_MAX};
+use super::error::BillingError;
+use super::model::IDEMPOTENCY_KEY_BYTES_MAX;
 use crate::ControlPlane;
 
 /// Pause between looks at a key whose first request is still running.

@@ -11,8 +11,13 @@
 use sqlx::any::AnyRow;
 use sqlx::Row as _;
 
+use super::error::BillingError;
+use super::model::Invoice;
+use super::model::InvoiceLine;
+use super::model::InvoiceStatus;
+use super::model::Plan;
+use super::model::Subscription;
 use super::provider::{Charge, ChargeOutcome, PaymentProvider};
-use super::{BillingError, Invoice, InvoiceLine, InvoiceStatus, Plan, Subscription};
 use crate::events::{self, EventKind, NewEvent};
 use crate::ledger::{self, BalanceLimit, LedgerError, Limits, NewAccount, NewTransfer};
 use crate::ControlPlane;
@@ -40,23 +45,13 @@ fn invoice(row: &AnyRow, lines: Vec<InvoiceLine>) -> Result<Invoice, BillingErro
 }
 
 async fn lines(cp: &ControlPlane, invoice_id: &str) -> Result<Vec<InvoiceLine>, BillingError> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_as::<_, InvoiceLine>(
         "SELECT description, quantity, unit_amount, amount FROM billing_invoice_lines \
          WHERE invoice_id = $1 ORDER BY position",
     )
     .bind(invoice_id)
     .fetch_all(cp.db().pool())
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(InvoiceLine {
-                description: row.try_get("description")?,
-                quantity: row.try_get("quantity")?,
-                unit_amount: row.try_get("unit_amount")?,
-                amount: row.try_get("amount")?,
-            })
-        })
-        .collect()
+    .await?)
 }
 
 /// One invoice of the tenant, with its lines.
@@ -112,9 +107,9 @@ pub fn lines_for(plan: &Plan, quantity: i64) -> Result<Vec<InvoiceLine>, Billing
         .checked_mul(quantity)
         .ok_or_else(|| BillingError::Invalid("quantity times price overflows".into()))?;
     let unit = match plan.kind {
-        super::PlanKind::PerSeat => "seat",
-        super::PlanKind::PerLearner => "learner",
-        super::PlanKind::Free => "member",
+        super::model::PlanKind::PerSeat => "seat",
+        super::model::PlanKind::PerLearner => "learner",
+        super::model::PlanKind::Free => "member",
     };
     Ok(vec![InvoiceLine {
         description: format!(

@@ -4,7 +4,9 @@
 use sqlx::any::AnyRow;
 use sqlx::Row as _;
 
-use super::{BillingError, Plan, PlanKind};
+use super::error::BillingError;
+use super::model::Plan;
+use super::model::PlanKind;
 use crate::db::Db;
 
 const COLUMNS: &str = "id, kind, name, unit_price, currency, period_days, trial_days";

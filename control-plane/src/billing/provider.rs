@@ -3,10 +3,10 @@
 //! idempotency key (`<invoice id>:<attempt>`) that a real provider uses to
 //! answer a retried request with its first result. Charging is synchronous
 //! and local here: the development provider decides at once, the Stripe
-//! adapter ([`super::StripeProvider`]) builds the request and leaves the
+//! adapter (`StripeProvider`) builds the request and leaves the
 //! answer to its webhook.
 
-use super::BillingError;
+use super::error::BillingError;
 
 /// One attempt to collect an invoice.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,8 +12,8 @@
 use ring::hmac;
 use serde::Deserialize;
 
+use super::error::BillingError;
 use super::provider::{Charge, ChargeOutcome, PaymentProvider};
-use super::BillingError;
 
 /// Where PaymentIntents are created.
 pub const PAYMENT_INTENTS_URL: &str = "https://api.stripe.com/v1/payment_intents";

@@ -6,18 +6,19 @@
 //! trial): what was paid for is kept.
 
 use serde::{Deserialize, Serialize};
-use sqlx::any::AnyRow;
-use sqlx::Row as _;
 
+use super::error::BillingError;
+use super::model::PlanKind;
+use super::model::Status;
+use super::model::Subscription;
+use super::model::DAY_MS;
+use super::model::PAYMENT_TOKEN_BYTES_MAX;
+use super::model::QUANTITY_MAX;
+use super::plans;
 use super::provider::PaymentProvider;
-use super::{
-    plans, BillingError, PlanKind, Status, Subscription, DAY_MS, PAYMENT_TOKEN_BYTES_MAX,
-    QUANTITY_MAX,
-};
 use crate::ControlPlane;
 
-const COLUMNS: &str = "id, tenant_id, plan_id, quantity, status, trial_end, period_start, \
-     period_end, cancel_at_period_end, canceled_at, created_at";
+pub use super::subscription_rows::get;
 
 /// Body of a subscribe request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -79,24 +80,6 @@ impl NewSubscription {
     }
 }
 
-pub(super) fn subscription(row: &AnyRow) -> Result<Subscription, BillingError> {
-    let status: String = row.try_get("status")?;
-    let cancel: i64 = row.try_get("cancel_at_period_end")?;
-    Ok(Subscription {
-        id: row.try_get("id")?,
-        tenant_id: row.try_get("tenant_id")?,
-        plan_id: row.try_get("plan_id")?,
-        quantity: row.try_get("quantity")?,
-        status: Status::parse(&status)?,
-        trial_end: row.try_get("trial_end")?,
-        current_period_start: row.try_get("period_start")?,
-        current_period_end: row.try_get("period_end")?,
-        cancel_at_period_end: cancel != 0,
-        canceled_at: row.try_get("canceled_at")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
 /// Subscribes the tenant, then runs the billing clock for it once (a plan
 /// without a trial is invoiced and charged at once).
 ///
@@ -154,37 +137,6 @@ pub async fn subscribe(
     }
     super::cycle::advance_one(cp, provider, tenant_id, &id, now_ms).await?;
     get(cp, tenant_id, &id).await
-}
-
-/// One subscription of the tenant.
-///
-/// # Errors
-/// [`BillingError::SubscriptionNotFound`] when the tenant has none with this id.
-pub async fn get(
-    cp: &ControlPlane,
-    tenant_id: &str,
-    id: &str,
-) -> Result<Subscription, BillingError> {
-    let row = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM billing_subscriptions WHERE tenant_id = $1 AND id = $2"
-    ))
-    .bind(tenant_id)
-    .bind(id)
-    .fetch_optional(cp.db().pool())
-    .await?
-    .ok_or_else(|| BillingError::SubscriptionNotFound(id.chars().take(64).collect()))?;
-    subscription(&row)
-}
-
-/// The payment token a subscription charges.
-pub(super) async fn payment_token(cp: &ControlPlane, id: &str) -> Result<String, BillingError> {
-    Ok(
-        sqlx::query("SELECT payment_token FROM billing_subscriptions WHERE id = $1")
-            .bind(id)
-            .fetch_one(cp.db().pool())
-            .await?
-            .try_get("payment_token")?,
-    )
 }
 
 /// Schedules the end of the subscription at the end of its current period

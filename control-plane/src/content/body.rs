@@ -7,7 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ContentError, Limits};
+use super::error::ContentError;
+use super::model::Limits;
 
 /// Longest language id (`python`, `c++`, `typescript`).
 pub const LANGUAGE_BYTES_MAX: usize = 32;
@@ -739,7 +740,7 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::rfc3339_unix_ms as parse_rfc3339;
+    use crate::content::body::rfc3339_unix_ms as parse_rfc3339;
 
     #[test]
     fn rfc3339_dates_convert_to_unix_ms() {

@@ -4,7 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_title, new_id, ContentError, SUMMARY_BYTES_MAX};
+use super::error::ContentError;
+use super::model::check_title;
+use super::model::new_id;
+use super::model::SUMMARY_BYTES_MAX;
 use crate::db::Db;
 
 /// A course as the API shows it.

@@ -26,7 +26,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Any, Transaction};
 
 use super::body::UnitKind;
-use super::{ContentError, Limits};
+use super::error::ContentError;
+use super::model::Limits;
+pub use super::model::UnitResult;
 use crate::db::{Db, DbKind};
 
 /// A performance condition on a prerequisite.
@@ -66,19 +68,6 @@ pub struct NewResult {
     /// 0 to 100; absent for a unit that is not scored.
     #[serde(default)]
     pub score: Option<i64>,
-}
-
-/// A learner's result on one unit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct UnitResult {
-    /// The learner.
-    pub user_id: String,
-    /// The unit.
-    pub unit_id: String,
-    /// 0 to 100, or absent.
-    pub score: Option<i64>,
-    /// Unix milliseconds.
-    pub completed_at: i64,
 }
 
 /// A unit on a learner's frontier: unlocked, published, not done.

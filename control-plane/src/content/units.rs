@@ -18,7 +18,10 @@ use sqlx::{Any, Transaction};
 
 use super::body::{UnitBody, UnitKind};
 use super::courses::get_module;
-use super::{check_title, new_id, ContentError, Limits};
+use super::error::ContentError;
+use super::model::check_title;
+use super::model::new_id;
+use super::model::Limits;
 use crate::db::{Db, DbKind};
 
 /// Which form of a unit to read.

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
-use super::{check_id, LearningError, COHORT_NAME_CHARS_MAX};
+use super::error::LearningError;
+use super::model::check_id;
+use super::model::COHORT_NAME_CHARS_MAX;
 use crate::db::Db;
 use crate::events::{self, EventKind, NewEvent};
 
@@ -185,7 +187,7 @@ pub async fn enroll(
     check_id("user_id", user)?;
     let mut tx = db.begin_write().await?;
     check_course(&mut tx, tenant, course).await?;
-    if !super::is_member(&mut *tx, tenant, user).await? {
+    if !super::model::is_member(&mut *tx, tenant, user).await? {
         return Err(LearningError::not_found("user", user));
     }
     if let Some(cohort) = cohort {
@@ -250,7 +252,7 @@ pub async fn enroll(
         .await?;
         // Units may have been completed before enrolling (a submission, an
         // instructor's result): the course may be complete already.
-        super::progress::complete_course_if_done(db, &mut tx, tenant, course, user, now_ms).await?;
+        complete_course_if_done(db, &mut tx, tenant, course, user, now_ms).await?;
     }
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM enrollments WHERE tenant_id = $1 AND course_id = $2 AND user_id = $3"
@@ -481,4 +483,65 @@ pub async fn list_cohorts(
             created_at,
         })
         .collect())
+}
+
+/// Completes `user`'s active enrollment in `course` when every published
+/// unit of it has a result; answers whether it did. Locks the enrollment
+/// row before counting (see the module docs).
+pub(crate) async fn complete_course_if_done(
+    db: &Db,
+    conn: &mut AnyConnection,
+    tenant: &str,
+    course: &str,
+    user: &str,
+    now_ms: i64,
+) -> Result<bool, LearningError> {
+    let status: Option<String> = sqlx::query_scalar(&format!(
+        "SELECT status FROM enrollments WHERE tenant_id = $1 AND course_id = $2 AND user_id = $3{}",
+        db.lock_clause()
+    ))
+    .bind(tenant)
+    .bind(course)
+    .bind(user)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if status.as_deref() != Some("active") {
+        return Ok(false);
+    }
+    let (total, left): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COUNT(*) - COUNT(r.unit_id) FROM units u \
+         LEFT JOIN unit_results r \
+           ON r.tenant_id = u.tenant_id AND r.user_id = $3 AND r.unit_id = u.id \
+         WHERE u.tenant_id = $1 AND u.course_id = $2 AND u.published_version > 0",
+    )
+    .bind(tenant)
+    .bind(course)
+    .bind(user)
+    .fetch_one(&mut *conn)
+    .await?;
+    if total == 0 || left > 0 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE enrollments SET status = 'completed', completed_at = $4 \
+         WHERE tenant_id = $1 AND course_id = $2 AND user_id = $3 AND status = 'active'",
+    )
+    .bind(tenant)
+    .bind(course)
+    .bind(user)
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await?;
+    events::append(
+        conn,
+        &[NewEvent {
+            kind: EventKind::EnrollmentCompleted,
+            tenant_id: tenant.to_owned(),
+            aggregate_id: course.to_owned(),
+            payload: serde_json::json!({"course_id": course, "user_id": user, "units": total}),
+        }],
+        now_ms,
+    )
+    .await?;
+    Ok(true)
 }

@@ -25,8 +25,9 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 
+use super::error::LearningError;
+use super::model::check_id;
 use super::progress::{self, AttendanceFacts};
-use super::{check_id, LearningError};
 use crate::content::body::{rfc3339_unix_ms, UnitBody};
 use crate::content::UnitKind;
 use crate::db::Db;

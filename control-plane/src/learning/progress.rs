@@ -26,10 +26,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
+use super::error::LearningError;
 use super::quiz::{self, QuizAnswers};
-use super::LearningError;
 use crate::content::body::UnitBody;
-use crate::content::paths::UnitResult;
+use crate::content::model::UnitResult;
 use crate::content::UnitKind;
 use crate::db::Db;
 use crate::events::{self, EventKind, NewEvent};
@@ -316,70 +316,17 @@ pub(crate) async fn complete(
             now_ms,
         )
         .await?;
-        complete_course_if_done(db, conn, done.tenant, done.course, done.user, now_ms).await?;
+        super::enrollments::complete_course_if_done(
+            db,
+            conn,
+            done.tenant,
+            done.course,
+            done.user,
+            now_ms,
+        )
+        .await?;
     }
     Ok(first)
-}
-
-/// Completes `user`'s active enrollment in `course` when every published
-/// unit of it has a result; answers whether it did. Locks the enrollment
-/// row before counting (see the module docs).
-pub(crate) async fn complete_course_if_done(
-    db: &Db,
-    conn: &mut AnyConnection,
-    tenant: &str,
-    course: &str,
-    user: &str,
-    now_ms: i64,
-) -> Result<bool, LearningError> {
-    let status: Option<String> = sqlx::query_scalar(&format!(
-        "SELECT status FROM enrollments WHERE tenant_id = $1 AND course_id = $2 AND user_id = $3{}",
-        db.lock_clause()
-    ))
-    .bind(tenant)
-    .bind(course)
-    .bind(user)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if status.as_deref() != Some("active") {
-        return Ok(false);
-    }
-    let (total, left): (i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*), COUNT(*) - COUNT(r.unit_id) FROM units u \
-         LEFT JOIN unit_results r \
-           ON r.tenant_id = u.tenant_id AND r.user_id = $3 AND r.unit_id = u.id \
-         WHERE u.tenant_id = $1 AND u.course_id = $2 AND u.published_version > 0",
-    )
-    .bind(tenant)
-    .bind(course)
-    .bind(user)
-    .fetch_one(&mut *conn)
-    .await?;
-    if total == 0 || left > 0 {
-        return Ok(false);
-    }
-    sqlx::query(
-        "UPDATE enrollments SET status = 'completed', completed_at = $4 \
-         WHERE tenant_id = $1 AND course_id = $2 AND user_id = $3 AND status = 'active'",
-    )
-    .bind(tenant)
-    .bind(course)
-    .bind(user)
-    .bind(now_ms)
-    .execute(&mut *conn)
-    .await?;
-    events::append(
-        conn,
-        &[NewEvent {
-            kind: EventKind::EnrollmentCompleted,
-            tenant_id: tenant.to_owned(),
-            aggregate_id: course.to_owned(),
-            payload: serde_json::json!({"course_id": course, "user_id": user, "units": total}),
-        }],
-        now_ms,
-    )
-    .await?;
-    Ok(true)
 }
 
 /// Records a lesson progress report of `user` (enrolled in its course).
@@ -683,7 +630,7 @@ pub(crate) async fn record_attendance(
     a: &AttendanceFacts<'_>,
     now_ms: i64,
 ) -> Result<(), LearningError> {
-    if !super::is_member(&mut *conn, a.tenant, a.user).await? {
+    if !super::model::is_member(&mut *conn, a.tenant, a.user).await? {
         return Ok(());
     }
     ensure_row(
@@ -757,7 +704,7 @@ pub async fn record_result(
             .await?;
     let (course, kind) = row.ok_or_else(|| LearningError::not_found("unit", unit))?;
     let kind = UnitKind::parse(&kind)?;
-    if !super::is_member(&mut *tx, tenant, user).await? {
+    if !super::model::is_member(&mut *tx, tenant, user).await? {
         return Err(LearningError::not_found("user", user));
     }
     ensure_row(&mut tx, tenant, user, unit, &course, kind, now_ms).await?;

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::LearningError;
+use super::error::LearningError;
 use crate::content::body::{Question, Quiz};
 
 /// Longest short answer accepted, in bytes.
@@ -54,7 +54,7 @@ fn code_answer(field: &str, answer: &serde_json::Value) -> Result<String, Learni
         .filter(|o| o.len() == 1)
         .and_then(|o| o.get("submission_id"))
         .and_then(serde_json::Value::as_str)
-        .filter(|id| super::check_id(field, id).is_ok())
+        .filter(|id| super::model::check_id(field, id).is_ok())
         .map(str::to_owned)
         .ok_or_else(|| {
             LearningError::Invalid(format!(
@@ -179,7 +179,7 @@ pub fn grade(quiz: &Quiz, answers: &QuizAnswers, accepted: &HashSet<CodeAnswer>)
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::learning::quiz::*;
     use serde_json::json;
 
     fn quiz() -> Quiz {

@@ -36,7 +36,11 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use super::{store, LedgerError, Limits, NewTransfer, Recorded};
+use super::error::LedgerError;
+use super::model::Limits;
+use super::model::NewTransfer;
+use super::model::Recorded;
+use super::store;
 use crate::db::Db;
 
 /// One queued request and where its answer goes.

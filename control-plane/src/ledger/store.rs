@@ -41,10 +41,17 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _, Transaction};
 
-use super::{
-    Account, Audit, BalanceLimit, LedgerError, Limits, NewAccount, NewTransfer, Recorded, Resolve,
-    Transfer, TransferKind,
-};
+use super::error::LedgerError;
+use super::model::Account;
+use super::model::Audit;
+use super::model::BalanceLimit;
+use super::model::Limits;
+use super::model::NewAccount;
+use super::model::NewTransfer;
+use super::model::Recorded;
+use super::model::Resolve;
+use super::model::Transfer;
+use super::model::TransferKind;
 use crate::db::{Db, DbKind};
 use crate::events::{self, EventKind, NewEvent};
 
@@ -1607,7 +1614,7 @@ pub async fn audit(db: &Db, tenant_id: &str) -> Result<Audit, LedgerError> {
                 .mismatches
                 .push((account.id.clone(), stored, replay_i64));
         }
-        if !super::within_limit(account) {
+        if !super::model::within_limit(account) {
             audit.over_limit.push(account.id.clone());
         }
         let sum = sums.entry(account.currency.as_str()).or_default();

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::Method;
-use control_plane::content::cache::SwrCache;
+use control_plane::http::cache::SwrCache;
 use control_plane::tokens::{self, Role};
 use control_plane::{identity, ControlPlane, ControlPlaneConfig};
 use serde_json::{json, Value};

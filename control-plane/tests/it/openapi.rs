@@ -70,7 +70,7 @@ fn source_route_paths() -> BTreeSet<String> {
                 let end = literal.find('"').expect("closing quote");
                 paths.insert(literal[..end].to_owned());
             } else if rest.starts_with("crate::openapi::OPENAPI_PATH") {
-                paths.insert(control_plane::openapi::OPENAPI_PATH.to_owned());
+                paths.insert(control_plane::http::openapi::OPENAPI_PATH.to_owned());
             } else {
                 panic!(
                     "{}: a route whose path is not a string literal: {}",
@@ -111,7 +111,7 @@ async fn the_document_lists_exactly_the_served_routes() {
     assert_eq!(
         in_source.difference(&in_document).collect::<Vec<_>>(),
         Vec::<&String>::new(),
-        "routes the document lacks (add them to control_plane::openapi::operations)"
+        "routes the document lacks (add them to control_plane::http::openapi::operations)"
     );
     assert_eq!(
         in_document.difference(&in_source).collect::<Vec<_>>(),
@@ -276,7 +276,7 @@ async fn the_document_is_valid_openapi() {
             }
         }
     }
-    assert_eq!(count, control_plane::openapi::operations().len());
+    assert_eq!(count, control_plane::http::openapi::operations().len());
 
     // The error codes in the document are the closed set the server uses.
     let codes = &document["components"]["schemas"]["ErrorCode"]["enum"];

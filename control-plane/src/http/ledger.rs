@@ -2,40 +2,28 @@
 //! or a tenant instructor's business: learners get 403. Everything is scoped
 //! to the tenant of the caller's token, so one tenant's ids are simply
 //! unknown (404) to another. Bodies are checked here only for shape; the
-//! rules live in [`super::store`].
+//! rules live in [`crate::ledger::store`].
 
 use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::{store, Account, Audit, Limits, NewAccount, NewTransfer, Recorded, Resolve, Transfer};
+use super::extract::{ApiError, Caller};
 use crate::error::ControlPlaneError;
-use crate::http::{ApiError, Caller};
+use crate::ledger::model::Account;
+use crate::ledger::model::Audit;
+use crate::ledger::model::Limits;
+use crate::ledger::model::NewAccount;
+use crate::ledger::model::NewTransfer;
+use crate::ledger::model::Recorded;
+use crate::ledger::model::Resolve;
+use crate::ledger::model::Transfer;
+use crate::ledger::store;
 use crate::tokens::Role;
 use crate::ControlPlane;
-
-/// The ledger's routes, merged into [`crate::http::router`].
-pub(crate) fn routes() -> Router<ControlPlane> {
-    Router::new()
-        .route(
-            "/api/v1/ledger/accounts",
-            post(create_account).get(list_accounts),
-        )
-        .route("/api/v1/ledger/accounts/{id}", get(get_account))
-        .route(
-            "/api/v1/ledger/transfers",
-            post(create_transfer).get(list_transfers),
-        )
-        .route("/api/v1/ledger/transfers/batch", post(create_batch))
-        .route("/api/v1/ledger/transfers/{id}", get(get_transfer))
-        .route("/api/v1/ledger/transfers/{id}/post", post(post_pending))
-        .route("/api/v1/ledger/transfers/{id}/void", post(void_pending))
-        .route("/api/v1/ledger/audit", get(audit))
-}
 
 /// The caller's tenant, once the role allows ledger access.
 fn tenant(caller: &Caller) -> Result<&str, ApiError> {
@@ -83,7 +71,7 @@ fn page<T>(items: Vec<T>, limit: u32, id: impl Fn(&T) -> &str) -> Page<T> {
     Page { items, next_after }
 }
 
-async fn create_account(
+pub(super) async fn create_account(
     State(cp): State<ControlPlane>,
     caller: Caller,
     body: Result<Json<NewAccount>, JsonRejection>,
@@ -97,7 +85,7 @@ async fn create_account(
     Ok((StatusCode::CREATED, Json(account)))
 }
 
-async fn get_account(
+pub(super) async fn get_account(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path(id): Path<String>,
@@ -110,7 +98,7 @@ async fn get_account(
     ))
 }
 
-async fn list_accounts(
+pub(super) async fn list_accounts(
     State(cp): State<ControlPlane>,
     caller: Caller,
     query: Result<Query<PageQuery>, QueryRejection>,
@@ -134,7 +122,7 @@ fn recorded_status(created: bool) -> StatusCode {
     }
 }
 
-async fn create_transfer(
+pub(super) async fn create_transfer(
     State(cp): State<ControlPlane>,
     caller: Caller,
     body: Result<Json<NewTransfer>, JsonRejection>,
@@ -166,7 +154,7 @@ pub struct BatchAnswer {
     pub results: Vec<Recorded>,
 }
 
-async fn create_batch(
+pub(super) async fn create_batch(
     State(cp): State<ControlPlane>,
     caller: Caller,
     body: Result<Json<BatchRequest>, JsonRejection>,
@@ -184,7 +172,7 @@ async fn create_batch(
     Ok((status, Json(BatchAnswer { results })))
 }
 
-async fn get_transfer(
+pub(super) async fn get_transfer(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path(id): Path<String>,
@@ -197,7 +185,7 @@ async fn get_transfer(
     ))
 }
 
-async fn list_transfers(
+pub(super) async fn list_transfers(
     State(cp): State<ControlPlane>,
     caller: Caller,
     query: Result<Query<PageQuery>, QueryRejection>,
@@ -223,7 +211,7 @@ fn resolve_body(body: &Bytes) -> Result<Resolve, ApiError> {
     })
 }
 
-async fn post_pending(
+pub(super) async fn post_pending(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path(id): Path<String>,
@@ -244,7 +232,7 @@ async fn post_pending(
     Ok((recorded_status(recorded.created), Json(recorded.transfer)))
 }
 
-async fn void_pending(
+pub(super) async fn void_pending(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path(id): Path<String>,
@@ -265,7 +253,10 @@ async fn void_pending(
     Ok((recorded_status(recorded.created), Json(recorded.transfer)))
 }
 
-async fn audit(State(cp): State<ControlPlane>, caller: Caller) -> Result<Json<Audit>, ApiError> {
+pub(super) async fn audit(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+) -> Result<Json<Audit>, ApiError> {
     let tenant = tenant(&caller)?;
     Ok(Json(
         store::audit(cp.db(), tenant)

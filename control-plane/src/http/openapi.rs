@@ -25,17 +25,18 @@ use utoipa::openapi::{
 };
 use utoipa::ToSchema;
 
+use super::content::Prerequisites;
+use super::extract::ErrorBody;
+use super::identity::{
+    NewOrganisation, PasswordChange, RefreshRequest, RotatedKey, SignInRequest, SignUpRequest,
+};
+use super::ledger::{BatchAnswer, BatchRequest};
 use crate::billing::subscriptions::{NewSubscription, PaymentMethod};
 use crate::billing::{Invoice, Plan, Subscription};
 use crate::catalogue::{CatalogueSettings, CatalogueSettingsUpdate};
-use crate::content::api::Prerequisites;
 use crate::content::courses::{Course, Module, NewCourse, NewModule};
 use crate::content::paths::{FrontierUnit, NewPrerequisite, NewResult, Prerequisite, UnitResult};
 use crate::content::units::{DraftUpdate, NewUnit, Published, Unit, UnitSummary};
-use crate::http::{
-    ErrorBody, NewOrganisation, PasswordChange, RefreshRequest, RotatedKey, SignInRequest,
-    SignUpRequest,
-};
 use crate::identity::{Member, TenantSummary};
 use crate::learning::enrollments::{Cohort, Enrollment, NewCohort, NewEnrollment};
 use crate::learning::live::{
@@ -43,7 +44,6 @@ use crate::learning::live::{
 };
 use crate::learning::progress::{AttemptResult, CourseProgress, LessonReport, UnitProgress};
 use crate::learning::quiz::QuizAnswers;
-use crate::ledger::api::{BatchAnswer, BatchRequest};
 use crate::ledger::{Account, Audit, NewAccount, NewTransfer, Resolve, Transfer};
 use crate::sessions::TokenPair;
 use crate::submissions::{BatchResults, Submission, SubmissionBatch, SubmissionReport};
@@ -71,7 +71,7 @@ pub enum Auth {
 
 /// How a query parameter is typed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum QueryType {
+pub(super) enum QueryType {
     Text,
     Count,
     Sequence,
@@ -114,7 +114,7 @@ fn body<T: ToSchema>() -> Body {
 
 /// What a success answers with.
 #[derive(Clone, Copy)]
-enum Answer {
+pub(super) enum Answer {
     /// No body (204).
     Empty,
     /// One JSON object.
@@ -749,7 +749,7 @@ pub fn operations() -> Vec<Operation> {
                 LIMIT,
             ],
             None,
-            vec![(200, Json(body::<crate::events::EventPage>()))],
+            vec![(200, Json(body::<super::events::EventPage>()))],
             &[],
         ),
         op(
@@ -870,7 +870,7 @@ pub fn operations() -> Vec<Operation> {
             StripeSignature,
             NONE,
             None,
-            vec![(200, Json(body::<crate::billing::api::WebhookAnswer>()))],
+            vec![(200, Json(body::<super::billing::WebhookAnswer>()))],
             &[],
         ),
         // Learning.

@@ -9,119 +9,26 @@ use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
-use axum::routing::{delete, get, post, put};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::courses::{self, Course, Module, NewCourse, NewModule, Owned};
-use super::paths::{self, FrontierUnit, NewPrerequisite, NewResult, Prerequisite, UnitResult};
-use super::units::{self, DraftUpdate, NewUnit, Published, Unit, UnitSummary, View};
-use super::{ContentError, Limits};
+use super::extract::{
+    is_author, page, query, tenant_of, ApiError, Caller, Page, PageQuery, AUTHORS,
+};
+use crate::content::courses::{self, Course, Module, NewCourse, NewModule, Owned};
+use crate::content::model::Limits;
+use crate::content::paths::{
+    self, FrontierUnit, NewPrerequisite, NewResult, Prerequisite, UnitResult,
+};
+use crate::content::units::{self, DraftUpdate, NewUnit, Published, Unit, UnitSummary, View};
 use crate::error::ControlPlaneError;
-use crate::http::{ApiError, Caller};
-use crate::tokens::Role;
 use crate::ControlPlane;
-
-/// The content routes, merged into [`crate::http::router`].
-pub(crate) fn routes() -> Router<ControlPlane> {
-    Router::new()
-        .route("/api/v1/courses", post(create_course).get(list_courses))
-        .route("/api/v1/courses/{id}", get(get_course))
-        .route(
-            "/api/v1/courses/{id}/modules",
-            post(create_module).get(list_modules),
-        )
-        .route(
-            "/api/v1/modules/{id}/units",
-            post(create_unit).get(list_units),
-        )
-        .route("/api/v1/units/{id}", get(get_unit).put(update_draft))
-        .route("/api/v1/units/{id}/publish", post(publish))
-        .route(
-            "/api/v1/units/{id}/prerequisites",
-            post(add_prerequisite).get(list_prerequisites),
-        )
-        .route(
-            "/api/v1/units/{id}/prerequisites/{prerequisite_id}",
-            delete(remove_prerequisite),
-        )
-        .route("/api/v1/units/{id}/results/{user_id}", put(record_result))
-        .route("/api/v1/paths/frontier", get(frontier))
-        .route("/api/v1/grading/units/{id}", get(grading_unit))
-}
-
-impl From<ContentError> for ApiError {
-    fn from(err: ContentError) -> Self {
-        ControlPlaneError::from(err).into()
-    }
-}
-
-/// The roles that author content (and see every learner's records).
-pub(crate) const AUTHORS: [Role; 2] = [Role::Instructor, Role::Operator];
 
 fn limits(cp: &ControlPlane) -> Limits {
     Limits::from_config(cp.config())
 }
 
-/// Whether the caller authors content in its tenant.
-pub(crate) fn is_author(caller: &Caller) -> bool {
-    AUTHORS.contains(&caller.0.role)
-}
-
-/// The tenant a request about `id` is scoped to: the caller's, or for an
-/// operator the one owning `id`.
-pub(crate) async fn tenant_of(
-    cp: &ControlPlane,
-    caller: &Caller,
-    what: Owned,
-    id: &str,
-) -> Result<String, ApiError> {
-    if caller.0.role == Role::Operator {
-        Ok(courses::owner_tenant(cp.db(), what, id).await?)
-    } else {
-        Ok(caller.0.tid.clone())
-    }
-}
-
-/// `?limit=&after=` of the content lists.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PageQuery {
-    /// Items per page, 1 to `content_page_size_max`; default 100.
-    pub limit: Option<u32>,
-    /// Return items whose id sorts after this one (the last id seen).
-    pub after: Option<String>,
-}
-
-/// One page of a list; `next_after` is the `after` of the next page,
-/// absent on the last one.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Page<T> {
-    /// The items, in id (creation) order.
-    pub items: Vec<T>,
-    /// Cursor for the next page.
-    pub next_after: Option<String>,
-}
-
-/// A query string, or a 400 naming what is wrong with it.
-pub(crate) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    query.map(|Query(q)| q).map_err(|rejection| {
-        ControlPlaneError::BadRequest(format!("query string: {}", rejection.body_text())).into()
-    })
-}
-
-/// One page of a list: `next_after` is the last id when the page is full.
-pub(crate) fn page<T>(items: Vec<T>, limit: u32, id: impl Fn(&T) -> &str) -> Page<T> {
-    let full = items.len() == usize::try_from(limit).unwrap_or(usize::MAX);
-    let next_after = if full {
-        items.last().map(|item| id(item).to_owned())
-    } else {
-        None
-    };
-    Page { items, next_after }
-}
-
-async fn create_course(
+pub(super) async fn create_course(
     State(cp): State<ControlPlane>,
     caller: Caller,
     body: Result<Json<NewCourse>, JsonRejection>,
@@ -155,7 +62,7 @@ fn to_json_bytes<T: Serialize>(value: &T) -> Result<Bytes, ApiError> {
 
 /// The catalogue, through the stale-while-revalidate cache (keyed by the
 /// tenant and the page asked for).
-async fn list_courses(
+pub(super) async fn list_courses(
     State(cp): State<ControlPlane>,
     caller: Caller,
     q: Result<Query<PageQuery>, QueryRejection>,
@@ -182,7 +89,7 @@ async fn list_courses(
 }
 
 /// A course page, through the same cache.
-async fn get_course(
+pub(super) async fn get_course(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path(id): Path<String>,
@@ -201,7 +108,7 @@ async fn get_course(
     Ok(cached_json(body))
 }
 
-async fn create_module(
+pub(super) async fn create_module(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path(id): Path<String>,
@@ -216,7 +123,7 @@ async fn create_module(
     Ok((StatusCode::CREATED, Json(module)))
 }
 
-async fn list_modules(
+pub(super) async fn list_modules(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path(id): Path<String>,
@@ -229,7 +136,7 @@ async fn list_modules(
     Ok(Json(page(items, limit, |m: &Module| &m.id)))
 }
 
-async fn create_unit(
+pub(super) async fn create_unit(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path(id): Path<String>,
@@ -251,7 +158,7 @@ async fn create_unit(
     Ok((StatusCode::CREATED, Json(unit)))
 }
 
-async fn list_units(
+pub(super) async fn list_units(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path(id): Path<String>,
@@ -282,7 +189,7 @@ pub struct UnitQuery {
     pub view: View,
 }
 
-async fn get_unit(
+pub(super) async fn get_unit(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path(id): Path<String>,
@@ -308,13 +215,13 @@ pub struct GradingQuery {
 /// for the edge that grades a learner's submission against it. Only edges
 /// (the service key) may read it: the hidden tests must never reach a
 /// browser, and the edge names the tenant from the learner's verified token.
-async fn grading_unit(
+pub(super) async fn grading_unit(
     State(cp): State<ControlPlane>,
     headers: axum::http::HeaderMap,
     Path(id): Path<String>,
     q: Result<Query<GradingQuery>, QueryRejection>,
 ) -> Result<Json<Unit>, ApiError> {
-    crate::http::check_service_key(&cp, &headers).map_err(|_| {
+    super::extract::check_service_key(&cp, &headers).map_err(|_| {
         ControlPlaneError::BadToken(
             "units with their hidden tests are read by edge nodes with the service key \
              (control_plane.edge_service_key)"
@@ -327,7 +234,7 @@ async fn grading_unit(
     ))
 }
 
-async fn update_draft(
+pub(super) async fn update_draft(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path(id): Path<String>,
@@ -349,7 +256,7 @@ async fn update_draft(
     Ok(Json(unit))
 }
 
-async fn publish(
+pub(super) async fn publish(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path(id): Path<String>,
@@ -367,7 +274,7 @@ async fn publish(
     Ok((status, Json(published)))
 }
 
-async fn add_prerequisite(
+pub(super) async fn add_prerequisite(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path(id): Path<String>,
@@ -395,7 +302,7 @@ pub struct Prerequisites {
     pub items: Vec<Prerequisite>,
 }
 
-async fn list_prerequisites(
+pub(super) async fn list_prerequisites(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path(id): Path<String>,
@@ -405,7 +312,7 @@ async fn list_prerequisites(
     Ok(Json(Prerequisites { items }))
 }
 
-async fn remove_prerequisite(
+pub(super) async fn remove_prerequisite(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path((id, prerequisite_id)): Path<(String, String)>,
@@ -416,7 +323,7 @@ async fn remove_prerequisite(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn record_result(
+pub(super) async fn record_result(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path((id, user_id)): Path<(String, String)>,
@@ -450,7 +357,7 @@ pub struct FrontierQuery {
     pub after: Option<String>,
 }
 
-async fn frontier(
+pub(super) async fn frontier(
     State(cp): State<ControlPlane>,
     caller: Caller,
     q: Result<Query<FrontierQuery>, QueryRejection>,

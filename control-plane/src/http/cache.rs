@@ -36,14 +36,14 @@ use tokio::sync::oneshot;
 /// `(tenant, resource)`: the tenant is part of every key.
 type Key = (String, String);
 
-struct Entry {
+pub(super) struct Entry {
     body: Bytes,
     loaded_at: Instant,
     generation: u64,
 }
 
 #[derive(Default)]
-struct State {
+pub(super) struct State {
     entries: HashMap<Key, Entry>,
     /// Keys with a load or refresh in flight, and the readers waiting for
     /// it (a stale refresh has none).
@@ -72,7 +72,7 @@ impl std::fmt::Debug for SwrCache {
 }
 
 /// What a lookup found.
-enum Found {
+pub(super) enum Found {
     Fresh(Bytes),
     /// Stale: serve it; `refresh` says this reader starts the refresh.
     Stale {
@@ -245,7 +245,7 @@ impl SwrCache {
 
 /// Clears a key's in-flight mark even when the loading reader is cancelled
 /// (its waiters then load on their own).
-struct InFlight<'a> {
+pub(super) struct InFlight<'a> {
     cache: &'a SwrCache,
     key: Option<Key>,
 }

@@ -6,62 +6,29 @@
 //! attendance with the service key. Another tenant's ids are unknown (404).
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{delete, get, post, put};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 
-use super::enrollments::{self, Cohort, Enrolled, Enrollment, NewCohort, NewEnrollment};
-use super::live::{self, AttendanceRecorded, AttendanceReport, ClassAttendance, Ticket};
-use super::progress::{self, AttemptResult, CourseProgress, LessonReport, UnitProgress};
-use super::quiz::QuizAnswers;
-use super::LearningError;
-use crate::content::api::{is_author, page, query, tenant_of, Page, PageQuery, AUTHORS};
+use super::extract::{
+    is_author, page, query, tenant_of, ApiError, Caller, Page, PageQuery, AUTHORS,
+};
 use crate::content::courses::Owned;
 use crate::content::Limits;
 use crate::error::ControlPlaneError;
-use crate::http::{ApiError, Caller};
+use crate::learning::enrollments::{self, Cohort, Enrolled, Enrollment, NewCohort, NewEnrollment};
+use crate::learning::error::LearningError;
+use crate::learning::live::{self, AttendanceRecorded, AttendanceReport, ClassAttendance, Ticket};
+use crate::learning::progress::{self, AttemptResult, CourseProgress, LessonReport, UnitProgress};
+use crate::learning::quiz::QuizAnswers;
 use crate::ControlPlane;
-
-/// The learning routes, merged into [`crate::http::router`].
-pub(crate) fn routes() -> Router<ControlPlane> {
-    Router::new()
-        .route(
-            "/api/v1/courses/{id}/enrollments",
-            post(enroll).get(list_enrollments),
-        )
-        .route(
-            "/api/v1/courses/{id}/enrollments/{user_id}",
-            delete(drop_enrollment),
-        )
-        .route("/api/v1/me/enrollments", get(my_enrollments))
-        .route(
-            "/api/v1/courses/{id}/cohorts",
-            post(create_cohort).get(list_cohorts),
-        )
-        .route("/api/v1/units/{id}/progress", put(lesson_progress))
-        .route("/api/v1/units/{id}/attempts", post(quiz_attempt))
-        .route("/api/v1/me/progress", get(my_progress))
-        .route("/api/v1/live/tickets", post(ticket))
-        .route(
-            "/api/v1/live/attendance",
-            post(report_attendance).layer(DefaultBodyLimit::max(live::ATTENDANCE_BODY_BYTES_MAX)),
-        )
-        .route("/api/v1/live/{class_id}/attendance", get(class_attendance))
-}
-
-impl From<LearningError> for ApiError {
-    fn from(err: LearningError) -> Self {
-        ControlPlaneError::from(err).into()
-    }
-}
 
 fn limit(cp: &ControlPlane, requested: Option<u32>) -> Result<u32, ApiError> {
     Ok(Limits::from_config(cp.config()).page_size(requested)?)
 }
 
-async fn enroll(
+pub(super) async fn enroll(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path(course): Path<String>,
@@ -123,7 +90,7 @@ pub struct EnrollmentQuery {
     pub cohort_id: Option<String>,
 }
 
-async fn list_enrollments(
+pub(super) async fn list_enrollments(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path(course): Path<String>,
@@ -145,7 +112,7 @@ async fn list_enrollments(
     Ok(Json(page(items, limit, |e: &Enrollment| &e.user_id)))
 }
 
-async fn drop_enrollment(
+pub(super) async fn drop_enrollment(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path((course, user)): Path<(String, String)>,
@@ -160,7 +127,7 @@ async fn drop_enrollment(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn my_enrollments(
+pub(super) async fn my_enrollments(
     State(cp): State<ControlPlane>,
     caller: Caller,
     q: Result<Query<PageQuery>, QueryRejection>,
@@ -178,7 +145,7 @@ async fn my_enrollments(
     Ok(Json(page(items, limit, |e: &Enrollment| &e.course_id)))
 }
 
-async fn create_cohort(
+pub(super) async fn create_cohort(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path(course): Path<String>,
@@ -193,7 +160,7 @@ async fn create_cohort(
     Ok((StatusCode::CREATED, Json(cohort)))
 }
 
-async fn list_cohorts(
+pub(super) async fn list_cohorts(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path(course): Path<String>,
@@ -208,7 +175,7 @@ async fn list_cohorts(
     Ok(Json(page(items, limit, |c: &Cohort| &c.id)))
 }
 
-async fn lesson_progress(
+pub(super) async fn lesson_progress(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path(unit): Path<String>,
@@ -227,7 +194,7 @@ async fn lesson_progress(
     Ok(Json(progress))
 }
 
-async fn quiz_attempt(
+pub(super) async fn quiz_attempt(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path(unit): Path<String>,
@@ -258,7 +225,7 @@ pub struct ProgressQuery {
     pub after: Option<String>,
 }
 
-async fn my_progress(
+pub(super) async fn my_progress(
     State(cp): State<ControlPlane>,
     caller: Caller,
     q: Result<Query<ProgressQuery>, QueryRejection>,
@@ -280,7 +247,7 @@ async fn my_progress(
     Ok(Json(progress))
 }
 
-async fn ticket(
+pub(super) async fn ticket(
     State(cp): State<ControlPlane>,
     caller: Caller,
     body: Result<Json<live::TicketRequest>, JsonRejection>,
@@ -291,12 +258,12 @@ async fn ticket(
     ))
 }
 
-async fn report_attendance(
+pub(super) async fn report_attendance(
     State(cp): State<ControlPlane>,
     headers: HeaderMap,
     body: Result<Json<AttendanceReport>, JsonRejection>,
 ) -> Result<(StatusCode, Json<AttendanceRecorded>), ApiError> {
-    crate::http::check_service_key(&cp, &headers).map_err(|_| {
+    super::extract::check_service_key(&cp, &headers).map_err(|_| {
         ControlPlaneError::BadToken(
             "attendance is reported by edge nodes with the service key \
              (control_plane.edge_service_key)"
@@ -310,7 +277,7 @@ async fn report_attendance(
     }
 }
 
-async fn class_attendance(
+pub(super) async fn class_attendance(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path(class): Path<String>,

@@ -9,39 +9,27 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
-use sqlx::Row as _;
 
-use super::idempotency::{self, Claim};
-use super::subscriptions::{self, NewSubscription, PaymentMethod};
-use super::{
-    invoices, plans, stripe, BillingError, DevProvider, Invoice, Plan, Status, Subscription,
-};
+use super::extract::{ApiError, Caller};
+use crate::billing::error::BillingError;
+use crate::billing::idempotency::{self, Claim};
+use crate::billing::invoices;
+use crate::billing::model::Invoice;
+use crate::billing::model::Plan;
+use crate::billing::model::Subscription;
+use crate::billing::plans;
+use crate::billing::provider::DevProvider;
+use crate::billing::stripe;
+use crate::billing::subscriptions::{self, NewSubscription, PaymentMethod};
+use crate::billing::webhooks;
 use crate::error::ControlPlaneError;
-use crate::http::{ApiError, Caller};
 use crate::tokens::Role;
 use crate::ControlPlane;
 
 /// Route of subscribe, part of every idempotency fingerprint.
 const SUBSCRIBE_ROUTE: &str = "POST /api/v1/billing/subscriptions";
-
-/// Billing's routes, merged into [`crate::http::router`].
-pub(crate) fn routes() -> Router<ControlPlane> {
-    Router::new()
-        .route("/api/v1/billing/plans", get(list_plans))
-        .route("/api/v1/billing/subscriptions", post(subscribe))
-        .route("/api/v1/billing/subscriptions/{id}", get(get_subscription))
-        .route("/api/v1/billing/subscriptions/{id}/cancel", post(cancel))
-        .route(
-            "/api/v1/billing/subscriptions/{id}/payment-method",
-            axum::routing::put(set_payment_method),
-        )
-        .route("/api/v1/billing/invoices", get(list_invoices))
-        .route("/api/v1/billing/invoices/{id}", get(get_invoice))
-        .route("/api/v1/billing/webhooks/stripe", post(stripe_webhook))
-}
 
 fn tenant(caller: &Caller) -> Result<&str, ApiError> {
     caller.require_any(&[Role::Operator, Role::Instructor])?;
@@ -60,12 +48,12 @@ fn provider(cp: &ControlPlane) -> DevProvider {
 
 /// One page of a list; `next_after` is absent on the last.
 #[derive(Debug, Serialize)]
-struct Page<T> {
+pub(super) struct Page<T> {
     items: Vec<T>,
     next_after: Option<String>,
 }
 
-async fn list_plans(
+pub(super) async fn list_plans(
     State(cp): State<ControlPlane>,
     caller: Caller,
 ) -> Result<Json<Page<Plan>>, ApiError> {
@@ -88,7 +76,7 @@ fn json_response(status: StatusCode, body: String, replayed: bool) -> Response {
     response
 }
 
-async fn subscribe(
+pub(super) async fn subscribe(
     State(cp): State<ControlPlane>,
     caller: Caller,
     headers: HeaderMap,
@@ -144,7 +132,7 @@ async fn subscribe(
     Ok(json_response(status, body, false))
 }
 
-async fn get_subscription(
+pub(super) async fn get_subscription(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path(id): Path<String>,
@@ -157,7 +145,7 @@ async fn get_subscription(
     ))
 }
 
-async fn cancel(
+pub(super) async fn cancel(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path(id): Path<String>,
@@ -170,7 +158,7 @@ async fn cancel(
     ))
 }
 
-async fn set_payment_method(
+pub(super) async fn set_payment_method(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path(id): Path<String>,
@@ -188,12 +176,12 @@ async fn set_payment_method(
 /// `?limit=&after=`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PageQuery {
+pub(super) struct PageQuery {
     limit: Option<u32>,
     after: Option<String>,
 }
 
-async fn list_invoices(
+pub(super) async fn list_invoices(
     State(cp): State<ControlPlane>,
     caller: Caller,
     query: Result<Query<PageQuery>, QueryRejection>,
@@ -221,7 +209,7 @@ async fn list_invoices(
     Ok(Json(Page { items, next_after }))
 }
 
-async fn get_invoice(
+pub(super) async fn get_invoice(
     State(cp): State<ControlPlane>,
     caller: Caller,
     Path(id): Path<String>,
@@ -241,7 +229,7 @@ pub(crate) struct WebhookAnswer {
     action: &'static str,
 }
 
-async fn stripe_webhook(
+pub(super) async fn stripe_webhook(
     State(cp): State<ControlPlane>,
     headers: HeaderMap,
     body: Bytes,
@@ -258,17 +246,7 @@ async fn stripe_webhook(
         i64::try_from(config.billing_webhook_tolerance_seconds).unwrap_or(i64::MAX),
     )
     .map_err(billing)?;
-    let action = apply_event(&cp, &event, now).await.map_err(billing)?;
-    sqlx::query(
-        "INSERT INTO billing_webhook_events (id, kind, received_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(event.id.chars().take(255).collect::<String>())
-    .bind(event.kind.chars().take(255).collect::<String>())
-    .bind(now)
-    .execute(cp.db().pool())
-    .await
-    .map_err(|err| billing(err.into()))?;
+    let action = webhooks::handle(&cp, &event, now).await.map_err(billing)?;
     tracing::info!(
         event = event.id,
         kind = event.kind,
@@ -279,55 +257,4 @@ async fn stripe_webhook(
         received: true,
         action,
     }))
-}
-
-/// Applies a verified event; every action is idempotent, so a redelivery
-/// changes nothing.
-async fn apply_event(
-    cp: &ControlPlane,
-    event: &stripe::WebhookEvent,
-    now: i64,
-) -> Result<&'static str, BillingError> {
-    let Some(invoice_id) = &event.invoice_id else {
-        return Ok("ignored");
-    };
-    let row = sqlx::query(
-        "SELECT i.tenant_id, i.subscription_id, i.period_start, s.period_start AS current_start \
-         FROM billing_invoices i JOIN billing_subscriptions s ON s.id = i.subscription_id \
-         WHERE i.id = $1",
-    )
-    .bind(invoice_id)
-    .fetch_optional(cp.db().pool())
-    .await?;
-    let Some(row) = row else { return Ok("ignored") };
-    let tenant: String = row.try_get("tenant_id")?;
-    let subscription: String = row.try_get("subscription_id")?;
-    let current =
-        row.try_get::<i64, _>("period_start")? == row.try_get::<i64, _>("current_start")?;
-    let (to, from) = match event.kind.as_str() {
-        "payment_intent.succeeded" => {
-            invoices::settle(cp, &tenant, invoice_id, &event.object_id, now).await?;
-            (Status::Active, Status::PastDue)
-        }
-        "payment_intent.payment_failed" => {
-            let invoice = invoices::get(cp, &tenant, invoice_id).await?;
-            if invoice.status != super::InvoiceStatus::Open {
-                return Ok("ignored");
-            }
-            (Status::PastDue, Status::Active)
-        }
-        _ => return Ok("ignored"),
-    };
-    if current {
-        sqlx::query("UPDATE billing_subscriptions SET status = $1 WHERE id = $2 AND status = $3")
-            .bind(to.as_str())
-            .bind(&subscription)
-            .bind(from.as_str())
-            .execute(cp.db().pool())
-            .await?;
-    }
-    Ok(match to {
-        Status::PastDue => "past_due",
-        _ => "settled",
-    })
 }
