@@ -99,7 +99,7 @@ pub async fn settings_of(db: &Db, tenant: &str) -> Result<CatalogueSettings, Con
 }
 
 /// Makes `tenant`'s catalogue public or not. Callers drop the tenant's
-/// cached pages afterwards ([`crate::ControlPlane::content_cache`]).
+/// cached pages afterwards ([`crate::service::ControlPlane::content_cache`]).
 ///
 /// # Errors
 /// Database errors.

@@ -15,7 +15,7 @@ use crate::content::paths::{self, Condition, NewPrerequisite};
 use crate::content::units::{self, NewUnit};
 use crate::content::{Limits, UnitKind};
 use crate::error::ControlPlaneError;
-use crate::ControlPlane;
+use crate::service::ControlPlane;
 
 /// Title of the demo course; its presence means the demo is seeded.
 pub const DEMO_COURSE_TITLE: &str = "Python from zero";

@@ -24,33 +24,18 @@ pub mod learning;
 pub mod ledger;
 pub mod passwords;
 pub mod seed;
+pub mod service;
 pub mod sessions;
 pub mod submissions;
 pub mod tokens;
 
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 pub use codes::ErrorCode;
 pub use config::ControlPlaneConfig;
 pub use db::{Db, DbKind};
 pub use error::ControlPlaneError;
-
-/// Everything a control-plane request handler needs, shared behind an `Arc`
-/// so that handlers stay cheap to clone.
-#[derive(Clone)]
-pub struct ControlPlane {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    config: ControlPlaneConfig,
-    db: Db,
-    keys: keys::KeyRing,
-    clock: clock::Clock,
-    ledger_writer: ledger::group::GroupCommit,
-    content_cache: http::cache::SwrCache,
-}
+pub use service::ControlPlane;
 
 impl ControlPlane {
     /// Connects to the database, applies migrations, loads (or creates) the
@@ -80,125 +65,192 @@ impl ControlPlane {
             config.content_cache_fresh_ms,
             config.content_cache_stale_ms,
         );
-        let cp = Self {
-            inner: Arc::new(Inner {
-                config,
-                db,
-                keys,
-                clock: clock::Clock::default(),
-                ledger_writer,
-                content_cache,
-            }),
-        };
-        let interval = cp.config().ledger_expiry_sweep_interval_ms;
-        if interval > 0 {
-            tokio::spawn(sweep_expired_holds(
-                Arc::downgrade(&cp.inner),
-                Duration::from_millis(interval),
-            ));
-        }
-        let billing_interval = cp.config().billing_clock_interval_ms;
-        if billing_interval > 0 {
-            tokio::spawn(run_billing_clock(
-                Arc::downgrade(&cp.inner),
-                Duration::from_millis(billing_interval),
-            ));
-        }
-        let analytics_interval = cp.config().analytics_interval_ms;
-        if analytics_interval > 0 {
-            tokio::spawn(run_analytics(
-                Arc::downgrade(&cp.inner),
-                Duration::from_millis(analytics_interval),
-            ));
-        }
+        let cp = Self::assemble(service::Parts {
+            config,
+            db,
+            keys,
+            ledger_writer,
+            content_cache,
+        });
+        let config = cp.config();
+        spawn_rounds(
+            "ledger_expiry_sweep",
+            cp.downgrade(),
+            Duration::from_millis(config.ledger_expiry_sweep_interval_ms),
+            sweep_expired_holds,
+        );
+        spawn_rounds(
+            "billing_clock",
+            cp.downgrade(),
+            Duration::from_millis(config.billing_clock_interval_ms),
+            advance_billing,
+        );
+        spawn_rounds(
+            "analytics",
+            cp.downgrade(),
+            Duration::from_millis(config.analytics_interval_ms),
+            catch_up_analytics,
+        );
         Ok(cp)
     }
+}
 
-    /// The clock every time-dependent rule reads; tests advance it.
-    pub fn clock(&self) -> &clock::Clock {
-        &self.inner.clock
+/// Runs `round` every `interval` (never, when it is zero) for as long as
+/// the control plane lives. Each round is its own task, so a round that
+/// panics is logged at error level and counted, and the next round runs as
+/// usual: one bad row never stops trials ending or holds expiring.
+fn spawn_rounds<T, F, Fut>(name: &'static str, weak: T, interval: Duration, round: F)
+where
+    T: Upgrade + Send + 'static,
+    F: Fn(T::Strong) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    if interval.is_zero() {
+        return;
     }
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            let Some(strong) = weak.upgrade() else { return };
+            if let Err(err) = tokio::spawn(round(strong)).await {
+                if err.is_panic() {
+                    ROUND_PANICS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::error!(
+                        task = name,
+                        "control plane: a background round panicked; the next runs as usual"
+                    );
+                }
+            }
+        }
+    });
+}
 
-    /// The validated configuration this control plane runs with.
-    pub fn config(&self) -> &ControlPlaneConfig {
-        &self.inner.config
-    }
+/// Background rounds that panicked since the process started (see
+/// [`round_panics`]).
+static ROUND_PANICS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-    /// The database handle, for readiness probes and tests.
-    pub fn db(&self) -> &Db {
-        &self.inner.db
-    }
+/// How many background rounds (billing clock, expiry sweep, analytics)
+/// have panicked in this process, for the process's metrics.
+pub fn round_panics() -> u64 {
+    ROUND_PANICS.load(std::sync::atomic::Ordering::Relaxed)
+}
 
-    /// The ledger's group commit, which single transfers over HTTP go
-    /// through (see [`ledger::group`]).
-    pub fn ledger_writer(&self) -> &ledger::group::GroupCommit {
-        &self.inner.ledger_writer
-    }
+/// A handle a background loop holds without keeping its owner alive.
+trait Upgrade {
+    /// The handle a round works with.
+    type Strong: Send + 'static;
+    /// The owner, while anyone still holds it.
+    fn upgrade(&self) -> Option<Self::Strong>;
+}
 
-    /// The catalogue and course-page cache (see [`http::cache`]).
-    pub fn content_cache(&self) -> &http::cache::SwrCache {
-        &self.inner.content_cache
-    }
-
-    /// The signing keys, for issuing tokens and publishing the key set.
-    pub fn keys(&self) -> &keys::KeyRing {
-        &self.inner.keys
+impl Upgrade for service::WeakControlPlane {
+    type Strong = ControlPlane;
+    fn upgrade(&self) -> Option<ControlPlane> {
+        service::WeakControlPlane::upgrade(self)
     }
 }
 
-/// Runs the billing clock every `interval` with the built-in payment
-/// provider, so trials end and periods renew without anyone asking. Holds
-/// only a weak reference, so it ends with the control plane.
-async fn run_billing_clock(inner: Weak<Inner>, interval: Duration) {
-    loop {
-        tokio::time::sleep(interval).await;
-        let Some(inner) = inner.upgrade() else { return };
-        let cp = ControlPlane { inner };
-        let provider = billing::DevProvider::new(cp.config().billing_dev_decline_token.clone());
-        match billing::advance(&cp, &provider, cp.clock().now_ms()).await {
-            Ok(done) if done == billing::Advanced::default() => {}
-            Ok(done) => tracing::info!(?done, "billing: clock advanced"),
-            Err(err) => tracing::warn!(error = %err, "billing: clock step failed"),
-        }
+/// Advances the billing clock with the built-in payment provider, so
+/// trials end and periods renew without anyone asking.
+async fn advance_billing(cp: ControlPlane) {
+    let provider = billing::DevProvider::new(cp.config().billing_dev_decline_token.clone());
+    match billing::advance(&cp, &provider, cp.clock().now_ms()).await {
+        Ok(done) if done == billing::Advanced::default() => {}
+        Ok(done) => tracing::info!(?done, "billing: clock advanced"),
+        Err(err) => tracing::warn!(error = %err, "billing: clock step failed"),
     }
 }
 
-/// Brings the analytics projection up to date every `interval`; each round
-/// is one transaction with its cursor, so a crash in between loses and
-/// repeats nothing. Holds only a weak reference, so it ends with the
-/// control plane.
-async fn run_analytics(inner: Weak<Inner>, interval: Duration) {
-    loop {
-        tokio::time::sleep(interval).await;
-        let Some(inner) = inner.upgrade() else { return };
-        let config = &inner.config;
-        match analytics::catch_up(
-            &inner.db,
-            config.analytics_batch_max,
-            config.events_publish_batch_max,
-        )
-        .await
-        {
-            Ok(0) => {}
-            Ok(applied) => tracing::debug!(applied, "analytics: projection caught up"),
-            Err(err) => tracing::warn!(error = %err, "analytics: projection round failed"),
-        }
+/// Brings the analytics projection up to date; each round is one
+/// transaction with its cursor, so a crash in between loses and repeats
+/// nothing.
+async fn catch_up_analytics(cp: ControlPlane) {
+    let config = cp.config();
+    match analytics::catch_up(
+        cp.db(),
+        config.analytics_batch_max,
+        config.events_publish_batch_max,
+    )
+    .await
+    {
+        Ok(0) => {}
+        Ok(applied) => tracing::debug!(applied, "analytics: projection caught up"),
+        Err(err) => tracing::warn!(error = %err, "analytics: projection round failed"),
     }
 }
 
-/// Expires timed-out pending ledger transfers every `interval`, so that
-/// abandoned holds give their reservation back without anyone asking. Holds
-/// only a weak reference, so it ends with the control plane.
-async fn sweep_expired_holds(inner: Weak<Inner>, interval: Duration) {
-    loop {
-        tokio::time::sleep(interval).await;
-        let Some(inner) = inner.upgrade() else { return };
-        let now = inner.clock.now_ms();
-        let max = inner.config.ledger_expiry_sweep_batch_max;
-        match ledger::expire_due(&inner.db, now, max).await {
-            Ok(0) => {}
-            Ok(expired) => tracing::info!(expired, "ledger: expired pending transfers"),
-            Err(err) => tracing::warn!(error = %err, "ledger: expiry sweep failed"),
+/// Expires timed-out pending ledger transfers, so that abandoned holds give
+/// their reservation back without anyone asking.
+async fn sweep_expired_holds(cp: ControlPlane) {
+    let now = cp.clock().now_ms();
+    let max = cp.config().ledger_expiry_sweep_batch_max;
+    match ledger::expire_due(cp.db(), now, max).await {
+        Ok(0) => {}
+        Ok(expired) => tracing::info!(expired, "ledger: expired pending transfers"),
+        Err(err) => tracing::warn!(error = %err, "ledger: expiry sweep failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{Arc, Weak};
+    use std::time::Duration;
+
+    use super::{round_panics, spawn_rounds, Upgrade};
+
+    impl Upgrade for Weak<AtomicU32> {
+        type Strong = Arc<AtomicU32>;
+        fn upgrade(&self) -> Option<Arc<AtomicU32>> {
+            Weak::upgrade(self)
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_round_that_panics_is_counted_and_the_next_one_runs() {
+        let rounds = Arc::new(AtomicU32::new(0));
+        let before = round_panics();
+        spawn_rounds(
+            "test",
+            Arc::downgrade(&rounds),
+            Duration::from_secs(1),
+            |n: Arc<AtomicU32>| async move {
+                if n.fetch_add(1, Ordering::SeqCst) == 0 {
+                    panic!("the first round fails");
+                }
+            },
+        );
+        tokio::time::sleep(Duration::from_millis(3_500)).await;
+        assert_eq!(rounds.load(Ordering::SeqCst), 3, "rounds at 1, 2 and 3 s");
+        assert!(round_panics() > before, "the panic was counted");
+        drop(rounds);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rounds_stop_with_their_owner_and_zero_means_never() {
+        let never = Arc::new(AtomicU32::new(0));
+        spawn_rounds(
+            "off",
+            Arc::downgrade(&never),
+            Duration::ZERO,
+            |n: Arc<AtomicU32>| async move {
+                n.fetch_add(1, Ordering::SeqCst);
+            },
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(never.load(Ordering::SeqCst), 0);
+        let owner = Arc::new(AtomicU32::new(0));
+        let weak = Arc::downgrade(&owner);
+        spawn_rounds(
+            "gone",
+            weak.clone(),
+            Duration::from_secs(1),
+            |n: Arc<AtomicU32>| async move {
+                n.fetch_add(1, Ordering::SeqCst);
+            },
+        );
+        drop(owner);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(weak.upgrade().is_none(), "no round keeps its owner alive");
     }
 }

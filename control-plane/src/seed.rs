@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ControlPlaneError;
 use crate::identity;
+use crate::service::ControlPlane;
 use crate::tokens::{self, Role};
-use crate::ControlPlane;
 
 /// Slug of the tenant the dev accounts live in.
 pub const DEV_TENANT_SLUG: &str = "dev";

@@ -14,8 +14,8 @@ use sqlx::Row as _;
 use crate::db::now_ms;
 use crate::error::ControlPlaneError;
 use crate::identity::{self, Member};
+use crate::service::ControlPlane;
 use crate::tokens;
-use crate::ControlPlane;
 
 /// What sign-in and refresh answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

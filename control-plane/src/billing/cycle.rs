@@ -29,7 +29,7 @@ use super::model::STEPS_PER_ADVANCE_MAX;
 use super::plans;
 use super::provider::PaymentProvider;
 use super::subscription_rows;
-use crate::ControlPlane;
+use crate::service::ControlPlane;
 
 /// Subscriptions read per page while advancing.
 const PAGE: i64 = 200;

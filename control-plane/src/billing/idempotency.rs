@@ -13,7 +13,7 @@ use sqlx::Row as _;
 
 use super::error::BillingError;
 use super::model::IDEMPOTENCY_KEY_BYTES_MAX;
-use crate::ControlPlane;
+use crate::service::ControlPlane;
 
 /// Pause between looks at a key whose first request is still running.
 const POLL_MS: u64 = 20;

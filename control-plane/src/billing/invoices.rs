@@ -20,7 +20,7 @@ use super::model::Subscription;
 use super::provider::{Charge, ChargeOutcome, PaymentProvider};
 use crate::events::{self, EventKind, NewEvent};
 use crate::ledger::{self, BalanceLimit, LedgerError, Limits, NewAccount, NewTransfer};
-use crate::ControlPlane;
+use crate::service::ControlPlane;
 
 const COLUMNS: &str = "id, tenant_id, subscription_id, status, currency, total, period_start, \
      period_end, attempts, provider_ref, created_at, paid_at";

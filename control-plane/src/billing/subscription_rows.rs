@@ -10,7 +10,7 @@ use sqlx::Row as _;
 use super::error::BillingError;
 use super::model::Status;
 use super::model::Subscription;
-use crate::ControlPlane;
+use crate::service::ControlPlane;
 
 /// The columns [`subscription`] reads, in `SELECT` order.
 pub(super) const COLUMNS: &str =

@@ -16,7 +16,7 @@ use super::model::PAYMENT_TOKEN_BYTES_MAX;
 use super::model::QUANTITY_MAX;
 use super::plans;
 use super::provider::PaymentProvider;
-use crate::ControlPlane;
+use crate::service::ControlPlane;
 
 pub use super::subscription_rows::get;
 

@@ -10,7 +10,7 @@ use super::error::BillingError;
 use super::invoices;
 use super::model::{InvoiceStatus, Status};
 use super::stripe;
-use crate::ControlPlane;
+use crate::service::ControlPlane;
 
 /// Applies a verified event and records its id; answers what was done:
 /// `settled`, `past_due` or `ignored`.

@@ -7,8 +7,8 @@ use axum::Json;
 
 use super::extract::{ApiError, Caller};
 use crate::analytics::{CourseStats, CourseUnitStats};
+use crate::service::ControlPlane;
 use crate::tokens::Role;
-use crate::ControlPlane;
 
 /// The tenant whose course an instructor (their own) or an operator
 /// (any) may read figures of.

@@ -25,8 +25,8 @@ use crate::billing::stripe;
 use crate::billing::subscriptions::{self, NewSubscription, PaymentMethod};
 use crate::billing::webhooks;
 use crate::error::ControlPlaneError;
+use crate::service::ControlPlane;
 use crate::tokens::Role;
-use crate::ControlPlane;
 
 /// Route of subscribe, part of every idempotency fingerprint.
 const SUBSCRIBE_ROUTE: &str = "POST /api/v1/billing/subscriptions";

@@ -23,7 +23,7 @@ use super::extract::{ApiError, Caller, AUTHORS};
 use crate::catalogue::{self, CatalogueSettings, CatalogueSettingsUpdate, CourseCard};
 use crate::content::{courses, units, ContentError, Limits, UnitKind};
 use crate::error::ControlPlaneError;
-use crate::ControlPlane;
+use crate::service::ControlPlane;
 
 /// `Cache-Control` of the public pages: shared caches may keep them a minute.
 pub const PUBLIC_CACHE_CONTROL: &str = "public, max-age=60";

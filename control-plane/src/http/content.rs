@@ -22,7 +22,7 @@ use crate::content::paths::{
 };
 use crate::content::units::{self, DraftUpdate, NewUnit, Published, Unit, UnitSummary, View};
 use crate::error::ControlPlaneError;
-use crate::ControlPlane;
+use crate::service::ControlPlane;
 
 fn limits(cp: &ControlPlane) -> Limits {
     Limits::from_config(cp.config())

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use super::extract::{self as api, ApiError};
 use crate::error::ControlPlaneError;
 use crate::events::Event;
+use crate::service::ControlPlane;
 use crate::tokens::Role;
-use crate::ControlPlane;
 
 /// `?after=&limit=`.
 #[derive(Debug, Deserialize)]

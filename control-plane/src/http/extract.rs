@@ -20,8 +20,8 @@ use crate::content::error::ContentError;
 use crate::error::ControlPlaneError;
 use crate::learning::error::LearningError;
 use crate::ledger::error::LedgerError;
+use crate::service::ControlPlane;
 use crate::tokens::{self, Claims, Role};
-use crate::ControlPlane;
 
 /// The verified claims of the caller's bearer token.
 #[derive(Debug, Clone)]

@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use super::extract::{ApiError, Caller};
 use crate::error::ControlPlaneError;
 use crate::identity::{self, Member};
+use crate::service::ControlPlane;
 use crate::sessions::{self, TokenPair};
 use crate::tokens::{self, Jwks, Role};
-use crate::ControlPlane;
 
 pub(super) async fn jwks(State(cp): State<ControlPlane>) -> Json<Jwks> {
     Json(cp.keys().snapshot().jwks().clone())

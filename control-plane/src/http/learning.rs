@@ -22,7 +22,7 @@ use crate::learning::error::LearningError;
 use crate::learning::live::{self, AttendanceRecorded, AttendanceReport, ClassAttendance, Ticket};
 use crate::learning::progress::{self, AttemptResult, CourseProgress, LessonReport, UnitProgress};
 use crate::learning::quiz::QuizAnswers;
-use crate::ControlPlane;
+use crate::service::ControlPlane;
 
 fn limit(cp: &ControlPlane, requested: Option<u32>) -> Result<u32, ApiError> {
     Ok(Limits::from_config(cp.config()).page_size(requested)?)

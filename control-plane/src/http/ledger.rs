@@ -22,8 +22,8 @@ use crate::ledger::model::Recorded;
 use crate::ledger::model::Resolve;
 use crate::ledger::model::Transfer;
 use crate::ledger::store;
+use crate::service::ControlPlane;
 use crate::tokens::Role;
-use crate::ControlPlane;
 
 /// The caller's tenant, once the role allows ledger access.
 fn tenant(caller: &Caller) -> Result<&str, ApiError> {

@@ -25,7 +25,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 
-use crate::ControlPlane;
+use crate::service::ControlPlane;
 
 pub use extract::{ApiError, Caller, ErrorBody, ErrorDetail};
 

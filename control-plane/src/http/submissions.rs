@@ -13,12 +13,12 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::{ApiError, Caller};
 use crate::error::ControlPlaneError;
+use crate::service::ControlPlane;
 use crate::submissions::{
     BatchError, BatchOutcome, BatchResult, BatchResults, ReceivedBatch, Recorded, Submission,
     SubmissionReport,
 };
 use crate::tokens::Role;
-use crate::ControlPlane;
 
 fn check_key(cp: &ControlPlane, headers: &HeaderMap) -> Result<(), ControlPlaneError> {
     super::extract::check_service_key(cp, headers).map_err(|_| {

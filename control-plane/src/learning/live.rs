@@ -32,8 +32,8 @@ use crate::content::body::{rfc3339_unix_ms, UnitBody};
 use crate::content::UnitKind;
 use crate::db::Db;
 use crate::events::{self, EventKind, NewEvent};
+use crate::service::ControlPlane;
 use crate::tokens::{self, Claims, ClassRole, Role, TicketFor};
-use crate::ControlPlane;
 
 /// Most attendees in one report; a class holds at most this many people.
 pub const ATTENDEES_MAX: usize = 10_000;

@@ -48,6 +48,8 @@ impl ModuleGraph {
                 aliases: HashMap::new(),
                 paths: Vec::new(),
                 test_modules: Vec::new(),
+                children: BTreeSet::new(),
+                module_depth: 0,
             };
             reader.visit_file(&ast);
             test_only.append(&mut reader.test_modules);
@@ -192,6 +194,10 @@ struct Reader {
     paths: Vec<Vec<String>>,
     /// Module paths of `#[cfg(test)] mod name;` declared in this file.
     test_modules: Vec<Vec<String>>,
+    /// Names of the modules this file declares (`mod name;`).
+    children: BTreeSet<String>,
+    /// How many inline modules deep the walk is.
+    module_depth: usize,
 }
 
 impl Reader {
@@ -227,6 +233,12 @@ impl Reader {
                 if let Some(alias) = self.aliases.get(first) {
                     let mut path = alias.clone();
                     path.extend(segments[1..].iter().cloned());
+                    return Some(Named::Internal(path));
+                }
+                if self.children.contains(first) {
+                    // A path through a module this file declares.
+                    let mut path = self.module.clone();
+                    path.extend(segments.iter().cloned());
                     return Some(Named::Internal(path));
                 }
                 (segments.len() > 1).then(|| Named::External(first.clone()))
@@ -306,11 +318,16 @@ impl<'ast> Visit<'ast> for Reader {
             return;
         }
         if let syn::Item::Mod(m) = item {
+            if m.content.is_none() && self.module_depth == 0 {
+                self.children.insert(m.ident.to_string());
+            }
             if m.content.is_some() {
                 // An inline module's `super` is this file; treat its body as
                 // part of the file (its own `use`s resolve one level deeper).
                 self.module.push(m.ident.to_string());
+                self.module_depth += 1;
                 syn::visit::visit_item_mod(self, m);
+                self.module_depth -= 1;
                 self.module.pop();
                 return;
             }
@@ -320,6 +337,10 @@ impl<'ast> Visit<'ast> for Reader {
 
     fn visit_item_use(&mut self, item: &'ast syn::ItemUse) {
         self.use_tree(&mut Vec::new(), &item.tree);
+    }
+
+    fn visit_visibility(&mut self, _: &'ast syn::Visibility) {
+        // `pub(crate)` and `pub(super)` name a module but import nothing.
     }
 
     fn visit_path(&mut self, path: &'ast syn::Path) {
