@@ -1,11 +1,11 @@
 //! The live protocol, version 1: the JSON frames a browser and an edge node
 //! exchange over the `/api/v1/live` WebSocket. This module is the one place
-//! the shapes are defined; `docs/live-protocol.md` and
-//! `docs/live-protocol.schema.json` describe the same thing for people and
-//! validators. [`schema_document`] derives the schema from these types
-//! (`schemars::JsonSchema` next to each serde derive, limits as
-//! `#[schemars(length(..))]` from the constants below), and tests hold the
-//! frames we read and write to it.
+//! the shapes are defined. `docs/live-protocol.md` describes them for people;
+//! `docs/live-protocol.schema.json` is [`schema_document`], derived from these
+//! types (`schemars::JsonSchema` next to each serde derive, limits as
+//! `#[schemars(length(..))]` from the constants below), so a renamed or added
+//! field reaches validators by itself. A test fails when the committed file
+//! is not what the types derive now (`UPDATE_EXPECT=1` rewrites it).
 //!
 //! Every server frame carries `"v": 1` and a `seq`. Events (what happened in
 //! the class) carry the class's own sequence number, which grows by one per
