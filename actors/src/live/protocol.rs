@@ -1,8 +1,11 @@
 //! The live protocol, version 1: the JSON frames a browser and an edge node
 //! exchange over the `/api/v1/live` WebSocket. This module is the one place
-//! the shapes are defined; `docs/live-protocol.md` and
-//! `docs/live-protocol.schema.json` describe the same thing for people and
-//! validators, and a test keeps the schema's message names equal to these.
+//! the shapes are defined. `docs/live-protocol.md` describes them for people;
+//! `docs/live-protocol.schema.json` is [`schema_document`], derived from these
+//! types (`schemars::JsonSchema` next to each serde derive, limits as
+//! `#[schemars(length(..))]` from the constants below), so a renamed or added
+//! field reaches validators by itself. A test fails when the committed file
+//! is not what the types derive now (`UPDATE_EXPECT=1` rewrites it).
 //!
 //! Every server frame carries `"v": 1` and a `seq`. Events (what happened in
 //! the class) carry the class's own sequence number, which grows by one per
@@ -12,6 +15,7 @@
 //! client always knows where it stands, and resumes with the largest `seq`
 //! it has seen.
 
+use schemars::{generate::SchemaSettings, json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 
 /// The protocol version every server frame states.
@@ -33,23 +37,24 @@ pub const CLIENT_TYPES: [&str; 12] = [
     "ping",
 ];
 
-/// The frame types a server sends.
+/// The frame types a server sends, in the schema's order: replies, the
+/// snapshot, then events.
 pub const SERVER_TYPES: [&str; 15] = [
     "welcome",
-    "snapshot",
     "error",
     "pong",
+    "snapshot",
     "presence",
     "chat",
     "hand",
     "broadcast",
     "assignment",
+    "submission_started",
     "submission",
     "breakout_started",
     "breakout_message",
     "breakout_ended",
     "class_ended",
-    "submission_started",
 ];
 
 /// Longest chat, broadcast or breakout text, in characters.
@@ -67,7 +72,7 @@ pub const NAME_CHARS_MAX: usize = 200;
 
 /// Every code a live `error` frame or close reason may carry: a closed set,
 /// listed in `docs/live-protocol.md` (a test holds the two in step).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LiveErrorCode {
     /// Not JSON, missing or wrong fields, unknown fields, an empty text.
@@ -213,7 +218,7 @@ pub mod close {
 }
 
 /// A class participant's role, from the ticket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ClassRole {
     /// Runs the class.
@@ -223,7 +228,7 @@ pub enum ClassRole {
 }
 
 /// A learner's or instructor's presence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Presence {
     /// Connected and just arrived (or back).
@@ -237,60 +242,73 @@ pub enum Presence {
 }
 
 /// A code snippet in a broadcast.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CodeSnippet {
     /// Language id (as in `GET /api/v1/languages`).
+    #[schemars(length(min = 1, max = NAME_CHARS_MAX))]
     pub language: String,
-    /// The code.
+    /// The code: at most 64 KiB of UTF-8 (a schema counts characters, so it
+    /// can only bound the bytes loosely).
+    #[schemars(length(max = SOURCE_BYTES_MAX))]
     pub source: String,
 }
 
 /// One test of an assignment dropped into a class. Learners never receive
 /// them; they run on the learner's edge node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LiveTest {
     /// Name shown to the instructor.
+    #[schemars(length(min = 1, max = NAME_CHARS_MAX))]
     pub name: String,
-    /// Standard input.
+    /// Standard input (at most 64 KiB).
     #[serde(default)]
+    #[schemars(length(max = SOURCE_BYTES_MAX))]
     pub stdin: String,
-    /// Expected standard output (compared with trailing space trimmed).
+    /// Expected standard output, compared with trailing space trimmed (at
+    /// most 64 KiB).
+    #[schemars(length(max = SOURCE_BYTES_MAX))]
     pub expected_stdout: String,
 }
 
 /// What an instructor drops into a running class.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssignmentSpec {
     /// Title.
+    #[schemars(length(min = 1, max = NAME_CHARS_MAX))]
     pub title: String,
-    /// Language id.
+    /// Language id (as in `GET /api/v1/languages`).
+    #[schemars(length(min = 1, max = NAME_CHARS_MAX))]
     pub language: String,
     /// What to do (Markdown).
     #[serde(default)]
+    #[schemars(length(max = TEXT_CHARS_MAX))]
     pub instructions: String,
-    /// The file the learner starts from.
+    /// The file the learner starts from (at most 64 KiB).
     #[serde(default)]
+    #[schemars(length(max = SOURCE_BYTES_MAX))]
     pub starter: String,
     /// The tests a submission must pass; hidden from learners.
     #[serde(default)]
+    #[schemars(length(max = TESTS_MAX))]
     pub tests: Vec<LiveTest>,
 }
 
 /// One breakout group as the instructor defines it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupSpec {
     /// Group name, unique within the split.
+    #[schemars(length(min = 1, max = NAME_CHARS_MAX))]
     pub name: String,
     /// User ids of its learners.
     pub members: Vec<String>,
 }
 
 /// The body of a client frame, by `type`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientBody {
     /// Must be first: the ticket from `POST /api/v1/live/tickets`, and the
@@ -304,7 +322,8 @@ pub enum ClientBody {
     },
     /// A chat line to the class (or to one's breakout group while split).
     Chat {
-        /// The text.
+        /// The text; not blank.
+        #[schemars(length(min = 1, max = TEXT_CHARS_MAX))]
         text: String,
     },
     /// Raise or lower one's hand.
@@ -314,12 +333,14 @@ pub enum ClientBody {
     },
     /// Active or idle, as the client sees its user.
     Presence {
-        /// `active` or `idle`.
+        /// `active` or `idle` (the server sets the others).
+        #[schemars(schema_with = "client_status_schema")]
         status: Presence,
     },
     /// Instructor: a message (and snippet) to everyone.
     Broadcast {
-        /// The text.
+        /// The text; may be empty only when a snippet comes with it.
+        #[schemars(length(max = TEXT_CHARS_MAX))]
         text: String,
         /// An optional snippet.
         #[serde(default)]
@@ -334,19 +355,22 @@ pub enum ClientBody {
     Submit {
         /// Which assignment.
         assignment_id: String,
-        /// The solution.
+        /// The solution (at most 64 KiB).
+        #[schemars(length(max = SOURCE_BYTES_MAX))]
         source: String,
     },
     /// Instructor: split the class into groups.
     BreakoutStart {
-        /// The groups.
+        /// The groups; nobody in two.
+        #[schemars(length(min = 1, max = GROUPS_MAX))]
         groups: Vec<GroupSpec>,
     },
     /// Instructor: a message to one group.
     BreakoutMessage {
         /// Group name.
         group: String,
-        /// The text.
+        /// The text; not blank.
+        #[schemars(length(min = 1, max = TEXT_CHARS_MAX))]
         text: String,
     },
     /// Instructor: bring everyone back.
@@ -378,10 +402,12 @@ impl ClientBody {
 }
 
 /// A client frame: the body plus the fields every frame may carry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(transform = close_frame_variants)]
 pub struct ClientFrame {
     /// A request id the client chose, echoed as `re` in replies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = REQUEST_ID_CHARS_MAX))]
     pub id: Option<String>,
     /// The class this is meant for; when given it must be the joined class.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -458,7 +484,10 @@ pub fn parse_client_frame(text: &str, bytes_max: usize) -> Result<ClientFrame, F
 }
 
 /// A breakout group as events and snapshots show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+// Closed in the schema only: the server writes no other field, and stored
+// copies are read as leniently as before.
+#[schemars(deny_unknown_fields)]
 pub struct Group {
     /// Name.
     pub name: String,
@@ -467,7 +496,7 @@ pub struct Group {
 }
 
 /// What happened in a class; the payload of an event frame.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
     /// Someone's presence changed.
@@ -491,6 +520,7 @@ pub enum EventKind {
         text: String,
         /// The breakout group it was said in, if any.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(with = "String")]
         group: Option<String>,
     },
     /// A hand went up or down.
@@ -506,6 +536,7 @@ pub enum EventKind {
         text: String,
         /// Snippet.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(with = "CodeSnippet")]
         code: Option<CodeSnippet>,
     },
     /// An assignment was dropped in. Learners get it without `tests`.
@@ -524,6 +555,7 @@ pub enum EventKind {
         tests_count: usize,
         /// The tests (instructors and edge nodes only).
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(with = "Vec<LiveTest>")]
         tests: Option<Vec<LiveTest>>,
     },
     /// A learner's submission started running (instructors see the grid fill).
@@ -647,10 +679,15 @@ pub struct Event {
 }
 
 /// A server frame around an event, as sent: `{"v":1,"seq":..,"type":..}`.
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
+#[schemars(transform = close_frame_variants)]
 struct EventFrame<'a> {
+    /// The protocol version.
+    #[schemars(schema_with = "protocol_version_schema")]
     v: u32,
+    /// The class's sequence number of this event.
     seq: u64,
+    /// When it happened, unix milliseconds (by the home node's clock).
     at_ms: u64,
     #[serde(flatten)]
     kind: &'a EventKind,
@@ -693,7 +730,7 @@ impl Event {
 }
 
 /// A reply to one session (not part of the class's event stream).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Reply {
     /// The join was accepted.
@@ -721,17 +758,20 @@ pub enum Reply {
     /// A request was refused; nothing was forwarded.
     Error {
         /// Stable code.
+        #[schemars(with = "LiveErrorCode")]
         code: String,
         /// For people.
         message: String,
         /// The request's `id`, if it had one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(with = "String")]
         re: Option<String>,
     },
     /// Answer to `ping`.
     Pong {
         /// The request's `id`, if it had one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(with = "String")]
         re: Option<String>,
     },
 }
@@ -747,21 +787,184 @@ impl Reply {
     }
 }
 
+/// A reply frame as sent: `{"v":1,"seq":..,"type":..}`.
+#[derive(Serialize, JsonSchema)]
+#[schemars(transform = close_frame_variants)]
+struct ReplyFrame<'a> {
+    /// The protocol version.
+    #[schemars(schema_with = "protocol_version_schema")]
+    v: u32,
+    /// The `seq` of the last event the session delivered.
+    seq: u64,
+    #[serde(flatten)]
+    reply: &'a Reply,
+}
+
 /// A reply frame as sent: the reply with `v` and the session's `seq`.
 pub fn reply_frame(reply: &Reply, seq: u64) -> String {
-    #[derive(Serialize)]
-    struct Frame<'a> {
-        v: u32,
-        seq: u64,
-        #[serde(flatten)]
-        reply: &'a Reply,
-    }
-    serde_json::to_string(&Frame {
+    serde_json::to_string(&ReplyFrame {
         v: PROTOCOL_VERSION,
         seq,
         reply,
     })
     .unwrap_or_default()
+}
+
+/// The snapshot frame, `{"v":1,"seq":..,"type":"snapshot","state":{..}}`,
+/// as the node's session writes it from the hub's `Outbound::Snapshot`
+/// (with `serde_json::json!`). Only its schema is used here: it puts the
+/// frame beside the others in [`schema_document`].
+#[derive(JsonSchema)]
+#[schemars(transform = close_frame_variants)]
+#[expect(
+    dead_code,
+    reason = "the node writes this frame; only the schema is derived here"
+)]
+struct SnapshotFrame {
+    /// The protocol version.
+    #[schemars(schema_with = "protocol_version_schema")]
+    v: u32,
+    /// The class's `seq` the snapshot reflects; continue from it.
+    seq: u64,
+    #[schemars(flatten)]
+    body: SnapshotBody,
+}
+
+/// The one body of [`SnapshotFrame`], so that it carries a `type` as every
+/// other frame does.
+#[derive(JsonSchema)]
+#[schemars(tag = "type", rename_all = "snake_case")]
+#[expect(
+    dead_code,
+    reason = "the node writes this frame; only the schema is derived here"
+)]
+enum SnapshotBody {
+    /// The whole state of the class as this session may see it (see
+    /// `docs/live-protocol.md`).
+    Snapshot {
+        /// Roster, assignments, grid, breakout groups, recent feed, ended.
+        state: serde_json::Map<String, serde_json::Value>,
+    },
+}
+
+/// The schema of `v`: always [`PROTOCOL_VERSION`].
+fn protocol_version_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "integer", "const": PROTOCOL_VERSION })
+}
+
+/// The schema of a client's `presence` status: a client may only say it is
+/// active or idle; joining and leaving are the server's to tell.
+fn client_status_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string",
+        "enum": [Presence::Active, Presence::Idle],
+    })
+}
+
+/// Makes a frame's schema one closed object per message type. A frame is
+/// its own fields (`id` and `class_id`, or `v`, `seq` and `at_ms`) plus one
+/// body flattened in by `type`, and nothing else: the client body denies
+/// unknown fields, and the server writes no others. schemars renders the
+/// flatten as the frame's properties beside a `oneOf` of bodies, where no
+/// body may say "no other field" (it would refuse the frame's own); this
+/// moves the frame's properties into every body and closes each.
+///
+/// # Panics
+/// When the schema is not properties beside a `oneOf` (a type changed
+/// shape; the schema tests then fail here, not in a validator).
+fn close_frame_variants(schema: &mut Schema) {
+    let frame = schema.ensure_object();
+    let properties = frame
+        .remove("properties")
+        .and_then(|p| p.as_object().cloned())
+        .expect("a frame has properties of its own");
+    let required = match frame.remove("required") {
+        Some(serde_json::Value::Array(required)) => required,
+        _ => Vec::new(),
+    };
+    frame.remove("type");
+    let Some(serde_json::Value::Array(bodies)) = frame.get_mut("oneOf") else {
+        panic!("a frame flattens one body by `type` (a `oneOf`)");
+    };
+    for body in bodies {
+        let body = body.as_object_mut().expect("a body is an object schema");
+        let own = body
+            .entry("properties")
+            .or_insert_with(|| serde_json::json!({}));
+        let own = own.as_object_mut().expect("properties are an object");
+        own.extend(properties.clone());
+        let own_required = match body.remove("required") {
+            Some(serde_json::Value::Array(own_required)) => own_required,
+            _ => Vec::new(),
+        };
+        let all: Vec<_> = required.iter().cloned().chain(own_required).collect();
+        body.insert("required".into(), all.into());
+        body.insert("additionalProperties".into(), false.into());
+    }
+}
+
+/// The JSON Schema (draft 2020-12) of every frame of the protocol, as the
+/// text of `docs/live-protocol.schema.json` (a test holds the two equal):
+/// `$defs` `client_frame` and `server_frame`, one closed object per `type`
+/// each, and the types they share. Keys inside are in alphabetical order
+/// (serde_json's map); the head of the document reads in its own order.
+pub fn schema_document() -> String {
+    /// The document's head first, then what it defines.
+    #[derive(Serialize)]
+    struct Document {
+        #[serde(rename = "$schema")]
+        meta_schema: &'static str,
+        #[serde(rename = "$id")]
+        id: &'static str,
+        title: &'static str,
+        description: &'static str,
+        #[serde(rename = "oneOf")]
+        one_of: serde_json::Value,
+        #[serde(rename = "$defs")]
+        defs: serde_json::Map<String, serde_json::Value>,
+    }
+
+    // The deserialize contract (schemars' default): a client frame as the
+    // server reads it. Server frames read the same, but for optional fields
+    // the server skips rather than writes as null; those say so with
+    // `#[schemars(with = ..)]`.
+    let mut generator = SchemaSettings::draft2020_12().into_generator();
+    let client = ClientFrame::json_schema(&mut generator);
+    let mut server = Vec::new();
+    for frame in [
+        ReplyFrame::json_schema(&mut generator),
+        SnapshotFrame::json_schema(&mut generator),
+        EventFrame::json_schema(&mut generator),
+    ] {
+        if let Some(serde_json::Value::Array(bodies)) = frame.get("oneOf") {
+            server.extend(bodies.iter().cloned());
+        }
+    }
+    let mut defs = generator.take_definitions(true);
+    defs.insert("client_frame".into(), client.to_value());
+    defs.insert(
+        "server_frame".into(),
+        serde_json::json!({
+            "description": "A server frame: a reply to this session (`welcome`, `error`, `pong`), \
+                a snapshot, or an event of the class; each carries `v` and `seq`.",
+            "oneOf": server,
+        }),
+    );
+    let document = Document {
+        meta_schema: "https://json-schema.org/draft/2020-12/schema",
+        id: "https://lyceum.dev/schemas/live-protocol-v1.json",
+        title: "Lyceum live protocol, version 1",
+        description: "Frames on the /api/v1/live WebSocket, derived from \
+            actors/src/live/protocol.rs. See docs/live-protocol.md.",
+        one_of: serde_json::json!([
+            { "$ref": "#/$defs/client_frame" },
+            { "$ref": "#/$defs/server_frame" },
+        ]),
+        defs,
+    };
+    let mut text = serde_json::to_string_pretty(&document).expect("JSON values always serialize");
+    text.push('\n');
+    text
 }
 
 #[cfg(test)]
@@ -832,6 +1035,14 @@ mod tests {
             let frame = parse_client_frame(text, 4096).expect(text);
             assert_eq!(frame.body.kind(), kind);
             assert!(CLIENT_TYPES.contains(&kind));
+            check_fits("client_frame", text);
+            let framed = serde_json::to_string(&ClientFrame {
+                id: Some("7".into()),
+                class_id: Some("c".into()),
+                body: frame.body,
+            })
+            .expect("json");
+            check_fits("client_frame", &framed);
         }
     }
 
@@ -862,10 +1073,9 @@ mod tests {
         assert!(learner.contains(r#""v":1"#));
     }
 
-    /// The schema's variants, by `type`: (properties, required).
+    /// The derived schema's variants, by `type`: (properties, required).
     fn schema_variants(which: &str) -> Vec<(String, Vec<String>, Vec<String>)> {
-        let text = include_str!("../../../docs/live-protocol.schema.json");
-        let schema: serde_json::Value = serde_json::from_str(text).expect("schema is JSON");
+        let schema: serde_json::Value = serde_json::from_str(&schema_document()).expect("json");
         schema["$defs"][which]["oneOf"]
             .as_array()
             .expect("oneOf")
@@ -906,23 +1116,45 @@ mod tests {
         assert_eq!(server, SERVER_TYPES.to_vec());
     }
 
+    /// `text` has every field the schema's variant of its `type` requires
+    /// (in `which`, `client_frame` or `server_frame`), and no other.
+    fn check_fits(which: &str, text: &str) {
+        let variants = schema_variants(which);
+        let value: serde_json::Value = serde_json::from_str(text).expect("json");
+        let kind = value["type"].as_str().expect("type");
+        let (_, props, required) = variants
+            .iter()
+            .find(|v| v.0 == kind)
+            .unwrap_or_else(|| panic!("{kind} not in the schema"));
+        for key in required {
+            assert!(value.get(key).is_some(), "{kind} lacks {key}: {text}");
+        }
+        for key in value.as_object().expect("object").keys() {
+            assert!(props.contains(key), "{kind} has {key} not in the schema");
+        }
+    }
+
+    #[test]
+    fn the_schemas_error_codes_are_exactly_the_live_codes() {
+        let schema: serde_json::Value = serde_json::from_str(&schema_document()).expect("json");
+        let codes: Vec<_> = schema["$defs"]["LiveErrorCode"]["oneOf"]
+            .as_array()
+            .expect("oneOf")
+            .iter()
+            .map(|code| code["const"].as_str().expect("const"))
+            .collect();
+        let all: Vec<_> = LiveErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(codes, all);
+        let error = schema_variants("server_frame")
+            .into_iter()
+            .find(|v| v.0 == "error")
+            .expect("error frame");
+        assert!(error.1.contains(&"code".to_owned()));
+    }
+
     #[test]
     fn every_server_frame_we_write_fits_the_schema() {
-        let variants = schema_variants("server_frame");
-        let check = |text: &str| {
-            let value: serde_json::Value = serde_json::from_str(text).expect("json");
-            let kind = value["type"].as_str().expect("type");
-            let (_, props, required) = variants
-                .iter()
-                .find(|v| v.0 == kind)
-                .unwrap_or_else(|| panic!("{kind} not in the schema"));
-            for key in required {
-                assert!(value.get(key).is_some(), "{kind} lacks {key}: {text}");
-            }
-            for key in value.as_object().expect("object").keys() {
-                assert!(props.contains(key), "{kind} has {key} not in the schema");
-            }
-        };
+        let check = |text: &str| check_fits("server_frame", text);
         let snippet = CodeSnippet {
             language: "python".into(),
             source: "print(1)".into(),
@@ -1014,5 +1246,12 @@ mod tests {
         ] {
             check(&reply_frame(&reply, 5));
         }
+        // As the node's session writes it (`node/src/edge/live/session.rs`).
+        check(
+            &serde_json::json!({
+                "v": PROTOCOL_VERSION, "seq": 4, "type": "snapshot", "state": {"ended": false},
+            })
+            .to_string(),
+        );
     }
 }
