@@ -47,6 +47,10 @@ pub async fn run(args: &ControlPlaneArgs, config: &Config) -> anyhow::Result<()>
     readiness.set("shutdown", Ok(()));
     let tasks = crate::tasks::Tasks::new(metrics.registry(), readiness.clone(), shutdown.clone())
         .context("task metrics")?;
+    metrics
+        .registry()
+        .register(Box::new(RoundPanics::new()?))
+        .context("round panic metric")?;
     let basics = Basics {
         metrics,
         readiness: readiness.clone(),
@@ -100,5 +104,41 @@ async fn watch_database(cp: ControlPlane, readiness: Readiness, shutdown: Shutdo
         }
         let outcome = cp.db().ping().await.map_err(|err| err.to_string());
         readiness.set("database", outcome);
+    }
+}
+
+/// `lyceum_control_plane_round_panics_total`: background rounds (billing
+/// clock, ledger expiry sweep, analytics) that panicked. The control plane
+/// keeps running them; this is how an operator learns one keeps failing.
+struct RoundPanics {
+    desc: prometheus::core::Desc,
+}
+
+impl RoundPanics {
+    fn new() -> anyhow::Result<Self> {
+        let desc = prometheus::core::Desc::new(
+            "control_plane_round_panics_total".into(),
+            "Background rounds of the control plane that panicked (the next round runs as usual)."
+                .into(),
+            Vec::new(),
+            std::collections::HashMap::new(),
+        )?;
+        Ok(Self { desc })
+    }
+}
+
+impl prometheus::core::Collector for RoundPanics {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let counter = prometheus::IntCounter::with_opts(prometheus::Opts::new(
+            self.desc.fq_name.clone(),
+            self.desc.help.clone(),
+        ))
+        .expect("a valid counter definition");
+        counter.inc_by(control_plane::round_panics());
+        counter.collect()
     }
 }

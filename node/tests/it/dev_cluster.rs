@@ -450,6 +450,12 @@ async fn dev_cluster_starts_survives_a_dead_edge_and_stops() {
             Vec::<String>::new(),
             "{url}/metrics:\n{text}"
         );
+        if url == &urls[0] {
+            assert!(
+                text.contains("lyceum_control_plane_round_panics_total{role=\"control-plane\"} 0"),
+                "the control plane counts panicked background rounds:\n{text}"
+            );
+        }
     }
     for family in [
         "lyceum_live_sessions",
