@@ -13,21 +13,23 @@
 //! 404, the cache headers, and the JSON errors every process answers with.
 //!
 //! The app is served by one process but talks to the control plane and to
-//! edges on other ports, so this crate also owns the CORS middleware that the
-//! shared HTTP scaffolding puts in front of every route.
+//! edges on other ports, so this crate also owns the CORS allow-list that the
+//! shared HTTP scaffolding puts in front of every route, as a tower-http
+//! `CorsLayer`.
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tower::{Service, ServiceExt};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::{ServeDir, ServeFile};
 
 /// Where `scripts/web-build` puts the built app (fixed at compile time).
@@ -42,6 +44,9 @@ pub const RESERVED_PREFIXES: [&str; 5] =
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// `Cache-Control` of `index.html`: always revalidate, so a new build shows.
 const NO_CACHE: &str = "no-cache";
+
+/// How long a browser may reuse a preflight answer (`Access-Control-Max-Age`).
+const CORS_MAX_AGE: Duration = Duration::from_secs(600);
 
 /// Routes for the browser app, merged into every process's router.
 pub fn router() -> Router {
@@ -188,51 +193,35 @@ impl Cors {
                 None => entry == origin,
             })
     }
-}
 
-/// Middleware: answers CORS preflights for allowed origins and adds the
-/// `access-control-*` headers to their responses; other origins get no CORS
-/// headers, so the browser refuses to hand them the answer.
-pub async fn cors(State(cors): State<Cors>, request: Request, next: Next) -> Response {
-    let origin = request
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .filter(|o| cors.allows(o))
-        .map(str::to_owned);
-    let Some(origin) = origin else {
-        return next.run(request).await;
-    };
-    let preflight = request.method() == Method::OPTIONS
-        && request
-            .headers()
-            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    let mut response = if preflight {
-        StatusCode::NO_CONTENT.into_response()
-    } else {
-        next.run(request).await
-    };
-    add_cors_headers(response.headers_mut(), &origin);
-    response
-}
-
-fn add_cors_headers(headers: &mut HeaderMap, origin: &str) {
-    if let Ok(value) = HeaderValue::from_str(origin) {
-        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+    /// The layer that puts this allow-list in front of every route.
+    ///
+    /// It answers every `OPTIONS` request itself, as a preflight, with the
+    /// methods, headers and max-age below; an allowed origin is echoed in
+    /// `Access-Control-Allow-Origin`, any other gets no such header, so the
+    /// browser refuses to hand it the answer. Credentials are not allowed.
+    /// Every response says `Vary: origin` (and the preflight headers), so a
+    /// shared cache never hands one origin's answer to another.
+    pub fn layer(self) -> CorsLayer {
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::predicate(move |origin, _| {
+                origin.to_str().is_ok_and(|origin| self.allows(origin))
+            }))
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::DELETE,
+                Method::OPTIONS,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::ACCEPT,
+                HeaderName::from_static("x-request-id"),
+            ])
+            .max_age(CORS_MAX_AGE)
     }
-    headers.insert(header::VARY, HeaderValue::from_static("origin"));
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, POST, PUT, DELETE, OPTIONS"),
-    );
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("authorization, content-type, accept, x-request-id"),
-    );
-    headers.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("600"),
-    );
 }
 
 #[cfg(test)]

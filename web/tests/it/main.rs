@@ -1,7 +1,9 @@
 //! The web crate's one integration-test binary: the built app as a browser
-//! fetches it (`files`). Each test sends requests through a router and compares what
+//! fetches it (`files`) and the CORS allow-list in front of every route
+//! (`cors`). Each test sends requests through a router and compares what
 //! comes back, rendered by [`render`], with a snapshot.
 
+mod cors;
 mod files;
 
 use axum::body::Body;
