@@ -97,10 +97,7 @@ pub fn app(routes: Router, basics: &Basics, http: &HttpConfig) -> Router {
         ))
         .layer(DefaultBodyLimit::max(body_max));
     let cors = web::Cors::new(http.cors_allowed_origins.clone());
-    traced
-        .merge(shared)
-        .layer(layers)
-        .layer(middleware::from_fn_with_state(cors, web::cors))
+    traced.merge(shared).layer(layers).layer(cors.layer())
 }
 
 /// Serves `app` until `shutdown` fires, then gives open requests `grace` to

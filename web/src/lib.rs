@@ -4,18 +4,33 @@
 //! of caching, and `index.html` for every other path that is not an API or
 //! operational route, so the app's client-side routes survive a reload.
 //!
+//! tower-http does the file work: `ServeDir` and `ServeFile` read and stream
+//! the files, refuse paths that leave `dist`, guess content types, answer
+//! `HEAD`, ranges and `If-Modified-Since` (from `Last-Modified`; they send no
+//! `ETag`), and send the `.br`/`.gz` files `scripts/web-build` writes next to
+//! the built ones to browsers that accept them. What stays here is the
+//! routing policy around them: which paths are the app's and which are a real
+//! 404, the cache headers, and the JSON errors every process answers with.
+//!
 //! The app is served by one process but talks to the control plane and to
-//! edges on other ports, so this crate also owns the CORS middleware that the
-//! shared HTTP scaffolding puts in front of every route.
+//! edges on other ports, so this crate also owns the CORS allow-list that the
+//! shared HTTP scaffolding puts in front of every route, as a tower-http
+//! `CorsLayer`.
 
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
-use axum::middleware::Next;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use tower::{Service, ServiceExt};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::services::{ServeDir, ServeFile};
 
 /// Where `scripts/web-build` puts the built app (fixed at compile time).
 pub const DIST_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/app/dist");
@@ -30,6 +45,9 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// `Cache-Control` of `index.html`: always revalidate, so a new build shows.
 const NO_CACHE: &str = "no-cache";
 
+/// How long a browser may reuse a preflight answer (`Access-Control-Max-Age`).
+const CORS_MAX_AGE: Duration = Duration::from_secs(600);
+
 /// Routes for the browser app, merged into every process's router.
 pub fn router() -> Router {
     router_from(PathBuf::from(DIST_DIR))
@@ -37,10 +55,21 @@ pub fn router() -> Router {
 
 /// Routes serving the built app from `dist` (a folder with `index.html`).
 pub fn router_from(dist: PathBuf) -> Router {
+    let app = App {
+        shell: ServeFile::new(dist.join("index.html"))
+            .precompressed_br()
+            .precompressed_gzip(),
+        // A folder is not a page: without this, `/assets` would answer with a
+        // redirect to `/assets/` instead of the app.
+        files: ServeDir::new(dist)
+            .append_index_html_on_directories(false)
+            .precompressed_br()
+            .precompressed_gzip(),
+    };
     Router::new()
         .route("/", get(serve))
         .fallback(serve)
-        .with_state(dist)
+        .with_state(app)
 }
 
 /// Whether the built app is where [`router`] looks for it.
@@ -48,42 +77,73 @@ pub fn app_is_built() -> bool {
     Path::new(DIST_DIR).join("index.html").is_file()
 }
 
-async fn serve(State(dist): State<PathBuf>, method: Method, uri: Uri) -> Response {
-    let path = uri.path();
+#[derive(Clone, Debug)]
+struct App {
+    /// Every file of `dist`.
+    files: ServeDir,
+    /// `index.html`, for the app's client-side routes.
+    shell: ServeFile,
+}
+
+async fn serve(State(app): State<App>, request: Request) -> Response {
+    let path = request.uri().path();
     if RESERVED_PREFIXES
         .iter()
         .any(|p| path.starts_with(p) || path == p.trim_end_matches('/'))
-        || (method != Method::GET && method != Method::HEAD)
+        || (request.method() != Method::GET && request.method() != Method::HEAD)
     {
         return not_found();
     }
-    let relative = path.trim_start_matches('/');
-    let safe = !relative.is_empty()
-        && relative
-            .split('/')
-            .all(|part| !part.is_empty() && part != ".." && part != "." && !part.contains('\\'));
-    if safe {
-        let file = dist.join(relative);
-        if let Ok(bytes) = tokio::fs::read(&file).await {
-            let cache = if relative.starts_with("assets/") {
-                IMMUTABLE
-            } else {
-                NO_CACHE
-            };
-            return file_response(bytes, content_type(&file), cache);
-        }
-        if relative.starts_with("assets/") {
+    let asset = path.starts_with("/assets/");
+    let (parts, _body) = request.into_parts();
+    let mut response = send(app.files, &parts).await;
+    if response.status() == StatusCode::NOT_FOUND {
+        if asset {
             return not_found();
         }
+        response = send(app.shell, &parts).await;
+        if response.status() == StatusCode::NOT_FOUND {
+            return not_built();
+        }
     }
-    match tokio::fs::read(dist.join("index.html")).await {
-        Ok(bytes) => file_response(bytes, "text/html; charset=utf-8", NO_CACHE),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::CONTENT_TYPE, "application/json")],
-            r#"{"error":{"code":"web_app_not_built","message":"the browser app is not built; run scripts/web-build"}}"#,
-        )
-            .into_response(),
+    if response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED {
+        let headers = response.headers_mut();
+        let cache = if asset { IMMUTABLE } else { NO_CACHE };
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+        // The same URL answers with a `.br`, `.gz` or plain body.
+        headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
+        say_utf8(headers);
+    }
+    response
+}
+
+/// Asks a tower-http file service about the request described by `parts`.
+/// Both services ignore the body, so each gets an empty one.
+async fn send<S>(service: S, parts: &Parts) -> Response
+where
+    S: Service<Request, Error = Infallible>,
+    S::Response: IntoResponse,
+{
+    let request = Request::from_parts(parts.clone(), Body::empty());
+    match service.oneshot(request).await {
+        Ok(response) => response.into_response(),
+        Err(never) => match never {},
+    }
+}
+
+/// Adds `charset=utf-8` to a text content type: Vite writes UTF-8, and a
+/// browser left to guess a stylesheet's charset may guess wrong.
+fn say_utf8(headers: &mut HeaderMap) {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.starts_with("text/") && !v.contains(';'))
+        .map(|v| format!("{v}; charset=utf-8"))
+    else {
+        return;
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(header::CONTENT_TYPE, value);
     }
 }
 
@@ -96,30 +156,13 @@ fn not_found() -> Response {
         .into_response()
 }
 
-fn file_response(bytes: Vec<u8>, content_type: &'static str, cache: &'static str) -> Response {
+fn not_built() -> Response {
     (
-        [
-            (header::CONTENT_TYPE, content_type),
-            (header::CACHE_CONTROL, cache),
-        ],
-        bytes,
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"error":{"code":"web_app_not_built","message":"the browser app is not built; run scripts/web-build"}}"#,
     )
         .into_response()
-}
-
-fn content_type(file: &Path) -> &'static str {
-    match file.extension().and_then(|e| e.to_str()).unwrap_or("") {
-        "html" => "text/html; charset=utf-8",
-        "js" | "mjs" => "text/javascript; charset=utf-8",
-        "css" => "text/css; charset=utf-8",
-        "json" => "application/json",
-        "svg" => "image/svg+xml",
-        "png" => "image/png",
-        "ico" => "image/x-icon",
-        "woff2" => "font/woff2",
-        "txt" => "text/plain; charset=utf-8",
-        _ => "application/octet-stream",
-    }
 }
 
 /// The origins allowed to call this process's API from a browser
@@ -150,51 +193,35 @@ impl Cors {
                 None => entry == origin,
             })
     }
-}
 
-/// Middleware: answers CORS preflights for allowed origins and adds the
-/// `access-control-*` headers to their responses; other origins get no CORS
-/// headers, so the browser refuses to hand them the answer.
-pub async fn cors(State(cors): State<Cors>, request: Request, next: Next) -> Response {
-    let origin = request
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .filter(|o| cors.allows(o))
-        .map(str::to_owned);
-    let Some(origin) = origin else {
-        return next.run(request).await;
-    };
-    let preflight = request.method() == Method::OPTIONS
-        && request
-            .headers()
-            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    let mut response = if preflight {
-        StatusCode::NO_CONTENT.into_response()
-    } else {
-        next.run(request).await
-    };
-    add_cors_headers(response.headers_mut(), &origin);
-    response
-}
-
-fn add_cors_headers(headers: &mut HeaderMap, origin: &str) {
-    if let Ok(value) = HeaderValue::from_str(origin) {
-        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+    /// The layer that puts this allow-list in front of every route.
+    ///
+    /// It answers every `OPTIONS` request itself, as a preflight, with the
+    /// methods, headers and max-age below; an allowed origin is echoed in
+    /// `Access-Control-Allow-Origin`, any other gets no such header, so the
+    /// browser refuses to hand it the answer. Credentials are not allowed.
+    /// Every response says `Vary: origin` (and the preflight headers), so a
+    /// shared cache never hands one origin's answer to another.
+    pub fn layer(self) -> CorsLayer {
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::predicate(move |origin, _| {
+                origin.to_str().is_ok_and(|origin| self.allows(origin))
+            }))
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::DELETE,
+                Method::OPTIONS,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::ACCEPT,
+                HeaderName::from_static("x-request-id"),
+            ])
+            .max_age(CORS_MAX_AGE)
     }
-    headers.insert(header::VARY, HeaderValue::from_static("origin"));
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, POST, PUT, DELETE, OPTIONS"),
-    );
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("authorization, content-type, accept, x-request-id"),
-    );
-    headers.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("600"),
-    );
 }
 
 #[cfg(test)]
