@@ -28,10 +28,11 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::bucket::Bucket;
+use super::wire::Wire;
 
 use super::{
     class::{ClassState, CommandError, Participant},
-    hub::{to_hub_text, AttendanceReport, Deliver, Direct, LiveNode},
+    hub::{to_hub_large, AttendanceReport, Deliver, Direct, Large, LiveNode},
     now_ms,
     protocol::{close, Audience, ClientBody, Event, EventKind, Reply},
     replication::{self, event_key, AckResult, ReplicaAck, Replicate, Stored, SNAPSHOT_KEY},
@@ -157,8 +158,7 @@ struct Held {
     /// The class's `seq` it reflects.
     needs: u64,
     node_id: String,
-    kind: &'static str,
-    text: String,
+    message: Large,
 }
 
 /// The running classroom.
@@ -610,19 +610,17 @@ impl ClassroomState {
     }
 
     fn send_direct(&mut self, direct: Direct, node_id: &str) {
-        let text = serde_json::to_string(&direct).unwrap_or_default();
         let needs = self.class.seq;
-        self.hold(needs, node_id, "direct", text);
+        self.hold(needs, node_id, Large::Direct(Wire::new(&direct)));
     }
 
     /// Queues a hub message behind what the replica has not acknowledged,
     /// then sends whatever may go.
-    fn hold(&mut self, needs: u64, node_id: &str, kind: &'static str, text: String) {
+    fn hold(&mut self, needs: u64, node_id: &str, message: Large) {
         self.outbox.push_back(Held {
             needs,
             node_id: node_id.to_owned(),
-            kind,
-            text,
+            message,
         });
         if self.outbox.len() > self.pending_max() {
             self.step_down("the replica fell too far behind");
@@ -645,7 +643,7 @@ impl ClassroomState {
             .is_some_and(|held| held.needs <= self.acked)
         {
             if let Some(held) = self.outbox.pop_front() {
-                if !to_hub_text(&held.node_id, held.kind, held.text) {
+                if !to_hub_large(&held.node_id, held.message) {
                     tracing::debug!(node_id = held.node_id, "no hub to send to");
                 }
             }
@@ -767,8 +765,7 @@ impl ClassroomState {
     }
 
     fn to_replica(&self, replica: &str, batch: &Replicate) {
-        let text = serde_json::to_string(batch).unwrap_or_default();
-        if !to_hub_text(replica, "replicate", text) {
+        if !to_hub_large(replica, Large::Replicate(Wire::new(batch))) {
             tracing::debug!(replica, "replica unreachable; retrying later");
         }
     }
@@ -833,11 +830,7 @@ impl ClassroomState {
                 )),
                 ..Direct::default()
             };
-            let _sent = to_hub_text(
-                node_id,
-                "direct",
-                serde_json::to_string(&direct).unwrap_or_default(),
-            );
+            let _sent = to_hub_large(node_id, Large::Direct(Wire::new(&direct)));
         }
         if let Some(myself) = &self.myself {
             myself.stop(Some("stepped down".into()));
@@ -894,14 +887,13 @@ impl ClassroomState {
                 self.to_replica(&replica, &batch);
             }
         }
-        let text = serde_json::to_string(&Deliver {
+        let deliver = Wire::new(&Deliver {
             class_id: self.class.class_id.clone(),
             events,
-        })
-        .unwrap_or_default();
+        });
         let nodes: Vec<String> = self.subscribers.keys().cloned().collect();
         for node_id in nodes {
-            self.hold(last, &node_id, "deliver", text.clone());
+            self.hold(last, &node_id, Large::Deliver(deliver.clone()));
         }
     }
 

@@ -26,6 +26,7 @@ use super::{
     protocol::{ClassRole, Event, EventKind, Reply},
     replication::{self, Claim, ClaimReply, Copy, ReplicaAck, Replicate, StoreError, Vote},
     storage::{self, Answer, Job, Storage, Write},
+    wire::Wire,
     LiveLimits, Peer, Peers,
 };
 use crate::groups::{classroom_group, join_group, members_of};
@@ -379,26 +380,94 @@ pub struct Host {
     pub hops: u8,
 }
 
-/// What a hub understands; payloads are JSON so they cross nodes.
+/// What a hub understands. Payloads cross nodes as JSON in a typed
+/// [`Wire`], decoded by the hub (a malformed one is logged and dropped).
 #[derive(RactorClusterMessage)]
 pub enum LiveHubMessage {
-    /// A [`Deliver`]: events for this node's sessions.
-    Deliver(String),
-    /// A [`Direct`]: something for one session.
-    Direct(String),
-    /// A [`Host`]: start a classroom here.
-    Host(String),
-    /// A piece of a [`Deliver`] or [`Direct`] too large for one actor frame
-    /// (a [`Part`]); the hub joins the pieces.
-    Part(String),
-    /// A [`Claim`]: vote on a class's next epoch.
-    Claim(String),
-    /// A [`ClaimReply`] to a claim this node made.
-    Vote(String),
-    /// A [`Replicate`]: a home's batch for this node's copy.
-    Replicate(String),
-    /// A [`ReplicaAck`] for a classroom homed here.
-    Ack(String),
+    /// Events for this node's sessions.
+    Deliver(Wire<Deliver>),
+    /// Something for one session.
+    Direct(Wire<Direct>),
+    /// Start a classroom here.
+    Host(Wire<Host>),
+    /// A piece of a [`Large`] message too large for one actor frame; the
+    /// hub joins the pieces.
+    Part(Wire<Part>),
+    /// Vote on a class's next epoch.
+    Claim(Wire<Claim>),
+    /// The answer to a claim this node made.
+    Vote(Wire<ClaimReply>),
+    /// A home's batch for this node's copy.
+    Replicate(Wire<Replicate>),
+    /// A replica's acknowledgement for a classroom homed here.
+    Ack(Wire<ReplicaAck>),
+}
+
+/// A hub message that may be larger than one actor frame, so it may travel
+/// as [`Part`]s.
+#[derive(Debug, Clone)]
+pub enum Large {
+    /// See [`LiveHubMessage::Deliver`].
+    Deliver(Wire<Deliver>),
+    /// See [`LiveHubMessage::Direct`].
+    Direct(Wire<Direct>),
+    /// See [`LiveHubMessage::Replicate`].
+    Replicate(Wire<Replicate>),
+}
+
+/// Which [`Large`] message a [`Part`] belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartKind {
+    /// A [`Deliver`].
+    Deliver,
+    /// A [`Direct`].
+    Direct,
+    /// A [`Replicate`].
+    Replicate,
+}
+
+impl Large {
+    fn kind(&self) -> PartKind {
+        match self {
+            Self::Deliver(_) => PartKind::Deliver,
+            Self::Direct(_) => PartKind::Direct,
+            Self::Replicate(_) => PartKind::Replicate,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Deliver(w) => w.len(),
+            Self::Direct(w) => w.len(),
+            Self::Replicate(w) => w.len(),
+        }
+    }
+
+    fn into_json(self) -> Vec<u8> {
+        match self {
+            Self::Deliver(w) => w.into_json(),
+            Self::Direct(w) => w.into_json(),
+            Self::Replicate(w) => w.into_json(),
+        }
+    }
+
+    /// The message whose pieces have all arrived.
+    fn joined(kind: PartKind, json: Vec<u8>) -> Self {
+        match kind {
+            PartKind::Deliver => Self::Deliver(Wire::from_json(json)),
+            PartKind::Direct => Self::Direct(Wire::from_json(json)),
+            PartKind::Replicate => Self::Replicate(Wire::from_json(json)),
+        }
+    }
+
+    fn into_message(self) -> LiveHubMessage {
+        match self {
+            Self::Deliver(w) => LiveHubMessage::Deliver(w),
+            Self::Direct(w) => LiveHubMessage::Direct(w),
+            Self::Replicate(w) => LiveHubMessage::Replicate(w),
+        }
+    }
 }
 
 /// How long shutting down waits for one classroom to write its snapshot
@@ -418,8 +487,8 @@ pub const HUB_PARTS_BYTES_MAX: usize = 128 * 1024 * 1024;
 pub struct Part {
     /// Which message (unique per sender).
     pub key: String,
-    /// `deliver` or `direct`.
-    pub kind: String,
+    /// Which message it is a piece of.
+    pub kind: PartKind,
     /// This piece.
     pub text: String,
     /// Whether it is the last piece.
@@ -754,10 +823,7 @@ impl LiveNode {
     fn answer_vote(&self, claim: &Claim, answer: Answer, reply: ClaimReply) {
         match answer {
             Answer::Hub => {
-                let _unreachable = to_hub(
-                    &claim.home,
-                    LiveHubMessage::Vote(serde_json::to_string(&reply).unwrap_or_default()),
-                );
+                let _unreachable = to_hub(&claim.home, LiveHubMessage::Vote(Wire::new(&reply)));
             }
             Answer::Local(tx) => {
                 let _gone = tx.send(reply);
@@ -830,10 +896,7 @@ impl LiveNode {
                     self.answer_vote(&claim, answer, reply);
                 }
                 Done::Ack(home, Some(ack)) if !failed => {
-                    let _unreachable = to_hub(
-                        &home,
-                        LiveHubMessage::Ack(serde_json::to_string(&ack).unwrap_or_default()),
-                    );
+                    let _unreachable = to_hub(&home, LiveHubMessage::Ack(Wire::new(&ack)));
                 }
                 Done::Ack(..) | Done::Refused(Job::Copy(_)) => {}
             }
@@ -1001,10 +1064,10 @@ impl LiveNode {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(claim.claim_id.clone(), tx);
-        let text = serde_json::to_string(claim).unwrap_or_default();
+        let wire = Wire::new(claim);
         let mut asked = 0;
         for peer in peers.iter().filter(|p| p.alive) {
-            if to_hub(&peer.node_id, LiveHubMessage::Claim(text.clone())) {
+            if to_hub(&peer.node_id, LiveHubMessage::Claim(wire.clone())) {
                 asked += 1;
             }
         }
@@ -1160,12 +1223,11 @@ impl LiveNode {
     }
 
     fn ask_host(&self, node_id: &str, class_id: &str, tenant_id: &str, hops: u8) -> bool {
-        let host = serde_json::to_string(&Host {
+        let host = Wire::new(&Host {
             class_id: class_id.to_owned(),
             tenant_id: tenant_id.to_owned(),
             hops,
-        })
-        .unwrap_or_default();
+        });
         to_hub(node_id, LiveHubMessage::Host(host))
     }
 
@@ -1488,11 +1550,11 @@ impl Actor for LiveHub {
             return Ok(());
         };
         let message = match message {
-            LiveHubMessage::Part(text) => match serde_json::from_str::<Part>(&text) {
+            LiveHubMessage::Part(part) => match part.open() {
                 Ok(part) => {
-                    let kind = part.kind.clone();
+                    let kind = part.kind;
                     match state.piece(part) {
-                        Some(whole) => hub_message(&kind, whole),
+                        Some(whole) => Large::joined(kind, whole.into_bytes()).into_message(),
                         None => return Ok(()),
                     }
                 }
@@ -1504,15 +1566,15 @@ impl Actor for LiveHub {
             other => other,
         };
         match message {
-            LiveHubMessage::Deliver(text) => match serde_json::from_str::<Deliver>(&text) {
+            LiveHubMessage::Deliver(wire) => match wire.open() {
                 Ok(deliver) => node.registry.deliver(&deliver.class_id, &deliver.events),
                 Err(err) => tracing::warn!(error = %err, "undecodable delivery dropped"),
             },
-            LiveHubMessage::Direct(text) => match serde_json::from_str::<Direct>(&text) {
+            LiveHubMessage::Direct(wire) => match wire.open() {
                 Ok(direct) => node.registry.direct(direct),
                 Err(err) => tracing::warn!(error = %err, "undecodable direct message dropped"),
             },
-            LiveHubMessage::Host(text) => match serde_json::from_str::<Host>(&text) {
+            LiveHubMessage::Host(wire) => match wire.open() {
                 // Claiming takes round trips: never inside the hub, which
                 // must keep delivering.
                 Ok(host) => {
@@ -1532,7 +1594,7 @@ impl Actor for LiveHub {
                 }
                 Err(err) => tracing::warn!(error = %err, "undecodable host request dropped"),
             },
-            LiveHubMessage::Claim(text) => match serde_json::from_str::<Claim>(&text) {
+            LiveHubMessage::Claim(wire) => match wire.open() {
                 // Stored off the hub, which must keep delivering; the
                 // worker answers the claimant once the vote is flushed.
                 Ok(claim) => node.submit(Job::Vote {
@@ -1541,7 +1603,7 @@ impl Actor for LiveHub {
                 }),
                 Err(err) => tracing::warn!(error = %err, "undecodable claim dropped"),
             },
-            LiveHubMessage::Vote(text) => match serde_json::from_str::<ClaimReply>(&text) {
+            LiveHubMessage::Vote(wire) => match wire.open() {
                 Ok(reply) => {
                     let waiting = node
                         .claims
@@ -1555,11 +1617,11 @@ impl Actor for LiveHub {
                 }
                 Err(err) => tracing::warn!(error = %err, "undecodable vote dropped"),
             },
-            LiveHubMessage::Replicate(text) => match serde_json::from_str::<Replicate>(&text) {
+            LiveHubMessage::Replicate(wire) => match wire.open() {
                 Ok(batch) => node.submit(Job::Copy(Box::new(batch))),
                 Err(err) => tracing::warn!(error = %err, "undecodable class copy dropped"),
             },
-            LiveHubMessage::Ack(text) => match serde_json::from_str::<ReplicaAck>(&text) {
+            LiveHubMessage::Ack(wire) => match wire.open() {
                 Ok(ack) => {
                     let class_id = ack.class_id.clone();
                     node.tell_local(&class_id, &Control::Ack(ack));
@@ -1582,21 +1644,12 @@ pub(super) fn to_hub(node_id: &str, message: LiveHubMessage) -> bool {
 
 static PART_KEYS: AtomicU64 = AtomicU64::new(0);
 
-/// The hub message of a kind that may travel in pieces.
-fn hub_message(kind: &str, text: String) -> LiveHubMessage {
-    match kind {
-        "deliver" => LiveHubMessage::Deliver(text),
-        "replicate" => LiveHubMessage::Replicate(text),
-        _ => LiveHubMessage::Direct(text),
-    }
-}
-
-/// Sends a [`Deliver`] (`kind` "deliver"), [`Direct`] ("direct") or
-/// [`Replicate`] ("replicate") as JSON, in pieces of at most
-/// [`HUB_MESSAGE_BYTES_MAX`] when it is larger.
-pub(super) fn to_hub_text(node_id: &str, kind: &str, text: String) -> bool {
-    if text.len() <= HUB_MESSAGE_BYTES_MAX {
-        return to_hub(node_id, hub_message(kind, text));
+/// Sends a [`Large`] message, in pieces of at most
+/// [`HUB_MESSAGE_BYTES_MAX`] when it is larger; false when the hub is not
+/// reachable.
+pub(super) fn to_hub_large(node_id: &str, message: Large) -> bool {
+    if message.len() <= HUB_MESSAGE_BYTES_MAX {
+        return to_hub(node_id, message.into_message());
     }
     let Some(cell) = members_of(&hub_group(node_id)).into_iter().next() else {
         return false;
@@ -1607,6 +1660,11 @@ pub(super) fn to_hub_text(node_id: &str, kind: &str, text: String) -> bool {
         std::process::id(),
         PART_KEYS.fetch_add(1, Ordering::Relaxed)
     );
+    let kind = message.kind();
+    // serde_json writes UTF-8, so the pieces can be cut at characters.
+    let Ok(text) = String::from_utf8(message.into_json()) else {
+        return false;
+    };
     let mut rest = text.as_str();
     while !rest.is_empty() {
         let mut cut = rest.len().min(HUB_MESSAGE_BYTES_MAX);
@@ -1617,12 +1675,11 @@ pub(super) fn to_hub_text(node_id: &str, kind: &str, text: String) -> bool {
         rest = tail;
         let part = Part {
             key: key.clone(),
-            kind: kind.to_owned(),
+            kind,
             text: piece.to_owned(),
             last: rest.is_empty(),
         };
-        let json = serde_json::to_string(&part).unwrap_or_default();
-        if hub.cast(LiveHubMessage::Part(json)).is_err() {
+        if hub.cast(LiveHubMessage::Part(Wire::new(&part))).is_err() {
             return false;
         }
     }

@@ -42,6 +42,7 @@ pub mod hub;
 pub mod protocol;
 pub mod replication;
 mod storage;
+pub mod wire;
 
 pub use config::LiveConfig;
 pub use storage::STORAGE_QUEUE_MAX;

@@ -144,20 +144,21 @@ impl ApiError {
     }
 }
 
-/// The body of every error answer: `{"error": {"code", "message"}}`.
-#[derive(Serialize, utoipa::ToSchema)]
+/// The body of every error answer: `{"error": {"code", "message"}}`. Edges
+/// read the control plane's answers with the same type.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody<'a> {
     /// What went wrong.
     pub error: ErrorDetail<'a>,
 }
 
 /// The code clients match on and a message for people.
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail<'a> {
     /// One of a closed set; never changes meaning.
     pub code: ErrorCode,
     /// Lowercase, for people; may change between versions.
-    pub message: &'a str,
+    pub message: std::borrow::Cow<'a, str>,
 }
 
 impl IntoResponse for ApiError {
@@ -165,7 +166,7 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code,
-                message: &self.message,
+                message: self.message.as_str().into(),
             },
         };
         (self.status, Json(body)).into_response()

@@ -105,8 +105,10 @@ fn answers(node: &LiveNode, claim: &Claim) -> mpsc::UnboundedReceiver<ClaimReply
 }
 
 fn send_claim(node: &LiveNode, claim: &Claim) {
-    let text = serde_json::to_string(claim).expect("json");
-    assert!(to_hub(node.node_id(), LiveHubMessage::Claim(text)));
+    assert!(to_hub(
+        node.node_id(),
+        LiveHubMessage::Claim(Wire::new(claim))
+    ));
 }
 
 async fn answer(rx: &mut mpsc::UnboundedReceiver<ClaimReply>) -> ClaimReply {
@@ -193,10 +195,9 @@ async fn check_a_fault_ends_the_store(fault: Fault) {
         "{fault:?}: a store that failed once votes no more"
     );
     let batch = sync_batch("c");
-    assert!(to_hub_text(
+    assert!(to_hub_large(
         node.node_id(),
-        "replicate",
-        serde_json::to_string(&batch).expect("json")
+        Large::Replicate(Wire::new(&batch))
     ));
     // Taken in order after the batch: once it is answered, so is the batch.
     let _after = ask(node, &claim(node, "d", 1)).await;
@@ -277,10 +278,9 @@ async fn the_hub_delivers_while_a_vote_is_being_flushed() {
         }),
         ..Direct::default()
     };
-    assert!(to_hub_text(
+    assert!(to_hub_large(
         node.node_id(),
-        "direct",
-        serde_json::to_string(&welcome).expect("json")
+        Large::Direct(Wire::new(&welcome))
     ));
     assert!(matches!(next_frame(&mut rx).await, Outbound::Reply(_)));
 
@@ -293,10 +293,9 @@ async fn the_hub_delivers_while_a_vote_is_being_flushed() {
         class_id: class.into(),
         events: vec![chat(1, "still here")],
     };
-    assert!(to_hub_text(
+    assert!(to_hub_large(
         node.node_id(),
-        "deliver",
-        serde_json::to_string(&deliver).expect("json")
+        Large::Deliver(Wire::new(&deliver))
     ));
     match next_frame(&mut rx).await {
         Outbound::Event { seq, .. } => assert_eq!(seq, 1),

@@ -34,6 +34,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use control_plane::content::body::{self as unit_body, Question, UnitBody, UnitKind};
+use control_plane::http::extract::ErrorBody;
 use control_plane::ErrorCode;
 use serde::Deserialize;
 use serde_json::json;
@@ -262,28 +263,28 @@ async fn fetch_unit(grading: &Grading, tenant: &str, unit: &str) -> Result<Gradi
             .await
             .map_err(|err| unavailable(format!("unit body: {err}")));
     }
-    let body: serde_json::Value = answer.json().await.unwrap_or_default();
-    let code = body["error"]["code"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let message = body["error"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    // An answer that is not our error body (a proxy's page, a newer code)
+    // still has its status.
+    let (code, message) = match answer.json::<ErrorBody<'static>>().await {
+        Ok(body) => (Some(body.error.code), body.error.message.into_owned()),
+        Err(_) => (None, String::new()),
+    };
     match status.as_u16() {
         // The unit is not there for this learner, or not published yet:
         // the control plane's words are the learner's answer.
         404 | 409 => Err(Refusal::new(
             StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::NOT_FOUND),
-            ErrorCode::from_wire(&code).unwrap_or(if status.as_u16() == 404 {
+            code.unwrap_or(if status.as_u16() == 404 {
                 ErrorCode::NotFound
             } else {
                 ErrorCode::Conflict
             }),
             message,
         )),
-        _ => Err(unavailable(format!("HTTP {status}: {code}: {message}"))),
+        _ => Err(unavailable(format!(
+            "HTTP {status}: {}: {message}",
+            code.map_or("unknown", ErrorCode::as_str)
+        ))),
     }
 }
 
