@@ -250,7 +250,12 @@ pub(crate) async fn start_cluster(extra_env: &[(&str, &str)]) -> Cluster {
                         .iter()
                         .filter(|m| m["state"] == "alive")
                         .count();
-                    (status == 200 && alive == 3).then_some(())
+                    // Homes are placed over the actor mesh: until an edge
+                    // sees the other nodes' actors it may home a class
+                    // itself, so wait for the mesh as well as gossip.
+                    let (_, actors) =
+                        get_json(&format!("{url}/api/v1/cluster/actors"), None).await?;
+                    (status == 200 && alive == 3 && actors["groups"]["nodes"] == 3).then_some(())
                 }
             },
         )
