@@ -38,15 +38,28 @@ use super::{
     replication::{self, event_key, AckResult, ReplicaAck, Replicate, Stored, SNAPSHOT_KEY},
 };
 
-/// What a classroom understands; the payload is an [`Envelope`] as JSON so
-/// it crosses nodes.
+/// What a classroom understands. Payloads are typed [`Wire`]s so they
+/// cross nodes as JSON, and a damaged one is a logged decode error in the
+/// classroom rather than a panic in the transport.
 #[derive(RactorClusterMessage)]
 pub enum ClassroomMessage {
     /// One input from a session (or the node).
-    Command(String),
+    Command(Wire<Envelope>),
     /// A [`Control`] from this node: timers, the replica's answers, the
     /// outcome of a new epoch's claim.
-    Control(String),
+    Control(Wire<Control>),
+}
+
+impl ClassroomMessage {
+    /// A control message for a classroom.
+    pub fn control(control: &Control) -> Self {
+        Self::Control(Wire::new(control))
+    }
+
+    /// An input for a classroom.
+    pub fn command(envelope: &Envelope) -> Self {
+        Self::Command(Wire::new(envelope))
+    }
 }
 
 /// What drives a classroom's replication.
@@ -78,6 +91,9 @@ pub enum Control {
         /// The other home's epoch.
         epoch: u64,
     },
+    /// Fail now, as a bug would (tests of the hub's supervision only).
+    #[cfg(test)]
+    Panic,
 }
 
 /// One input and who sent it.
@@ -279,7 +295,7 @@ impl Actor for ClassroomActor {
         };
         let period = limits.replica_retry / 2;
         myself.send_interval(period.max(Duration::from_millis(10)), || {
-            ClassroomMessage::Control(serde_json::to_string(&Control::Tick).unwrap_or_default())
+            ClassroomMessage::control(&Control::Tick)
         });
         // Whoever was connected to the previous home is not connected to
         // this one until they join again.
@@ -299,10 +315,10 @@ impl Actor for ClassroomActor {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let text = match message {
-            ClassroomMessage::Command(text) => text,
-            ClassroomMessage::Control(text) => {
-                match serde_json::from_str::<Control>(&text) {
+        let wire = match message {
+            ClassroomMessage::Command(wire) => wire,
+            ClassroomMessage::Control(wire) => {
+                match wire.open() {
                     Ok(control) => state.control(control),
                     Err(err) => {
                         tracing::warn!(error = %err, "undecodable classroom control dropped")
@@ -314,7 +330,7 @@ impl Actor for ClassroomActor {
         if state.stepped_down {
             return Ok(());
         }
-        let envelope: Envelope = match serde_json::from_str(&text) {
+        let envelope = match wire.open() {
             Ok(envelope) => envelope,
             Err(err) => {
                 tracing::warn!(error = %err, "undecodable classroom input dropped");
@@ -655,6 +671,8 @@ impl ClassroomState {
             return;
         }
         match control {
+            #[cfg(test)]
+            Control::Panic => panic!("a classroom fails, as a test asked"),
             Control::Start => self.sync(),
             Control::Tick => {
                 let retry = self
@@ -797,9 +815,7 @@ impl ClassroomState {
                     reason: err.to_string(),
                 },
             };
-            let _gone = myself.cast(ClassroomMessage::Control(
-                serde_json::to_string(&control).unwrap_or_default(),
-            ));
+            let _gone = myself.cast(ClassroomMessage::control(&control));
         });
     }
 

@@ -14,7 +14,7 @@ use std::{
     },
 };
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -165,7 +165,13 @@ impl Registry {
     /// home is gone): each client resumes with its last `seq`, wherever
     /// the class is homed next.
     pub fn close_moved(&self, node_id: &str) -> usize {
-        self.close_where(|home| home == node_id)
+        self.close_where(|_, home| home == node_id)
+    }
+
+    /// Closes the sessions of `class_id` while it is homed on `home` with
+    /// 4011: its classroom there failed, and each client resumes.
+    pub fn close_class(&self, class_id: &str, home: &str) -> usize {
+        self.close_where(|class, homed_on| class == class_id && homed_on == home)
     }
 
     /// Closes every session of a class homed on another node than
@@ -173,14 +179,20 @@ impl Registry {
     /// it came back as a new generation, so those homes dropped its
     /// sessions; each client resumes and is counted in again.
     pub fn close_remote(&self, node_id: &str) -> usize {
-        self.close_where(|home| home != node_id)
+        self.close_where(|_, home| home != node_id)
     }
 
-    fn close_where(&self, homed_on: impl Fn(&str) -> bool) -> usize {
+    /// Closes the sessions of every class for which `pick(class_id, home)`
+    /// holds.
+    fn close_where(&self, pick: impl Fn(&str, &str) -> bool) -> usize {
         let mut classes = self.classes.write().unwrap_or_else(PoisonError::into_inner);
         let mut closed = 0;
-        for class in classes.values_mut() {
-            if !class.home.as_deref().is_some_and(&homed_on) {
+        for (class_id, class) in classes.iter_mut() {
+            if !class
+                .home
+                .as_deref()
+                .is_some_and(|home| pick(class_id, home))
+            {
                 continue;
             }
             class.home = None;
@@ -401,6 +413,21 @@ pub enum LiveHubMessage {
     Replicate(Wire<Replicate>),
     /// A replica's acknowledgement for a classroom homed here.
     Ack(Wire<ReplicaAck>),
+    /// A classroom homed on the sender failed: its sessions here resume.
+    Failed(Wire<Failed>),
+}
+
+/// A classroom that failed (panicked), from its home's hub to every hub.
+/// The classroom's state in memory is gone; its log and snapshot in the
+/// home's store are not. Sessions are closed with 4011 (class moved), so
+/// each client resumes from its last `seq` and the class starts again
+/// (from the store, at a new epoch) on the first join.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Failed {
+    /// The class.
+    pub class_id: String,
+    /// The node it was homed on.
+    pub home: String,
 }
 
 /// A hub message that may be larger than one actor frame, so it may travel
@@ -546,6 +573,8 @@ pub struct LiveNode {
     /// Why the store failed, once it has (the first reason): it then takes
     /// no more votes or copies.
     fault: std::sync::OnceLock<String>,
+    /// This node's hub, which supervises the classrooms homed here.
+    hub: std::sync::OnceLock<ractor::ActorCell>,
 }
 
 impl std::fmt::Debug for LiveNode {
@@ -643,6 +672,7 @@ impl LiveNode {
             jobs,
             queue_max: storage.queue_max,
             fault: std::sync::OnceLock::new(),
+            hub: std::sync::OnceLock::new(),
         });
         storage::spawn_worker(Arc::downgrade(&node), queued, storage.queue_max)
             .map_err(|err| ActorsError::Spawn(format!("start the storage worker: {err}")))?;
@@ -650,6 +680,7 @@ impl LiveNode {
             .await
             .map_err(|err| ActorsError::Spawn(err.to_string()))?;
         join_group(&hub_group(node_id), hub.get_cell());
+        let _set = node.hub.set(hub.get_cell());
         Ok(node)
     }
 
@@ -716,6 +747,46 @@ impl LiveNode {
     pub(super) fn report_attendance(&self, report: AttendanceReport) {
         if let Err(err) = self.attendance.try_send(report) {
             tracing::error!(error = %err, "attendance report queue full or closed");
+        }
+    }
+
+    /// A classroom homed here failed (it panicked; ractor stopped it and
+    /// told its supervisor, the hub). Its memory is gone but its store is
+    /// not: forget it, count it, and tell every node with sessions in the
+    /// class (this one too) to close them with 4011, so each client
+    /// resumes and the first join starts the class again from the store.
+    fn classroom_failed(&self, actor: ractor::ActorId, error: &str) {
+        let class_id = {
+            let mut homed = self.homed.lock().unwrap_or_else(PoisonError::into_inner);
+            let class_id = homed
+                .iter()
+                .find(|(_, (_, homed))| homed.get_id() == actor)
+                .map(|(class_id, _)| class_id.clone());
+            if let Some(class_id) = &class_id {
+                homed.remove(class_id);
+            }
+            class_id
+        };
+        self.counters.classroom_failures.inc();
+        let Some(class_id) = class_id else {
+            tracing::error!(error, "a classroom no longer homed here failed");
+            return;
+        };
+        tracing::error!(
+            class_id,
+            error,
+            "classroom failed; its sessions resume and it starts again from the store"
+        );
+        let failed = Wire::new(&Failed {
+            class_id,
+            home: self.node_id.clone(),
+        });
+        let mut nodes: Vec<String> = self.peers().into_iter().map(|p| p.node_id).collect();
+        if !nodes.contains(&self.node_id) {
+            nodes.push(self.node_id.clone());
+        }
+        for node_id in nodes {
+            let _sent = to_hub(&node_id, LiveHubMessage::Failed(failed.clone()));
         }
     }
 
@@ -1188,7 +1259,13 @@ impl LiveNode {
             epoch,
             replica: replica.clone(),
         };
-        let (actor, _handle) = Actor::spawn(None, ClassroomActor, args)
+        let hub = self
+            .hub
+            .get()
+            .cloned()
+            .ok_or_else(|| ActorsError::Spawn("the hub is not running".into()))?;
+        // Linked to the hub, which hears when a classroom fails.
+        let (actor, _handle) = Actor::spawn_linked(None, ClassroomActor, args, hub)
             .await
             .map_err(|err| ActorsError::Spawn(err.to_string()))?;
         self.copies
@@ -1200,9 +1277,7 @@ impl LiveNode {
             join_group(&classroom_group(class_id), actor.get_cell());
             homed.insert(class_id.to_owned(), (tenant_id.to_owned(), actor.clone()));
         }
-        let _started = actor.cast(ClassroomMessage::Control(
-            serde_json::to_string(&Control::Start).unwrap_or_default(),
-        ));
+        let _started = actor.cast(ClassroomMessage::control(&Control::Start));
         tracing::info!(
             class_id,
             tenant_id,
@@ -1298,9 +1373,7 @@ impl LiveNode {
         let Some(local) = local else {
             return false;
         };
-        let _gone = local.cast(ClassroomMessage::Control(
-            serde_json::to_string(control).unwrap_or_default(),
-        ));
+        let _gone = local.cast(ClassroomMessage::control(control));
         true
     }
 
@@ -1368,9 +1441,7 @@ impl LiveNode {
             input,
         };
         classroom
-            .cast(ClassroomMessage::Command(
-                serde_json::to_string(&envelope).unwrap_or_default(),
-            ))
+            .cast(ClassroomMessage::command(&envelope))
             .map_err(|err| ActorsError::Call(err.to_string()))
     }
 
@@ -1422,9 +1493,9 @@ impl LiveNode {
             },
             input: Input::NodeDown,
         };
-        let text = serde_json::to_string(&envelope).unwrap_or_default();
+        let message = Wire::new(&envelope);
         for actor in homed {
-            let _stopped = actor.cast(ClassroomMessage::Command(text.clone()));
+            let _stopped = actor.cast(ClassroomMessage::Command(message.clone()));
         }
     }
 
@@ -1628,7 +1699,36 @@ impl Actor for LiveHub {
                 }
                 Err(err) => tracing::warn!(error = %err, "undecodable replica answer dropped"),
             },
+            LiveHubMessage::Failed(wire) => match wire.open() {
+                Ok(failed) => {
+                    let closed = node.registry.close_class(&failed.class_id, &failed.home);
+                    tracing::info!(
+                        class_id = failed.class_id,
+                        closed,
+                        "sessions told their class's classroom failed"
+                    );
+                }
+                Err(err) => tracing::warn!(error = %err, "undecodable classroom failure dropped"),
+            },
             LiveHubMessage::Part(_) => {}
+        }
+        Ok(())
+    }
+
+    /// The classrooms homed here are linked to the hub. The hub outlives
+    /// them: one that fails is forgotten and its sessions resume (see
+    /// [`LiveNode::classroom_failed`]); one that stops needs nothing (it
+    /// forgot itself). ractor's default would stop the hub instead.
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(actor, error) = event {
+            if let Some(node) = state.node.upgrade() {
+                node.classroom_failed(actor.get_id(), &error.to_string());
+            }
         }
         Ok(())
     }

@@ -165,6 +165,10 @@ pub struct LiveCounters {
     /// live store that failed. After the first, the store takes no more
     /// votes or class copies ([`hub::LiveNode::storage_fault`] says why).
     pub storage_errors: prometheus::IntCounter,
+    /// `lyceum_live_classroom_failures_total`: classrooms homed here that
+    /// panicked; each class's sessions resumed and it started again from
+    /// its store.
+    pub classroom_failures: prometheus::IntCounter,
 }
 
 impl LiveCounters {
@@ -209,6 +213,10 @@ impl LiveCounters {
                 "live_storage_errors_total",
                 "Reads, writes and flushes of this node's live store that failed; after the first it takes no more votes or class copies.",
             ),
+            classroom_failures: counter(
+                "live_classroom_failures_total",
+                "Classrooms homed on this node that failed (panicked); their sessions resumed and each started again from its store.",
+            ),
         }
     }
 
@@ -223,6 +231,7 @@ impl LiveCounters {
         registry.register(Box::new(self.step_downs.clone()))?;
         registry.register(Box::new(self.replica_syncs.clone()))?;
         registry.register(Box::new(self.storage_errors.clone()))?;
+        registry.register(Box::new(self.classroom_failures.clone()))?;
         Ok(())
     }
 }
@@ -253,6 +262,7 @@ mod tests {
             names,
             [
                 "lyceum_live_claims_total",
+                "lyceum_live_classroom_failures_total",
                 "lyceum_live_events_total",
                 "lyceum_live_replica_syncs_total",
                 "lyceum_live_step_downs_total",

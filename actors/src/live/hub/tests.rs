@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use super::*;
 use crate::live::{
-    protocol::{Audience, ClassRole, Event, EventKind, Reply},
+    protocol::{close, Audience, ClassRole, Event, EventKind, Reply},
     replication::{Claim, ClaimReply, Replicate, SNAPSHOT_KEY, VOTES_TREE},
     storage::{
         faults::{Faults, Step},
@@ -442,4 +442,90 @@ async fn a_replica_acknowledges_only_what_it_has_flushed() {
         steps[copied..].contains(&Step::Flush),
         "acknowledged before it was flushed: {steps:?}"
     );
+}
+
+/// Registers a session of `class_id` on `node` and delivers its welcome
+/// from `home`, as a join does; the session's outbound queue.
+async fn joined(node: &LiveNode, class_id: &str, home: &str) -> mpsc::Receiver<Outbound> {
+    let (tx, mut rx) = mpsc::channel(16);
+    let session = node.registry().next_session_id();
+    node.registry().register(
+        class_id,
+        session,
+        SessionHandle {
+            user_id: "ada".into(),
+            role: ClassRole::Learner,
+            tx,
+            kick: Arc::new(tokio::sync::Notify::new()),
+        },
+    );
+    let welcome = Direct {
+        class_id: class_id.into(),
+        session_id: session,
+        welcome: Some(Reply::Welcome {
+            class_id: class_id.into(),
+            user_id: "ada".into(),
+            role: ClassRole::Learner,
+            node_id: node.node_id().into(),
+            region: "eu-west".into(),
+            home_node_id: home.into(),
+            epoch: 1,
+            resumed: false,
+            replayed: 0,
+        }),
+        ..Direct::default()
+    };
+    assert!(to_hub_large(
+        node.node_id(),
+        Large::Direct(Wire::new(&welcome))
+    ));
+    assert!(matches!(next_frame(&mut rx).await, Outbound::Reply(_)));
+    rx
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_classroom_is_forgotten_its_sessions_resume_and_it_starts_again() {
+    let t = start("supervisor", Vec::new()).await;
+    let node = &t.node;
+    let first = node.host("fragile", "t").await.expect("hosted");
+    let mut session = joined(node, "fragile", node.node_id()).await;
+    // A class homed elsewhere is left alone.
+    let mut bystander = joined(node, "steady", "elsewhere").await;
+
+    first
+        .cast(ClassroomMessage::control(&Control::Panic))
+        .expect("cast");
+
+    match next_frame(&mut session).await {
+        Outbound::Close(code, reason) => {
+            assert_eq!(code, close::CLASS_MOVED);
+            assert_eq!(reason, LiveErrorCode::ClassMoved.as_str());
+        }
+        _ => panic!("expected the session to be told to resume"),
+    }
+    assert_eq!(node.counters().classroom_failures.get(), 1);
+    assert_eq!(node.homed_count(), 0, "the failed classroom is forgotten");
+    assert!(
+        bystander.try_recv().is_err(),
+        "a class homed elsewhere keeps its sessions"
+    );
+
+    // The hub outlived its child and still delivers.
+    let deliver = Deliver {
+        class_id: "steady".into(),
+        events: vec![chat(1, "still here")],
+    };
+    assert!(to_hub_large(
+        node.node_id(),
+        Large::Deliver(Wire::new(&deliver))
+    ));
+    assert!(matches!(
+        next_frame(&mut bystander).await,
+        Outbound::Event { seq: 1, .. }
+    ));
+
+    // The next join starts the class again, as a new actor.
+    let second = node.host("fragile", "t").await.expect("hosted again");
+    assert_ne!(first.get_id(), second.get_id());
+    assert_eq!(node.homed_count(), 1);
 }
