@@ -471,7 +471,7 @@ impl ClassState {
                         language: assignment.language.clone(),
                         instructions: assignment.instructions.clone(),
                         starter: assignment.starter.clone(),
-                        tests_count: assignment.tests.len(),
+                        tests_count: u32::try_from(assignment.tests.len()).unwrap_or(u32::MAX),
                         tests: Some(assignment.tests.clone()),
                     },
                 )

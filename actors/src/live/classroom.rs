@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::bucket::Bucket;
+use super::storage::Write;
 use super::wire::Wire;
 
 use super::{
@@ -879,11 +880,21 @@ impl ClassroomState {
         while self.replay.len() > self.replay_max {
             self.replay.pop_front();
         }
-        if let Err(err) = self.tree.apply_batch(batch) {
+        let stored = match self.node.upgrade() {
+            Some(node) => node.disk().write(Write::Events),
+            None => Ok(()),
+        }
+        .and_then(|()| self.tree.apply_batch(batch));
+        if let Err(err) = stored {
+            // Nothing of these events has left the classroom: give the
+            // class up rather than run on a store that lost them; the
+            // sessions resume wherever it is homed next.
             tracing::error!(class_id = self.class.class_id, error = %err, "cannot store class events");
             if let Some(node) = self.node.upgrade() {
                 node.storage_failed("store class events", &err);
             }
+            self.step_down("the live store failed");
+            return;
         }
         let crossed = events.iter().any(|e| {
             e.seq % self.snapshot_every == 0 || matches!(e.kind, EventKind::ClassEnded {})

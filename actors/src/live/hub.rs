@@ -740,6 +740,11 @@ impl LiveNode {
         let _first = self.fault.set(format!("cannot {doing}: {err}"));
     }
 
+    /// The store's durable steps, for a classroom's own writes.
+    pub(super) fn disk(&self) -> &dyn storage::Disk {
+        self.disk.as_ref()
+    }
+
     pub(super) fn store(&self) -> &sled::Db {
         &self.store
     }

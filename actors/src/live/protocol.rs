@@ -552,7 +552,7 @@ pub enum EventKind {
         /// Starter file.
         starter: String,
         /// How many tests it has.
-        tests_count: usize,
+        tests_count: u32,
         /// The tests (instructors and edge nodes only).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[schemars(with = "Vec<LiveTest>")]

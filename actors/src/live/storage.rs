@@ -101,6 +101,8 @@ pub(crate) enum Write {
     Vote,
     /// A home's batch for this node's copy of a class.
     Copy,
+    /// A classroom's own events, homed here.
+    Events,
 }
 
 /// The fallible durable steps of the live store. Writes themselves go to

@@ -529,3 +529,74 @@ async fn a_failed_classroom_is_forgotten_its_sessions_resume_and_it_starts_again
     assert_ne!(first.get_id(), second.get_id());
     assert_eq!(node.homed_count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_classroom_whose_events_cannot_be_stored_gives_the_class_up() {
+    let t = start("event-write", Vec::new()).await;
+    let node = &t.node;
+    node.host("k", "t").await.expect("hosted");
+    let (tx, mut rx) = mpsc::channel(16);
+    let session = node.registry().next_session_id();
+    node.registry().register(
+        "k",
+        session,
+        SessionHandle {
+            user_id: "ada".into(),
+            role: ClassRole::Learner,
+            tx,
+            kick: Arc::new(tokio::sync::Notify::new()),
+        },
+    );
+    let ada = Participant {
+        user_id: "ada".into(),
+        name: "Ada".into(),
+        role: ClassRole::Learner,
+    };
+    node.send(
+        "k",
+        session,
+        &ada,
+        Input::Join {
+            last_seq: None,
+            region: "eu-west".into(),
+        },
+    )
+    .expect("join");
+    // The welcome, then the join's own events.
+    assert!(matches!(next_frame(&mut rx).await, Outbound::Reply(_)));
+
+    t.faults.fail_writes(1);
+    node.send(
+        "k",
+        session,
+        &ada,
+        Input::Client {
+            id: None,
+            body: crate::live::protocol::ClientBody::Chat {
+                text: "lost?".into(),
+            },
+        },
+    )
+    .expect("chat");
+    loop {
+        match next_frame(&mut rx).await {
+            Outbound::Close(code, _) => {
+                assert_eq!(code, close::CLASS_MOVED);
+                break;
+            }
+            Outbound::Event { text, .. } => {
+                assert!(!text.contains("lost?"), "an unstored event went out")
+            }
+            _ => {}
+        }
+    }
+    assert!(node.storage_fault().is_some());
+    assert_eq!(node.counters().step_downs.get(), 1);
+    tokio::time::timeout(WAIT, async {
+        while node.homed_count() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the classroom stops");
+}

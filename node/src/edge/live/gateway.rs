@@ -190,6 +190,11 @@ impl Gateway {
 /// durable attendance outbox, whose publisher hands it to the control
 /// plane. While the outbox is full, reports wait in the hub's channel
 /// (bounded: past it the hub logs each report it cannot hand over).
+/// The first wait before storing an attendance report again.
+const ATTENDANCE_RETRY_MIN: Duration = Duration::from_millis(100);
+/// The longest wait between tries to store an attendance report.
+const ATTENDANCE_RETRY_MAX: Duration = Duration::from_secs(5);
+
 async fn queue_attendance(
     queue: Arc<crate::outbox::Queue<control_plane::learning::live::AttendanceReport>>,
     mut reports: tokio::sync::mpsc::Receiver<AttendanceReport>,
@@ -210,8 +215,17 @@ async fn queue_attendance(
             () = shutdown.clone().wait() => return,
         };
         let wire = crate::outbox::attendance::wire(&report);
-        if let Err(err) = queue.push(report.class_id.as_bytes(), &wire).await {
-            tracing::error!(class_id = report.class_id, error = %err, "cannot store an attendance report");
+        // A report that cannot be stored is kept and tried again (the
+        // class's record would be lost otherwise), backing off up to
+        // ATTENDANCE_RETRY_MAX; reports behind it wait in the channel.
+        let mut wait = ATTENDANCE_RETRY_MIN;
+        while let Err(err) = queue.push(report.class_id.as_bytes(), &wire).await {
+            tracing::error!(class_id = report.class_id, error = %err, retry_in = ?wait, "cannot store an attendance report");
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = shutdown.clone().wait() => return,
+            }
+            wait = (wait * 2).min(ATTENDANCE_RETRY_MAX);
         }
     }
 }

@@ -245,11 +245,7 @@ pub(crate) async fn discard_dead_letter(
 ) -> Response {
     match dead_letters_of(&state, queue).discard(&id) {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
-        Ok(false) => error_response(
-            StatusCode::NOT_FOUND,
-            ErrorCode::NotFound,
-            "no such dead letter",
-        ),
+        Ok(false) => no_such_dead_letter(),
         Err(err) => store_failure(&err),
     }
 }
@@ -265,16 +261,20 @@ pub(crate) async fn retry_dead_letter(
 ) -> Response {
     match dead_letters_of(&state, queue).requeue(&id) {
         Ok(true) => (StatusCode::ACCEPTED, Json(json!({"requeued": id}))).into_response(),
-        Ok(false) => error_response(
-            StatusCode::NOT_FOUND,
-            ErrorCode::NotFound,
-            "no such dead letter",
-        ),
+        Ok(false) => no_such_dead_letter(),
         Err(StoreError::Corrupt { reason, .. }) => {
             error_response(StatusCode::CONFLICT, ErrorCode::Conflict, &reason)
         }
         Err(err) => store_failure(&err),
     }
+}
+
+fn no_such_dead_letter() -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        ErrorCode::NotFound,
+        "no such dead letter",
+    )
 }
 
 fn bad_queue() -> Response {
