@@ -628,7 +628,7 @@ impl ClassroomState {
 
     fn send_direct(&mut self, direct: Direct, node_id: &str) {
         let needs = self.class.seq;
-        self.hold(needs, node_id, Large::Direct(Wire::new(&direct)));
+        self.hold(needs, node_id, Large::new(&direct));
     }
 
     /// Queues a hub message behind what the replica has not acknowledged,
@@ -784,7 +784,7 @@ impl ClassroomState {
     }
 
     fn to_replica(&self, replica: &str, batch: &Replicate) {
-        if !to_hub_large(replica, Large::Replicate(Wire::new(batch))) {
+        if !to_hub_large(replica, Large::new(batch)) {
             tracing::debug!(replica, "replica unreachable; retrying later");
         }
     }
@@ -847,7 +847,7 @@ impl ClassroomState {
                 )),
                 ..Direct::default()
             };
-            let _sent = to_hub_large(node_id, Large::Direct(Wire::new(&direct)));
+            let _sent = to_hub_large(node_id, Large::new(&direct));
         }
         if let Some(myself) = &self.myself {
             myself.stop(Some("stepped down".into()));
@@ -920,7 +920,7 @@ impl ClassroomState {
         });
         let nodes: Vec<String> = self.subscribers.keys().cloned().collect();
         for node_id in nodes {
-            self.hold(last, &node_id, Large::Deliver(deliver.clone()));
+            self.hold(last, &node_id, Large::from(deliver.clone()));
         }
     }
 

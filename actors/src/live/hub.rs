@@ -431,15 +431,11 @@ pub struct Failed {
 }
 
 /// A hub message that may be larger than one actor frame, so it may travel
-/// as [`Part`]s.
+/// as [`Part`]s: its kind and its JSON.
 #[derive(Debug, Clone)]
-pub enum Large {
-    /// See [`LiveHubMessage::Deliver`].
-    Deliver(Wire<Deliver>),
-    /// See [`LiveHubMessage::Direct`].
-    Direct(Wire<Direct>),
-    /// See [`LiveHubMessage::Replicate`].
-    Replicate(Wire<Replicate>),
+pub struct Large {
+    kind: PartKind,
+    json: Vec<u8>,
 }
 
 /// Which [`Large`] message a [`Part`] belongs to.
@@ -454,45 +450,62 @@ pub enum PartKind {
     Replicate,
 }
 
-impl Large {
-    fn kind(&self) -> PartKind {
-        match self {
-            Self::Deliver(_) => PartKind::Deliver,
-            Self::Direct(_) => PartKind::Direct,
-            Self::Replicate(_) => PartKind::Replicate,
+/// A payload that may travel as a [`Large`] message.
+pub trait Piecewise: Serialize {
+    /// Its kind, carried by every piece.
+    const KIND: PartKind;
+}
+
+impl Piecewise for Deliver {
+    const KIND: PartKind = PartKind::Deliver;
+}
+
+impl Piecewise for Direct {
+    const KIND: PartKind = PartKind::Direct;
+}
+
+impl Piecewise for Replicate {
+    const KIND: PartKind = PartKind::Replicate;
+}
+
+impl<T: Piecewise> From<Wire<T>> for Large {
+    fn from(wire: Wire<T>) -> Self {
+        Self {
+            kind: T::KIND,
+            json: wire.into_json(),
         }
+    }
+}
+
+impl Large {
+    /// Encodes `value`.
+    pub fn new<T: Piecewise>(value: &T) -> Self {
+        Wire::new(value).into()
+    }
+
+    fn kind(&self) -> PartKind {
+        self.kind
     }
 
     fn len(&self) -> usize {
-        match self {
-            Self::Deliver(w) => w.len(),
-            Self::Direct(w) => w.len(),
-            Self::Replicate(w) => w.len(),
-        }
+        self.json.len()
     }
 
     fn into_json(self) -> Vec<u8> {
-        match self {
-            Self::Deliver(w) => w.into_json(),
-            Self::Direct(w) => w.into_json(),
-            Self::Replicate(w) => w.into_json(),
-        }
+        self.json
     }
 
     /// The message whose pieces have all arrived.
     fn joined(kind: PartKind, json: Vec<u8>) -> Self {
-        match kind {
-            PartKind::Deliver => Self::Deliver(Wire::from_json(json)),
-            PartKind::Direct => Self::Direct(Wire::from_json(json)),
-            PartKind::Replicate => Self::Replicate(Wire::from_json(json)),
-        }
+        Self { kind, json }
     }
 
     fn into_message(self) -> LiveHubMessage {
-        match self {
-            Self::Deliver(w) => LiveHubMessage::Deliver(w),
-            Self::Direct(w) => LiveHubMessage::Direct(w),
-            Self::Replicate(w) => LiveHubMessage::Replicate(w),
+        let json = self.json;
+        match self.kind {
+            PartKind::Deliver => LiveHubMessage::Deliver(Wire::from_json(json)),
+            PartKind::Direct => LiveHubMessage::Direct(Wire::from_json(json)),
+            PartKind::Replicate => LiveHubMessage::Replicate(Wire::from_json(json)),
         }
     }
 }

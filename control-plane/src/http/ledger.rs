@@ -79,9 +79,7 @@ pub(super) async fn create_account(
     let tenant = tenant(&caller)?;
     let Json(request) = body?;
     let account =
-        store::create_account(cp.db(), tenant, &request, &limits(&cp), cp.clock().now_ms())
-            .await
-            .map_err(ControlPlaneError::from)?;
+        store::create_account(cp.db(), tenant, &request, &limits(&cp), cp.clock().now_ms()).await?;
     Ok((StatusCode::CREATED, Json(account)))
 }
 
@@ -91,11 +89,7 @@ pub(super) async fn get_account(
     Path(id): Path<String>,
 ) -> Result<Json<Account>, ApiError> {
     let tenant = tenant(&caller)?;
-    Ok(Json(
-        store::get_account(cp.db(), tenant, &id)
-            .await
-            .map_err(ControlPlaneError::from)?,
-    ))
+    Ok(Json(store::get_account(cp.db(), tenant, &id).await?))
 }
 
 pub(super) async fn list_accounts(
@@ -105,12 +99,8 @@ pub(super) async fn list_accounts(
 ) -> Result<Json<Page<Account>>, ApiError> {
     let tenant = tenant(&caller)?;
     let query = page_query(query)?;
-    let limit = limits(&cp)
-        .page_size(query.limit)
-        .map_err(ControlPlaneError::from)?;
-    let items = store::list_accounts(cp.db(), tenant, query.after.as_deref(), limit)
-        .await
-        .map_err(ControlPlaneError::from)?;
+    let limit = limits(&cp).page_size(query.limit)?;
+    let items = store::list_accounts(cp.db(), tenant, query.after.as_deref(), limit).await?;
     Ok(Json(page(items, limit, |a: &Account| &a.id)))
 }
 
@@ -133,8 +123,7 @@ pub(super) async fn create_transfer(
     let recorded = cp
         .ledger_writer()
         .create_transfer(tenant, request, cp.clock().now_ms())
-        .await
-        .map_err(ControlPlaneError::from)?;
+        .await?;
     Ok((recorded_status(recorded.created), Json(recorded.transfer)))
 }
 
@@ -166,8 +155,7 @@ pub(super) async fn create_batch(
     let results = cp
         .ledger_writer()
         .create_transfers(tenant, request.transfers, cp.clock().now_ms())
-        .await
-        .map_err(ControlPlaneError::from)?;
+        .await?;
     let status = recorded_status(results.iter().any(|r| r.created));
     Ok((status, Json(BatchAnswer { results })))
 }
@@ -178,11 +166,7 @@ pub(super) async fn get_transfer(
     Path(id): Path<String>,
 ) -> Result<Json<Transfer>, ApiError> {
     let tenant = tenant(&caller)?;
-    Ok(Json(
-        store::get_transfer(cp.db(), tenant, &id)
-            .await
-            .map_err(ControlPlaneError::from)?,
-    ))
+    Ok(Json(store::get_transfer(cp.db(), tenant, &id).await?))
 }
 
 pub(super) async fn list_transfers(
@@ -192,12 +176,8 @@ pub(super) async fn list_transfers(
 ) -> Result<Json<Page<Transfer>>, ApiError> {
     let tenant = tenant(&caller)?;
     let query = page_query(query)?;
-    let limit = limits(&cp)
-        .page_size(query.limit)
-        .map_err(ControlPlaneError::from)?;
-    let items = store::list_transfers(cp.db(), tenant, query.after.as_deref(), limit)
-        .await
-        .map_err(ControlPlaneError::from)?;
+    let limit = limits(&cp).page_size(query.limit)?;
+    let items = store::list_transfers(cp.db(), tenant, query.after.as_deref(), limit).await?;
     Ok(Json(page(items, limit, |t: &Transfer| &t.id)))
 }
 
@@ -227,8 +207,7 @@ pub(super) async fn post_pending(
         &limits(&cp),
         cp.clock().now_ms(),
     )
-    .await
-    .map_err(ControlPlaneError::from)?;
+    .await?;
     Ok((recorded_status(recorded.created), Json(recorded.transfer)))
 }
 
@@ -248,8 +227,7 @@ pub(super) async fn void_pending(
         &limits(&cp),
         cp.clock().now_ms(),
     )
-    .await
-    .map_err(ControlPlaneError::from)?;
+    .await?;
     Ok((recorded_status(recorded.created), Json(recorded.transfer)))
 }
 
@@ -258,9 +236,5 @@ pub(super) async fn audit(
     caller: Caller,
 ) -> Result<Json<Audit>, ApiError> {
     let tenant = tenant(&caller)?;
-    Ok(Json(
-        store::audit(cp.db(), tenant)
-            .await
-            .map_err(ControlPlaneError::from)?,
-    ))
+    Ok(Json(store::audit(cp.db(), tenant).await?))
 }

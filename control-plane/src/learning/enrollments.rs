@@ -485,6 +485,28 @@ pub async fn list_cohorts(
         .collect())
 }
 
+/// How many units of `course` are published, and how many of those
+/// `user` has completed: the one count behind course completion and the
+/// progress page.
+pub(crate) async fn published_and_completed(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    course: &str,
+    user: &str,
+) -> Result<(i64, i64), LearningError> {
+    Ok(sqlx::query_as(
+        "SELECT COUNT(*), COUNT(r.unit_id) FROM units u \
+         LEFT JOIN unit_results r \
+           ON r.tenant_id = u.tenant_id AND r.user_id = $3 AND r.unit_id = u.id \
+         WHERE u.tenant_id = $1 AND u.course_id = $2 AND u.published_version > 0",
+    )
+    .bind(tenant)
+    .bind(course)
+    .bind(user)
+    .fetch_one(conn)
+    .await?)
+}
+
 /// Completes `user`'s active enrollment in `course` when every published
 /// unit of it has a result; answers whether it did. Locks the enrollment
 /// row before counting (see the module docs).
@@ -508,18 +530,8 @@ pub(crate) async fn complete_course_if_done(
     if status.as_deref() != Some("active") {
         return Ok(false);
     }
-    let (total, left): (i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*), COUNT(*) - COUNT(r.unit_id) FROM units u \
-         LEFT JOIN unit_results r \
-           ON r.tenant_id = u.tenant_id AND r.user_id = $3 AND r.unit_id = u.id \
-         WHERE u.tenant_id = $1 AND u.course_id = $2 AND u.published_version > 0",
-    )
-    .bind(tenant)
-    .bind(course)
-    .bind(user)
-    .fetch_one(&mut *conn)
-    .await?;
-    if total == 0 || left > 0 {
+    let (total, completed) = published_and_completed(conn, tenant, course, user).await?;
+    if total == 0 || completed < total {
         return Ok(false);
     }
     sqlx::query(

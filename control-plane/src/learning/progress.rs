@@ -819,17 +819,8 @@ pub async fn course_progress(
     let mut conn = db.pool().acquire().await?;
     super::enrollments::check_course(&mut conn, tenant, course).await?;
     let enrollment = super::enrollments::get(&mut *conn, tenant, course, user).await?;
-    let (total, completed): (i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*), COUNT(r.unit_id) FROM units u \
-         LEFT JOIN unit_results r \
-           ON r.tenant_id = u.tenant_id AND r.user_id = $3 AND r.unit_id = u.id \
-         WHERE u.tenant_id = $1 AND u.course_id = $2 AND u.published_version > 0",
-    )
-    .bind(tenant)
-    .bind(course)
-    .bind(user)
-    .fetch_one(&mut *conn)
-    .await?;
+    let (total, completed) =
+        super::enrollments::published_and_completed(&mut conn, tenant, course, user).await?;
     let rows = sqlx::query(&format!(
         "{VIEW} AND u.course_id = $3 AND u.id > $4 ORDER BY u.id LIMIT $5"
     ))

@@ -195,10 +195,7 @@ async fn check_a_fault_ends_the_store(fault: Fault) {
         "{fault:?}: a store that failed once votes no more"
     );
     let batch = sync_batch("c");
-    assert!(to_hub_large(
-        node.node_id(),
-        Large::Replicate(Wire::new(&batch))
-    ));
+    assert!(to_hub_large(node.node_id(), Large::new(&batch)));
     // Taken in order after the batch: once it is answered, so is the batch.
     let _after = ask(node, &claim(node, "d", 1)).await;
     let copy = replication::class_tree(&node.store, "c")
@@ -278,10 +275,7 @@ async fn the_hub_delivers_while_a_vote_is_being_flushed() {
         }),
         ..Direct::default()
     };
-    assert!(to_hub_large(
-        node.node_id(),
-        Large::Direct(Wire::new(&welcome))
-    ));
+    assert!(to_hub_large(node.node_id(), Large::new(&welcome)));
     assert!(matches!(next_frame(&mut rx).await, Outbound::Reply(_)));
 
     let held = t.faults.hold_flushes();
@@ -293,10 +287,7 @@ async fn the_hub_delivers_while_a_vote_is_being_flushed() {
         class_id: class.into(),
         events: vec![chat(1, "still here")],
     };
-    assert!(to_hub_large(
-        node.node_id(),
-        Large::Deliver(Wire::new(&deliver))
-    ));
+    assert!(to_hub_large(node.node_id(), Large::new(&deliver)));
     match next_frame(&mut rx).await {
         Outbound::Event { seq, .. } => assert_eq!(seq, 1),
         _ => panic!("expected the event"),
@@ -475,10 +466,7 @@ async fn joined(node: &LiveNode, class_id: &str, home: &str) -> mpsc::Receiver<O
         }),
         ..Direct::default()
     };
-    assert!(to_hub_large(
-        node.node_id(),
-        Large::Direct(Wire::new(&welcome))
-    ));
+    assert!(to_hub_large(node.node_id(), Large::new(&welcome)));
     assert!(matches!(next_frame(&mut rx).await, Outbound::Reply(_)));
     rx
 }
@@ -515,10 +503,7 @@ async fn a_failed_classroom_is_forgotten_its_sessions_resume_and_it_starts_again
         class_id: "steady".into(),
         events: vec![chat(1, "still here")],
     };
-    assert!(to_hub_large(
-        node.node_id(),
-        Large::Deliver(Wire::new(&deliver))
-    ));
+    assert!(to_hub_large(node.node_id(), Large::new(&deliver)));
     assert!(matches!(
         next_frame(&mut bystander).await,
         Outbound::Event { seq: 1, .. }
