@@ -20,6 +20,10 @@ use crate::drill::{Drill, Probe};
 /// A runner keeps the newest ones when a drill samples more.
 pub const SAMPLES_PER_PROBE_MAX: usize = 3600;
 
+/// Most steady-state breaches listed in a summary; the rest are counted in
+/// `Summary::steady_state_breaches_omitted`.
+pub const BREACHES_LISTED_MAX: usize = 100;
+
 /// What happened to a fault at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -99,10 +103,26 @@ pub struct DuringFault {
     pub worst: Option<f64>,
 }
 
+/// A probe sample outside its steady-state threshold at a time the drill
+/// expected steady state: before a fault, or after a fault's heal plus the
+/// recovery bound.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SteadyBreach {
+    /// The probe.
+    pub probe: Probe,
+    /// When.
+    pub at_ms: u64,
+    /// The sample.
+    pub value: f64,
+    /// The threshold it broke.
+    pub threshold: f64,
+}
+
 /// The numbers read first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
-    /// The verdict held and the drill was not aborted.
+    /// The verdict held, the steady state held outside the faults and their
+    /// recovery, and the drill was not aborted.
     pub hypothesis_held: bool,
     /// The longest time from the last heal to a process being ready.
     pub recovery_ms: Option<u64>,
@@ -112,6 +132,11 @@ pub struct Summary {
     pub duplicated: u64,
     /// Each probe's worst value during the faults.
     pub during_fault: Vec<DuringFault>,
+    /// Samples that broke the steady state where it was expected, up to
+    /// [`BREACHES_LISTED_MAX`].
+    pub steady_state_breaches: Vec<SteadyBreach>,
+    /// Breaches beyond the listed ones.
+    pub steady_state_breaches_omitted: u64,
 }
 
 /// The whole record of one run.
@@ -193,12 +218,18 @@ impl Report {
                 worst: worst_in(series, &windows),
             })
             .collect();
+        let (steady_state_breaches, steady_state_breaches_omitted) =
+            breaches(&probes, &windows, drill.recovery_bound_ms());
         let summary = Summary {
-            hypothesis_held: verdict.held() && aborted.is_none(),
+            hypothesis_held: verdict.held()
+                && aborted.is_none()
+                && steady_state_breaches.is_empty(),
             recovery_ms: verdict.counts.recovery_ms,
             lost: verdict.counts.lost(),
             duplicated: verdict.counts.duplicated(),
             during_fault,
+            steady_state_breaches,
+            steady_state_breaches_omitted,
         };
         Self {
             drill: drill.name().to_owned(),
@@ -286,6 +317,44 @@ fn windows(timeline: &[TimelineEntry]) -> Vec<(u64, u64)> {
         out.push((entry.at_ms, end));
     }
     out
+}
+
+/// Samples that break their probe's threshold outside every fault window
+/// extended by the recovery bound. A sample that is not a number breaks it.
+fn breaches(
+    probes: &[ProbeSeries],
+    windows: &[(u64, u64)],
+    recovery_bound_ms: u64,
+) -> (Vec<SteadyBreach>, u64) {
+    let mut listed = Vec::new();
+    let mut omitted = 0;
+    for series in probes {
+        let higher_is_worse = series.probe.higher_is_worse();
+        for sample in &series.samples {
+            let excused = windows.iter().any(|(a, b)| {
+                *a <= sample.at_ms && sample.at_ms <= b.saturating_add(recovery_bound_ms)
+            });
+            let ok = if higher_is_worse {
+                sample.value <= series.threshold
+            } else {
+                sample.value >= series.threshold
+            };
+            if excused || ok {
+                continue;
+            }
+            if listed.len() < BREACHES_LISTED_MAX {
+                listed.push(SteadyBreach {
+                    probe: series.probe,
+                    at_ms: sample.at_ms,
+                    value: sample.value,
+                    threshold: series.threshold,
+                });
+            } else {
+                omitted += 1;
+            }
+        }
+    }
+    (listed, omitted)
 }
 
 fn worst_in(series: &ProbeSeries, windows: &[(u64, u64)]) -> Option<f64> {
@@ -416,12 +485,33 @@ impl<'a> Page<'a> {
             .iter()
             .map(|s| chart(s, report.end_ms, &windows))
             .collect();
+        summary_rows.push((
+            "steady-state breaches".to_owned(),
+            (report.summary.steady_state_breaches.len() as u64
+                + report.summary.steady_state_breaches_omitted)
+                .to_string(),
+        ));
         let mut violations: Vec<String> = report
             .verdict
             .violations
             .iter()
             .map(ToString::to_string)
             .collect();
+        for b in &report.summary.steady_state_breaches {
+            violations.push(format!(
+                "{} was {} at {}, outside its steady state ({}) with no fault to excuse it",
+                b.probe.as_str(),
+                value(b.probe, b.value),
+                seconds(b.at_ms),
+                value(b.probe, b.threshold)
+            ));
+        }
+        if report.summary.steady_state_breaches_omitted > 0 {
+            violations.push(format!(
+                "and {} more steady-state breaches not listed",
+                report.summary.steady_state_breaches_omitted
+            ));
+        }
         if report.verdict.omitted > 0 {
             violations.push(format!("and {} more not listed", report.verdict.omitted));
         }

@@ -5,7 +5,8 @@ use chaos::checker::{Counts, Verdict, Violation};
 use chaos::cluster::Privilege;
 use chaos::drill::{Drill, Probe};
 use chaos::report::{
-    Aborted, FaultEvent, ProbeSeries, Report, Sample, TimelineEntry, SAMPLES_PER_PROBE_MAX,
+    Aborted, FaultEvent, ProbeSeries, Report, Sample, SteadyBreach, TimelineEntry,
+    BREACHES_LISTED_MAX, SAMPLES_PER_PROBE_MAX,
 };
 
 use crate::{dev_cluster, BASE};
@@ -245,4 +246,66 @@ fn reports_are_written_under_a_safe_file_name() {
     let back: Report =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("read")).expect("decode");
     assert_eq!(back, report);
+}
+
+#[test]
+fn the_steady_state_must_hold_outside_the_faults_and_their_recovery() {
+    // The fault runs from 10 s to 30 s and the recovery bound is 10 s, so
+    // a bad sample at 40 s is excused and one at 40.001 s is not.
+    let with_sample = |at_ms: u64| {
+        let mut probes = probes();
+        probes[0].samples.push(Sample {
+            at_ms,
+            value: 900.0,
+        });
+        probes[0].samples.sort_by_key(|s| s.at_ms);
+        Report::new(
+            &drill("d"),
+            "t".into(),
+            timeline(),
+            probes,
+            None,
+            Verdict::default(),
+        )
+    };
+    let excused = with_sample(40_000);
+    assert!(excused.summary.hypothesis_held);
+    assert!(excused.summary.steady_state_breaches.is_empty());
+    let broken = with_sample(40_001);
+    assert!(!broken.summary.hypothesis_held);
+    assert_eq!(
+        broken.summary.steady_state_breaches,
+        vec![SteadyBreach {
+            probe: Probe::RunLatencyP99Ms,
+            at_ms: 40_001,
+            value: 900.0,
+            threshold: 800.0,
+        }]
+    );
+    let html = broken.to_html().expect("html");
+    assert!(html.contains(
+        "<li>run_latency_p99_ms was 900 ms at 40.0 s, outside its steady state (800 ms) with no fault to excuse it</li>"
+    ));
+
+    // Listed up to the limit, counted beyond; a NaN sample is a breach.
+    let mut many = probes();
+    many[1].samples = (0..=BREACHES_LISTED_MAX as u64)
+        .map(|i| Sample {
+            at_ms: 100_000 + i,
+            value: f64::NAN,
+        })
+        .collect();
+    let report = Report::new(
+        &drill("d"),
+        "t".into(),
+        timeline(),
+        many,
+        None,
+        Verdict::default(),
+    );
+    assert_eq!(
+        report.summary.steady_state_breaches.len(),
+        BREACHES_LISTED_MAX
+    );
+    assert_eq!(report.summary.steady_state_breaches_omitted, 1);
 }
