@@ -397,6 +397,7 @@ struct Chart {
     points: String,
     threshold_y: String,
     threshold_label: String,
+    threshold_label_y: String,
     top_label: String,
     faults: Vec<(String, String)>,
     x_end_label: String,
@@ -575,6 +576,8 @@ fn chart(series: &ProbeSeries, end_ms: u64, windows: &[(u64, u64)]) -> Chart {
         points,
         threshold_y: format!("{:.1}", y(series.threshold)),
         threshold_label: format!("steady {}", value(series.probe, series.threshold)),
+        // Just above the dashed line, inside the picture.
+        threshold_label_y: format!("{:.1}", (y(series.threshold) - 3.0).max(10.0)),
         top_label: value(series.probe, top),
         faults,
         x_end_label: seconds(end_ms),
