@@ -7,6 +7,7 @@
 //! (`toml::Spanned` keeps byte offsets; `line_of` turns them into lines).
 //! The file format is documented field by field in `docs/design/chaos.md`.
 
+use std::io::Read;
 use std::ops::Range;
 use std::path::Path;
 
@@ -444,15 +445,27 @@ impl Drill {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let text = std::fs::read(path).map_err(|e| {
+        let unreadable = |e: std::io::Error| {
             DrillError::new(
                 DrillErrorCode::Unreadable,
                 0,
                 format!("cannot read {}: {e}", path.display()),
             )
-        })?;
+        };
+        // Read at most one byte past the limit, so a huge file is refused
+        // without being read whole.
+        let file = std::fs::File::open(path).map_err(unreadable)?;
+        let mut text = Vec::new();
+        file.take(DRILL_FILE_BYTES_MAX as u64 + 1)
+            .read_to_end(&mut text)
+            .map_err(unreadable)?;
         if text.len() > DRILL_FILE_BYTES_MAX {
-            return Err(too_large(text.len()).into());
+            return Err(DrillError::new(
+                DrillErrorCode::TooLarge,
+                0,
+                format!("the file is more than {DRILL_FILE_BYTES_MAX} bytes"),
+            )
+            .into());
         }
         let text = String::from_utf8(text).map_err(|_| {
             DrillError::new(DrillErrorCode::Syntax, 0, "the file is not UTF-8 text")

@@ -109,3 +109,21 @@ fn a_missing_catalogue_folder_is_an_error_not_an_empty_list() {
     .expect_err("missing folder");
     assert_eq!(err.as_str(), "catalogue_unreadable");
 }
+
+#[test]
+fn a_catalogue_holds_at_most_its_limit_of_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = dev_cluster(Privilege::Root);
+    for i in 0..catalogue::CATALOGUE_FILES_MAX {
+        std::fs::write(dir.path().join(format!("d{i:03}.toml")), "").expect("write");
+    }
+    std::fs::write(dir.path().join("notes.md"), "not a drill").expect("write");
+    let entries = catalogue::list(dir.path(), &cluster).expect("at the limit");
+    assert_eq!(entries.len(), catalogue::CATALOGUE_FILES_MAX);
+    // An empty file is listed with its refusal, not hidden.
+    let err = entries[0].drill.as_ref().expect_err("empty drill");
+    assert_eq!(err.codes(), vec![DrillErrorCode::MissingKey]);
+    std::fs::write(dir.path().join("one-more.toml"), "").expect("write");
+    let err = catalogue::list(dir.path(), &cluster).expect_err("over the limit");
+    assert_eq!(err.as_str(), "catalogue_too_many");
+}

@@ -1,7 +1,12 @@
 //! Drill files: what is accepted, and every refusal with its line and code.
 
-use chaos::cluster::{Cluster, ClusterError, Privilege};
-use chaos::drill::{Drill, DRILL_FILE_BYTES_MAX, FAULTS_MAX};
+use chaos::cluster::{
+    Cluster, ClusterError, Privilege, CLUSTER_FILE_BYTES_MAX, CLUSTER_REGIONS_MAX,
+};
+use chaos::drill::{
+    Drill, ABORTS_MAX, CLASSES_MAX, DRILL_FILE_BYTES_MAX, FAULTS_MAX, HYPOTHESIS_BYTES_MAX,
+    NAME_BYTES_MAX, TITLE_BYTES_MAX,
+};
 use chaos::error::DrillErrorCode;
 use expect_test::{expect, Expect};
 
@@ -563,5 +568,204 @@ fn the_cluster_comes_from_cluster_json() {
     assert_eq!(
         Cluster::new(&["Eu West"], Privilege::Root),
         Err(ClusterError::BadRegion("Eu West".to_owned()))
+    );
+}
+
+/// The codes of what `BASE` with `from` replaced by `to` is refused for;
+/// empty when it is accepted.
+fn codes(from: &str, to: &str) -> Vec<DrillErrorCode> {
+    assert!(BASE.contains(from), "{from:?} is not in BASE");
+    let text = BASE.replacen(from, to, 1);
+    match Drill::parse("t", &text, &dev_cluster(Privilege::Root)) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.codes(),
+    }
+}
+
+#[test]
+fn numeric_limits_hold_at_their_edges() {
+    use DrillErrorCode::{BadTiming, BadValue};
+    let edges: &[(&str, &str, &str, DrillErrorCode)] = &[
+        (
+            "duration_s = 60",
+            "duration_s = 3600",
+            "duration_s = 3601",
+            BadTiming,
+        ),
+        (
+            "settle_s = 10",
+            "settle_s = 600",
+            "settle_s = 601",
+            BadTiming,
+        ),
+        ("settle_s = 10", "settle_s = 1", "settle_s = 0", BadTiming),
+        (
+            "settle_s = 10\nrecovery_bound_s = 10",
+            "settle_s = 600\nrecovery_bound_s = 600",
+            "settle_s = 600\nrecovery_bound_s = 601",
+            BadTiming,
+        ),
+        (
+            "learners = 10",
+            "learners = 10000",
+            "learners = 10001",
+            BadValue,
+        ),
+        ("classes = 1", "classes = 10", "classes = 11", BadValue),
+        (
+            "runs_per_second = 2",
+            "runs_per_second = 1000",
+            "runs_per_second = 1000.5",
+            BadValue,
+        ),
+        (
+            "runs_per_second = 2",
+            "runs_per_second = 0",
+            "runs_per_second = -0.5",
+            BadValue,
+        ),
+        (
+            "interval_ms = 1000",
+            "interval_ms = 100",
+            "interval_ms = 99",
+            BadValue,
+        ),
+        (
+            "interval_ms = 1000",
+            "interval_ms = 60000",
+            "interval_ms = 60001",
+            BadValue,
+        ),
+        (
+            "run_latency_p99_ms = 800",
+            "run_latency_p99_ms = 60000",
+            "run_latency_p99_ms = 60001",
+            BadValue,
+        ),
+        (
+            "class_delivery_within_ms = 1000",
+            "class_delivery_within_ms = 60000",
+            "class_delivery_within_ms = 60001",
+            BadValue,
+        ),
+        (
+            "readiness_ratio = 1.0",
+            "readiness_ratio = 0.0",
+            "readiness_ratio = nan",
+            BadValue,
+        ),
+    ];
+    for (from, at, over, code) in edges {
+        assert_eq!(codes(from, at), vec![], "{at} is at the limit");
+        assert_eq!(codes(from, over), vec![*code], "{over} is over it");
+    }
+    // classes may reach learners (10) but not 500 + 1 even with more learners.
+    let many = BASE.replacen("learners = 10", "learners = 10000", 1);
+    let cluster = dev_cluster(Privilege::Root);
+    let at = many.replacen("classes = 1", &format!("classes = {CLASSES_MAX}"), 1);
+    assert!(Drill::parse("t", &at, &cluster).is_ok());
+    let over = many.replacen("classes = 1", &format!("classes = {}", CLASSES_MAX + 1), 1);
+    assert_eq!(
+        Drill::parse("t", &over, &cluster)
+            .expect_err("over")
+            .codes(),
+        vec![BadValue]
+    );
+}
+
+#[test]
+fn text_limits_hold_at_their_edges() {
+    let title = |n: usize| format!("title = \"{}\"", "t".repeat(n));
+    assert_eq!(
+        codes("title = \"test drill\"", &title(TITLE_BYTES_MAX)),
+        vec![]
+    );
+    assert_eq!(
+        codes("title = \"test drill\"", &title(TITLE_BYTES_MAX + 1)),
+        vec![DrillErrorCode::BadValue]
+    );
+    assert_eq!(
+        codes("title = \"test drill\"", "title = \"  \""),
+        vec![DrillErrorCode::BadValue]
+    );
+    let hypothesis = |n: usize| format!("hypothesis = \"{}\"", "h".repeat(n));
+    let from = "hypothesis = \"nothing acknowledged is lost\"";
+    assert_eq!(codes(from, &hypothesis(HYPOTHESIS_BYTES_MAX)), vec![]);
+    assert_eq!(
+        codes(from, &hypothesis(HYPOTHESIS_BYTES_MAX + 1)),
+        vec![DrillErrorCode::BadValue]
+    );
+    let cluster = dev_cluster(Privilege::Root);
+    assert!(Drill::parse(&"n".repeat(NAME_BYTES_MAX), BASE, &cluster).is_ok());
+    let err = Drill::parse(&"n".repeat(NAME_BYTES_MAX + 1), BASE, &cluster).expect_err("long name");
+    assert_eq!(err.codes(), vec![DrillErrorCode::BadValue]);
+}
+
+#[test]
+fn abort_entries_are_limited() {
+    let abort = "\n[[abort]]\nprobe = \"readiness_ratio\"\nbelow = 0.5\n";
+    let cluster = dev_cluster(Privilege::Root);
+    let at = format!("{BASE}{}", abort.repeat(ABORTS_MAX));
+    assert_eq!(
+        Drill::parse("t", &at, &cluster).expect("at").aborts().len(),
+        ABORTS_MAX
+    );
+    let over = format!("{BASE}{}", abort.repeat(ABORTS_MAX + 1));
+    let err = Drill::parse("t", &over, &cluster).expect_err("over");
+    assert_eq!(err.codes(), vec![DrillErrorCode::TooMany]);
+    // The hard limit is checked against the probe's unit.
+    let ratio = format!("{BASE}\n[[abort]]\nprobe = \"readiness_ratio\"\nbelow = 2\n");
+    assert_eq!(
+        Drill::parse("t", &ratio, &cluster)
+            .expect_err("ratio")
+            .codes(),
+        vec![DrillErrorCode::BadValue]
+    );
+}
+
+#[test]
+fn files_are_read_up_to_the_size_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = dev_cluster(Privilege::Root);
+    let path = dir.path().join("big-one.toml");
+    let mut text = BASE.to_owned();
+    text.push('#');
+    text.push_str(&"x".repeat(DRILL_FILE_BYTES_MAX - text.len() - 1));
+    text.push('\n');
+    std::fs::write(&path, &text).expect("write");
+    assert_eq!(
+        Drill::load(&path, &cluster).expect("at the limit").name(),
+        "big-one"
+    );
+    text.push('\n');
+    std::fs::write(&path, &text).expect("write");
+    let err = Drill::load(&path, &cluster).expect_err("over the limit");
+    assert_eq!(err.codes(), vec![DrillErrorCode::TooLarge]);
+    let err = Drill::load(&dir.path().join("absent.toml"), &cluster).expect_err("absent");
+    assert_eq!(err.codes(), vec![DrillErrorCode::Unreadable]);
+    std::fs::write(&path, [0xff, 0xfe]).expect("write");
+    let err = Drill::load(&path, &cluster).expect_err("not utf-8");
+    assert_eq!(err.codes(), vec![DrillErrorCode::Syntax]);
+}
+
+#[test]
+fn cluster_limits_hold_at_their_edges() {
+    let names: Vec<String> = (0..=CLUSTER_REGIONS_MAX).map(|i| format!("r{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    assert!(Cluster::new(&refs[..CLUSTER_REGIONS_MAX], Privilege::Root).is_ok());
+    assert_eq!(
+        Cluster::new(&refs, Privilege::Root),
+        Err(ClusterError::RegionCount(CLUSTER_REGIONS_MAX + 1))
+    );
+    let padded = |len: usize| {
+        let mut json = r#"{"edges": [{"region": "eu-west"}], "pad": ""#.to_owned();
+        json.push_str(&"x".repeat(len - json.len() - 2));
+        json.push_str("\"}");
+        json
+    };
+    assert!(Cluster::from_cluster_json(&padded(CLUSTER_FILE_BYTES_MAX), Privilege::Root).is_ok());
+    assert_eq!(
+        Cluster::from_cluster_json(&padded(CLUSTER_FILE_BYTES_MAX + 1), Privilege::Root),
+        Err(ClusterError::TooLarge(CLUSTER_FILE_BYTES_MAX + 1))
     );
 }
