@@ -818,7 +818,6 @@ impl Validator<'_> {
             (PROBE_INTERVAL_MS_MIN, PROBE_INTERVAL_MS_MAX),
             DrillErrorCode::BadValue,
         );
-        #[expect(clippy::cast_precision_loss, reason = "a small constant")]
         let latency_max = LATENCY_MS_MAX as f64;
         let p99 = self.number(
             &p.run_latency_p99_ms,
@@ -871,7 +870,6 @@ impl Validator<'_> {
                 ProbeName::ClassDeliveryRatio => Probe::ClassDeliveryRatio,
                 ProbeName::ReadinessRatio => Probe::ReadinessRatio,
             };
-            #[expect(clippy::cast_precision_loss, reason = "a small constant")]
             let range = if probe.higher_is_worse() {
                 (0.0, LATENCY_MS_MAX as f64)
             } else {

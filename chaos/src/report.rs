@@ -407,7 +407,6 @@ struct Chart {
 }
 
 fn seconds(ms: u64) -> String {
-    #[expect(clippy::cast_precision_loss, reason = "shown to one decimal")]
     let s = ms as f64 / 1000.0;
     format!("{s:.1} s")
 }
@@ -528,7 +527,6 @@ impl<'a> Page<'a> {
     }
 }
 
-#[expect(clippy::cast_precision_loss, reason = "chart coordinates")]
 fn chart(series: &ProbeSeries, end_ms: u64, windows: &[(u64, u64)]) -> Chart {
     let end = end_ms.max(1) as f64;
     let plot_w = CHART_WIDTH - CHART_LEFT - 8.0;

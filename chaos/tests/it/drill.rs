@@ -200,6 +200,24 @@ fn missing_keys_and_bad_words_are_refused() {
 }
 
 #[test]
+fn refusals_inside_tables_point_at_the_table_or_the_key() {
+    check(
+        Some(("learners = 10\n", "")),
+        "",
+        expect![[r#"
+            line 7: missing field 'learners' [missing_key]
+        "#]],
+    );
+    check(
+        None,
+        "\n[[fault]]\nkind = \"kill\"\ntarget = \"edge\"\nregoin = \"eu-west\"\nstart_s = 0\nduration_s = 10\n",
+        expect![[r#"
+            line 24: unknown field 'regoin', expected one of 'kind', 'start_s', 'duration_s', 'target', 'region', 'from', 'to', 'direction', 'via', 'latency_ms', 'jitter_ms', 'loss_percent' [unknown_key]
+        "#]],
+    );
+}
+
+#[test]
 fn broken_toml_is_a_syntax_error_with_its_line() {
     check(
         None,
