@@ -86,6 +86,8 @@ impl Cluster {
     pub fn new(regions: &[&str], privilege: Privilege) -> Result<Self, ClusterError> {
         let mut kept: Vec<String> = Vec::new();
         for region in regions {
+            // The rule of `gossip::names::Region`, restated: no crate but
+            // `node` depends on another workspace crate (ARCHITECTURE.md).
             let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
             let ok = !region.is_empty()
                 && region.len() <= 64

@@ -17,6 +17,6 @@ pub mod checker;
 pub mod cluster;
 pub mod drill;
 pub mod error;
-pub mod file;
+mod file;
 pub mod plan;
 pub mod report;
