@@ -571,8 +571,17 @@ pub fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
+/// A parse error as a refusal. toml reports no kind of error, only a
+/// message and a span, so the code is read from serde's standard wording;
+/// anything else is a syntax error. Multi-line messages become one line.
 fn toml_error(text: &str, error: &toml::de::Error) -> DrillErrors {
-    let message = error.message().trim().to_owned();
+    let message = error
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(": ");
     let line = error.span().map_or(1, |span| line_of(text, span.start));
     let code = if message.contains("unknown field") {
         DrillErrorCode::UnknownKey

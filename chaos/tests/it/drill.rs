@@ -223,8 +223,7 @@ fn broken_toml_is_a_syntax_error_with_its_line() {
         None,
         "\n[[fault]\nkind = \"kill\"\n",
         expect![[r#"
-            line 21: invalid table header
-            expected '.', ']]' [syntax]
+            line 21: invalid table header: expected '.', ']]' [syntax]
         "#]],
     );
 }
