@@ -76,3 +76,36 @@ pub fn list(dir: &Path, cluster: &Cluster) -> Result<Vec<Entry>, CatalogueError>
         })
         .collect())
 }
+
+/// The catalogue as text, one drill a line (what `lyceum chaos list`
+/// prints): its name, its faults' kinds, whether it needs root, and its
+/// title; a refused file with each refusal indented below it.
+pub fn listing(entries: &[Entry]) -> String {
+    let mut out = String::new();
+    for entry in entries {
+        let stem = entry
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match &entry.drill {
+            Ok(drill) => {
+                let mut kinds: Vec<&str> = drill.faults().iter().map(|f| f.kind()).collect();
+                kinds.dedup();
+                out.push_str(&format!(
+                    "{stem}  [{}]{}  {}\n",
+                    kinds.join(", "),
+                    if drill.needs_root() { " (root)" } else { "" },
+                    drill.title()
+                ));
+            }
+            Err(errors) => {
+                out.push_str(&format!("{stem}  refused:\n"));
+                for error in &errors.0 {
+                    out.push_str(&format!("    {error}\n"));
+                }
+            }
+        }
+    }
+    out
+}

@@ -127,3 +127,20 @@ fn a_catalogue_holds_at_most_its_limit_of_files() {
     let err = catalogue::list(dir.path(), &cluster).expect_err("over the limit");
     assert_eq!(err.as_str(), "catalogue_too_many");
 }
+
+#[test]
+fn the_listing_shows_every_drill_and_why_one_is_refused() {
+    let entries =
+        catalogue::list(drills_dir(), &dev_cluster(Privilege::Unprivileged)).expect("list");
+    expect![[r#"
+        control-plane-killed  [kill]  Control plane killed for 30 s while learners run and submit
+        database-down  refused:
+            line 29: fault 1: database unavailable is an OS-level fault and needs root; run the drill as root [needs_root]
+        edge-paused  [pause]  A paused edge (10 s) that comes back
+        home-edge-killed  [kill]  Home edge of a live class killed mid-class
+        learner-edge-killed  [kill]  A learner's edge killed while she submits
+        region-partitioned  [partition]  A region partitioned away for 30 s
+        sandbox-drained  [sandbox-drain]  A region's sandbox pools drained for 20 s
+        slow-link  [degrade]  200 ms ± 50 ms latency and 5 % loss between two regions
+    "#]].assert_eq(&catalogue::listing(&entries));
+}
