@@ -7,10 +7,11 @@
 //! their raw TOML shape, `error` the refusals, `cluster` what a drill is
 //! validated against); `catalogue` lists the drills under `chaos/drills/`;
 //! `plan` turns a drill into the ordered actions a runner executes, with a
-//! heal for every fault, also on abort; `checker` decides from what the
-//! workload was told and what the platform holds afterwards whether anything
-//! acknowledged was lost or doubled; `report` is the record of one run, as
-//! JSON and as a self-contained HTML page. See `docs/design/chaos.md`.
+//! heal for every fault, also on abort; `probe` turns observations into
+//! probe samples; `checker` decides from what the workload was told and
+//! what the platform holds afterwards whether anything acknowledged was
+//! lost or doubled; `report` is the record of one run, as JSON and as a
+//! self-contained HTML page. See `docs/design/chaos.md`.
 
 pub mod catalogue;
 pub mod checker;
@@ -19,4 +20,5 @@ pub mod drill;
 pub mod error;
 mod file;
 pub mod plan;
+pub mod probe;
 pub mod report;

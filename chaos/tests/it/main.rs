@@ -5,6 +5,7 @@ mod catalogue;
 mod checker;
 mod drill;
 mod plan;
+mod probe;
 mod report;
 
 use chaos::cluster::{Cluster, Privilege};
