@@ -7,7 +7,7 @@
 //! heal of every fault applied and not yet healed, newest first, whenever
 //! the drill stops early. `AbortWatch` decides when it must.
 
-use crate::drill::{AbortCondition, Drill, Probe};
+use crate::drill::{AbortCondition, Drill, Limit, Probe};
 
 /// What a runner does at one step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -189,12 +189,31 @@ pub struct AbortTrip {
     pub condition: usize,
     /// The probe.
     pub probe: Probe,
+    /// The hard limit it broke.
+    pub limit: Limit,
     /// The sample that tripped it.
     pub value: f64,
     /// When the limit was first broken in this stretch.
     pub since_ms: u64,
     /// When it tripped.
     pub at_ms: u64,
+}
+
+impl AbortTrip {
+    /// Why the drill stopped, in words, for the timeline and the report.
+    pub fn reason(&self) -> String {
+        let (side, limit) = match self.limit {
+            Limit::Above(v) => ("above", v),
+            Limit::Below(v) => ("below", v),
+        };
+        format!(
+            "{} {side} {limit} since {} ms (it was {} at {} ms)",
+            self.probe.as_str(),
+            self.since_ms,
+            self.value,
+            self.at_ms
+        )
+    }
 }
 
 /// Watches probe samples against a drill's abort conditions.
@@ -232,6 +251,7 @@ impl AbortWatch {
                 trip = Some(AbortTrip {
                     condition: i,
                     probe,
+                    limit: condition.limit,
                     value,
                     since_ms: since,
                     at_ms,

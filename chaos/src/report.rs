@@ -384,6 +384,7 @@ struct Page<'a> {
     report: &'a Report,
     held: bool,
     verdict_text: &'static str,
+    aborted_at: String,
     summary_rows: Vec<(String, String)>,
     timeline: Vec<(String, String, String, String, String)>,
     charts: Vec<Chart>,
@@ -519,6 +520,10 @@ impl<'a> Page<'a> {
             report,
             held,
             verdict_text,
+            aborted_at: report
+                .aborted
+                .as_ref()
+                .map_or_else(String::new, |a| seconds(a.at_ms)),
             summary_rows,
             timeline,
             charts,

@@ -156,6 +156,10 @@ fn an_abort_condition_trips_after_its_duration_and_resets_on_a_good_sample() {
         (trip.condition, trip.since_ms, trip.at_ms),
         (0, 1_000, 4_000)
     );
+    assert_eq!(
+        trip.reason(),
+        "readiness_ratio below 0.5 since 1000 ms (it was 0.25 at 4000 ms)"
+    );
     // A good sample (0.5 is not below 0.5) resets it.
     assert_eq!(watch.observe(Probe::ReadinessRatio, 5_000, 0.5), None);
     assert_eq!(watch.observe(Probe::ReadinessRatio, 6_000, 0.0), None);

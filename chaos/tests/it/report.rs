@@ -216,6 +216,10 @@ fn the_html_page_holds_the_timeline_and_escapes_everything() {
     assert!(!html.contains("<b>edge"));
     assert!(!html.contains("<i>too slow"));
     assert!(
+        html.contains("aborted at 20.0 s: &#60;i&#62;too slow")
+            || html.contains("aborted at 20.0 s: &lt;i&gt;too slow")
+    );
+    assert!(
         html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"),
         "{html}"
     );
