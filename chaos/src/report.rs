@@ -299,6 +299,50 @@ impl Report {
     }
 }
 
+/// The summary of several runs as a Markdown table, one row a run: what
+/// the README shows for each catalogue drill. Cells are single-line, with
+/// `|` escaped, whatever a drill's name holds.
+pub fn markdown_table(reports: &[Report]) -> String {
+    let cell = |s: &str| {
+        s.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .replace('|', "\\|")
+    };
+    let worst = |r: &Report, probe: Probe| {
+        r.summary
+            .during_fault
+            .iter()
+            .find(|d| d.probe == probe)
+            .and_then(|d| d.worst)
+            .map_or("-".to_owned(), |v| value(probe, v))
+    };
+    let mut out = String::from(
+        "| drill | hypothesis | recovery | run p99 during faults | class delivery during faults | readiness during faults | lost | duplicated |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for r in reports {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            cell(&r.drill),
+            if r.summary.hypothesis_held {
+                "held"
+            } else if r.aborted.is_some() {
+                "aborted"
+            } else {
+                "did not hold"
+            },
+            r.summary.recovery_ms.map_or("never".to_owned(), seconds),
+            worst(r, Probe::RunLatencyP99Ms),
+            worst(r, Probe::ClassDeliveryRatio),
+            worst(r, Probe::ReadinessRatio),
+            r.summary.lost,
+            r.summary.duplicated,
+        ));
+    }
+    out
+}
+
 /// Each fault's window, from applied to healed (or to the end when never
 /// healed, which a correct runner never leaves).
 fn windows(timeline: &[TimelineEntry]) -> Vec<(u64, u64)> {

@@ -313,3 +313,36 @@ fn the_steady_state_must_hold_outside_the_faults_and_their_recovery() {
     );
     assert_eq!(report.summary.steady_state_breaches_omitted, 1);
 }
+
+#[test]
+fn the_readme_table_has_one_row_per_run() {
+    let recovered = Verdict {
+        counts: Counts {
+            recovery_ms: Some(1_500),
+            ..Counts::default()
+        },
+        ..Verdict::default()
+    };
+    let held = Report::new(
+        &drill("edge-paused"),
+        "t".into(),
+        timeline(),
+        probes(),
+        None,
+        recovered,
+    );
+    let hostile = Report::new(
+        &drill("a|b\nc"),
+        "t".into(),
+        timeline(),
+        probes(),
+        None,
+        verdict(),
+    );
+    expect_test::expect![[r#"
+        | drill | hypothesis | recovery | run p99 during faults | class delivery during faults | readiness during faults | lost | duplicated |
+        | --- | --- | --- | --- | --- | --- | --- | --- |
+        | edge-paused | held | 1.5 s | 2030 ms | - | 75.0 % | 0 | 0 |
+        | a\|b c | did not hold | 4.2 s | 2030 ms | - | 75.0 % | 1 | 2 |
+    "#]].assert_eq(&chaos::report::markdown_table(&[held, hostile]));
+}
