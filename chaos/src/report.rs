@@ -81,7 +81,8 @@ pub struct ProbeSeries {
     pub probe: Probe,
     /// Its steady-state threshold from the drill.
     pub threshold: f64,
-    /// The samples, in time order, at most [`SAMPLES_PER_PROBE_MAX`].
+    /// The samples, in time order, at most [`SAMPLES_PER_PROBE_MAX`], each a
+    /// finite number (`Report::new` drops any other).
     pub samples: Vec<Sample>,
 }
 
@@ -207,6 +208,8 @@ impl Report {
         verdict: Verdict,
     ) -> Self {
         for series in &mut probes {
+            // JSON has no NaN or infinity, and the probes never make one.
+            series.samples.retain(|s| s.value.is_finite());
             let extra = series.samples.len().saturating_sub(SAMPLES_PER_PROBE_MAX);
             series.samples.drain(..extra);
         }
@@ -364,7 +367,7 @@ fn windows(timeline: &[TimelineEntry]) -> Vec<(u64, u64)> {
 }
 
 /// Samples that break their probe's threshold outside every fault window
-/// extended by the recovery bound. A sample that is not a number breaks it.
+/// extended by the recovery bound.
 fn breaches(
     probes: &[ProbeSeries],
     windows: &[(u64, u64)],

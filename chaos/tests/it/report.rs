@@ -291,12 +291,12 @@ fn the_steady_state_must_hold_outside_the_faults_and_their_recovery() {
         "<li>run_latency_p99_ms was 900 ms at 40.0 s, outside its steady state (800 ms) with no fault to excuse it</li>"
     ));
 
-    // Listed up to the limit, counted beyond; a NaN sample is a breach.
+    // Listed up to the limit, counted beyond.
     let mut many = probes();
     many[1].samples = (0..=BREACHES_LISTED_MAX as u64)
         .map(|i| Sample {
             at_ms: 100_000 + i,
-            value: f64::NAN,
+            value: 0.0,
         })
         .collect();
     let report = Report::new(
@@ -345,4 +345,40 @@ fn the_readme_table_has_one_row_per_run() {
         | edge-paused | held | 1.5 s | 2030 ms | - | 75.0 % | 0 | 0 |
         | a\|b c | did not hold | 4.2 s | 2030 ms | - | 75.0 % | 1 | 2 |
     "#]].assert_eq(&chaos::report::markdown_table(&[held, hostile]));
+}
+
+#[test]
+fn samples_that_are_not_numbers_are_dropped_so_the_json_reads_back() {
+    let mut odd = probes();
+    odd[0].samples = vec![
+        Sample {
+            at_ms: 0,
+            value: f64::NAN,
+        },
+        Sample {
+            at_ms: 1,
+            value: 5.0,
+        },
+        Sample {
+            at_ms: 2,
+            value: f64::INFINITY,
+        },
+    ];
+    let report = Report::new(
+        &drill("d"),
+        "t".into(),
+        timeline(),
+        odd,
+        None,
+        Verdict::default(),
+    );
+    assert_eq!(
+        report.probes[0].samples,
+        vec![Sample {
+            at_ms: 1,
+            value: 5.0
+        }]
+    );
+    let back: Report = serde_json::from_str(&report.to_json().expect("json")).expect("decode");
+    assert_eq!(back, report);
 }
