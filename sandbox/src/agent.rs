@@ -29,6 +29,14 @@ pub const WORK_DIR: &str = "/work";
 const POLL_INTERVAL: Duration = Duration::from_millis(1);
 /// How long the agent waits for killed processes to be reaped after a step.
 const REAP_WAIT: Duration = Duration::from_millis(500);
+/// How long the agent waits, after a step's processes are all killed, for
+/// its readers to hand over what the program wrote. Every writer is dead
+/// by then, so the readers end as soon as they are scheduled; the bound
+/// is generous because a loaded machine can starve a thread for seconds
+/// (a 500 ms bound once returned an honest run's output as empty). A
+/// reader that still has not answered makes the step's output
+/// incomplete, which the host reports as its own fault, never as output.
+pub const OUTPUT_DRAIN_WAIT: Duration = Duration::from_secs(10);
 
 /// Reads one job from stdin, runs it, writes the report to stdout.
 /// Returns the process exit code.
@@ -449,9 +457,16 @@ fn run_step(
         report.exit_code = status.code();
         report.signal = status.signal();
     }
-    let collect = |rx: Option<mpsc::Receiver<(Vec<u8>, bool)>>| {
-        rx.and_then(|rx| rx.recv_timeout(Duration::from_millis(500)).ok())
-            .unwrap_or_default()
+    let drained_by = Instant::now() + OUTPUT_DRAIN_WAIT;
+    let mut collect = |rx: Option<mpsc::Receiver<(Vec<u8>, bool)>>| {
+        let wait = drained_by.saturating_duration_since(Instant::now());
+        match rx.map(|rx| rx.recv_timeout(wait)) {
+            Some(Ok(output)) => output,
+            _ => {
+                report.output_incomplete = true;
+                (Vec::new(), false)
+            }
+        }
     };
     let (out, out_over) = collect(out_rx);
     let (err, err_over) = collect(err_rx);

@@ -121,6 +121,11 @@ pub struct StepReport {
     pub cpu_exceeded: bool,
     /// Killed because stdout or stderr passed the cap.
     pub output_exceeded: bool,
+    /// What the program wrote could not be collected in time
+    /// (`agent::OUTPUT_DRAIN_WAIT`): the step's output is unknown, and the
+    /// host answers an internal error rather than an empty output.
+    #[serde(default)]
+    pub output_incomplete: bool,
 }
 
 /// The agent's answer.

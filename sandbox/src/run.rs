@@ -918,6 +918,19 @@ fn decide(request: &RunRequest, outcome: &container::Outcome, hot: bool) -> RunR
         result.status = Verdict::InternalError;
         return result;
     }
+    let incomplete = report
+        .compile
+        .iter()
+        .chain(&report.runs)
+        .any(|step| step.output_incomplete);
+    if incomplete {
+        tracing::error!(
+            wait = ?crate::agent::OUTPUT_DRAIN_WAIT,
+            "sandbox agent could not collect a step's output"
+        );
+        result.status = Verdict::InternalError;
+        return result;
+    }
     if let Some(compile) = &report.compile {
         result.compile_output = format!("{}{}", compile.stdout, compile.stderr);
         if compile.exit_code != Some(0) {
@@ -985,5 +998,51 @@ pub fn agent_at(path: PathBuf, owner: &str) -> AgentCommand {
         host_path: path,
         args: Vec::new(),
         owner: owner.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::AgentReport;
+
+    fn outcome(step: StepReport) -> container::Outcome {
+        container::Outcome {
+            report: AgentReport {
+                runs: vec![step],
+                ..AgentReport::default()
+            },
+            oom_killed: false,
+            memory_peak_bytes: None,
+            abuse: None,
+            agent_stderr: String::new(),
+        }
+    }
+
+    #[test]
+    fn output_the_agent_could_not_collect_is_our_fault_not_an_empty_answer() {
+        let request = RunRequest {
+            language: "python".into(),
+            files: Vec::new(),
+            stdin: String::new(),
+            tests: Vec::new(),
+            limits: RequestLimits::default(),
+        };
+        let exited = StepReport {
+            exit_code: Some(0),
+            ..StepReport::default()
+        };
+        assert_eq!(
+            decide(&request, &outcome(exited.clone()), false).status,
+            Verdict::Accepted
+        );
+        let lost = StepReport {
+            output_incomplete: true,
+            ..exited
+        };
+        assert_eq!(
+            decide(&request, &outcome(lost), false).status,
+            Verdict::InternalError
+        );
     }
 }
