@@ -345,6 +345,13 @@ pub struct DevConfig {
     pub child_ready_timeout_ms: u64,
     /// How long a child gets to stop after SIGTERM before SIGKILL.
     pub child_stop_timeout_ms: u64,
+    /// How long after a child dies it is started again; doubled after
+    /// each death that follows a short life, up to
+    /// `restart_backoff_max_ms`. 0 never restarts a child.
+    pub restart_backoff_initial_ms: u64,
+    /// The longest wait before starting a dead child again; a child that
+    /// lived at least this long starts again after the initial wait.
+    pub restart_backoff_max_ms: u64,
 }
 
 /// How many edge nodes `lyceum dev` may start at most.
@@ -357,6 +364,8 @@ impl Default for DevConfig {
             regions: vec!["eu-west".into(), "us-east".into(), "ap-south".into()],
             child_ready_timeout_ms: 60_000,
             child_stop_timeout_ms: 10_000,
+            restart_backoff_initial_ms: 1_000,
+            restart_backoff_max_ms: 30_000,
         }
     }
 }
@@ -478,6 +487,10 @@ impl Config {
             ),
             ("dev.child_stop_timeout_ms", self.dev.child_stop_timeout_ms),
             (
+                "dev.restart_backoff_max_ms",
+                self.dev.restart_backoff_max_ms,
+            ),
+            (
                 "edge.runs_per_user_per_minute_max",
                 u64::from(edge.runs_per_user_per_minute_max),
             ),
@@ -529,6 +542,12 @@ impl Config {
                     format!("{region:?} is listed twice"),
                 ));
             }
+        }
+        if self.dev.restart_backoff_initial_ms > self.dev.restart_backoff_max_ms {
+            return Err(ConfigError::invalid(
+                "dev.restart_backoff_initial_ms",
+                "must not exceed dev.restart_backoff_max_ms",
+            ));
         }
         // HTTP ports from base_port, gossip ports from base_port + 100.
         let ports_needed = u16::try_from(regions.len())

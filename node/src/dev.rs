@@ -1,10 +1,13 @@
 //! `lyceum dev`: the whole platform on one machine. It starts the control
 //! plane and one edge node per region, each its own OS process on loopback,
 //! waits until each serves and is ready, prints what runs where and writes
-//! the same to `<data-dir>/cluster.json`. A child that dies is reported and
-//! the others keep running; SIGINT or SIGTERM stops every child (SIGTERM,
-//! then SIGKILL after `dev.child_stop_timeout_ms`). Children also stop when
-//! this process dies, because their stdin closes.
+//! the same to `<data-dir>/cluster.json`. A child that dies is reported,
+//! the others keep running, and it is started again after a backoff
+//! (`dev.restart_backoff_*_ms`) on the same addresses, as a real supervisor
+//! would; an edge rejoins the cluster through a living edge. SIGINT or
+//! SIGTERM stops every child (SIGTERM, then SIGKILL after
+//! `dev.child_stop_timeout_ms`). Children also stop when this process dies,
+//! because their stdin closes.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,7 +36,16 @@ const PID_FILE: &str = "dev.pid";
 
 struct Running {
     name: String,
+    /// Its arguments after the global ones; addresses are pinned to the
+    /// first start's once it is ready, so a restart serves where it did.
+    args: Vec<String>,
     pid: u32,
+    /// When this instance was started.
+    started: Instant,
+    /// Deaths in a row that followed a short life (for the backoff).
+    quick_deaths: u32,
+    /// Whether this instance's ready file has been read.
+    ready: bool,
     /// Dropping this closes the child's stdin, which stops it.
     stdin: Option<ChildStdin>,
     info: Option<ReadyInfo>,
@@ -79,17 +91,35 @@ pub async fn run(cli: &Cli, _args: &DevArgs, config: &Config) -> anyhow::Result<
     supervisor.print_table(&cluster_path);
     supervisor.write_cluster_file(&cluster_path)?;
 
+    let restarting = supervisor.config.dev.restart_backoff_initial_ms > 0;
     loop {
+        let next_restart = supervisor.restarts.values().min().copied();
+        let starting = supervisor
+            .children
+            .values()
+            .any(|c| !c.ready && c.exited.is_none());
         tokio::select! {
             () = shutdown.clone().wait() => break,
             exit = supervisor.exits.recv() => {
                 let Some(exit) = exit else { break };
+                let name = exit.name.clone();
                 supervisor.record_exit(exit);
                 supervisor.write_cluster_file(&cluster_path)?;
-                if supervisor.children.values().all(|c| c.exited.is_some()) {
+                if restarting {
+                    supervisor.schedule_restart(&name);
+                } else if supervisor.children.values().all(|c| c.exited.is_some()) {
                     let _ = std::fs::remove_file(&cluster_path);
                     release_data_dir(&run_dir);
                     bail!("every process of the dev cluster has exited");
+                }
+            }
+            () = sleep_until_some(next_restart) => {
+                supervisor.restart_due();
+                supervisor.write_cluster_file(&cluster_path)?;
+            }
+            () = tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)), if starting => {
+                if supervisor.read_ready_files() {
+                    supervisor.write_cluster_file(&cluster_path)?;
                 }
             }
         }
@@ -142,6 +172,8 @@ struct Supervisor {
     children: BTreeMap<String, Running>,
     exits: mpsc::Receiver<Exit>,
     exits_tx: mpsc::Sender<Exit>,
+    /// Dead children and when each starts again.
+    restarts: BTreeMap<String, Instant>,
 }
 
 impl Supervisor {
@@ -196,6 +228,7 @@ impl Supervisor {
             children: BTreeMap::new(),
             exits,
             exits_tx,
+            restarts: BTreeMap::new(),
         })
     }
 
@@ -275,12 +308,24 @@ impl Supervisor {
     }
 
     fn spawn(&mut self, name: &str, args: &[&str]) -> anyhow::Result<()> {
+        let args: Vec<String> = args.iter().map(|&a| a.to_owned()).collect();
+        self.spawn_with(name, args, 0)
+    }
+
+    /// Starts `name` with `args`; `quick_deaths` carries the backoff over
+    /// a restart.
+    fn spawn_with(
+        &mut self,
+        name: &str,
+        args: Vec<String>,
+        quick_deaths: u32,
+    ) -> anyhow::Result<()> {
         let ready_path = self.ready_path(name);
         let _ = std::fs::remove_file(&ready_path);
         let mut command = Command::new(&self.exe);
         command
             .args(&self.global_args)
-            .args(args)
+            .args(&args)
             .envs(self.child_env.iter().map(|(k, v)| (k, v)))
             .arg("--ready-file")
             .arg(&ready_path)
@@ -318,13 +363,128 @@ impl Supervisor {
             name.to_owned(),
             Running {
                 name: name.to_owned(),
+                args,
                 pid,
+                started: Instant::now(),
+                quick_deaths,
+                ready: false,
                 stdin,
                 info: None,
                 exited: None,
             },
         );
         Ok(())
+    }
+
+    /// Plans to start the dead child `name` again after its backoff: the
+    /// initial wait, doubled for each death in a row that followed a life
+    /// shorter than the longest wait.
+    fn schedule_restart(&mut self, name: &str) {
+        let dev = &self.config.dev;
+        let Some(child) = self.children.get_mut(name) else {
+            return;
+        };
+        let max = Duration::from_millis(dev.restart_backoff_max_ms);
+        if child.started.elapsed() >= max {
+            child.quick_deaths = 0;
+        }
+        let wait = Duration::from_millis(dev.restart_backoff_initial_ms)
+            .saturating_mul(2_u32.saturating_pow(child.quick_deaths.min(16)))
+            .min(max);
+        child.quick_deaths = child.quick_deaths.saturating_add(1);
+        eprintln!(
+            "lyceum dev: starting {name} again in {} ms (dev.restart_backoff_*_ms)",
+            wait.as_millis()
+        );
+        self.restarts.insert(name.to_owned(), Instant::now() + wait);
+    }
+
+    /// Starts every child whose restart is due, on its pinned addresses;
+    /// an edge joins through a living edge's gossip address.
+    fn restart_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .restarts
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in due {
+            self.restarts.remove(&name);
+            let Some(child) = self.children.get(&name) else {
+                continue;
+            };
+            let mut args = child.args.clone();
+            let quick_deaths = child.quick_deaths;
+            // What it reported last stays in cluster.json (same addresses)
+            // while the new instance starts.
+            let info = child.info.clone();
+            if args.first().map(String::as_str) == Some("edge") {
+                let seed = self
+                    .children
+                    .values()
+                    .filter(|c| c.name != name && c.exited.is_none() && c.ready)
+                    .find_map(|c| c.info.as_ref()?.gossip_addr.clone());
+                set_flag(&mut args, "--join", seed);
+            }
+            match self.spawn_with(&name, args, quick_deaths) {
+                Ok(()) => {
+                    if let Some(child) = self.children.get_mut(&name) {
+                        child.info = info;
+                    }
+                    tracing::info!(process = %name, "process started again");
+                    eprintln!("lyceum dev: {name} started again");
+                }
+                Err(err) => {
+                    eprintln!("lyceum dev: cannot start {name} again: {err:#}");
+                    self.schedule_restart(&name);
+                }
+            }
+        }
+    }
+
+    /// Reads the ready files of children that are starting; true when one
+    /// became ready.
+    fn read_ready_files(&mut self) -> bool {
+        let starting: Vec<String> = self
+            .children
+            .values()
+            .filter(|c| !c.ready && c.exited.is_none())
+            .map(|c| c.name.clone())
+            .collect();
+        let mut any = false;
+        for name in starting {
+            match ready_file::read(&self.ready_path(&name)) {
+                Ok(Some(info)) => {
+                    self.mark_ready(&name, info);
+                    eprintln!("lyceum dev: {name} serves again");
+                    any = true;
+                }
+                Ok(None) => {}
+                Err(err) => tracing::warn!(process = %name, error = %err, "unreadable ready file"),
+            }
+        }
+        any
+    }
+
+    /// Records `name`'s ready file and pins its addresses, so that a
+    /// restart listens where it did (the URLs in `cluster.json` and the
+    /// edges' control-plane URL stay true).
+    fn mark_ready(&mut self, name: &str, info: ReadyInfo) {
+        let Some(child) = self.children.get_mut(name) else {
+            return;
+        };
+        let listen = info
+            .url
+            .strip_prefix("http://")
+            .unwrap_or(&info.url)
+            .to_owned();
+        set_flag(&mut child.args, "--listen", Some(listen));
+        if child.args.iter().any(|a| a == "--gossip-listen") {
+            set_flag(&mut child.args, "--gossip-listen", info.gossip_addr.clone());
+        }
+        child.ready = true;
+        child.info = Some(info);
     }
 
     fn ready_path(&self, name: &str) -> PathBuf {
@@ -343,9 +503,7 @@ impl Supervisor {
             if let Some(info) =
                 ready_file::read(&path).with_context(|| format!("read {}", path.display()))?
             {
-                if let Some(child) = self.children.get_mut(name) {
-                    child.info = Some(info.clone());
-                }
+                self.mark_ready(name, info.clone());
                 return Ok(Some(info));
             }
             if shutdown.is_triggered() {
@@ -552,6 +710,29 @@ impl Supervisor {
             cluster_path.display()
         ));
         print!("{out}");
+    }
+}
+
+/// Sets `flag`'s value in `args` (adding the pair when missing), or
+/// removes the pair for `None`.
+fn set_flag(args: &mut Vec<String>, flag: &str, value: Option<String>) {
+    let at = args.iter().position(|a| a == flag);
+    match (at, value) {
+        (Some(i), Some(value)) if i + 1 < args.len() => args[i + 1] = value,
+        (Some(i), None) => {
+            args.drain(i..(i + 2).min(args.len()));
+        }
+        (None, Some(value)) => args.extend([flag.to_owned(), value]),
+        (Some(_), Some(value)) => args.push(value),
+        (None, None) => {}
+    }
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

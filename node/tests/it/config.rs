@@ -226,6 +226,38 @@ fn limits_are_checked_at_their_edges() {
         json!({}),
         expect!["invalid configuration: key `http.request_body_bytes_max`: must be at least 1"],
     );
+    let backoff = |c: &Config| {
+        format!(
+            "initial={} max={}",
+            c.dev.restart_backoff_initial_ms, c.dev.restart_backoff_max_ms
+        )
+    };
+    check_ok(
+        Some("[dev]\nrestart_backoff_initial_ms = 5000\nrestart_backoff_max_ms = 5000\n"),
+        &[],
+        json!({}),
+        backoff,
+        expect!["initial=5000 max=5000"],
+    );
+    check_ok(
+        Some("[dev]\nrestart_backoff_initial_ms = 0\n"),
+        &[],
+        json!({}),
+        backoff,
+        expect!["initial=0 max=30000"],
+    );
+    check_err(
+        Some("[dev]\nrestart_backoff_initial_ms = 5001\nrestart_backoff_max_ms = 5000\n"),
+        &[],
+        json!({}),
+        expect!["invalid configuration: key `dev.restart_backoff_initial_ms`: must not exceed dev.restart_backoff_max_ms"],
+    );
+    check_err(
+        Some("[dev]\nrestart_backoff_max_ms = 0\n"),
+        &[],
+        json!({}),
+        expect!["invalid configuration: key `dev.restart_backoff_max_ms`: must be at least 1"],
+    );
     check_err(
         Some("[control_plane]\ndb_connections_max = 0\n"),
         &[],

@@ -1,6 +1,7 @@
 //! `lyceum dev` end to end: four processes come up, `cluster.json` lists
 //! them, tokens work on every node, `kill -9` of one edge leaves the other
-//! three serving, and SIGTERM stops everything.
+//! three serving until the supervisor starts it again on the same address,
+//! and SIGTERM stops everything.
 
 use std::time::Duration;
 
@@ -18,6 +19,8 @@ async fn dev_cluster_starts_survives_a_dead_edge_and_stops() {
         .args(["dev", "--base-port", "0", "--data-dir"])
         .arg(&data)
         .env("LYCEUM_SANDBOX__POOL_TARGET", "1")
+        // Long enough for the survivors to see the dead edge down first.
+        .env("LYCEUM_DEV__RESTART_BACKOFF_INITIAL_MS", "15000")
         .env("LYCEUM_EDGE__RUNS_PER_USER_PER_MINUTE_MAX", "3")
         .env("LYCEUM_EDGE__RUNS_PER_TENANT_PER_MINUTE_MAX", "6")
         .env("LYCEUM_SANDBOX__LANGUAGES", "[\"python\", \"bash\"]");
@@ -546,6 +549,46 @@ async fn dev_cluster_starts_survives_a_dead_edge_and_stops() {
     .await;
     assert_eq!(updated["edges"][0]["state"], "running");
 
+    // The supervisor starts the dead edge again, on the same address, and
+    // it rejoins: its region is healthy again on a survivor.
+    let restarted: Value = eventually("the dead edge to be started again", START_LIMIT, || {
+        let path = cluster_path.clone();
+        async move {
+            let value: Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+            let edge = &value["edges"][1];
+            (edge["state"] == "running" && edge["pid"].as_i64() != Some(i64::from(victim_pid)))
+                .then_some(value)
+        }
+    })
+    .await;
+    assert_eq!(
+        restarted["edges"][1]["url"],
+        victim["url"],
+        "same address; before {cluster}\nafter {restarted}\nlog:\n{}",
+        dev.log_text()
+    );
+    eventually("the restarted edge to be ready", START_LIMIT, || {
+        let url = urls[2].clone();
+        async move {
+            let (status, _) = get_json(&format!("{url}/readyz"), None).await?;
+            (status == 200).then_some(())
+        }
+    })
+    .await;
+    eventually("us-east to be healthy again", START_LIMIT, || {
+        let url = urls[1].clone();
+        async move {
+            let (_, regions) = get_json(&format!("{url}/api/v1/regions"), None).await?;
+            regions["regions"]
+                .as_array()?
+                .iter()
+                .any(|r| r["region"] == "us-east" && r["healthy"] == true)
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(dev.log_text().contains("edge-us-east started again"));
+
     // A second dev on the same data dir is refused while the first runs.
     let second = lyceum()
         .args(["dev", "--base-port", "0", "--data-dir"])
@@ -569,6 +612,7 @@ async fn dev_cluster_starts_survives_a_dead_edge_and_stops() {
     );
     let pids: Vec<i64> = std::iter::once(cluster["control_plane"]["pid"].as_i64().expect("pid"))
         .chain(edges.iter().map(|e| e["pid"].as_i64().expect("pid")))
+        .chain(restarted["edges"][1]["pid"].as_i64())
         .collect();
     eventually("every child to be gone", Duration::from_secs(30), || {
         let pids = pids.clone();
