@@ -67,6 +67,10 @@ pub enum Command {
     /// WebSocket sessions across regions, broadcast at a set rate, and print
     /// fan-out latency percentiles (optionally beside a baseline server).
     Load(LoadArgs),
+    /// Chaos drills for operators: list the catalogue, or check one drill
+    /// file against a cluster before running it.
+    #[command(subcommand)]
+    Chaos(ChaosCommand),
     /// One process of `lyceum load` (spawned by it; reads a plan on stdin).
     #[command(hide = true)]
     LoadWorker,
@@ -161,6 +165,50 @@ pub struct RunArgs {
     /// Print the whole result as JSON (the `POST /api/v1/runs` answer).
     #[arg(long)]
     pub json: bool,
+}
+
+/// `lyceum chaos ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ChaosCommand {
+    /// List the drill catalogue, each drill checked against the cluster.
+    /// Exit code 0 when every drill is valid, 3 when one is refused.
+    List(ChaosListArgs),
+    /// Check one drill file against the cluster: print its plan, or every
+    /// refusal with its line and code. Exit code 0 when valid, 3 when not.
+    Check(ChaosCheckArgs),
+}
+
+/// Where drills are checked against.
+#[derive(Debug, Clone, Args)]
+pub struct ChaosClusterArgs {
+    /// The cluster's `cluster.json` (its regions). Default:
+    /// `<data-dir>/cluster.json`, else the configured `dev.regions`.
+    #[arg(long, value_name = "FILE")]
+    pub cluster: Option<PathBuf>,
+}
+
+/// Flags of `lyceum chaos list`.
+#[derive(Debug, Clone, Args)]
+pub struct ChaosListArgs {
+    /// The catalogue folder.
+    #[arg(long, value_name = "DIR", default_value = "chaos/drills")]
+    pub drills: PathBuf,
+
+    /// The cluster the drills are checked against.
+    #[command(flatten)]
+    pub cluster: ChaosClusterArgs,
+}
+
+/// Flags of `lyceum chaos check`.
+#[derive(Debug, Clone, Args)]
+pub struct ChaosCheckArgs {
+    /// The drill file.
+    #[arg(value_name = "DRILL")]
+    pub drill: PathBuf,
+
+    /// The cluster the drills are checked against.
+    #[command(flatten)]
+    pub cluster: ChaosClusterArgs,
 }
 
 /// Flags of `lyceum route`.

@@ -727,6 +727,7 @@ fn flag_overrides(cli: &Cli) -> Value {
         | Command::Run(_)
         | Command::Route(_)
         | Command::Load(_)
+        | Command::Chaos(_)
         | Command::LoadWorker => {}
     }
     Value::Object(root)

@@ -4,6 +4,7 @@
 //! HTTP limits, and the control plane on PostgreSQL.
 
 mod actors_cluster;
+mod chaos_cli;
 mod config;
 mod control_plane_process;
 mod dev_cluster;

@@ -1,0 +1,120 @@
+//! `lyceum chaos`: the operator's side of the drills in `chaos/`. `list`
+//! shows the catalogue and `check` one drill, each validated against the
+//! cluster it would run on (its regions, and whether this process may
+//! perform OS-level faults), so a broken drill is refused before anything
+//! starts. Running a drill against a cluster comes with the runner.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use chaos::cluster::{Cluster, Privilege};
+use chaos::drill::Drill;
+use chaos::plan::{Action, Plan};
+
+use crate::cli::{ChaosClusterArgs, ChaosCommand};
+use crate::config::Config;
+
+/// Exit code of a command whose drill (or one of the catalogue's) is
+/// refused; 1 stays for failures to run at all, 2 for a bad command line.
+pub const EXIT_REFUSED: u8 = 3;
+
+/// Runs a `lyceum chaos` command; the process exit code.
+///
+/// # Errors
+/// When the cluster file or the catalogue folder cannot be read.
+pub fn run(command: &ChaosCommand, config: &Config) -> anyhow::Result<u8> {
+    match command {
+        ChaosCommand::List(args) => {
+            let cluster = cluster(&args.cluster, config)?;
+            let entries = chaos::catalogue::list(&args.drills, &cluster)
+                .map_err(|err| anyhow::anyhow!("{err} ({})", err.as_str()))?;
+            print!("{}", chaos::catalogue::listing(&entries));
+            let refused = entries.iter().filter(|e| e.drill.is_err()).count();
+            Ok(if refused == 0 { 0 } else { EXIT_REFUSED })
+        }
+        ChaosCommand::Check(args) => {
+            let cluster = cluster(&args.cluster, config)?;
+            match Drill::load(&args.drill, &cluster) {
+                Ok(drill) => {
+                    print!("{}", describe(&drill));
+                    Ok(0)
+                }
+                Err(errors) => {
+                    eprintln!("{}: refused:", args.drill.display());
+                    for error in &errors.0 {
+                        eprintln!("  {error}");
+                    }
+                    Ok(EXIT_REFUSED)
+                }
+            }
+        }
+    }
+}
+
+/// The cluster drills are checked against: the given `cluster.json`, the
+/// dev cluster's own one if it runs, else the configured dev regions.
+fn cluster(args: &ChaosClusterArgs, config: &Config) -> anyhow::Result<Cluster> {
+    let privilege = if nix::unistd::geteuid().is_root() {
+        Privilege::Root
+    } else {
+        Privilege::Unprivileged
+    };
+    let default = config.data_dir.join("cluster.json");
+    let path = match &args.cluster {
+        Some(path) => Some(path.clone()),
+        None => default.exists().then_some(default),
+    };
+    match path {
+        Some(path) => from_file(&path, privilege),
+        None => {
+            let regions: Vec<&str> = config.dev.regions.iter().map(String::as_str).collect();
+            Cluster::new(&regions, privilege)
+                .map_err(|err| anyhow::anyhow!("dev.regions: {err} ({})", err.as_str()))
+        }
+    }
+}
+
+fn from_file(path: &Path, privilege: Privilege) -> anyhow::Result<Cluster> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    Cluster::from_cluster_json(&text, privilege)
+        .map_err(|err| anyhow::anyhow!("{}: {err} ({})", path.display(), err.as_str()))
+}
+
+/// A valid drill in words: what it claims and what it will do when.
+fn describe(drill: &Drill) -> String {
+    let mut out = format!(
+        "{}: {}\nhypothesis: {}\nduration {} s, settle {} s, recovery bound {} s{}\n",
+        drill.name(),
+        drill.title(),
+        drill.hypothesis(),
+        drill.duration_ms() / 1000,
+        drill.settle_ms() / 1000,
+        drill.recovery_bound_ms() / 1000,
+        if drill.needs_root() {
+            ", needs root"
+        } else {
+            ""
+        },
+    );
+    let label = |id: u32| {
+        drill
+            .faults()
+            .iter()
+            .find(|fault| fault.id == id)
+            .map_or_else(|| format!("fault {id}"), chaos::drill::Fault::label)
+    };
+    for step in Plan::new(drill).steps() {
+        let what = match step.action {
+            Action::StartWorkload => "start the workload and the probes".to_owned(),
+            Action::Apply(id) => format!("apply {}", label(id)),
+            Action::Heal(id) => format!("heal {}", label(id)),
+            Action::StopWorkload => "stop the workload".to_owned(),
+            Action::Check => "check that nothing acknowledged was lost".to_owned(),
+        };
+        out.push_str(&format!(
+            "  {:>7.1} s  {what}\n",
+            step.at_ms as f64 / 1000.0
+        ));
+    }
+    out
+}
