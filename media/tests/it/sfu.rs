@@ -1,0 +1,310 @@
+//! The SFU against webrtc-crate clients over loopback: forwarding, server
+//! mute, who may publish, bad input and limits at their edge, cleanup.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use media::signal::ClientSignal;
+use media::{MediaErrorCode, MediaRole, Sfu, SfuConfig};
+
+use crate::client::{candidate, test_config, Client, WAIT};
+
+fn sfu(config: SfuConfig) -> Result<Sfu> {
+    Sfu::new(config).map_err(|err| anyhow!("sfu: {err}"))
+}
+
+/// Polls `check` on a bounded schedule: for state the SFU changes from its
+/// own tasks (removal), which has no event to wait on from outside.
+async fn eventually(what: &str, check: impl Fn() -> bool) -> Result<()> {
+    tokio::time::timeout(WAIT, async {
+        while !check() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .with_context(|| format!("{what} did not happen within {WAIT:?}"))
+}
+
+fn dropped(sfu: &Sfu, reason: &str) -> u64 {
+    sfu.metrics()
+        .dropped_packets
+        .with_label_values(&[reason])
+        .get()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instructor_is_heard_and_a_server_mute_stops_a_learner_at_once() -> Result<()> {
+    let sfu = sfu(test_config())?;
+    let mut teacher = Client::join(&sfu, "teacher", "class-1", MediaRole::Instructor).await?;
+    teacher.add_transceivers(true, 2).await?;
+    teacher.negotiate(&sfu).await??;
+    let mut learner = Client::join(&sfu, "learner", "class-1", MediaRole::Learner).await?;
+
+    // A learner not allowed to speak cannot publish, and stays a listener.
+    learner.add_transceivers(true, 2).await?;
+    let refused = learner
+        .negotiate(&sfu)
+        .await?
+        .expect_err("a learner may not publish yet");
+    assert_eq!(refused.code(), MediaErrorCode::PublishNotAllowed);
+    assert_eq!(sfu.peer_count(), 2, "the refusal left the peer in place");
+
+    // The instructor allows her; now her offer with a microphone passes.
+    sfu.handle(
+        "teacher",
+        ClientSignal::AllowToSpeak {
+            peer: "learner".into(),
+            allowed: true,
+        },
+    )
+    .await?;
+    learner.negotiate(&sfu).await??;
+    let state = learner
+        .wait_state(|s| {
+            s.peers
+                .iter()
+                .any(|p| p.peer == "teacher" && p.slot.is_some())
+        })
+        .await?;
+    assert!(state
+        .peers
+        .iter()
+        .any(|p| p.peer == "learner" && p.may_publish));
+
+    // Both talk; each hears the other (never itself: one slot each).
+    teacher.start_talking();
+    learner.start_talking();
+    learner.wait_heard(25).await?;
+    teacher.wait_heard(25).await?;
+    assert!(sfu.metrics().forwarded_packets.get() >= 50);
+    assert_eq!(sfu.metrics().published_tracks.get(), 2);
+
+    // A learner cannot mute others.
+    let err = sfu
+        .handle(
+            "learner",
+            ClientSignal::MutePeer {
+                peer: "teacher".into(),
+                muted: true,
+            },
+        )
+        .await;
+    assert_eq!(
+        err.map_err(|e| e.code()),
+        Err(MediaErrorCode::NotInstructor)
+    );
+
+    // Server mute: forwarding stops at the next packet.
+    sfu.handle(
+        "teacher",
+        ClientSignal::MutePeer {
+            peer: "learner".into(),
+            muted: true,
+        },
+    )
+    .await?;
+    let at_mute = teacher.heard_now();
+    let muted_before = dropped(&sfu, "muted");
+    eventually("25 muted packets dropped", || {
+        dropped(&sfu, "muted") >= muted_before + 25
+    })
+    .await?;
+    // At most the packets already in flight when the mute landed.
+    assert!(
+        teacher.heard_now() <= at_mute + 3,
+        "heard {} after the mute at {at_mute}",
+        teacher.heard_now()
+    );
+    // She cannot unmute herself past the server mute.
+    let err = sfu
+        .handle("learner", ClientSignal::SetMuted { muted: false })
+        .await;
+    assert_eq!(err.map_err(|e| e.code()), Err(MediaErrorCode::ServerMuted));
+    // The instructor was heard all along.
+    let learner_heard = learner.heard_now();
+    learner.wait_heard(learner_heard + 10).await?;
+
+    // Lifting the mute lets her through again.
+    sfu.handle(
+        "teacher",
+        ClientSignal::MutePeer {
+            peer: "learner".into(),
+            muted: false,
+        },
+    )
+    .await?;
+    let now = teacher.heard_now();
+    teacher.wait_heard(now + 10).await?;
+
+    sfu.leave("learner").await;
+    sfu.leave("teacher").await;
+    assert_eq!((sfu.peer_count(), sfu.room_count()), (0, 0));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_its_code_and_leaves_the_peer_working() -> Result<()> {
+    let config = SfuConfig {
+        offers_per_window_max: 4,
+        offer_window_ms: 3_600_000,
+        ..test_config()
+    };
+    let sfu = sfu(config)?;
+    let mut teacher = Client::join(&sfu, "teacher", "class-2", MediaRole::Instructor).await?;
+    teacher.add_transceivers(true, 1).await?;
+    let mut listener = Client::join(&sfu, "listener", "class-2", MediaRole::Learner).await?;
+    listener.add_transceivers(false, 1).await?;
+    teacher.negotiate(&sfu).await??; // offer 1 of 4
+    listener.negotiate(&sfu).await??;
+    teacher.start_talking();
+    listener.wait_heard(10).await?;
+
+    let check = |result: Result<Option<media::ServerSignal>, media::MediaError>,
+                 code: MediaErrorCode| {
+        assert_eq!(result.map(|_| ()).map_err(|e| e.code()), Err(code));
+    };
+    let offer = |sdp: &str| ClientSignal::Offer {
+        sdp: sdp.to_owned(),
+    };
+    check(
+        sfu.handle("teacher", offer("not sdp at all")).await,
+        MediaErrorCode::MalformedSdp,
+    ); // 2
+    check(
+        sfu.handle("teacher", offer("v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\n")).await,
+        MediaErrorCode::UnsupportedMedia,
+    ); // 3
+    check(
+        sfu.handle(
+            "nobody",
+            candidate("candidate:1 1 udp 1 192.0.2.9 9 typ host"),
+        )
+        .await,
+        MediaErrorCode::UnknownPeer,
+    );
+    check(
+        sfu.handle("teacher", candidate("not a candidate")).await,
+        MediaErrorCode::MalformedCandidate,
+    );
+    check(
+        sfu.handle(
+            "teacher",
+            candidate(&"x".repeat(media::signal::CANDIDATE_BYTES_MAX + 1)),
+        )
+        .await,
+        MediaErrorCode::MalformedCandidate,
+    );
+    check(
+        sfu.handle("teacher", ClientSignal::Answer { sdp: "v=0".into() })
+            .await,
+        MediaErrorCode::UnexpectedAnswer,
+    );
+    check(
+        sfu.handle(
+            "teacher",
+            ClientSignal::MutePeer {
+                peer: "nobody".into(),
+                muted: true,
+            },
+        )
+        .await,
+        MediaErrorCode::UnknownPeer,
+    );
+    // offers_per_window_max (4) at its edge: the fourth passes the flood
+    // check (and is malformed), the fifth is a flood.
+    check(
+        sfu.handle("teacher", offer("still not sdp")).await,
+        MediaErrorCode::MalformedSdp,
+    ); // 4
+    check(
+        sfu.handle("teacher", offer("still not sdp")).await,
+        MediaErrorCode::RenegotiationFlood,
+    ); // 5
+
+    // The audio never stopped, and the room is as it was.
+    let heard = listener.heard_now();
+    listener.wait_heard(heard + 10).await?;
+    assert_eq!(sfu.peer_count(), 2);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_hold_at_their_edge() -> Result<()> {
+    // peers_per_edge_max = 2: the third join is refused until one leaves.
+    let config = SfuConfig {
+        peers_per_edge_max: 2,
+        publishers_per_room_max: 1,
+        tracks_per_peer_max: 2,
+        ..test_config()
+    };
+    let sfu = sfu(config)?;
+    let first = Client::join(&sfu, "a", "room", MediaRole::Instructor).await?;
+    let second = Client::join(&sfu, "b", "room", MediaRole::Instructor).await?;
+    let third = Client::join(&sfu, "c", "room", MediaRole::Learner).await;
+    let err = third.err().context("a third peer must be refused")?;
+    assert!(err.to_string().contains("too_many_peers"), "{err}");
+    let again = Client::join(&sfu, "a", "other", MediaRole::Learner)
+        .await
+        .err()
+        .context("a duplicate id")?;
+    assert!(
+        again.to_string().contains("too_many_peers") || again.to_string().contains("peer_exists"),
+        "{again}"
+    );
+
+    // publishers_per_room_max = 1: the second publisher is refused.
+    first.add_transceivers(true, 1).await?;
+    first.negotiate(&sfu).await??;
+    second.add_transceivers(true, 1).await?;
+    let refused = second
+        .negotiate(&sfu)
+        .await?
+        .expect_err("one publisher only");
+    assert_eq!(refused.code(), MediaErrorCode::TooManyPublishers);
+    // tracks_per_peer_max = 2: a third audio m-line is too many.
+    second.add_transceivers(false, 1).await?;
+    let refused = second.negotiate(&sfu).await?.expect_err("three tracks");
+    assert_eq!(refused.code(), MediaErrorCode::TooManyTracks);
+
+    // When the publisher leaves, its slot and peer are free again.
+    sfu.leave("a").await;
+    drop(first);
+    let state = sfu.media_state("room").context("room b is in")?;
+    assert!(state.peers.iter().all(|p| p.slot.is_none()));
+    let _third = Client::join(&sfu, "c", "room", MediaRole::Learner).await?;
+    assert_eq!(sfu.peer_count(), 2);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_that_never_connect_or_close_are_removed() -> Result<()> {
+    let config = SfuConfig {
+        connect_timeout_ms: 300,
+        ..test_config()
+    };
+    let sfu = sfu(config)?;
+    // Joined, never offered: removed after connect_timeout_ms.
+    let _silent = Client::join(&sfu, "silent", "room", MediaRole::Learner).await?;
+    assert_eq!(sfu.peer_count(), 1);
+    eventually("the silent peer is removed", || sfu.peer_count() == 0).await?;
+    assert_eq!(sfu.room_count(), 0);
+    assert_eq!(sfu.metrics().peers_reaped.get(), 1);
+
+    // Connected, then its connection closes: removed, its slot freed.
+    let mut teacher = Client::join(&sfu, "teacher", "room", MediaRole::Instructor).await?;
+    teacher.add_transceivers(true, 1).await?;
+    teacher.negotiate(&sfu).await??;
+    let mut listener = Client::join(&sfu, "listener", "room", MediaRole::Learner).await?;
+    listener.add_transceivers(false, 1).await?;
+    listener.negotiate(&sfu).await??;
+    teacher.start_talking();
+    listener.wait_heard(5).await?;
+    teacher.pc.close().await?;
+    eventually("the closed peer is removed", || sfu.peer_count() == 1).await?;
+    listener.wait_state(|s| s.peers.len() == 1).await?;
+    eventually("its track ends", || {
+        sfu.metrics().published_tracks.get() == 0
+    })
+    .await?;
+    Ok(())
+}
