@@ -275,6 +275,11 @@ mod tests {
             panic!("not a candidate: {frame:?}");
         };
         assert_eq!(candidate.sdp_mid.as_deref(), Some("0"));
+        let schema = serde_json::to_value(schemars::schema_for!(ClientSignal)).expect("a schema");
+        assert!(
+            schema.to_string().contains("allow_to_speak"),
+            "the schema names every frame"
+        );
         let unknown = serde_json::from_str::<ClientSignal>(r#"{"type":"offer","sdp":"v=0","x":1}"#);
         assert!(unknown.is_err(), "unknown fields are refused");
     }

@@ -246,7 +246,7 @@ impl Client {
     }
 
     /// Waits until this client has heard `at_least` packets in all.
-    pub async fn wait_heard(&mut self, at_least: u64) -> Result<u64> {
+    pub async fn wait_heard(&self, at_least: u64) -> Result<u64> {
         let mut heard = self.heard.clone();
         let waited = tokio::time::timeout(WAIT, heard.wait_for(|n| *n >= at_least)).await;
         match waited {

@@ -61,9 +61,8 @@ async fn an_instructor_is_heard_and_a_server_mute_stops_a_learner_at_once() -> R
     learner.negotiate(&sfu).await??;
     let state = learner
         .wait_state(|s| {
-            s.peers
-                .iter()
-                .any(|p| p.peer == "teacher" && p.slot.is_some())
+            let publishing = |id: &str| s.peers.iter().any(|p| p.peer == id && p.slot.is_some());
+            publishing("teacher") && publishing("learner")
         })
         .await?;
     assert!(state
@@ -109,9 +108,10 @@ async fn an_instructor_is_heard_and_a_server_mute_stops_a_learner_at_once() -> R
         dropped(&sfu, "muted") >= muted_before + 25
     })
     .await?;
-    // At most the packets already in flight when the mute landed.
+    // At most the packets already in flight when the mute landed (200 ms
+    // of them, for a loaded machine), against 25 dropped since.
     assert!(
-        teacher.heard_now() <= at_mute + 3,
+        teacher.heard_now() <= at_mute + 10,
         "heard {} after the mute at {at_mute}",
         teacher.heard_now()
     );
@@ -152,7 +152,7 @@ async fn bad_input_gets_its_code_and_leaves_the_peer_working() -> Result<()> {
     let sfu = sfu(config)?;
     let mut teacher = Client::join(&sfu, "teacher", "class-2", MediaRole::Instructor).await?;
     teacher.add_transceivers(true, 1).await?;
-    let mut listener = Client::join(&sfu, "listener", "class-2", MediaRole::Learner).await?;
+    let listener = Client::join(&sfu, "listener", "class-2", MediaRole::Learner).await?;
     listener.add_transceivers(false, 1).await?;
     teacher.negotiate(&sfu).await??; // offer 1 of 4
     listener.negotiate(&sfu).await??;
@@ -306,5 +306,74 @@ async fn peers_that_never_connect_or_close_are_removed() -> Result<()> {
         sfu.metrics().published_tracks.get() == 0
     })
     .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_over_its_packet_rate_is_cut_to_the_rate() -> Result<()> {
+    // publisher_packets_per_second_max = 10 against a 50 packets/s talker.
+    let config = SfuConfig {
+        publisher_packets_per_second_max: 10,
+        ..test_config()
+    };
+    let sfu = sfu(config)?;
+    let mut teacher = Client::join(&sfu, "teacher", "room", MediaRole::Instructor).await?;
+    teacher.add_transceivers(true, 0).await?;
+    teacher.negotiate(&sfu).await??;
+    let listener = Client::join(&sfu, "listener", "room", MediaRole::Learner).await?;
+    listener.add_transceivers(false, 1).await?;
+    listener.negotiate(&sfu).await??;
+    let started = tokio::time::Instant::now();
+    teacher.start_talking();
+    listener.wait_heard(5).await?;
+    eventually("80 packets dropped for rate", || {
+        dropped(&sfu, "rate") >= 80
+    })
+    .await?;
+    let seconds = started.elapsed().as_secs() + 1;
+    let forwarded = sfu.metrics().forwarded_packets.get();
+    assert!(
+        forwarded <= 10 * seconds,
+        "{forwarded} forwarded in under {seconds} s"
+    );
+    assert!(listener.heard_now() <= forwarded);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_cannot_keep_up_with_its_frames_is_removed() -> Result<()> {
+    // outbound_frames_max = 2: every join and removal sends the room's media
+    // state to each member; nobody reads here except `a`, once.
+    let config = SfuConfig {
+        outbound_frames_max: 2,
+        ..test_config()
+    };
+    let sfu = sfu(config)?;
+    let join = |peer: &str| media::JoinRequest {
+        peer: peer.into(),
+        room: "room".into(),
+        role: MediaRole::Learner,
+    };
+    let drain = |link: &mut media::PeerLink| while link.signals.try_recv().is_ok() {};
+    let mut a = sfu.join(join("a")).await?;
+    drain(&mut a);
+    let mut b = sfu.join(join("b")).await?;
+    drain(&mut a);
+    let mut c = sfu.join(join("c")).await?;
+    // At the edge: `b` holds exactly two frames and stays.
+    assert_eq!(sfu.peer_count(), 3);
+    drain(&mut a);
+    drain(&mut c);
+    let _d = sfu.join(join("d")).await?;
+    // The third frame for `b` removed it; the others hold two each.
+    assert_eq!(sfu.peer_count(), 3);
+    let state = sfu.media_state("room").context("room")?;
+    assert!(state.peers.iter().all(|p| p.peer != "b"), "{state:?}");
+    assert_eq!(sfu.metrics().peers_reaped.get(), 1);
+    let mut frames = 0;
+    while b.signals.recv().await.is_some() {
+        frames += 1;
+    }
+    assert_eq!(frames, 2, "b's queue ends after the frames it held");
     Ok(())
 }
