@@ -2,6 +2,7 @@
 //! microphone and listening slots, sends synthetic Opus at 20 ms pacing and
 //! counts the packets it hears. Waits are bounded and event-driven.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,8 @@ use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::APIBuilder;
 use webrtc::ice::mdns::MulticastDnsMode;
 use webrtc::ice::network_type::NetworkType;
+use webrtc::ice::udp_mux::{UDPMuxDefault, UDPMuxParams};
+use webrtc::ice::udp_network::UDPNetwork;
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
 use webrtc::interceptor::registry::Registry;
 use webrtc::peer_connection::configuration::RTCConfiguration;
@@ -28,6 +31,8 @@ use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirecti
 use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::{TrackLocal, TrackLocalWriter};
+
+use crate::vanish::CuttableSocket;
 
 /// How long any one wait in these tests may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -66,6 +71,18 @@ pub fn test_config() -> media::SfuConfig {
 impl Client {
     /// Joins `room` and builds the client's connection (no offer yet).
     pub async fn join(sfu: &Sfu, id: &str, room: &str, role: MediaRole) -> Result<Self> {
+        Self::join_with(sfu, id, room, role, None).await
+    }
+
+    /// Joins as `join` does; with `cut`, all ICE traffic goes through one
+    /// UDP socket that setting `cut` silences (a client that vanishes).
+    pub async fn join_with(
+        sfu: &Sfu,
+        id: &str,
+        room: &str,
+        role: MediaRole,
+        cut: Option<Arc<AtomicBool>>,
+    ) -> Result<Self> {
         let mut link = sfu
             .join(JoinRequest {
                 peer: id.to_owned(),
@@ -81,6 +98,12 @@ impl Client {
         settings.set_include_loopback_candidate(true);
         settings.set_network_types(vec![NetworkType::Udp4]);
         settings.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
+        if let Some(cut) = cut {
+            let socket = CuttableSocket::bind(cut).await?;
+            settings.set_udp_network(UDPNetwork::Muxed(UDPMuxDefault::new(UDPMuxParams::new(
+                socket,
+            ))));
+        }
         let api = APIBuilder::new()
             .with_media_engine(engine)
             .with_interceptor_registry(registry)

@@ -5,3 +5,4 @@
 mod chromium;
 mod client;
 mod sfu;
+mod vanish;

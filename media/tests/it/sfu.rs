@@ -1,6 +1,8 @@
 //! The SFU against webrtc-crate clients over loopback: forwarding, server
 //! mute, who may publish, bad input and limits at their edge, cleanup.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
@@ -375,5 +377,52 @@ async fn a_peer_that_cannot_keep_up_with_its_frames_is_removed() -> Result<()> {
         frames += 1;
     }
     assert_eq!(frames, 2, "b's queue ends after the frames it held");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_vanishes_is_removed_within_the_ice_timeouts() -> Result<()> {
+    let config = SfuConfig {
+        ice_disconnected_timeout_ms: 500,
+        ice_failed_timeout_ms: 500,
+        ..test_config()
+    };
+    // The ICE timeouts plus keepalive and scheduling slack on a loaded machine.
+    let bound =
+        Duration::from_millis(config.ice_disconnected_timeout_ms + config.ice_failed_timeout_ms)
+            + Duration::from_secs(5);
+    let sfu = sfu(config)?;
+    let mut teacher = Client::join(&sfu, "teacher", "room", MediaRole::Instructor).await?;
+    teacher.add_transceivers(true, 0).await?;
+    teacher.negotiate(&sfu).await??;
+    let cut = Arc::new(AtomicBool::new(false));
+    let learner = Client::join_with(
+        &sfu,
+        "learner",
+        "room",
+        MediaRole::Learner,
+        Some(Arc::clone(&cut)),
+    )
+    .await?;
+    learner.add_transceivers(false, 1).await?;
+    learner.negotiate(&sfu).await??;
+    teacher.start_talking();
+    learner.wait_heard(10).await?;
+
+    // The learner's network goes away: no goodbye, no DTLS close.
+    cut.store(true, Ordering::Release);
+    let cut_at = tokio::time::Instant::now();
+    eventually("the vanished peer is removed", || sfu.peer_count() == 1).await?;
+    let took = cut_at.elapsed();
+    assert!(took <= bound, "removed after {took:?}, bound {bound:?}");
+    // Not before ICE could have noticed: it was the timeouts that removed it.
+    assert!(
+        took >= Duration::from_millis(500),
+        "removed after only {took:?}"
+    );
+    eprintln!("vanished peer removed after {took:?}");
+    assert_eq!(sfu.metrics().peers_reaped.get(), 1);
+    let state = sfu.media_state("room").context("room")?;
+    assert_eq!(state.peers.len(), 1);
     Ok(())
 }
