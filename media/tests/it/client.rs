@@ -22,6 +22,7 @@ use webrtc::ice::udp_network::UDPNetwork;
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
 use webrtc::interceptor::registry::Registry;
 use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::peer_connection::offer_answer_options::RTCOfferOptions;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtp::header::Header;
@@ -205,8 +206,8 @@ impl Client {
     }
 
     /// Makes an offer with every candidate in it (the client does not trickle).
-    pub async fn make_offer(&self) -> Result<String> {
-        let offer = self.pc.create_offer(None).await?;
+    async fn make_offer_with(&self, options: Option<RTCOfferOptions>) -> Result<String> {
+        let offer = self.pc.create_offer(options).await?;
         let mut gathered = self.pc.gathering_complete_promise().await;
         self.pc.set_local_description(offer).await?;
         tokio::time::timeout(WAIT, gathered.recv())
@@ -222,7 +223,25 @@ impl Client {
 
     /// Sends an offer; on an answer, applies it. The SFU's refusal is `Err(Ok(e))`.
     pub async fn negotiate(&self, sfu: &Sfu) -> Result<std::result::Result<(), MediaError>> {
-        let sdp = self.make_offer().await?;
+        self.negotiate_with(sfu, None).await
+    }
+
+    /// Renegotiates with new ICE credentials, as `pc.restartIce()` does
+    /// after a network change.
+    pub async fn restart_ice(&self, sfu: &Sfu) -> Result<std::result::Result<(), MediaError>> {
+        let options = RTCOfferOptions {
+            ice_restart: true,
+            ..Default::default()
+        };
+        self.negotiate_with(sfu, Some(options)).await
+    }
+
+    async fn negotiate_with(
+        &self,
+        sfu: &Sfu,
+        options: Option<RTCOfferOptions>,
+    ) -> Result<std::result::Result<(), MediaError>> {
+        let sdp = self.make_offer_with(options).await?;
         match sfu.handle(&self.id, ClientSignal::Offer { sdp }).await {
             Ok(Some(ServerSignal::Answer { sdp })) => {
                 self.pc

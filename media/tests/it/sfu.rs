@@ -426,3 +426,44 @@ async fn a_peer_that_vanishes_is_removed_within_the_ice_timeouts() -> Result<()>
     assert_eq!(state.peers.len(), 1);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ice_restart_from_the_browser_keeps_the_audio() -> Result<()> {
+    let sfu = sfu(test_config())?;
+    let mut teacher = Client::join(&sfu, "teacher", "room", MediaRole::Instructor).await?;
+    teacher.add_transceivers(true, 0).await?;
+    teacher.negotiate(&sfu).await??;
+    let listener = Client::join(&sfu, "listener", "room", MediaRole::Learner).await?;
+    listener.add_transceivers(false, 1).await?;
+    listener.negotiate(&sfu).await??;
+    teacher.start_talking();
+    listener.wait_heard(10).await?;
+
+    let ufrag = |sdp: &str| {
+        sdp.lines()
+            .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+            .map(str::to_owned)
+    };
+    let before = listener
+        .pc
+        .remote_description()
+        .await
+        .context("answer")?
+        .sdp;
+    listener.restart_ice(&sfu).await??;
+    let after = listener
+        .pc
+        .remote_description()
+        .await
+        .context("answer")?
+        .sdp;
+    assert_ne!(
+        ufrag(&before),
+        ufrag(&after),
+        "the server answered with new ICE credentials"
+    );
+    let heard = listener.heard_now();
+    listener.wait_heard(heard + 25).await?;
+    assert_eq!(sfu.peer_count(), 2);
+    Ok(())
+}
