@@ -15,6 +15,10 @@
 //! mute, self mute) held in atomics, so a server mute stops forwarding at the
 //! next packet, and a peer cannot lift a server mute.
 //!
+//! **Rooms follow breakouts.** `move_peer` moves a peer between rooms (a
+//! class and its breakout rooms); forwarding looks the room up on every
+//! packet, so audio follows the move at once.
+//!
 //! **Bounded.** Peers per edge (a semaphore), publishers per room (slots),
 //! tracks per peer and offers per window (checked on every offer), packets
 //! per second per publisher (dropped and counted), server frames queued per
@@ -358,6 +362,60 @@ impl Sfu {
         if let Some(pc) = pc {
             close(pc).await;
         }
+    }
+
+    /// Moves a peer to another room, as breakout rooms open and close: from
+    /// then on it hears only that room and is heard only there. A publisher
+    /// takes a free slot of the new room; when there is none it arrives as
+    /// a listener and may take one with its next offer. Both rooms get their
+    /// new media state. Moving to the room it is in does nothing.
+    ///
+    /// # Errors
+    /// `bad_id`, `unknown_peer`.
+    pub fn move_peer(&self, peer: &str, room: &str) -> Result<(), MediaError> {
+        check_id("room", room)?;
+        let mut state = lock(&self.inner.state);
+        let state = &mut *state;
+        let old = state
+            .peers
+            .get(peer)
+            .ok_or_else(|| unknown_peer(peer))?
+            .room
+            .clone();
+        if old == room {
+            return Ok(());
+        }
+        let was_publishing = release_slot(state, peer);
+        let old_now_empty = state.rooms.get_mut(&old).is_some_and(|r| {
+            r.members.remove(peer);
+            r.members.is_empty()
+        });
+        if old_now_empty {
+            state.rooms.remove(&old);
+        }
+        let slots = usize::from(self.inner.config.publishers_per_room_max);
+        let target = state.rooms.entry(room.to_owned()).or_insert_with(|| Room {
+            members: BTreeSet::new(),
+            slots: vec![None; slots],
+        });
+        target.members.insert(peer.to_owned());
+        let mut slot = None;
+        if was_publishing {
+            if let Some(free) = target.slots.iter().position(Option::is_none) {
+                target.slots[free] = Some(peer.to_owned());
+                // Slots are indexed by u8: publishers_per_room_max is a u8.
+                slot = Some(free as u8);
+            }
+        }
+        if let Some(entry) = state.peers.get_mut(peer) {
+            entry.room = room.to_owned();
+            entry.slot = slot;
+        }
+        if !old_now_empty {
+            broadcast_state(&self.inner, state, &old);
+        }
+        broadcast_state(&self.inner, state, room);
+        Ok(())
     }
 
     /// Handles one media frame from `peer`. Returns the frame to answer with

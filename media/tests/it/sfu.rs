@@ -467,3 +467,63 @@ async fn an_ice_restart_from_the_browser_keeps_the_audio() -> Result<()> {
     assert_eq!(sfu.peer_count(), 2);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_stays_inside_each_breakout_room() -> Result<()> {
+    let sfu = sfu(test_config())?;
+    let mut teacher = Client::join(&sfu, "teacher", "class", MediaRole::Instructor).await?;
+    teacher.add_transceivers(true, 2).await?;
+    teacher.negotiate(&sfu).await??;
+    let mut one = Client::join(&sfu, "one", "class", MediaRole::Learner).await?;
+    sfu.handle(
+        "teacher",
+        ClientSignal::AllowToSpeak {
+            peer: "one".into(),
+            allowed: true,
+        },
+    )
+    .await?;
+    one.add_transceivers(true, 2).await?;
+    one.negotiate(&sfu).await??;
+    let two = Client::join(&sfu, "two", "class", MediaRole::Learner).await?;
+    two.add_transceivers(false, 2).await?;
+    two.negotiate(&sfu).await??;
+
+    // Everyone hears the instructor in the main room.
+    teacher.start_talking();
+    one.wait_heard(10).await?;
+    two.wait_heard(10).await?;
+
+    // Breakouts open: one and two apart, the instructor visits room 1.
+    sfu.move_peer("one", "class/1")?;
+    sfu.move_peer("two", "class/2")?;
+    sfu.move_peer("teacher", "class/1")?;
+    let two_at_move = two.heard_now();
+    one.wait_state(|s| s.room == "class/1" && s.peers.len() == 2)
+        .await?;
+    one.start_talking();
+    let one_at_move = one.heard_now();
+    one.wait_heard(one_at_move + 25).await?;
+    teacher.wait_heard(25).await?;
+    // At most what was in flight at the move (200 ms on a loaded machine).
+    assert!(
+        two.heard_now() <= two_at_move + 10,
+        "room 2 heard room 1: {} after {two_at_move}",
+        two.heard_now()
+    );
+    assert!(sfu.media_state("class").is_none(), "the main room is empty");
+
+    // Breakouts end: everyone is back in the main room and hears it.
+    for peer in ["one", "two", "teacher"] {
+        sfu.move_peer(peer, "class")?;
+    }
+    let two_back = two.heard_now();
+    two.wait_heard(two_back + 50).await?;
+    let state = sfu.media_state("class").context("main room")?;
+    assert_eq!(state.peers.len(), 3);
+    assert_eq!(state.peers.iter().filter(|p| p.slot.is_some()).count(), 2);
+    assert_eq!(sfu.room_count(), 1);
+    let err = sfu.move_peer("nobody", "class").map_err(|e| e.code());
+    assert_eq!(err, Err(MediaErrorCode::UnknownPeer));
+    Ok(())
+}
