@@ -30,6 +30,8 @@ pub const CONNECT_TIMEOUT_MS: u64 = 15_000;
 pub const ICE_DISCONNECTED_TIMEOUT_MS: u64 = 5_000;
 /// Default for [`SfuConfig::ice_failed_timeout_ms`].
 pub const ICE_FAILED_TIMEOUT_MS: u64 = 10_000;
+/// Default for [`SfuConfig::active_speaker_interval_ms`].
+pub const ACTIVE_SPEAKER_INTERVAL_MS: u64 = 300;
 /// Default for [`SfuConfig::outbound_frames_max`].
 pub const OUTBOUND_FRAMES_MAX: usize = 256;
 
@@ -65,6 +67,9 @@ pub struct SfuConfig {
     /// Server frames queued for one peer's socket; a peer whose queue is
     /// full is too slow to follow and is removed.
     pub outbound_frames_max: usize,
+    /// How often each room's active speaker is chosen, in milliseconds; a
+    /// room gets at most one `active_speaker` frame per interval.
+    pub active_speaker_interval_ms: u64,
     /// Offer host candidates on loopback too (tests and one-machine dev
     /// clusters; off in production).
     pub loopback_candidates: bool,
@@ -83,6 +88,7 @@ impl Default for SfuConfig {
             ice_disconnected_timeout_ms: ICE_DISCONNECTED_TIMEOUT_MS,
             ice_failed_timeout_ms: ICE_FAILED_TIMEOUT_MS,
             outbound_frames_max: OUTBOUND_FRAMES_MAX,
+            active_speaker_interval_ms: ACTIVE_SPEAKER_INTERVAL_MS,
             loopback_candidates: false,
         }
     }
@@ -101,7 +107,11 @@ pub struct ConfigError {
 impl SfuConfig {
     /// Checks every setting; the SFU refuses to start with a bad one.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive: [(&'static str, u64); 9] = [
+        let positive: [(&'static str, u64); 10] = [
+            (
+                "active_speaker_interval_ms",
+                self.active_speaker_interval_ms,
+            ),
             ("peers_per_edge_max", u64::from(self.peers_per_edge_max)),
             (
                 "publishers_per_room_max",
@@ -149,6 +159,10 @@ impl SfuConfig {
 
     pub(crate) fn offer_window(&self) -> Duration {
         Duration::from_millis(self.offer_window_ms)
+    }
+
+    pub(crate) fn active_speaker_interval(&self) -> Duration {
+        Duration::from_millis(self.active_speaker_interval_ms)
     }
 
     pub(crate) fn connect_timeout(&self) -> Duration {

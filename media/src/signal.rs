@@ -130,6 +130,15 @@ pub enum ServerSignal {
     /// Who publishes and who is muted in the peer's room; sent on every
     /// change, and part of the class snapshot for a resumed client.
     MediaState(MediaState),
+    /// The room's loudest publisher changed (from the RFC 6464 audio level
+    /// its packets carry); at most one per room per
+    /// `active_speaker_interval_ms`.
+    ActiveSpeaker {
+        /// The room.
+        room: String,
+        /// The speaker, or `None` when nobody speaks.
+        peer: Option<String>,
+    },
     /// A refused frame; the connection and the class are unaffected.
     Error {
         /// The stable code.

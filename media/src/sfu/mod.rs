@@ -37,7 +37,7 @@ mod rewrite;
 mod window;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -57,10 +57,11 @@ use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::signaling_state::RTCSignalingState;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtp_transceiver::rtp_codec::{
-    RTCRtpCodecCapability, RTCRtpCodecParameters, RTPCodecType,
+    RTCRtpCodecCapability, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RTPCodecType,
 };
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
 use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
+use webrtc::sdp::extmap::AUDIO_LEVEL_URI;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::{TrackLocal, TrackLocalWriter};
 use webrtc::track::track_remote::TrackRemote;
@@ -81,6 +82,9 @@ use crate::signal::{
 const OPUS_PAYLOAD_TYPE: u8 = 111;
 /// How often ICE sends keepalives on an idle pair.
 const ICE_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+/// The quietest audio level (RFC 6464, in -dBov: 0 is loudest, 127 is
+/// silence) that counts as speaking for the active speaker.
+pub const SPEAKING_DBOV_MAX: u8 = 50;
 /// Size of the buffer an RTCP read of a sender uses (one MTU).
 const RTCP_READ_BYTES: usize = 1500;
 
@@ -130,6 +134,8 @@ struct Room {
     members: BTreeSet<String>,
     /// Slot `n` is published by this peer, if any.
     slots: Vec<Option<String>>,
+    /// The active speaker last announced to the room.
+    speaker: Option<String>,
 }
 
 struct Peer {
@@ -152,6 +158,9 @@ struct Control {
     server_muted: AtomicBool,
     self_muted: AtomicBool,
     connected: AtomicBool,
+    /// The loudest level forwarded since the last active-speaker round,
+    /// as `128 - dBov` (0: nothing heard); the round takes and resets it.
+    loudness: AtomicU32,
 }
 
 impl Control {
@@ -215,6 +224,15 @@ impl Sfu {
                 RTPCodecType::Audio,
             )
             .map_err(SfuStartError::Webrtc)?;
+        media
+            .register_header_extension(
+                RTCRtpHeaderExtensionCapability {
+                    uri: AUDIO_LEVEL_URI.to_owned(),
+                },
+                RTPCodecType::Audio,
+                None,
+            )
+            .map_err(SfuStartError::Webrtc)?;
         let registry = configure_rtcp_reports(Registry::new());
         let mut settings = SettingEngine::default();
         settings.set_ice_timeouts(
@@ -230,8 +248,10 @@ impl Sfu {
             .with_interceptor_registry(registry)
             .with_setting_engine(settings)
             .build();
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| SfuStartError::NoRuntime)?;
         let permits = Arc::new(Semaphore::new(config.peers_per_edge_max as usize));
-        Ok(Self {
+        let sfu = Self {
             inner: Arc::new(Inner {
                 api,
                 config,
@@ -240,7 +260,9 @@ impl Sfu {
                 generations: AtomicU64::new(0),
                 state: Mutex::new(State::default()),
             }),
-        })
+        };
+        runtime.spawn(active_speaker_rounds(Arc::downgrade(&sfu.inner)));
+        Ok(sfu)
     }
 
     /// The SFU's metrics (register them with `MediaMetrics::register`).
@@ -317,6 +339,7 @@ impl Sfu {
                     .or_insert_with(|| Room {
                         members: BTreeSet::new(),
                         slots: vec![None; slots],
+                        speaker: None,
                     });
                 room.members.insert(request.peer.clone());
                 state.peers.insert(
@@ -397,6 +420,7 @@ impl Sfu {
         let target = state.rooms.entry(room.to_owned()).or_insert_with(|| Room {
             members: BTreeSet::new(),
             slots: vec![None; slots],
+            speaker: None,
         });
         target.members.insert(peer.to_owned());
         let mut slot = None;
@@ -820,6 +844,9 @@ pub enum SfuStartError {
     /// The WebRTC stack refused its setup.
     #[error("webrtc setup failed: {0}")]
     Webrtc(webrtc::Error),
+    /// `Sfu::new` was called outside a tokio runtime.
+    #[error("the sfu needs a tokio runtime")]
+    NoRuntime,
 }
 
 fn opus_capability() -> RTCRtpCodecCapability {
@@ -925,21 +952,22 @@ fn media_state(state: &State, room: &str) -> Option<MediaState> {
     })
 }
 
-/// Sends the room's media state to each member; a member whose queue is
-/// full is removed (it cannot follow the room).
+/// Sends the room's media state to each member.
 fn broadcast_state(inner: &Inner, state: &mut State, room: &str) {
     let Some(snapshot) = media_state(state, room) else {
         return;
     };
+    send_to_room(inner, state, room, &ServerSignal::MediaState(snapshot));
+}
+
+/// Sends `frame` to each member of `room`; a member whose queue is full is
+/// removed (it cannot follow the room).
+fn send_to_room(inner: &Inner, state: &mut State, room: &str, frame: &ServerSignal) {
     let mut too_slow = Vec::new();
     if let Some(members) = state.rooms.get(room).map(|r| r.members.clone()) {
         for id in members {
             if let Some(peer) = state.peers.get(&id) {
-                if peer
-                    .outbound
-                    .try_send(ServerSignal::MediaState(snapshot.clone()))
-                    .is_err()
-                {
+                if peer.outbound.try_send(frame.clone()).is_err() {
                     too_slow.push(id);
                 }
             }
@@ -970,6 +998,12 @@ async fn forward(
     let metrics = inner.metrics.clone();
     drop(inner);
     let mut rate = Window::new(rate_max, Duration::from_secs(1), Instant::now());
+    let level_id = track
+        .params()
+        .header_extensions
+        .iter()
+        .find(|ext| ext.uri == AUDIO_LEVEL_URI)
+        .and_then(|ext| u8::try_from(ext.id).ok());
     let mut targets: Vec<Arc<SlotOut>> = Vec::new();
     while let Ok((packet, _)) = track.read_rtp().await {
         if !control.forwarding() {
@@ -979,6 +1013,15 @@ async fn forward(
         if !rate.allow(Instant::now()) {
             metrics.dropped_packets.with_label_values(&["rate"]).inc();
             continue;
+        }
+        if let Some(level) = level_id
+            .and_then(|id| packet.header.get_extension(id))
+            .and_then(|b| b.first().copied())
+        {
+            // RFC 6464: the low seven bits are the level in -dBov.
+            control
+                .loudness
+                .fetch_max(128 - u32::from(level & 0x7f), Ordering::AcqRel);
         }
         {
             let Some(inner) = weak.upgrade() else { break };
@@ -1016,4 +1059,54 @@ async fn forward(
     }
     targets.clear();
     metrics.published_tracks.dec();
+}
+
+/// Every `active_speaker_interval_ms`, announces each room's loudest
+/// publisher (louder than `SPEAKING_DBOV_MAX`), only when it changes: at
+/// most one frame per room per round. Ends with the SFU.
+async fn active_speaker_rounds(weak: Weak<Inner>) {
+    let Some(interval) = weak
+        .upgrade()
+        .map(|inner| inner.config.active_speaker_interval())
+    else {
+        return;
+    };
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = weak.upgrade() else { return };
+        let mut state = lock(&inner.state);
+        let state = &mut *state;
+        let mut changes = Vec::new();
+        for (name, room) in &state.rooms {
+            let mut best: Option<(&String, u32)> = None;
+            for member in &room.members {
+                let Some(peer) = state.peers.get(member) else {
+                    continue;
+                };
+                let loudness = peer.control.loudness.swap(0, Ordering::AcqRel);
+                let speaking = peer.slot.is_some()
+                    && peer.control.forwarding()
+                    && loudness >= 128 - u32::from(SPEAKING_DBOV_MAX);
+                if speaking && best.is_none_or(|(_, loudest)| loudness > loudest) {
+                    best = Some((member, loudness));
+                }
+            }
+            let speaker = best.map(|(peer, _)| peer.clone());
+            if speaker != room.speaker {
+                changes.push((name.clone(), speaker));
+            }
+        }
+        for (name, speaker) in changes {
+            if let Some(room) = state.rooms.get_mut(&name) {
+                room.speaker.clone_from(&speaker);
+            }
+            let frame = ServerSignal::ActiveSpeaker {
+                room: name.clone(),
+                peer: speaker,
+            };
+            send_to_room(&inner, state, &name, &frame);
+        }
+    }
 }

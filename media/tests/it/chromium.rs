@@ -3,7 +3,9 @@
 //! publishes its fake microphone (a sine WAV the test writes) on one peer
 //! connection and listens through the SFU on a second one. The page posts
 //! its `getStats()` summary back; the test asserts that `inbound-rtp` audio
-//! packets arrive at about the Opus frame rate and `totalAudioEnergy` grows.
+//! packets arrive at about the Opus frame rate and `totalAudioEnergy` grows,
+//! and that the SFU, reading the RFC 6464 audio level Chromium puts on its
+//! packets, announces the instructor as the active speaker.
 //!
 //! The test fails, never skips, when `/usr/bin/chromium` is missing
 //! (`scripts/services.sh chromium` installs it).
@@ -211,8 +213,9 @@ async fn chromium_publishes_and_hears_through_the_sfu() -> Result<()> {
             if packets > 0 && energy > 0.0 && first_energy.is_none() {
                 first_energy = Some(energy);
             }
+            let speaker = last["listener"]["speaker"].as_str() == Some("instructor");
             if let Some(first) = first_energy {
-                if packets >= PACKETS_WANTED && energy > first {
+                if packets >= PACKETS_WANTED && energy > first && speaker {
                     return Ok(last);
                 }
             }
@@ -256,6 +259,7 @@ const post = async (path, body) => {
   const r = await fetch(path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body ?? {}) });
   return r.json();
 };
+const speakers = {};
 const fail = (e) => post('/report', { error: String(e && e.stack || e) });
 async function connect(peer, role, mic, slots) {
   const joined = await post(`/join/${peer}?role=${role}`);
@@ -280,6 +284,7 @@ async function connect(peer, role, mic, slots) {
     for (;;) {
       for (const f of await post(`/poll/${peer}`)) {
         if (f.type === 'candidate') await pc.addIceCandidate(f.candidate);
+        if (f.type === 'active_speaker') speakers[peer] = f.peer;
       }
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -306,6 +311,7 @@ async function summary(pc, kind) {
       const now = performance.now();
       if (heard.packets > 0 && !start) start = { t: now, packets: heard.packets };
       heard.packetsPerSecond = start && now > start.t ? (heard.packets - start.packets) * 1000 / (now - start.t) : 0;
+      heard.speaker = speakers.learner ?? null;
       await post('/report', { publisher: await summary(publisher, 'outbound-rtp'), listener: heard });
     } catch (e) { fail(e); }
   }, 500);

@@ -2,7 +2,7 @@
 //! microphone and listening slots, sends synthetic Opus at 20 ms pacing and
 //! counts the packets it hears. Waits are bounded and event-driven.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,13 +25,18 @@ use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::offer_answer_options::RTCOfferOptions;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
+use webrtc::rtp::extension::audio_level_extension::AudioLevelExtension;
+use webrtc::rtp::extension::HeaderExtension;
 use webrtc::rtp::header::Header;
 use webrtc::rtp::packet::Packet;
-use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecCapability, RTPCodecType};
+use webrtc::rtp_transceiver::rtp_codec::{
+    RTCRtpCodecCapability, RTCRtpHeaderExtensionCapability, RTPCodecType,
+};
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
 use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
+use webrtc::sdp::extmap::AUDIO_LEVEL_URI;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
-use webrtc::track::track_local::{TrackLocal, TrackLocalWriter};
+use webrtc::track::track_local::TrackLocal;
 
 use crate::vanish::CuttableSocket;
 
@@ -50,6 +55,10 @@ pub struct Client {
     heard_tx: Arc<watch::Sender<u64>>,
     /// The last media state the SFU sent.
     pub state: watch::Receiver<Option<MediaState>>,
+    /// The last active speaker the SFU announced, and how many announcements.
+    pub speaker: watch::Receiver<(Option<String>, u32)>,
+    /// The RFC 6464 level the client's packets carry (-dBov; 127 is silence).
+    pub level: Arc<AtomicU8>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -94,6 +103,13 @@ impl Client {
             .map_err(|err| anyhow!("join {id}: {err}"))?;
         let mut engine = MediaEngine::default();
         engine.register_default_codecs()?;
+        engine.register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: AUDIO_LEVEL_URI.to_owned(),
+            },
+            RTPCodecType::Audio,
+            None,
+        )?;
         let registry = register_default_interceptors(Registry::new(), &mut engine)?;
         let mut settings = SettingEngine::default();
         settings.set_include_loopback_candidate(true);
@@ -137,6 +153,7 @@ impl Client {
             format!("stream-{id}"),
         ));
         let (state_tx, state) = watch::channel(None);
+        let (speaker_tx, speaker) = watch::channel((None, 0u32));
         // Server frames: media state now; candidates once the answer is set
         // (they are applied in order by this one task).
         let pump_pc = Arc::clone(&pc);
@@ -145,6 +162,12 @@ impl Client {
                 match frame {
                     ServerSignal::MediaState(state) => {
                         let _ = state_tx.send(Some(state));
+                    }
+                    ServerSignal::ActiveSpeaker { peer, .. } => {
+                        speaker_tx.send_modify(|(speaker, count)| {
+                            *speaker = peer;
+                            *count += 1;
+                        });
                     }
                     ServerSignal::Candidate { candidate } => {
                         // The answer may still be in flight: retry briefly.
@@ -174,6 +197,8 @@ impl Client {
             heard,
             heard_tx,
             state,
+            speaker,
+            level: Arc::new(AtomicU8::new(127)),
             tasks: vec![pump],
         })
     }
@@ -263,6 +288,7 @@ impl Client {
     /// Starts sending synthetic Opus at 20 ms pacing until the client drops.
     pub fn start_talking(&mut self) {
         let mic = Arc::clone(&self.mic);
+        let level = Arc::clone(&self.level);
         self.tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(20));
             let mut seq: u16 = 0;
@@ -280,7 +306,13 @@ impl Client {
                     },
                     payload: bytes::Bytes::from_static(&OPUS_SILENCE),
                 };
-                let _ = mic.write_rtp(&packet).await;
+                let level = AudioLevelExtension {
+                    level: level.load(Ordering::Acquire),
+                    voice: true,
+                };
+                let _ = mic
+                    .write_rtp_with_extensions(&packet, &[HeaderExtension::AudioLevel(level)])
+                    .await;
                 seq = seq.wrapping_add(1);
                 ts = ts.wrapping_add(960);
             }
@@ -304,6 +336,25 @@ impl Client {
     /// Packets heard so far.
     pub fn heard_now(&self) -> u64 {
         *self.heard_tx.borrow()
+    }
+
+    /// Waits until an announcement after the `after`-th names `peer` as the
+    /// active speaker; returns how many announcements this client has had.
+    pub async fn wait_speaker(&self, peer: Option<&str>, after: u32) -> Result<u32> {
+        let mut speaker = self.speaker.clone();
+        let waited = tokio::time::timeout(
+            WAIT,
+            speaker.wait_for(|(s, count)| *count > after && s.as_deref() == peer),
+        )
+        .await;
+        match waited {
+            Ok(Ok(got)) => Ok(got.1),
+            _ => bail!(
+                "{}: speaker never became {peer:?}; last {:?}",
+                self.id,
+                self.speaker.borrow()
+            ),
+        }
     }
 
     /// Waits until the SFU's media state satisfies `check`.

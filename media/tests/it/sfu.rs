@@ -527,3 +527,60 @@ async fn audio_stays_inside_each_breakout_room() -> Result<()> {
     assert_eq!(err, Err(MediaErrorCode::UnknownPeer));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_active_speaker_follows_the_audio_level_at_a_bounded_rate() -> Result<()> {
+    let config = SfuConfig {
+        active_speaker_interval_ms: 200,
+        ..test_config()
+    };
+    let interval = Duration::from_millis(config.active_speaker_interval_ms);
+    let sfu = sfu(config)?;
+    let mut teacher = Client::join(&sfu, "teacher", "room", MediaRole::Instructor).await?;
+    teacher.add_transceivers(true, 1).await?;
+    teacher.negotiate(&sfu).await??;
+    let mut learner = Client::join(&sfu, "learner", "room", MediaRole::Learner).await?;
+    sfu.handle(
+        "teacher",
+        ClientSignal::AllowToSpeak {
+            peer: "learner".into(),
+            allowed: true,
+        },
+    )
+    .await?;
+    learner.add_transceivers(true, 1).await?;
+    learner.negotiate(&sfu).await??;
+    let started = tokio::time::Instant::now();
+    // Both send; only the instructor is louder than SPEAKING_DBOV_MAX.
+    teacher.level.store(10, Ordering::Release);
+    teacher.start_talking();
+    learner.start_talking();
+    learner.wait_speaker(Some("teacher"), 0).await?;
+    // She falls quiet and the learner speaks up.
+    teacher.level.store(127, Ordering::Release);
+    learner
+        .level
+        .store(media::sfu::SPEAKING_DBOV_MAX, Ordering::Release);
+    let seen = teacher.wait_speaker(Some("learner"), 0).await?;
+    // A server mute takes the learner off the air: nobody speaks.
+    sfu.handle(
+        "teacher",
+        ClientSignal::MutePeer {
+            peer: "learner".into(),
+            muted: true,
+        },
+    )
+    .await?;
+    let announcements = teacher.wait_speaker(None, seen).await?;
+    // At most one announcement per interval (plus the first).
+    let rounds = u32::try_from(started.elapsed().as_millis() / interval.as_millis())? + 1;
+    assert!(
+        announcements <= rounds,
+        "{announcements} announcements in {rounds} rounds"
+    );
+    assert!(
+        announcements >= 3,
+        "teacher, learner, nobody: {announcements}"
+    );
+    Ok(())
+}
