@@ -98,6 +98,12 @@ pub enum ClientSignal {
         /// True to mute, false to lift the server mute.
         muted: bool,
     },
+    /// Instructor only: open or close the mic of the instructor's room, so
+    /// every learner there may publish without being allowed one by one.
+    SetOpenMic {
+        /// True to open.
+        open: bool,
+    },
     /// Instructor only: allow a learner to speak, or take it back.
     AllowToSpeak {
         /// The learner.
@@ -154,6 +160,8 @@ pub enum ServerSignal {
 pub struct MediaState {
     /// The room.
     pub room: String,
+    /// Every learner of the room may publish (an open-mic class or room).
+    pub open_mic: bool,
     /// Every peer in the room, sorted by id.
     pub peers: Vec<PeerMediaState>,
 }
@@ -166,7 +174,8 @@ pub struct PeerMediaState {
     pub peer: String,
     /// Instructor or learner.
     pub role: MediaRole,
-    /// May it publish now (instructors always; learners when allowed).
+    /// May it publish now (instructors always; learners when allowed or
+    /// when the room's mic is open).
     pub may_publish: bool,
     /// The listening slot its audio arrives on at every other peer: the
     /// n-th receive-only audio m-line of their offer. `None` when not

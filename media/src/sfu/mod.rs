@@ -11,9 +11,10 @@
 //! offer (it is the impolite side; see `signal`).
 //!
 //! **Who may publish.** An instructor always; a learner once an instructor
-//! allows it. Forwarding is gated per packet on three flags (allowed, server
-//! mute, self mute) held in atomics, so a server mute stops forwarding at the
-//! next packet, and a peer cannot lift a server mute.
+//! allows it, or while its room's mic is open. Forwarding is decided per
+//! packet from the peer's flags (allowed, server mute, self mute) and its
+//! room (open mic, members), so a server mute stops forwarding at the next
+//! packet, and a peer cannot lift a server mute.
 //!
 //! **Rooms follow breakouts.** `move_peer` moves a peer between rooms (a
 //! class and its breakout rooms); forwarding looks the room up on every
@@ -136,6 +137,8 @@ struct Room {
     slots: Vec<Option<String>>,
     /// The active speaker last announced to the room.
     speaker: Option<String>,
+    /// Every learner of the room may publish, without being allowed one by one.
+    open_mic: bool,
 }
 
 struct Peer {
@@ -164,8 +167,10 @@ struct Control {
 }
 
 impl Control {
-    fn forwarding(&self) -> bool {
-        self.may_publish.load(Ordering::Acquire)
+    /// Whether this peer's packets go on, in a room whose open mic is
+    /// `open_mic`.
+    fn forwarding(&self, open_mic: bool) -> bool {
+        (open_mic || self.may_publish.load(Ordering::Acquire))
             && !self.server_muted.load(Ordering::Acquire)
             && !self.self_muted.load(Ordering::Acquire)
     }
@@ -340,6 +345,7 @@ impl Sfu {
                         members: BTreeSet::new(),
                         slots: vec![None; slots],
                         speaker: None,
+                        open_mic: false,
                     });
                 room.members.insert(request.peer.clone());
                 state.peers.insert(
@@ -421,6 +427,7 @@ impl Sfu {
             members: BTreeSet::new(),
             slots: vec![None; slots],
             speaker: None,
+            open_mic: false,
         });
         target.members.insert(peer.to_owned());
         let mut slot = None;
@@ -469,6 +476,7 @@ impl Sfu {
                     Ok(())
                 })
                 .map(|()| None),
+            ClientSignal::SetOpenMic { open } => self.set_open_mic(peer, open).map(|()| None),
             ClientSignal::AllowToSpeak {
                 peer: target,
                 allowed,
@@ -515,7 +523,12 @@ impl Sfu {
                     "the server has an offer out; roll back and answer it",
                 ));
             }
-            if shape.sending > 0 && !entry.control.may_publish.load(Ordering::Acquire) {
+            let open_mic = state
+                .rooms
+                .get(&entry.room)
+                .is_some_and(|room| room.open_mic);
+            if shape.sending > 0 && !open_mic && !entry.control.may_publish.load(Ordering::Acquire)
+            {
                 return Err(MediaError::new(
                     MediaErrorCode::PublishNotAllowed,
                     "a learner publishes only when the instructor allows it",
@@ -702,6 +715,26 @@ impl Sfu {
         }
         entry.control.self_muted.store(muted, Ordering::Release);
         let room = entry.room.clone();
+        broadcast_state(&self.inner, &mut state, &room);
+        Ok(())
+    }
+
+    fn set_open_mic(&self, instructor: &str, open: bool) -> Result<(), MediaError> {
+        let mut state = lock(&self.inner.state);
+        let from = state
+            .peers
+            .get(instructor)
+            .ok_or_else(|| unknown_peer(instructor))?;
+        if from.role != MediaRole::Instructor {
+            return Err(MediaError::new(
+                MediaErrorCode::NotInstructor,
+                "only the instructor may do this",
+            ));
+        }
+        let room = from.room.clone();
+        if let Some(entry) = state.rooms.get_mut(&room) {
+            entry.open_mic = open;
+        }
         broadcast_state(&self.inner, &mut state, &room);
         Ok(())
     }
@@ -933,6 +966,7 @@ async fn reap(weak: &Weak<Inner>, peer: &str, generation: u64, why: &'static str
 }
 
 fn media_state(state: &State, room: &str) -> Option<MediaState> {
+    let open_mic = state.rooms.get(room)?.open_mic;
     let members = &state.rooms.get(room)?.members;
     let peers = members
         .iter()
@@ -940,7 +974,7 @@ fn media_state(state: &State, room: &str) -> Option<MediaState> {
         .map(|(id, peer)| PeerMediaState {
             peer: id.clone(),
             role: peer.role,
-            may_publish: peer.control.may_publish.load(Ordering::Acquire),
+            may_publish: open_mic || peer.control.may_publish.load(Ordering::Acquire),
             slot: peer.slot,
             server_muted: peer.control.server_muted.load(Ordering::Acquire),
             self_muted: peer.control.self_muted.load(Ordering::Acquire),
@@ -948,6 +982,7 @@ fn media_state(state: &State, room: &str) -> Option<MediaState> {
         .collect();
     Some(MediaState {
         room: room.to_owned(),
+        open_mic,
         peers,
     })
 }
@@ -1006,7 +1041,35 @@ async fn forward(
         .and_then(|ext| u8::try_from(ext.id).ok());
     let mut targets: Vec<Arc<SlotOut>> = Vec::new();
     while let Ok((packet, _)) = track.read_rtp().await {
-        if !control.forwarding() {
+        // Who hears this packet, decided under the lock: the room is read
+        // on every packet, so mutes and room moves apply at once.
+        let forwarding = {
+            let Some(inner) = weak.upgrade() else { break };
+            let state = lock(&inner.state);
+            targets.clear();
+            let Some(entry) = state
+                .peers
+                .get(&peer)
+                .filter(|entry| entry.generation == generation)
+            else {
+                break;
+            };
+            let room = state.rooms.get(&entry.room);
+            let forwarding = control.forwarding(room.is_some_and(|room| room.open_mic));
+            if let (true, Some(slot), Some(room)) = (forwarding, entry.slot, room) {
+                for member in room.members.iter().filter(|m| **m != peer) {
+                    if let Some(out) = state
+                        .peers
+                        .get(member)
+                        .and_then(|m| m.outs.get(usize::from(slot)))
+                    {
+                        targets.push(Arc::clone(out));
+                    }
+                }
+            }
+            forwarding
+        };
+        if !forwarding {
             metrics.dropped_packets.with_label_values(&["muted"]).inc();
             continue;
         }
@@ -1022,30 +1085,6 @@ async fn forward(
             control
                 .loudness
                 .fetch_max(128 - u32::from(level & 0x7f), Ordering::AcqRel);
-        }
-        {
-            let Some(inner) = weak.upgrade() else { break };
-            let state = lock(&inner.state);
-            targets.clear();
-            if let Some(entry) = state
-                .peers
-                .get(&peer)
-                .filter(|entry| entry.generation == generation)
-            {
-                if let (Some(slot), Some(room)) = (entry.slot, state.rooms.get(&entry.room)) {
-                    for member in room.members.iter().filter(|m| **m != peer) {
-                        if let Some(out) = state
-                            .peers
-                            .get(member)
-                            .and_then(|m| m.outs.get(usize::from(slot)))
-                        {
-                            targets.push(Arc::clone(out));
-                        }
-                    }
-                }
-            } else {
-                break;
-            }
         }
         for out in &targets {
             let mut copy = packet.clone();
@@ -1087,7 +1126,7 @@ async fn active_speaker_rounds(weak: Weak<Inner>) {
                 };
                 let loudness = peer.control.loudness.swap(0, Ordering::AcqRel);
                 let speaking = peer.slot.is_some()
-                    && peer.control.forwarding()
+                    && peer.control.forwarding(room.open_mic)
                     && loudness >= 128 - u32::from(SPEAKING_DBOV_MAX);
                 if speaking && best.is_none_or(|(_, loudest)| loudness > loudest) {
                     best = Some((member, loudness));

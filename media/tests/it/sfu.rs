@@ -584,3 +584,47 @@ async fn the_active_speaker_follows_the_audio_level_at_a_bounded_rate() -> Resul
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_mic_room_lets_every_learner_publish_until_it_closes() -> Result<()> {
+    let sfu = sfu(test_config())?;
+    let teacher = Client::join(&sfu, "teacher", "room", MediaRole::Instructor).await?;
+    teacher.add_transceivers(false, 1).await?;
+    teacher.negotiate(&sfu).await??;
+    let mut learner = Client::join(&sfu, "learner", "room", MediaRole::Learner).await?;
+    learner.add_transceivers(true, 0).await?;
+    let refused = learner.negotiate(&sfu).await?.expect_err("mic closed");
+    assert_eq!(refused.code(), MediaErrorCode::PublishNotAllowed);
+
+    // Only the instructor opens the mic.
+    let err = sfu
+        .handle("learner", ClientSignal::SetOpenMic { open: true })
+        .await;
+    assert_eq!(
+        err.map_err(|e| e.code()),
+        Err(MediaErrorCode::NotInstructor)
+    );
+    sfu.handle("teacher", ClientSignal::SetOpenMic { open: true })
+        .await?;
+    learner
+        .wait_state(|s| s.open_mic && s.peers.iter().all(|p| p.may_publish))
+        .await?;
+    learner.negotiate(&sfu).await??;
+    learner.start_talking();
+    teacher.wait_heard(20).await?;
+
+    // Closing it stops the learner's audio at once.
+    sfu.handle("teacher", ClientSignal::SetOpenMic { open: false })
+        .await?;
+    let at_close = teacher.heard_now();
+    let muted_before = dropped(&sfu, "muted");
+    eventually("25 packets dropped after closing the mic", || {
+        dropped(&sfu, "muted") >= muted_before + 25
+    })
+    .await?;
+    assert!(
+        teacher.heard_now() <= at_close + 10,
+        "heard after the close"
+    );
+    Ok(())
+}
