@@ -107,7 +107,9 @@ async fn connect(
     let offer = pc.create_offer(None).await?;
     let mut gathered = pc.gathering_complete_promise().await;
     pc.set_local_description(offer).await?;
-    tokio::time::timeout(JOIN_WAIT, gathered.recv()).await?;
+    tokio::time::timeout(JOIN_WAIT, gathered.recv())
+        .await
+        .map_err(|_| "ice gathering did not complete")?;
     let sdp = pc
         .local_description()
         .await
@@ -211,20 +213,32 @@ async fn main() -> Result<()> {
             }
         }
     });
-    println!("cycle\trss_kib\topen_files\tpeers\tjoin_ms_last");
+    println!("cycle\trss_kib\topen_files\tpeers\tjoin_ms_last\tjoins_failed");
     println!(
-        "0\t{}\t{}\t{}\t-",
+        "0\t{}\t{}\t{}\t-\t0",
         rss_bytes() / 1024,
         open_files(),
         sfu.peer_count()
     );
     let started = Instant::now();
+    let mut failed = 0u32;
     for cycle in 1..=cycles {
         let peer = format!("listener-{cycle}");
         let joined = Instant::now();
-        let (pc, mut heard) = connect(&sfu, &api, &peer, MediaRole::Learner, None).await?;
-        tokio::time::timeout(JOIN_WAIT, heard.wait_for(|n| *n > 0)).await??;
-        let join_ms = joined.elapsed().as_millis();
+        let (pc, heard) = connect(&sfu, &api, &peer, MediaRole::Learner, None).await?;
+        let mut join_ms = joined.elapsed().as_millis();
+        let mut heard_one = heard.clone();
+        match tokio::time::timeout(JOIN_WAIT, heard_one.wait_for(|n| *n > 0)).await {
+            Ok(Ok(_)) => join_ms = joined.elapsed().as_millis(),
+            _ => {
+                failed += 1;
+                eprintln!(
+                    "cycle {cycle}: nothing heard in {JOIN_WAIT:?}; client {:?}, sfu peers {}",
+                    pc.connection_state(),
+                    sfu.peer_count()
+                );
+            }
+        }
         sfu.leave(&peer).await;
         pc.close().await?;
         drop(pc);
@@ -232,7 +246,7 @@ async fn main() -> Result<()> {
             // Let closing tasks finish before reading the figures.
             tokio::time::sleep(Duration::from_millis(200)).await;
             println!(
-                "{cycle}\t{}\t{}\t{}\t{join_ms}",
+                "{cycle}\t{}\t{}\t{}\t{join_ms}\t{failed}",
                 rss_bytes() / 1024,
                 open_files(),
                 sfu.peer_count()

@@ -86,6 +86,8 @@ const ICE_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
 /// The quietest audio level (RFC 6464, in -dBov: 0 is loudest, 127 is
 /// silence) that counts as speaking for the active speaker.
 pub const SPEAKING_DBOV_MAX: u8 = 50;
+/// Read errors in a row after which a publisher's track counts as ended.
+const READ_ERRORS_IN_A_ROW_MAX: u32 = 16;
 /// Size of the buffer an RTCP read of a sender uses (one MTU).
 const RTCP_READ_BYTES: usize = 1500;
 
@@ -1040,7 +1042,25 @@ async fn forward(
         .find(|ext| ext.uri == AUDIO_LEVEL_URI)
         .and_then(|ext| u8::try_from(ext.id).ok());
     let mut targets: Vec<Arc<SlotOut>> = Vec::new();
-    while let Ok((packet, _)) = track.read_rtp().await {
+    let mut errors_in_a_row: u32 = 0;
+    loop {
+        // A bad packet (one that does not parse, an unknown payload type)
+        // is an error for that packet only; a closed track errors at once
+        // and for ever, so a run of errors ends the task.
+        let packet = match track.read_rtp().await {
+            Ok((packet, _)) => {
+                errors_in_a_row = 0;
+                packet
+            }
+            Err(err) => {
+                errors_in_a_row += 1;
+                if errors_in_a_row >= READ_ERRORS_IN_A_ROW_MAX {
+                    tracing::debug!(peer = %peer, error = %err, "publisher track ended");
+                    break;
+                }
+                continue;
+            }
+        };
         // Who hears this packet, decided under the lock: the room is read
         // on every packet, so mutes and room moves apply at once.
         let forwarding = {
