@@ -1,0 +1,94 @@
+//! The SFU's Prometheus metrics, registered on the process's registry by the
+//! node (which adds the `lyceum_` prefix). Names end in `_total` or a unit;
+//! the only label, `reason`, takes values from a closed set.
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+/// Why a packet was not forwarded: the closed set of `reason` labels.
+pub const DROP_REASONS: [&str; 2] = ["muted", "rate"];
+
+/// The SFU's counters and gauges.
+#[derive(Clone)]
+pub struct MediaMetrics {
+    /// Peer connections on this edge.
+    pub peers: IntGauge,
+    /// Audio tracks being published into rooms.
+    pub published_tracks: IntGauge,
+    /// RTP packets written to listeners.
+    pub forwarded_packets: IntCounter,
+    /// RTP payload and header bytes written to listeners.
+    pub forwarded_bytes: IntCounter,
+    /// Packets received from publishers and not forwarded, by reason.
+    pub dropped_packets: IntCounterVec,
+    /// Peers removed because they never connected, failed or fell behind.
+    pub peers_reaped: IntCounter,
+}
+
+impl MediaMetrics {
+    /// Builds the metrics; they count from the start even when not registered.
+    ///
+    /// # Panics
+    /// Never: the names and labels are constants known to be valid.
+    #[expect(
+        clippy::expect_used,
+        reason = "constant metric definitions cannot fail"
+    )]
+    pub fn new() -> Self {
+        let dropped_packets = IntCounterVec::new(
+            Opts::new(
+                "media_dropped_packets_total",
+                "publisher packets not forwarded, by reason",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        for reason in DROP_REASONS {
+            dropped_packets.with_label_values(&[reason]);
+        }
+        Self {
+            peers: IntGauge::new("media_peers", "peer connections on this edge")
+                .expect("valid metric"),
+            published_tracks: IntGauge::new(
+                "media_published_tracks",
+                "audio tracks being published",
+            )
+            .expect("valid metric"),
+            forwarded_packets: IntCounter::new(
+                "media_forwarded_packets_total",
+                "rtp packets written to listeners",
+            )
+            .expect("valid metric"),
+            forwarded_bytes: IntCounter::new(
+                "media_forwarded_bytes_total",
+                "rtp bytes written to listeners",
+            )
+            .expect("valid metric"),
+            dropped_packets,
+            peers_reaped: IntCounter::new(
+                "media_reaped_peers_total",
+                "peers removed without leaving: never connected, ice failed, or too slow",
+            )
+            .expect("valid metric"),
+        }
+    }
+
+    /// Registers every metric on `registry`.
+    ///
+    /// # Errors
+    /// When a metric of the same name is already registered there.
+    pub fn register(&self, registry: &Registry) -> Result<(), prometheus::Error> {
+        registry.register(Box::new(self.peers.clone()))?;
+        registry.register(Box::new(self.published_tracks.clone()))?;
+        registry.register(Box::new(self.forwarded_packets.clone()))?;
+        registry.register(Box::new(self.forwarded_bytes.clone()))?;
+        registry.register(Box::new(self.dropped_packets.clone()))?;
+        registry.register(Box::new(self.peers_reaped.clone()))?;
+        Ok(())
+    }
+}
+
+impl Default for MediaMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
