@@ -196,10 +196,7 @@ pub fn router(cp: ControlPlane) -> Router {
                 .layer(DefaultBodyLimit::max(timetable_body_max))
                 .get(timetables::list),
         )
-        .route(
-            "/api/v1/timetables/{id}",
-            delete(timetables::delete),
-        )
+        .route("/api/v1/timetables/{id}", delete(timetables::delete))
         .route(
             "/api/v1/timetables/{id}/occurrences",
             get(timetables::occurrences),

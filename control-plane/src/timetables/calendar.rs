@@ -120,14 +120,15 @@ pub fn parse(bytes: &[u8], limits: &Limits, now_ms: i64) -> Parsed {
                 String::new()
             }
         };
-        if !uid.is_empty() && event.property_value("RECURRENCE-ID").is_none() {
-            if !seen.insert(uid.clone()) {
-                problems.push(Problem::new(
-                    ErrorCode::ValidationFailed,
-                    place.at("UID"),
-                    "another VEVENT of the file has this UID",
-                ));
-            }
+        if !uid.is_empty()
+            && event.property_value("RECURRENCE-ID").is_none()
+            && !seen.insert(uid.clone())
+        {
+            problems.push(Problem::new(
+                ErrorCode::ValidationFailed,
+                place.at("UID"),
+                "another VEVENT of the file has this UID",
+            ));
         }
         match result {
             _ if !problems.is_empty() => {
@@ -241,7 +242,10 @@ fn read_event(
         Tz::Tz(zone) => zone,
         Tz::Local(_) => chrono_tz::UTC,
     };
-    let duration_ms = match (event.properties().get("DTEND"), event.property_value("DURATION")) {
+    let duration_ms = match (
+        event.properties().get("DTEND"),
+        event.property_value("DURATION"),
+    ) {
         (Some(end), _) => match DatePerhapsTime::from_property(end) {
             Some(DatePerhapsTime::DateTime(at)) => match instant(at, default_zone) {
                 Ok(end) => Some((end.timestamp_millis() - start.timestamp_millis(), "DTEND")),
@@ -312,7 +316,9 @@ fn read_event(
                     }
                     None => Err((
                         ErrorCode::BadRecurrence,
-                        format!("{value:?} is not an RFC 5545 date-time (periods are not supported)"),
+                        format!(
+                            "{value:?} is not an RFC 5545 date-time (periods are not supported)"
+                        ),
                     )),
                 };
                 match at {

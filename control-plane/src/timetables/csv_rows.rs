@@ -79,7 +79,10 @@ pub fn parse(bytes: &[u8], limits: &Limits, now_ms: i64) -> Parsed {
     };
     let names: Vec<String> = match header
         .iter()
-        .map(|f| std::str::from_utf8(f).map(|f| f.trim().trim_start_matches('\u{feff}').to_ascii_lowercase()))
+        .map(|f| {
+            std::str::from_utf8(f)
+                .map(|f| f.trim().trim_start_matches('\u{feff}').to_ascii_lowercase())
+        })
         .collect::<Result<_, _>>()
     {
         Ok(names) => names,
@@ -110,7 +113,10 @@ pub fn parse(bytes: &[u8], limits: &Limits, now_ms: i64) -> Parsed {
             parsed.problems.push(Problem::new(
                 ErrorCode::ValidationFailed,
                 Place::line(1, Some(name)),
-                format!("unknown column {name:?}; the columns are {}", COLUMNS.join(", ")),
+                format!(
+                    "unknown column {name:?}; the columns are {}",
+                    COLUMNS.join(", ")
+                ),
             ));
         }
     }
@@ -289,11 +295,17 @@ fn read_row(
     };
     let get = |column: &str| row.get(column).map(String::as_str);
     let Some(title) = get("title") else {
-        fail("title", (ErrorCode::MissingField, "the title is empty".into()));
+        fail(
+            "title",
+            (ErrorCode::MissingField, "the title is empty".into()),
+        );
         return None;
     };
     let Some(start_text) = get("start") else {
-        fail("start", (ErrorCode::MissingField, "the start is empty".into()));
+        fail(
+            "start",
+            (ErrorCode::MissingField, "the start is empty".into()),
+        );
         return None;
     };
     let zone = match get("time_zone") {
@@ -338,7 +350,10 @@ fn read_row(
         (None, None) => {
             fail(
                 "end",
-                (ErrorCode::MissingField, "an end or a duration is needed".into()),
+                (
+                    ErrorCode::MissingField,
+                    "an end or a duration is needed".into(),
+                ),
             );
             None
         }

@@ -33,10 +33,7 @@ pub enum TimetableError {
 }
 
 fn first(problems: &[Problem]) -> String {
-    problems
-        .first()
-        .map(Problem::to_string)
-        .unwrap_or_default()
+    problems.first().map(Problem::to_string).unwrap_or_default()
 }
 
 impl TimetableError {

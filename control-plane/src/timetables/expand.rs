@@ -35,14 +35,20 @@ pub fn zone(name: &str) -> Result<chrono_tz::Tz, (ErrorCode, String)> {
 ///
 /// # Errors
 /// `bad_date` for a time that does not exist in the zone.
-pub fn local(zone: chrono_tz::Tz, naive: NaiveDateTime) -> Result<DateTime<Tz>, (ErrorCode, String)> {
+pub fn local(
+    zone: chrono_tz::Tz,
+    naive: NaiveDateTime,
+) -> Result<DateTime<Tz>, (ErrorCode, String)> {
     Tz::Tz(zone)
         .from_local_datetime(&naive)
         .earliest()
         .ok_or_else(|| {
             (
                 ErrorCode::BadDate,
-                format!("{naive} does not exist in {} (a daylight-saving gap)", zone.name()),
+                format!(
+                    "{naive} does not exist in {} (a daylight-saving gap)",
+                    zone.name()
+                ),
             )
         })
 }

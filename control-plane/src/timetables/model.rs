@@ -165,7 +165,13 @@ impl Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {} ({})", self.place, self.message, self.code.as_str())
+        write!(
+            f,
+            "{}: {} ({})",
+            self.place,
+            self.message,
+            self.code.as_str()
+        )
     }
 }
 

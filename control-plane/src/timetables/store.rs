@@ -172,7 +172,11 @@ pub async fn import(
         .name
         .clone()
         .or(parsed.name.clone())
-        .map(|n| n.chars().take(super::model::TITLE_CHARS_MAX).collect::<String>())
+        .map(|n| {
+            n.chars()
+                .take(super::model::TITLE_CHARS_MAX)
+                .collect::<String>()
+        })
         .filter(|n| !n.trim().is_empty())
         .unwrap_or_else(|| "timetable".to_owned());
 
@@ -200,7 +204,8 @@ pub async fn import(
         .collect();
     let occurrences: u32 = events.iter().map(|e| e.occurrences).sum();
     let problems_unlisted =
-        u32::try_from(parsed.problems.len().saturating_sub(PROBLEMS_LISTED_MAX)).unwrap_or(u32::MAX);
+        u32::try_from(parsed.problems.len().saturating_sub(PROBLEMS_LISTED_MAX))
+            .unwrap_or(u32::MAX);
     parsed.problems.truncate(PROBLEMS_LISTED_MAX);
     parsed.notes.truncate(PROBLEMS_LISTED_MAX);
     let mut report = ImportReport {
@@ -246,11 +251,13 @@ pub async fn import(
         .chain(report.removed.iter())
     {
         for table in ["timetable_occurrences", "timetable_events"] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1 AND uid = $2"))
-                .bind(&request.tenant)
-                .bind(uid)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE tenant_id = $1 AND uid = $2"
+            ))
+            .bind(&request.tenant)
+            .bind(uid)
+            .execute(&mut *tx)
+            .await?;
         }
     }
     for event in &resolved {
@@ -374,10 +381,7 @@ async fn insert_event(
              VALUES {}",
             values.join(", ")
         );
-        let mut query = sqlx::query(&sql)
-        .bind(tenant)
-        .bind(id)
-        .bind(&draft.uid);
+        let mut query = sqlx::query(&sql).bind(tenant).bind(id).bind(&draft.uid);
         for start in chunk {
             query = query
                 .bind(*start)
@@ -445,13 +449,15 @@ async fn resolve(
             .bind(wanted)
             .fetch_optional(&mut *conn)
             .await?,
-            None => sqlx::query(
-                "SELECT id, course_id, name FROM cohorts WHERE tenant_id = $1 AND id = $2",
-            )
-            .bind(tenant)
-            .bind(wanted)
-            .fetch_optional(&mut *conn)
-            .await?,
+            None => {
+                sqlx::query(
+                    "SELECT id, course_id, name FROM cohorts WHERE tenant_id = $1 AND id = $2",
+                )
+                .bind(tenant)
+                .bind(wanted)
+                .fetch_optional(&mut *conn)
+                .await?
+            }
         };
         let Some(row) = row else {
             return refuse(
@@ -509,7 +515,12 @@ async fn resolve(
                 1 => {
                     let region = regions.into_iter().next().unwrap_or_default().to_owned();
                     if let Err((code, message)) = check_region(&region, limits) {
-                        return refuse(&draft, "region", code, format!("the live class's {message}"));
+                        return refuse(
+                            &draft,
+                            "region",
+                            code,
+                            format!("the live class's {message}"),
+                        );
                     }
                     region
                 }
@@ -571,32 +582,33 @@ async fn resolve(
     let learners = match audience.learners {
         Some(learners) => learners,
         None => {
-            let count: i64 = match (&cohort, &course_id) {
-                (Some((cohort, _)), _) => sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM enrollments WHERE tenant_id = $1 AND cohort_id = $2 \
+            let count: i64 =
+                match (&cohort, &course_id) {
+                    (Some((cohort, _)), _) => sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM enrollments WHERE tenant_id = $1 AND cohort_id = $2 \
                      AND status = 'active'",
-                )
-                .bind(tenant)
-                .bind(cohort)
-                .fetch_one(&mut *conn)
-                .await?,
-                (None, Some(course)) => sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM enrollments WHERE tenant_id = $1 AND course_id = $2 \
-                     AND status = 'active'",
-                )
-                .bind(tenant)
-                .bind(course)
-                .fetch_one(&mut *conn)
-                .await?,
-                (None, None) => {
-                    return refuse(
-                        &draft,
-                        "learners",
-                        ErrorCode::MissingField,
-                        "no learners: give a number, or a cohort or course to count".into(),
                     )
-                }
-            };
+                    .bind(tenant)
+                    .bind(cohort)
+                    .fetch_one(&mut *conn)
+                    .await?,
+                    (None, Some(course)) => sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM enrollments WHERE tenant_id = $1 AND course_id = $2 \
+                     AND status = 'active'",
+                    )
+                    .bind(tenant)
+                    .bind(course)
+                    .fetch_one(&mut *conn)
+                    .await?,
+                    (None, None) => {
+                        return refuse(
+                            &draft,
+                            "learners",
+                            ErrorCode::MissingField,
+                            "no learners: give a number, or a cohort or course to count".into(),
+                        )
+                    }
+                };
             match u32::try_from(count) {
                 Ok(n) if n <= limits.learners_per_event_max => n,
                 _ => limits.learners_per_event_max,
@@ -730,7 +742,7 @@ pub async fn occurrences(
         let local = chrono::DateTime::from_timestamp_millis(starts_at)
             .ok_or_else(|| TimetableError::Corrupt(format!("start {starts_at}")))?
             .with_timezone(&zone)
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
         let languages: String = row.try_get("languages")?;
         occurrences.push(Occurrence {
             uid: row.try_get("uid")?,
