@@ -17,7 +17,7 @@ use super::extract::{page, query, ApiError, Caller, Page, PageQuery, AUTHORS};
 use crate::codes::ErrorCode;
 use crate::content::Limits as ContentLimits;
 use crate::service::ControlPlane;
-use crate::timetables::model::{Format, ImportReport, Limits, Occurrences, Timetable};
+use crate::timetables::model::{Format, ImportReport, Occurrences, Timetable};
 use crate::timetables::store::{self, ImportRequest, Imported};
 use crate::timetables::TimetableError;
 
@@ -103,7 +103,7 @@ pub(super) async fn import(
         partial: q.partial.unwrap_or(false),
         now_ms: cp.clock().now_ms(),
     };
-    let limits = Limits::from_config(cp.config());
+    let limits = store::limits(cp.config());
     match store::import(cp.db(), &limits, request).await? {
         Imported::Created(report) => Ok((StatusCode::CREATED, Json(report))),
         Imported::Existing(report) => Ok((StatusCode::OK, Json(report))),

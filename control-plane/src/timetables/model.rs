@@ -2,13 +2,12 @@
 //! one value, where a problem is in a file ([`Problem`]), the notes of a
 //! capped expansion ([`Note`]), an event as parsed ([`EventDraft`]) and as
 //! stored, and the answers of the routes. A leaf: of the crate it imports
-//! only `codes` and `config`, so every timetable file (and the error) can
+//! only `codes`, so every timetable file (and the error) can
 //! use it without an import circle.
 
 use serde::{Deserialize, Serialize};
 
 use crate::codes::ErrorCode;
-use crate::config::ControlPlaneConfig;
 
 /// Longest event title kept, in characters (longer ones are cut).
 pub const TITLE_CHARS_MAX: usize = 200;
@@ -22,7 +21,8 @@ pub const LANGUAGES_PER_EVENT_MAX: usize = 16;
 pub const PROBLEMS_LISTED_MAX: usize = 200;
 
 /// The timetable limits of the configuration, in one value so that the
-/// parsers take them explicitly (and tests can set them).
+/// parsers take them explicitly (and tests can set them); built by
+/// [`super::store::limits`], since this leaf may not import `config`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Most events in one file.
@@ -38,17 +38,6 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The limits of `config`.
-    pub fn from_config(config: &ControlPlaneConfig) -> Self {
-        Self {
-            events_per_file_max: config.timetable_events_per_file_max,
-            occurrences_per_file_max: config.timetable_occurrences_per_file_max,
-            learners_per_event_max: config.timetable_learners_per_event_max,
-            horizon_days: config.timetable_horizon_days,
-            regions: config.timetable_regions.clone(),
-        }
-    }
-
     /// The horizon in milliseconds.
     pub fn horizon_ms(&self) -> i64 {
         i64::from(self.horizon_days) * 86_400_000

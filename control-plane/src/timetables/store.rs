@@ -22,6 +22,7 @@ use super::model::{
     Occurrences, Parsed, Place, Problem, Timetable, TimetableEvent, PROBLEMS_LISTED_MAX,
 };
 use crate::codes::ErrorCode;
+use crate::config::ControlPlaneConfig;
 use crate::content::body::{Question, UnitBody, UnitKind};
 use crate::db::Db;
 use crate::events::{self, EventKind, NewEvent};
@@ -31,6 +32,17 @@ const UIDS_PER_STATEMENT: usize = 500;
 /// Occurrences per multi-row insert: 5 parameters each.
 const OCCURRENCES_PER_STATEMENT: usize = 1_000;
 const _: () = assert!(OCCURRENCES_PER_STATEMENT * 5 < 32_766);
+
+/// The timetable limits of `config`.
+pub fn limits(config: &ControlPlaneConfig) -> Limits {
+    Limits {
+        events_per_file_max: config.timetable_events_per_file_max,
+        occurrences_per_file_max: config.timetable_occurrences_per_file_max,
+        learners_per_event_max: config.timetable_learners_per_event_max,
+        horizon_days: config.timetable_horizon_days,
+        regions: config.timetable_regions.clone(),
+    }
+}
 
 /// One import, as the route hands it over.
 #[derive(Debug, Clone)]
@@ -365,7 +377,16 @@ async fn insert_event(
     .bind(&event.fingerprint)
     .bind(draft.place.to_string())
     .execute(&mut *conn)
-    .await?;
+    .await
+    .map_err(|err| match err {
+        // PostgreSQL: a concurrent import of the same new UIDs committed
+        // first (SQLite's write lock serialises imports).
+        sqlx::Error::Database(db) if db.is_unique_violation() => TimetableError::Conflict(format!(
+            "another import of event {} committed first: import again to update it",
+            draft.uid
+        )),
+        other => other.into(),
+    })?;
     let mut starts = draft.starts_ms.clone();
     starts.sort_unstable();
     starts.dedup();

@@ -794,6 +794,21 @@ async fn roles_tenants_media_types_and_delete() {
         let (status, report) = s.import("", ICS, fixture("school.ics")).await;
         assert_eq!(status, 201, "{report}");
         assert_ne!(report["timetable_id"], id.as_str());
+        // Each change wrote its domain event; dry runs and refusals none.
+        let kinds: Vec<String> =
+            sqlx::query_scalar("SELECT kind FROM domain_events WHERE tenant_id = $1 ORDER BY seq")
+                .bind(&s.t.id)
+                .fetch_all(s.cp.db().pool())
+                .await
+                .expect("events");
+        assert_eq!(
+            kinds,
+            [
+                "timetable_imported",
+                "timetable_deleted",
+                "timetable_imported"
+            ]
+        );
         s.done().await;
     }
 }
