@@ -100,7 +100,11 @@ fn fold(events: &[Event]) -> BTreeMap<(String, String), Delta> {
             EventKind::EnrollmentCompleted => delta.completions += 1,
             EventKind::UnitCompleted => delta.units_completed += 1,
             EventKind::SubmissionRecorded => delta.submissions += 1,
-            EventKind::AttendanceRecorded | EventKind::InvoicePaid | EventKind::TransferPosted => {}
+            EventKind::AttendanceRecorded
+            | EventKind::InvoicePaid
+            | EventKind::TransferPosted
+            | EventKind::TimetableImported
+            | EventKind::TimetableDeleted => {}
         }
     }
     deltas

@@ -21,6 +21,12 @@ impl Clock {
     pub fn advance(&self, ms: i64) {
         self.offset_ms.fetch_add(ms.max(0), Ordering::Relaxed);
     }
+
+    /// Moves the clock forward to `at_ms` (unix ms), for tests that read
+    /// dated files (timetables); a time already passed leaves it as it is.
+    pub fn advance_to(&self, at_ms: i64) {
+        self.advance(at_ms.saturating_sub(self.now_ms()));
+    }
 }
 
 /// Milliseconds since the unix epoch by the machine's clock: the control

@@ -94,6 +94,35 @@ pub enum ErrorCode {
     /// The control plane answered an edge with something it could not use
     /// (edges).
     BadGateway,
+    /// A timetable file has problems (each named in `problems` with its line,
+    /// or component and property); nothing of it was imported.
+    TimetableInvalid,
+    /// An iCalendar file that does not parse as RFC 5545 at all (timetables).
+    BadCalendar,
+    /// A timetable file or line that is not UTF-8 (timetables).
+    BadEncoding,
+    /// A CSV timetable whose header is not comma-separated (timetables).
+    BadDelimiter,
+    /// A timetable event lacks a value it needs (a start, an end, a region)
+    /// (timetables).
+    MissingField,
+    /// A timetable date, time or duration that does not parse or does not
+    /// exist (an end before the start, a time in a DST gap) (timetables).
+    BadDate,
+    /// A timetable `RRULE`, `EXDATE` or `RDATE` (CSV: `recurrence`,
+    /// `exceptions`) that does not parse (timetables).
+    BadRecurrence,
+    /// A time zone that is not in the IANA database (timetables).
+    UnknownTimeZone,
+    /// A region the platform does not have (`control_plane.timetable_regions`)
+    /// (timetables).
+    UnknownRegion,
+    /// An event's learners above `control_plane.timetable_learners_per_event_max`
+    /// (timetables).
+    TooManyLearners,
+    /// A timetable file with more events than
+    /// `control_plane.timetable_events_per_file_max` (timetables).
+    TooManyEvents,
 }
 
 impl ErrorCode {
@@ -134,6 +163,17 @@ impl ErrorCode {
         Self::BadFileName,
         Self::NotGradable,
         Self::BadGateway,
+        Self::TimetableInvalid,
+        Self::BadCalendar,
+        Self::BadEncoding,
+        Self::BadDelimiter,
+        Self::MissingField,
+        Self::BadDate,
+        Self::BadRecurrence,
+        Self::UnknownTimeZone,
+        Self::UnknownRegion,
+        Self::TooManyLearners,
+        Self::TooManyEvents,
     ];
 }
 
@@ -181,6 +221,17 @@ impl ErrorCode {
             Self::BadFileName => "bad_file_name",
             Self::NotGradable => "not_gradable",
             Self::BadGateway => "bad_gateway",
+            Self::TimetableInvalid => "timetable_invalid",
+            Self::BadCalendar => "bad_calendar",
+            Self::BadEncoding => "bad_encoding",
+            Self::BadDelimiter => "bad_delimiter",
+            Self::MissingField => "missing_field",
+            Self::BadDate => "bad_date",
+            Self::BadRecurrence => "bad_recurrence",
+            Self::UnknownTimeZone => "unknown_time_zone",
+            Self::UnknownRegion => "unknown_region",
+            Self::TooManyLearners => "too_many_learners",
+            Self::TooManyEvents => "too_many_events",
         }
     }
 }
@@ -228,6 +279,17 @@ mod tests {
             C::BadFileName => 31,
             C::NotGradable => 32,
             C::BadGateway => 33,
+            C::TimetableInvalid => 34,
+            C::BadCalendar => 35,
+            C::BadEncoding => 36,
+            C::BadDelimiter => 37,
+            C::MissingField => 38,
+            C::BadDate => 39,
+            C::BadRecurrence => 40,
+            C::UnknownTimeZone => 41,
+            C::UnknownRegion => 42,
+            C::TooManyLearners => 43,
+            C::TooManyEvents => 44,
         }
     }
 
@@ -240,7 +302,7 @@ mod tests {
                 serde_json::json!(code.as_str())
             );
         }
-        assert_eq!(ErrorCode::ALL.len(), 34);
+        assert_eq!(ErrorCode::ALL.len(), 45);
         assert_eq!(
             ErrorCode::from_wire("outbox_full"),
             Some(ErrorCode::OutboxFull)

@@ -106,6 +106,32 @@ pub const ANALYTICS_INTERVAL_MS_DEFAULT: u64 = 1_000;
 /// Default cap on the events the analytics projection applies in one
 /// transaction.
 pub const ANALYTICS_BATCH_MAX_DEFAULT: u32 = 1_000;
+/// Default cap on the body of one `POST /api/v1/timetables`: a school
+/// year's iCalendar export of a few hundred events is well under 1 MiB.
+pub const TIMETABLE_BODY_BYTES_MAX_DEFAULT: u32 = 1024 * 1024;
+/// Largest `timetable_body_bytes_max` accepted: a file is parsed in memory
+/// as one piece.
+pub const TIMETABLE_BODY_BYTES_MAX_LIMIT: u32 = 16 * 1024 * 1024;
+/// Default cap on the events (`VEVENT`s, CSV rows) of one timetable file.
+pub const TIMETABLE_EVENTS_PER_FILE_MAX_DEFAULT: u32 = 2_000;
+/// Default cap on the occurrences one timetable file expands to: forty
+/// weekly classes over a year are 2,080; the rest of a file past the cap is
+/// not expanded, and the answer says so.
+pub const TIMETABLE_OCCURRENCES_PER_FILE_MAX_DEFAULT: u32 = 20_000;
+/// Largest `timetable_occurrences_per_file_max` accepted: every occurrence
+/// is a stored row and the import is one transaction.
+pub const TIMETABLE_OCCURRENCES_PER_FILE_MAX_LIMIT: u32 = 200_000;
+/// Default cap on the expected learners of one event: a large lecture or
+/// an exam of a whole school, not a billion.
+pub const TIMETABLE_LEARNERS_PER_EVENT_MAX_DEFAULT: u32 = 100_000;
+/// Default span, from now, over which recurrences are expanded: a term
+/// and a bit. A rule without an end stops here.
+pub const TIMETABLE_HORIZON_DAYS_DEFAULT: u32 = 120;
+/// Largest `timetable_horizon_days` accepted (about ten years).
+pub const TIMETABLE_HORIZON_DAYS_LIMIT: u32 = 3_660;
+/// Default regions a timetable event may name: the dev cluster's. The
+/// control plane has no registry of regions, so deployments list theirs.
+pub const TIMETABLE_REGIONS_DEFAULT: [&str; 3] = ["eu-west", "us-east", "ap-south"];
 
 /// Control-plane settings (the `[control_plane]` table of the config file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,6 +231,19 @@ pub struct ControlPlaneConfig {
     pub analytics_interval_ms: u64,
     /// Most events the analytics projection applies in one transaction.
     pub analytics_batch_max: u32,
+    /// Largest body of one timetable import.
+    pub timetable_body_bytes_max: u32,
+    /// Most events (`VEVENT`s or CSV rows) in one timetable file.
+    pub timetable_events_per_file_max: u32,
+    /// Most occurrences one timetable file expands to; the rest is cut and
+    /// the answer says so.
+    pub timetable_occurrences_per_file_max: u32,
+    /// Most expected learners of one timetable event.
+    pub timetable_learners_per_event_max: u32,
+    /// How far ahead of now recurrences are expanded, in days.
+    pub timetable_horizon_days: u32,
+    /// The regions a timetable event may name (region ids of the edges).
+    pub timetable_regions: Vec<String>,
     /// Directory for the embedded SQLite database; set by the binary from
     /// the global data dir, not by users.
     #[serde(skip)]
@@ -256,6 +295,12 @@ impl Default for ControlPlaneConfig {
             events_publish_batch_max: EVENTS_PUBLISH_BATCH_MAX_DEFAULT,
             analytics_interval_ms: ANALYTICS_INTERVAL_MS_DEFAULT,
             analytics_batch_max: ANALYTICS_BATCH_MAX_DEFAULT,
+            timetable_body_bytes_max: TIMETABLE_BODY_BYTES_MAX_DEFAULT,
+            timetable_events_per_file_max: TIMETABLE_EVENTS_PER_FILE_MAX_DEFAULT,
+            timetable_occurrences_per_file_max: TIMETABLE_OCCURRENCES_PER_FILE_MAX_DEFAULT,
+            timetable_learners_per_event_max: TIMETABLE_LEARNERS_PER_EVENT_MAX_DEFAULT,
+            timetable_horizon_days: TIMETABLE_HORIZON_DAYS_DEFAULT,
+            timetable_regions: TIMETABLE_REGIONS_DEFAULT.map(str::to_owned).to_vec(),
             data_dir: PathBuf::from(".lyceum/control-plane"),
         }
     }
@@ -407,6 +452,42 @@ impl ControlPlaneConfig {
             || self.content_unit_body_bytes_max > CONTENT_UNIT_BODY_BYTES_MAX_LIMIT
         {
             return bad("content_unit_body_bytes_max", "must be 2 to 1048576");
+        }
+        if self.timetable_body_bytes_max == 0
+            || self.timetable_body_bytes_max > TIMETABLE_BODY_BYTES_MAX_LIMIT
+        {
+            return bad("timetable_body_bytes_max", "must be 1 to 16777216");
+        }
+        if self.timetable_events_per_file_max == 0 {
+            return bad("timetable_events_per_file_max", "must be at least 1");
+        }
+        if self.timetable_occurrences_per_file_max == 0
+            || self.timetable_occurrences_per_file_max > TIMETABLE_OCCURRENCES_PER_FILE_MAX_LIMIT
+        {
+            return bad("timetable_occurrences_per_file_max", "must be 1 to 200000");
+        }
+        if self.timetable_learners_per_event_max == 0 {
+            return bad("timetable_learners_per_event_max", "must be at least 1");
+        }
+        if self.timetable_horizon_days == 0
+            || self.timetable_horizon_days > TIMETABLE_HORIZON_DAYS_LIMIT
+        {
+            return bad("timetable_horizon_days", "must be 1 to 3660");
+        }
+        if self.timetable_regions.is_empty() {
+            return bad("timetable_regions", "must name at least one region");
+        }
+        if let Some(region) = self.timetable_regions.iter().find(|r| {
+            r.is_empty()
+                || r.len() > 64
+                || !r
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        }) {
+            return bad(
+                "timetable_regions",
+                &format!("{region:?} must be 1 to 64 bytes of a-z, 0-9 and '-'"),
+            );
         }
         if !self.database_url.is_empty()
             && !self.database_url.starts_with("sqlite:")

@@ -65,6 +65,9 @@ pub enum ControlPlaneError {
     /// failed.
     #[error(transparent)]
     Learning(#[from] crate::learning::error::LearningError),
+    /// A timetable import or read was refused or failed.
+    #[error(transparent)]
+    Timetable(#[from] crate::timetables::error::TimetableError),
     /// A key or hash stored by us could not be used.
     #[error("crypto error: {0}")]
     Crypto(String),
@@ -94,6 +97,7 @@ impl ControlPlaneError {
             Self::Content(err) => err.code(),
             Self::Billing(err) => err.code(),
             Self::Learning(err) => err.code(),
+            Self::Timetable(err) => err.code(),
         }
     }
 }

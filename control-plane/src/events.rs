@@ -56,11 +56,15 @@ pub enum EventKind {
     InvoicePaid,
     /// A ledger transfer was posted (directly, or a pending one posted).
     TransferPosted,
+    /// A timetable was imported (created or re-imported).
+    TimetableImported,
+    /// A timetable was deleted with its events and occurrences.
+    TimetableDeleted,
 }
 
 impl EventKind {
     /// Every kind, in a stable order.
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 10] = [
         Self::Enrolled,
         Self::EnrollmentDropped,
         Self::EnrollmentCompleted,
@@ -69,6 +73,8 @@ impl EventKind {
         Self::AttendanceRecorded,
         Self::InvoicePaid,
         Self::TransferPosted,
+        Self::TimetableImported,
+        Self::TimetableDeleted,
     ];
 
     /// The stored and wire form.
@@ -82,6 +88,8 @@ impl EventKind {
             Self::AttendanceRecorded => "attendance_recorded",
             Self::InvoicePaid => "invoice_paid",
             Self::TransferPosted => "transfer_posted",
+            Self::TimetableImported => "timetable_imported",
+            Self::TimetableDeleted => "timetable_deleted",
         }
     }
 

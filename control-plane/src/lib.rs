@@ -27,6 +27,7 @@ pub mod seed;
 pub mod service;
 pub mod sessions;
 pub mod submissions;
+pub mod timetables;
 pub mod tokens;
 
 use std::time::Duration;

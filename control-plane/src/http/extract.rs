@@ -21,6 +21,8 @@ use crate::error::ControlPlaneError;
 use crate::learning::error::LearningError;
 use crate::ledger::error::LedgerError;
 use crate::service::ControlPlane;
+use crate::timetables::error::TimetableError;
+use crate::timetables::model::Problem;
 use crate::tokens::{self, Claims, Role};
 
 /// The verified claims of the caller's bearer token.
@@ -116,6 +118,7 @@ pub struct ApiError {
     status: StatusCode,
     code: ErrorCode,
     message: String,
+    problems: Vec<Problem>,
 }
 
 impl ApiError {
@@ -125,7 +128,13 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            problems: Vec::new(),
         }
+    }
+
+    /// The problems of a refused file (timetables), empty otherwise.
+    pub fn problems(&self) -> &[Problem] {
+        &self.problems
     }
 
     /// The HTTP status this error answers with.
@@ -159,6 +168,10 @@ pub struct ErrorDetail<'a> {
     pub code: ErrorCode,
     /// Lowercase, for people; may change between versions.
     pub message: std::borrow::Cow<'a, str>,
+    /// Every problem of a refused timetable file (`timetable_invalid`),
+    /// each with its own code and place; absent otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<Problem>,
 }
 
 impl IntoResponse for ApiError {
@@ -167,6 +180,7 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: self.code,
                 message: self.message.as_str().into(),
+                problems: self.problems,
             },
         };
         (self.status, Json(body)).into_response()
@@ -211,6 +225,17 @@ impl From<ControlPlaneError> for ApiError {
                 StatusCode::BAD_REQUEST
             }
             ErrorCode::BadGateway => StatusCode::BAD_GATEWAY,
+            ErrorCode::TimetableInvalid
+            | ErrorCode::BadCalendar
+            | ErrorCode::BadEncoding
+            | ErrorCode::BadDelimiter
+            | ErrorCode::MissingField
+            | ErrorCode::BadDate
+            | ErrorCode::BadRecurrence
+            | ErrorCode::UnknownTimeZone
+            | ErrorCode::UnknownRegion
+            | ErrorCode::TooManyLearners
+            | ErrorCode::TooManyEvents => StatusCode::UNPROCESSABLE_ENTITY,
         };
         if status.is_server_error() {
             tracing::error!(error = %err, code = code.as_str(), "request failed");
@@ -221,7 +246,14 @@ impl From<ControlPlaneError> for ApiError {
         } else {
             err.to_string()
         };
-        Self::new(status, code, message)
+        let problems = match &err {
+            ControlPlaneError::Timetable(err) => err.problems().to_vec(),
+            _ => Vec::new(),
+        };
+        Self {
+            problems,
+            ..Self::new(status, code, message)
+        }
     }
 }
 
@@ -253,7 +285,13 @@ macro_rules! from_domain_error {
     )*};
 }
 
-from_domain_error!(LedgerError, ContentError, BillingError, LearningError);
+from_domain_error!(
+    LedgerError,
+    ContentError,
+    BillingError,
+    LearningError,
+    TimetableError
+);
 
 /// The roles that author content (and see every learner's records).
 pub(crate) const AUTHORS: [Role; 2] = [Role::Instructor, Role::Operator];

@@ -20,6 +20,7 @@ pub mod learning;
 pub mod ledger;
 pub mod openapi;
 pub mod submissions;
+pub mod timetables;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
@@ -35,6 +36,8 @@ pub use extract::{ApiError, Caller, ErrorBody, ErrorDetail};
 pub fn router(cp: ControlPlane) -> Router {
     let submissions_batch_body_max =
         crate::submissions::batch_body_bytes_max(cp.config().submissions_batch_max);
+    let timetable_body_max =
+        usize::try_from(cp.config().timetable_body_bytes_max).unwrap_or(usize::MAX);
     Router::new()
         // Identity, sessions and keys.
         .route("/.well-known/jwks.json", get(identity::jwks))
@@ -184,6 +187,19 @@ pub fn router(cp: ControlPlane) -> Router {
         .route(
             "/api/v1/courses/{id}/unit-stats",
             get(analytics::unit_stats),
+        )
+        // Timetables; the import has its own body limit
+        // (`timetable_body_bytes_max`).
+        .route(
+            "/api/v1/timetables",
+            post(timetables::import)
+                .layer(DefaultBodyLimit::max(timetable_body_max))
+                .get(timetables::list),
+        )
+        .route("/api/v1/timetables/{id}", delete(timetables::delete))
+        .route(
+            "/api/v1/timetables/{id}/occurrences",
+            get(timetables::occurrences),
         )
         .with_state(cp)
 }

@@ -47,6 +47,7 @@ use crate::learning::quiz::QuizAnswers;
 use crate::ledger::{Account, Audit, NewAccount, NewTransfer, Resolve, Transfer};
 use crate::sessions::TokenPair;
 use crate::submissions::{BatchResults, Submission, SubmissionBatch, SubmissionReport};
+use crate::timetables::model::{ImportReport, Occurrences, Timetable};
 use crate::tokens::Jwks;
 
 /// Path of the document itself.
@@ -73,6 +74,7 @@ pub enum Auth {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum QueryType {
     Text,
+    Flag,
     Count,
     Sequence,
 }
@@ -91,6 +93,39 @@ const AFTER: QueryParam = (
     "cursor: the next_after of the previous page (the last id seen)",
 );
 const PAGE: &[QueryParam] = &[LIMIT, AFTER];
+
+/// The query of a timetable import.
+const IMPORT: &[QueryParam] = &[
+    (
+        "dry_run",
+        QueryType::Flag,
+        "true: write nothing, answer what would be imported (problems listed, 200)",
+    ),
+    (
+        "partial",
+        QueryType::Flag,
+        "true: import the valid events of a file with problems; the answer lists the problems",
+    ),
+    (
+        "name",
+        QueryType::Text,
+        "the timetable's name; default the calendar's X-WR-CALNAME, else \"timetable\"",
+    ),
+];
+
+/// The window of a timetable's occurrences.
+const WINDOW: &[QueryParam] = &[
+    (
+        "from",
+        QueryType::Text,
+        "RFC 3339 start of the window (occurrences starting at or after it); default now",
+    ),
+    (
+        "to",
+        QueryType::Text,
+        "RFC 3339 end of the window (exclusive); default a week after from",
+    ),
+];
 
 /// A JSON body: its schema name and how to register it with its nested
 /// schemas.
@@ -1028,6 +1063,58 @@ pub fn operations() -> Vec<Operation> {
             vec![(200, Json(body::<ClassAttendance>()))],
             &[],
         ),
+        // Timetables.
+        op(
+            "POST",
+            "/api/v1/timetables",
+            "import_timetable",
+            "timetables",
+            "import a timetable (text/calendar or text/csv; authors)",
+            TokenWithRole,
+            IMPORT,
+            None,
+            vec![
+                (201, Json(body::<ImportReport>())),
+                (200, Json(body::<ImportReport>())),
+            ],
+            &[409, 413, 415, 422],
+        ),
+        op(
+            "GET",
+            "/api/v1/timetables",
+            "list_timetables",
+            "timetables",
+            "the tenant's timetables (authors)",
+            TokenWithRole,
+            PAGE,
+            None,
+            vec![(200, Page(body::<Timetable>()))],
+            &[],
+        ),
+        op(
+            "GET",
+            "/api/v1/timetables/{id}/occurrences",
+            "list_timetable_occurrences",
+            "timetables",
+            "a timetable's occurrences in a window, in UTC with their time zone (authors)",
+            TokenWithRole,
+            WINDOW,
+            None,
+            vec![(200, Json(body::<Occurrences>()))],
+            &[],
+        ),
+        op(
+            "DELETE",
+            "/api/v1/timetables/{id}",
+            "delete_timetable",
+            "timetables",
+            "delete a timetable with its events and occurrences (authors)",
+            TokenWithRole,
+            NONE,
+            None,
+            vec![(204, Empty)],
+            &[],
+        ),
     ];
     // Post and void take an optional body: empty means all defaults.
     for (path, id, summary) in [
@@ -1154,6 +1241,7 @@ fn build() -> OpenApi {
         for (name, kind, description) in row.query {
             let schema = match kind {
                 QueryType::Text => ObjectBuilder::new().schema_type(Type::String),
+                QueryType::Flag => ObjectBuilder::new().schema_type(Type::Boolean),
                 QueryType::Count => ObjectBuilder::new()
                     .schema_type(Type::Integer)
                     .format(Some(SchemaFormat::KnownFormat(
@@ -1206,6 +1294,21 @@ fn build() -> OpenApi {
                         "application/json",
                         json_content(ObjectBuilder::new().schema_type(Type::Object)),
                     )
+                    .build(),
+            ));
+        }
+        if row.id == "import_timetable" {
+            let text = || json_content(ObjectBuilder::new().schema_type(Type::String));
+            operation = operation.request_body(Some(
+                RequestBodyBuilder::new()
+                    .required(Some(Required::True))
+                    .description(Some(
+                        "an RFC 5545 calendar (VEVENTs, with X-LYCEUM-REGION, \
+                         X-LYCEUM-LANGUAGES, X-LYCEUM-LEARNERS) or a CSV file with the columns \
+                         of docs/design/timetables.md; at most timetable_body_bytes_max bytes",
+                    ))
+                    .content("text/calendar", text())
+                    .content("text/csv", text())
                     .build(),
             ));
         }

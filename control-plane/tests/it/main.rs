@@ -22,3 +22,4 @@ mod progress;
 mod router;
 mod submissions;
 mod tenants;
+mod timetables;
