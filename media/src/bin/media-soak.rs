@@ -47,6 +47,7 @@ fn client_api() -> Result<API> {
     settings.set_include_loopback_candidate(true);
     settings.set_network_types(vec![NetworkType::Udp4]);
     settings.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
+    media::ensure_crypto_provider();
     Ok(APIBuilder::new()
         .with_media_engine(engine)
         .with_setting_engine(settings)

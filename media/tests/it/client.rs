@@ -121,6 +121,7 @@ impl Client {
                 socket,
             ))));
         }
+        media::ensure_crypto_provider();
         let api = APIBuilder::new()
             .with_media_engine(engine)
             .with_interceptor_registry(registry)
