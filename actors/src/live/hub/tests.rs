@@ -247,36 +247,7 @@ async fn the_hub_delivers_while_a_vote_is_being_flushed() {
     let t = start("slow-disk", Vec::new()).await;
     let node = &t.node;
     let class = "busy-class";
-    let (tx, mut rx) = mpsc::channel(16);
-    let session = node.registry().next_session_id();
-    node.registry().register(
-        class,
-        session,
-        SessionHandle {
-            user_id: "ada".into(),
-            role: ClassRole::Learner,
-            tx,
-            kick: Arc::new(tokio::sync::Notify::new()),
-        },
-    );
-    let welcome = Direct {
-        class_id: class.into(),
-        session_id: session,
-        welcome: Some(Reply::Welcome {
-            class_id: class.into(),
-            user_id: "ada".into(),
-            role: ClassRole::Learner,
-            node_id: node.node_id().into(),
-            region: "eu-west".into(),
-            home_node_id: "elsewhere".into(),
-            epoch: 1,
-            resumed: true,
-            replayed: 0,
-        }),
-        ..Direct::default()
-    };
-    assert!(to_hub_large(node.node_id(), Large::new(&welcome)));
-    assert!(matches!(next_frame(&mut rx).await, Outbound::Reply(_)));
+    let mut rx = joined(node, class, "elsewhere").await;
 
     let held = t.faults.hold_flushes();
     let vote = claim(node, "voted-class", 1);
