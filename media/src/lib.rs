@@ -8,6 +8,7 @@
 //! the SFU a peer id, a room and a role. See `docs/design/media.md`.
 
 pub mod config;
+pub mod crypto;
 pub mod error;
 pub mod metrics;
 pub mod sdp;
@@ -15,18 +16,8 @@ pub mod sfu;
 pub mod signal;
 
 pub use config::{ConfigError, SfuConfig};
+pub use crypto::ensure_crypto_provider;
 pub use error::MediaError;
 pub use metrics::MediaMetrics;
 pub use sfu::{JoinRequest, PeerLink, Sfu, SfuStartError};
 pub use signal::{ClientSignal, MediaErrorCode, MediaRole, MediaState, ServerSignal};
-
-/// Makes `ring` the process's default rustls crypto provider unless one is
-/// set already. The DTLS layer of `webrtc` asks rustls for the process
-/// default; in a build where both of rustls's providers are compiled in (the
-/// workspace's features unify so) rustls cannot pick one itself and panics
-/// mid-handshake. [`Sfu::new`] calls this; a process that makes its own
-/// peer connections first (a test client) calls it too.
-pub fn ensure_crypto_provider() {
-    // An error means a provider is installed already, which is all we need.
-    let _installed = rustls::crypto::ring::default_provider().install_default();
-}

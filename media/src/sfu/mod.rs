@@ -220,7 +220,7 @@ impl Sfu {
     /// A setting out of range, or the WebRTC stack refusing its setup.
     pub fn new(config: SfuConfig) -> Result<Self, SfuStartError> {
         config.validate()?;
-        crate::ensure_crypto_provider();
+        crate::crypto::ensure_crypto_provider();
         let mut media = MediaEngine::default();
         media
             .register_codec(
