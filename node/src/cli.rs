@@ -176,6 +176,29 @@ pub enum ChaosCommand {
     /// Check one drill file against the cluster: print its plan, or every
     /// refusal with its line and code. Exit code 0 when valid, 3 when not.
     Check(ChaosCheckArgs),
+    /// Run one drill against the dev cluster: the workload, the faults on
+    /// their timeline, the probes, then the checker; prints a live timeline
+    /// and writes a report (JSON and HTML). Exit code 0 when the hypothesis
+    /// held, 4 when it did not, 3 when the drill is refused (or another
+    /// drill runs), 1 when the drill could not be run.
+    Run(ChaosRunArgs),
+}
+
+/// Flags of `lyceum chaos run`.
+#[derive(Debug, Clone, Args)]
+pub struct ChaosRunArgs {
+    /// The drill file.
+    #[arg(value_name = "DRILL")]
+    pub drill: PathBuf,
+
+    /// The cluster to run it against.
+    #[command(flatten)]
+    pub cluster: ChaosClusterArgs,
+
+    /// Where the report goes. Default: `chaos/reports` in the cluster's
+    /// data dir (beside its `cluster.json`).
+    #[arg(long, value_name = "DIR")]
+    pub reports: Option<PathBuf>,
 }
 
 /// Where drills are checked against.

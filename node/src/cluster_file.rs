@@ -13,6 +13,19 @@ pub struct ClusterFile {
     pub edges: Vec<EdgeEntry>,
     /// Tokens of the seeded dev accounts, by role.
     pub tokens: control_plane::seed::DevTokens,
+    /// The supervisor's control API, with which chaos drills kill and pause
+    /// processes; absent when `dev.chaos` is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervisor: Option<SupervisorEntry>,
+}
+
+/// Where the supervisor's control API serves (`node::dev::control`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupervisorEntry {
+    /// Base URL, on loopback.
+    pub url: String,
+    /// The bearer key every call needs.
+    pub key: String,
 }
 
 /// Where the control plane runs.

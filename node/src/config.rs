@@ -240,6 +240,11 @@ pub struct EdgeConfig {
     /// `/api/v1/operator/faults` (drop, delay or cut traffic with chosen
     /// peers). Off by default: a production node must not offer it.
     pub fault_injection: bool,
+    /// Test switch of debug builds: the first this many finished runs are
+    /// answered but their submission reports are dropped on the floor, so
+    /// the chaos checker's own test can prove it catches a lost,
+    /// acknowledged submission. Release builds refuse anything but 0.
+    pub test_drop_reports: u32,
     /// Shortest gap between refetches triggered by a token signed with an
     /// unknown key (after a rotation), so bad tokens cannot flood the
     /// control plane.
@@ -276,6 +281,7 @@ impl Default for EdgeConfig {
             outbox_dead_letters_max: 10_000,
             list_page_max: 1_000,
             fault_injection: false,
+            test_drop_reports: 0,
             control_plane_service_key: String::new(),
             outbox_retry_max_ms: 30_000,
             submission_confirm_wait_ms: 3_000,
@@ -352,6 +358,15 @@ pub struct DevConfig {
     /// The longest wait before starting a dead child again; a child that
     /// lived at least this long starts again after the initial wait.
     pub restart_backoff_max_ms: u64,
+    /// Whether `lyceum chaos run` may kill and pause this cluster's
+    /// processes: the supervisor then serves its control API on loopback
+    /// (address and key in `cluster.json`). A dev cluster is for trying
+    /// things, so this is on; nothing else offers the API.
+    pub chaos: bool,
+    /// Longest window a drill may keep a process killed or paused; every
+    /// such fault carries its deadline here, so a runner that dies
+    /// mid-drill leaves nothing down or stopped for longer than that.
+    pub chaos_fault_ms_max: u64,
 }
 
 /// How many edge nodes `lyceum dev` may start at most.
@@ -366,6 +381,8 @@ impl Default for DevConfig {
             child_stop_timeout_ms: 10_000,
             restart_backoff_initial_ms: 1_000,
             restart_backoff_max_ms: 30_000,
+            chaos: true,
+            chaos_fault_ms_max: 3_600_000,
         }
     }
 }
@@ -486,6 +503,7 @@ impl Config {
                 self.dev.child_ready_timeout_ms,
             ),
             ("dev.child_stop_timeout_ms", self.dev.child_stop_timeout_ms),
+            ("dev.chaos_fault_ms_max", self.dev.chaos_fault_ms_max),
             (
                 "dev.restart_backoff_max_ms",
                 self.dev.restart_backoff_max_ms,
@@ -542,6 +560,12 @@ impl Config {
                     format!("{region:?} is listed twice"),
                 ));
             }
+        }
+        if edge.test_drop_reports > 0 && !cfg!(debug_assertions) {
+            return Err(ConfigError::invalid(
+                "edge.test_drop_reports",
+                "is a test switch of debug builds; a release build takes only 0",
+            ));
         }
         if self.dev.restart_backoff_initial_ms > self.dev.restart_backoff_max_ms {
             return Err(ConfigError::invalid(

@@ -53,7 +53,7 @@ fn main() -> ExitCode {
             Command::Route(args) => node::route::run(args, &config).await,
             Command::Load(args) => node::load::run(args, &config).await,
             Command::LoadWorker => node::load::worker().await,
-            Command::Chaos(command) => node::chaos::run(command, &config),
+            Command::Chaos(command) => node::chaos::run(command, &config).await,
             Command::Config | Command::SandboxAgent => Ok(0),
         }
     });

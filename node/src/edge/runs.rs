@@ -116,9 +116,21 @@ pub(crate) struct RunService {
     pub(crate) user_limiter: Arc<RateLimiter>,
     /// Per-tenant budget of code runs.
     pub(crate) tenant_limiter: Arc<RateLimiter>,
+    /// Reports still to drop on purpose (`edge.test_drop_reports`, debug
+    /// builds only): how the chaos checker's test makes a real loss.
+    pub(crate) drop_reports: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl RunService {
+    /// Whether the test switch wants this run's report dropped (and counts
+    /// it off).
+    fn drop_this_report(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.drop_reports
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
     /// The sandbox, once it has started.
     ///
     /// # Errors
@@ -258,6 +270,13 @@ impl RunService {
             if let Err(err) = self.store.record_abuse(&abuse) {
                 tracing::error!(error = %err, "cannot record an abuse event");
             }
+        }
+        if self.drop_this_report() {
+            tracing::warn!(
+                run_id = result.id,
+                "edge.test_drop_reports: this run is answered, its report dropped on purpose"
+            );
+            return Ok(body);
         }
         if let Err(err) = self.store.record(&record, &event).await {
             tracing::error!(error = %err, run_id = result.id, "cannot record a run");

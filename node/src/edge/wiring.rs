@@ -219,6 +219,7 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
                 edge.runs_per_tenant_per_minute_max,
                 usize::try_from(edge.rate_limited_tenants_max).unwrap_or(usize::MAX),
             )),
+            drop_reports: Arc::new(std::sync::atomic::AtomicU32::new(edge.test_drop_reports)),
         },
         run_store,
         attendance: attendance.clone(),

@@ -5,6 +5,7 @@
 
 mod actors_cluster;
 mod chaos_cli;
+mod chaos_run;
 mod config;
 mod control_plane_process;
 mod dev_cluster;

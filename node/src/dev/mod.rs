@@ -7,7 +7,9 @@
 //! would; an edge rejoins the cluster through a living edge. SIGINT or
 //! SIGTERM stops every child (SIGTERM, then SIGKILL after
 //! `dev.child_stop_timeout_ms`). Children also stop when this process dies,
-//! because their stdin closes.
+//! because their stdin closes. With `dev.chaos` on, the supervisor also
+//! serves its control API (`control`) on loopback, through which chaos
+//! drills kill and pause its children, each fault with a deadline.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,8 +24,10 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+pub mod control;
+
 use crate::cli::{Cli, DevArgs};
-use crate::cluster_file::{ClusterFile, ControlPlaneEntry, EdgeEntry};
+use crate::cluster_file::{ClusterFile, ControlPlaneEntry, EdgeEntry, SupervisorEntry};
 use crate::config::{Config, LogFormat};
 use crate::ready_file::{self, ReadyInfo};
 
@@ -88,12 +92,30 @@ pub async fn run(cli: &Cli, _args: &DevArgs, config: &Config) -> anyhow::Result<
         release_data_dir(&run_dir);
         return Ok(());
     }
+    let (orders_tx, mut orders) = mpsc::channel(control::CONTROL_QUEUE_MAX);
+    let control_server = if config.dev.chaos {
+        match serve_control(orders_tx).await {
+            Ok((entry, server)) => {
+                supervisor.control = Some(entry);
+                Some(server)
+            }
+            Err(err) => {
+                supervisor.stop_all().await;
+                release_data_dir(&run_dir);
+                return Err(err);
+            }
+        }
+    } else {
+        drop(orders_tx);
+        None
+    };
     supervisor.print_table(&cluster_path);
     supervisor.write_cluster_file(&cluster_path)?;
 
     let restarting = supervisor.config.dev.restart_backoff_initial_ms > 0;
     loop {
         let next_restart = supervisor.restarts.values().min().copied();
+        let next_resume = supervisor.paused.values().min().copied();
         let starting = supervisor
             .children
             .values()
@@ -105,7 +127,10 @@ pub async fn run(cli: &Cli, _args: &DevArgs, config: &Config) -> anyhow::Result<
                 let name = exit.name.clone();
                 supervisor.record_exit(exit);
                 supervisor.write_cluster_file(&cluster_path)?;
-                if restarting {
+                if let Some(at) = supervisor.held.remove(&name) {
+                    // Killed by a drill: down for the fault's window.
+                    supervisor.restarts.insert(name, at);
+                } else if restarting {
                     supervisor.schedule_restart(&name);
                 } else if supervisor.children.values().all(|c| c.exited.is_some()) {
                     let _ = std::fs::remove_file(&cluster_path);
@@ -117,6 +142,12 @@ pub async fn run(cli: &Cli, _args: &DevArgs, config: &Config) -> anyhow::Result<
                 supervisor.restart_due();
                 supervisor.write_cluster_file(&cluster_path)?;
             }
+            () = sleep_until_some(next_resume) => supervisor.resume_due(),
+            Some(envelope) = orders.recv() => {
+                let answer = supervisor.obey(envelope.order);
+                supervisor.write_cluster_file(&cluster_path)?;
+                let _ = envelope.reply.send(answer);
+            }
             () = tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)), if starting => {
                 if supervisor.read_ready_files() {
                     supervisor.write_cluster_file(&cluster_path)?;
@@ -125,6 +156,9 @@ pub async fn run(cli: &Cli, _args: &DevArgs, config: &Config) -> anyhow::Result<
         }
     }
     eprintln!("lyceum dev: stopping every process");
+    if let Some(server) = control_server {
+        server.abort();
+    }
     supervisor.stop_all().await;
     let _ = std::fs::remove_file(&cluster_path);
     release_data_dir(&run_dir);
@@ -174,6 +208,13 @@ struct Supervisor {
     exits_tx: mpsc::Sender<Exit>,
     /// Dead children and when each starts again.
     restarts: BTreeMap<String, Instant>,
+    /// Children a drill killed whose exit is not seen yet, and when each
+    /// starts again.
+    held: BTreeMap<String, Instant>,
+    /// Children a drill stopped (SIGSTOP), and when each continues.
+    paused: BTreeMap<String, Instant>,
+    /// The control API, once it serves (`dev.chaos`).
+    control: Option<SupervisorEntry>,
 }
 
 impl Supervisor {
@@ -229,6 +270,9 @@ impl Supervisor {
             exits,
             exits_tx,
             restarts: BTreeMap::new(),
+            held: BTreeMap::new(),
+            paused: BTreeMap::new(),
+            control: None,
         })
     }
 
@@ -443,6 +487,133 @@ impl Supervisor {
         }
     }
 
+    /// Continues every paused child whose pause is over.
+    fn resume_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .paused
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in due {
+            self.continue_child(&name);
+        }
+    }
+
+    fn continue_child(&mut self, name: &str) {
+        if self.paused.remove(name).is_some() {
+            if let Some(child) = self.children.get(name) {
+                let _ = kill(pid_of(child.pid), Signal::SIGCONT);
+                eprintln!("lyceum dev: {name} continued (SIGCONT)");
+            }
+        }
+    }
+
+    /// Carries out one order of the control API, in the supervisor's own
+    /// loop so it never races an exit or a restart.
+    fn obey(&mut self, order: control::Order) -> Result<control::Processes, control::ControlError> {
+        use control::{ControlError, Order};
+        let max = self.config.dev.chaos_fault_ms_max;
+        let window = |what: &'static str, ms: u64| {
+            if ms == 0 || ms > max {
+                Err(ControlError::BadWindow { what, max })
+            } else {
+                Ok(Duration::from_millis(ms))
+            }
+        };
+        let known = |name: &str| {
+            if self.children.contains_key(name) {
+                Ok(())
+            } else {
+                Err(ControlError::UnknownProcess(name.to_owned()))
+            }
+        };
+        match order {
+            Order::List => {}
+            Order::Kill { name, down_ms } => {
+                known(&name)?;
+                let down = window("down_ms", down_ms)?;
+                let child = &self.children[&name];
+                if child.exited.is_some() || self.held.contains_key(&name) {
+                    return Err(ControlError::NotRunning(name));
+                }
+                kill(pid_of(child.pid), Signal::SIGKILL).map_err(|err| ControlError::Signal {
+                    name: name.clone(),
+                    reason: err.to_string(),
+                })?;
+                self.paused.remove(&name);
+                eprintln!(
+                    "lyceum dev: {name} killed by a chaos drill (kill -9); down for {} ms",
+                    down.as_millis()
+                );
+                self.held.insert(name, Instant::now() + down);
+            }
+            Order::Pause { name, for_ms } => {
+                known(&name)?;
+                let pause = window("for_ms", for_ms)?;
+                let child = &self.children[&name];
+                if child.exited.is_some() || self.held.contains_key(&name) {
+                    return Err(ControlError::NotRunning(name));
+                }
+                kill(pid_of(child.pid), Signal::SIGSTOP).map_err(|err| ControlError::Signal {
+                    name: name.clone(),
+                    reason: err.to_string(),
+                })?;
+                eprintln!(
+                    "lyceum dev: {name} paused by a chaos drill (SIGSTOP) for {} ms",
+                    pause.as_millis()
+                );
+                self.paused.insert(name, Instant::now() + pause);
+            }
+            Order::Resume { name } => {
+                known(&name)?;
+                self.continue_child(&name);
+            }
+            Order::Start { name } => {
+                known(&name)?;
+                let now = Instant::now();
+                if let Some(at) = self.held.get_mut(&name) {
+                    *at = now;
+                }
+                if let Some(at) = self.restarts.get_mut(&name) {
+                    *at = now;
+                    self.restart_due();
+                }
+            }
+        }
+        Ok(self.processes())
+    }
+
+    /// Every child as the control API shows it.
+    fn processes(&self) -> control::Processes {
+        let now = Instant::now();
+        let left = |at: &Instant| u64::try_from(at.saturating_duration_since(now).as_millis()).ok();
+        let processes = self
+            .children
+            .values()
+            .map(|child| {
+                let name = &child.name;
+                let (state, until_ms) = if let Some(at) = self.paused.get(name) {
+                    (control::ProcessState::Paused, left(at))
+                } else if let Some(at) = self.held.get(name).or_else(|| self.restarts.get(name)) {
+                    (control::ProcessState::Down, left(at))
+                } else if child.exited.is_some() {
+                    (control::ProcessState::Down, None)
+                } else {
+                    (control::ProcessState::Running, None)
+                };
+                control::ProcessView {
+                    name: name.clone(),
+                    pid: child.pid,
+                    state,
+                    until_ms,
+                }
+            })
+            .collect();
+        control::Processes { processes }
+    }
+
     /// Reads the ready files of children that are starting; true when one
     /// became ready.
     fn read_ready_files(&mut self) -> bool {
@@ -592,6 +763,12 @@ impl Supervisor {
     }
 
     async fn stop_all(&mut self) {
+        // A stopped process cannot act on SIGTERM.
+        for name in std::mem::take(&mut self.paused).into_keys() {
+            if let Some(child) = self.children.get(&name) {
+                let _ = kill(pid_of(child.pid), Signal::SIGCONT);
+            }
+        }
         for child in self.children.values_mut().filter(|c| c.exited.is_none()) {
             child.stdin = None;
             let _ = kill(pid_of(child.pid), Signal::SIGTERM);
@@ -668,6 +845,7 @@ impl Supervisor {
             },
             edges,
             tokens: cp_info.dev_tokens.clone()?,
+            supervisor: self.control.clone(),
         })
     }
 
@@ -711,6 +889,34 @@ impl Supervisor {
         ));
         print!("{out}");
     }
+}
+
+/// Serves the control API on a free loopback port with a fresh key.
+async fn serve_control(
+    orders: mpsc::Sender<control::Envelope>,
+) -> anyhow::Result<(SupervisorEntry, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("bind the supervisor's control API on loopback")?;
+    let addr = listener.local_addr()?;
+    let key = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let app = control::router(key.clone(), orders);
+    let server = tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, app).await {
+            tracing::error!(error = %err, "the supervisor's control API stopped");
+        }
+    });
+    Ok((
+        SupervisorEntry {
+            url: format!("http://{addr}"),
+            key,
+        },
+        server,
+    ))
 }
 
 /// Sets `flag`'s value in `args` (adding the pair when missing), or

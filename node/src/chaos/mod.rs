@@ -2,7 +2,13 @@
 //! shows the catalogue and `check` one drill, each validated against the
 //! cluster it would run on (its regions, and whether this process may
 //! perform OS-level faults), so a broken drill is refused before anything
-//! starts. Running a drill against a cluster comes with the runner.
+//! starts. `run` executes one against the dev cluster (`run`: the
+//! orchestration; `workload`: the learners' load and what it was told;
+//! `classes`: the live classes and what each client saw;
+//! `faults`: applying and healing through the supervisor; `ledger`: the
+//! transfers and what the ledger holds; `platform`: what the platform holds
+//! afterwards; `record`: what the workload was told, shared by them;
+//! `outcome`: exit codes and privilege).
 
 use std::path::Path;
 
@@ -14,16 +20,24 @@ use chaos::plan::{Action, Plan};
 use crate::cli::{ChaosClusterArgs, ChaosCommand};
 use crate::config::Config;
 
-/// Exit code of a command whose drill (or one of the catalogue's) is
-/// refused; 1 stays for failures to run at all, 2 for a bad command line.
-pub const EXIT_REFUSED: u8 = 3;
+mod classes;
+mod faults;
+mod ledger;
+mod outcome;
+mod platform;
+mod record;
+mod run;
+mod workload;
+
+pub use outcome::{EXIT_DID_NOT_HOLD, EXIT_REFUSED};
 
 /// Runs a `lyceum chaos` command; the process exit code.
 ///
 /// # Errors
 /// When the cluster file or the catalogue folder cannot be read.
-pub fn run(command: &ChaosCommand, config: &Config) -> anyhow::Result<u8> {
+pub async fn run(command: &ChaosCommand, config: &Config) -> anyhow::Result<u8> {
     match command {
+        ChaosCommand::Run(args) => run::run(args, config).await,
         ChaosCommand::List(args) => {
             let cluster = cluster(&args.cluster, config)?;
             let entries = chaos::catalogue::list(&args.drills, &cluster)
@@ -54,11 +68,7 @@ pub fn run(command: &ChaosCommand, config: &Config) -> anyhow::Result<u8> {
 /// The cluster drills are checked against: the given `cluster.json`, the
 /// dev cluster's own one if it runs, else the configured dev regions.
 fn cluster(args: &ChaosClusterArgs, config: &Config) -> anyhow::Result<Cluster> {
-    let privilege = if nix::unistd::geteuid().is_root() {
-        Privilege::Root
-    } else {
-        Privilege::Unprivileged
-    };
+    let privilege = outcome::privilege();
     let default = config.data_dir.join("cluster.json");
     let path = match &args.cluster {
         Some(path) => Some(path.clone()),

@@ -1,0 +1,58 @@
+//! What the workload was told, shared by its parts (`workload`, `ledger`,
+//! `classes`, `platform`, `run`): the learners it signed up, its counters
+//! and acknowledgements, and its bounds. A leaf: imports nothing of the
+//! runner, so the parts that fill it and the parts that read it never
+//! import each other.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chaos::checker::{AckedRun, Transfer};
+use chaos::probe::LatencyWindow;
+
+/// Requests of the workload in flight at once; past it a tick is skipped
+/// and counted, so a hung platform cannot grow the runner without bound.
+pub(super) const IN_FLIGHT_MAX: usize = 512;
+
+/// How long one run or submission may take before it counts as failed.
+pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A learner the workload signed up.
+#[derive(Debug, Clone)]
+pub(super) struct Learner {
+    /// Their user id (the access token's subject).
+    pub(super) user_id: String,
+    /// Their access token.
+    pub(super) token: String,
+}
+
+/// What the workload saw, shared by its request tasks.
+#[derive(Default)]
+pub(super) struct Observed {
+    /// Latencies of the current probe interval.
+    pub(super) latency: Mutex<LatencyWindow>,
+    /// Runs and submissions the platform acknowledged.
+    pub(super) acked: Mutex<Vec<AckedRun>>,
+    /// Answered with success.
+    pub(super) ok: AtomicU64,
+    /// Refused, failed or unanswered.
+    pub(super) failed: AtomicU64,
+    /// Ticks skipped because [`IN_FLIGHT_MAX`] requests were in flight.
+    pub(super) skipped: AtomicU64,
+    /// The last failure, in words, for the live timeline.
+    pub(super) last_failure: Mutex<Option<String>>,
+    /// Ledger transfers sent, by what came of them.
+    pub(super) transfers: Sent,
+    /// Requests in flight, at most [`IN_FLIGHT_MAX`].
+    pub(super) in_flight: AtomicUsize,
+}
+
+/// What the ledger workload was told.
+#[derive(Default)]
+pub(super) struct Sent {
+    /// Accepted (201 or 200).
+    pub(super) accepted: Mutex<Vec<Transfer>>,
+    /// Sent without an answer that says either way.
+    pub(super) unanswered: Mutex<Vec<Transfer>>,
+}

@@ -1,0 +1,516 @@
+//! `lyceum chaos run`: one drill against the dev cluster, start to report.
+//!
+//! The order of things is the plan's (`chaos::plan`); this module only
+//! executes its steps on a 100 ms tick, samples the probes every
+//! `interval_ms`, aborts (healing everything) when an abort condition
+//! trips or the operator presses Ctrl-C, and after the settle time reads
+//! the platform, runs the checker and writes the report. One drill runs at
+//! a time per data dir: the runner holds an exclusive lock on
+//! `chaos/drill.lock` there, which the OS releases if the runner dies.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chaos::checker::{self, Acknowledged, Platform};
+use chaos::cluster::Cluster;
+use chaos::drill::{Drill, Probe};
+use chaos::plan::{AbortWatch, Action, Plan, Step};
+use chaos::report::{Aborted, FaultEvent, ProbeSeries, Report, Sample, TimelineEntry};
+use tokio::time::Instant;
+
+use super::faults::{self, Faults};
+use super::outcome::{self, EXIT_DID_NOT_HOLD, EXIT_REFUSED};
+use super::platform::{self, ReadinessLog, Target};
+use super::record::{Observed, REQUEST_TIMEOUT};
+use super::workload::{self, Running};
+use crate::cli::ChaosRunArgs;
+use crate::cluster_file::ClusterFile;
+use crate::config::Config;
+
+/// How often the runner looks for due steps.
+const TICK: Duration = Duration::from_millis(100);
+
+/// How often the live timeline prints a progress line.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// Longest a readiness probe waits for one process.
+const READINESS_TIMEOUT_MAX: Duration = Duration::from_secs(2);
+
+/// Runs the drill of `args`; the exit code.
+///
+/// # Errors
+/// When the cluster cannot be read or prepared, or the report written.
+pub(super) async fn run(args: &ChaosRunArgs, config: &Config) -> anyhow::Result<u8> {
+    let cluster_path = args
+        .cluster
+        .cluster
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("cluster.json"));
+    let text = read_bounded(&cluster_path)?;
+    let file: ClusterFile = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not the file `lyceum dev` writes",
+            cluster_path.display()
+        )
+    })?;
+    let cluster = Cluster::from_cluster_json(&text, outcome::privilege())
+        .map_err(|err| anyhow::anyhow!("{}: {err} ({})", cluster_path.display(), err.as_str()))?;
+    let drill = match Drill::load(&args.drill, &cluster) {
+        Ok(drill) => drill,
+        Err(errors) => {
+            eprintln!("{}: refused:", args.drill.display());
+            for error in &errors.0 {
+                eprintln!("  {error}");
+            }
+            return Ok(EXIT_REFUSED);
+        }
+    };
+    let unsupported = faults::unsupported(&drill, &file);
+    if !unsupported.is_empty() {
+        eprintln!(
+            "{}: refused: this runner cannot run it yet [unsupported]:",
+            args.drill.display()
+        );
+        for reason in &unsupported {
+            eprintln!("  {reason}");
+        }
+        return Ok(EXIT_REFUSED);
+    }
+    let data_dir = cluster_path
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let Some(_lock) = lock(&data_dir.join("chaos"))? else {
+        eprintln!(
+            "lyceum chaos: another drill runs against this cluster ({}); one at a time [drill_running]",
+            data_dir.join("chaos").join("drill.lock").display()
+        );
+        return Ok(EXIT_REFUSED);
+    };
+    let reports = args
+        .reports
+        .clone()
+        .unwrap_or_else(|| data_dir.join("chaos").join("reports"));
+    std::fs::create_dir_all(&reports)
+        .with_context(|| format!("create the report folder {}", reports.display()))?;
+
+    let runner = Runner::prepare(&drill, &file).await?;
+    let report = runner.execute(&drill).await?;
+    let (json, html) = report
+        .write(&reports)
+        .map_err(|err| anyhow::anyhow!("{err} ({})", err.as_str()))?;
+    print_summary(&report);
+    println!("report: {}\n        {}", json.display(), html.display());
+    Ok(if report.summary.hypothesis_held {
+        0
+    } else {
+        EXIT_DID_NOT_HOLD
+    })
+}
+
+fn read_bounded(path: &Path) -> anyhow::Result<String> {
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("read {} (start `lyceum dev` first)", path.display()))?
+        .len();
+    if len > chaos::cluster::CLUSTER_FILE_BYTES_MAX as u64 {
+        anyhow::bail!(
+            "{} is {len} bytes, more than a cluster file ({})",
+            path.display(),
+            chaos::cluster::CLUSTER_FILE_BYTES_MAX
+        );
+    }
+    std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))
+}
+
+/// The drill lock, held while the returned file is open; `None` when
+/// another runner holds it.
+fn lock(dir: &Path) -> anyhow::Result<Option<nix::fcntl::Flock<std::fs::File>>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let path = dir.join("drill.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("open {}", path.display()))?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Some(lock)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, err)) => Err(anyhow::anyhow!("lock {}: {err}", path.display())),
+    }
+}
+
+fn ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+struct Runner {
+    http: reqwest::Client,
+    cp: String,
+    operator: String,
+    setup: Arc<workload::Setup>,
+    faults: Faults,
+    targets: Vec<Target>,
+}
+
+impl Runner {
+    async fn prepare(drill: &Drill, file: &ClusterFile) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()?;
+        let cp = file.control_plane.url.trim_end_matches('/').to_owned();
+        let edges: Vec<String> = drill
+            .workload()
+            .regions
+            .iter()
+            .filter_map(|region| {
+                file.edges
+                    .iter()
+                    .find(|e| &e.region == region)
+                    .map(|e| e.url.clone())
+            })
+            .collect();
+        let setup = workload::prepare(&http, &cp, &file.tokens, drill.workload(), edges).await?;
+        let mut targets = vec![Target {
+            name: "control-plane".to_owned(),
+            url: cp.clone(),
+        }];
+        targets.extend(file.edges.iter().map(|e| Target {
+            name: format!("edge-{}", e.region),
+            url: e.url.clone(),
+        }));
+        Ok(Self {
+            faults: Faults::new(http.clone(), file),
+            http,
+            cp,
+            operator: file.tokens.operator.clone(),
+            setup: Arc::new(setup),
+            targets,
+        })
+    }
+
+    async fn execute(self, drill: &Drill) -> anyhow::Result<Report> {
+        let plan = Plan::new(drill);
+        let mut progress = plan.start();
+        let mut watch = AbortWatch::new(drill);
+        let observed = Arc::new(Observed::default());
+        let in_class = Arc::new(super::classes::Observed::new(
+            drill.probes().class_delivery_within_ms,
+        ));
+        let faults = self.faults.with_class_home(in_class.clone());
+        let started_at = crate::store::now_rfc3339();
+        let start = Instant::now();
+        let interval = Duration::from_millis(drill.probes().interval_ms);
+        let readiness_timeout = (interval * 4 / 5).min(READINESS_TIMEOUT_MAX);
+        let (probe_tx, mut probe_rx) = tokio::sync::mpsc::channel::<(u64, Vec<bool>)>(8);
+        let mut series: Vec<ProbeSeries> = Probe::ALL
+            .iter()
+            .map(|probe| ProbeSeries {
+                probe: *probe,
+                threshold: drill.probes().threshold(*probe),
+                samples: Vec::new(),
+            })
+            .collect();
+        let mut readiness = ReadinessLog::default();
+        let mut timeline: Vec<TimelineEntry> = Vec::new();
+        let mut pending: Vec<Step> = Vec::new();
+        let mut aborted: Option<Aborted> = None;
+        let mut running: Option<Running> = None;
+        let mut healed_at_ms = 0_u64;
+        let mut next_probe = start + interval;
+        let mut next_progress = start + PROGRESS_EVERY;
+        let mut last_ready = (0_usize, self.targets.len());
+        let interrupt = tokio::signal::ctrl_c();
+        tokio::pin!(interrupt);
+        let mut interrupted = false;
+        println!(
+            "lyceum chaos: {} ({}): {} s of workload, then {} s to settle",
+            drill.name(),
+            drill.title(),
+            drill.duration_ms() / 1000,
+            drill.settle_ms() / 1000
+        );
+
+        'drill: loop {
+            let now_ms = ms(start.elapsed());
+            pending.extend(progress.due(now_ms));
+            while let Some(at) = pending.first().map(|s| s.at_ms) {
+                if at > now_ms {
+                    break;
+                }
+                let step = pending.remove(0);
+                let at_ms = ms(start.elapsed());
+                match step.action {
+                    Action::StartWorkload => {
+                        running = Some(Running::start(
+                            self.http.clone(),
+                            self.setup.clone(),
+                            drill.workload(),
+                            start,
+                            observed.clone(),
+                            in_class.clone(),
+                        ));
+                        line(at_ms, "workload started");
+                    }
+                    Action::StopWorkload => {
+                        if let Some(running) = &running {
+                            running.stop();
+                        }
+                        line(at_ms, "workload stopped; settling");
+                    }
+                    Action::Apply(id) => {
+                        let (event, detail) = match faults.apply(drill, id).await {
+                            Ok(detail) => (FaultEvent::Applied, detail),
+                            Err(why) => (FaultEvent::Failed, why),
+                        };
+                        timeline.push(entry(drill, id, at_ms, event, detail));
+                    }
+                    Action::Heal(id) => {
+                        let event = if aborted.is_some() {
+                            FaultEvent::HealedOnAbort
+                        } else {
+                            FaultEvent::Healed
+                        };
+                        let detail = match faults.heal(drill, id).await {
+                            Ok(detail) => detail,
+                            Err(why) => format!(
+                                "the heal failed ({why}); the supervisor heals it at the fault's deadline"
+                            ),
+                        };
+                        healed_at_ms = at_ms;
+                        timeline.push(entry(drill, id, at_ms, event, detail));
+                    }
+                    Action::Check => break 'drill,
+                }
+            }
+
+            let trip_at = |aborted: &mut Option<Aborted>, at_ms: u64, reason: String| {
+                if aborted.is_none() {
+                    line(at_ms, &format!("ABORT: {reason}; healing everything"));
+                    *aborted = Some(Aborted { at_ms, reason });
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(TICK) => {}
+                Some((at_ms, ready)) = probe_rx.recv() => {
+                    readiness.record(&self.targets, at_ms, &ready);
+                    let up = ready.iter().filter(|r| **r).count();
+                    last_ready = (up, ready.len());
+                    let total = u32::try_from(ready.len()).unwrap_or(u32::MAX);
+                    let up32 = u32::try_from(up).unwrap_or(u32::MAX);
+                    if let Some(value) = chaos::probe::readiness_ratio(up32, total) {
+                        push(&mut series, Probe::ReadinessRatio, at_ms, value);
+                        if let Some(trip) = watch.observe(Probe::ReadinessRatio, at_ms, value) {
+                            trip_at(&mut aborted, at_ms, trip.reason());
+                            pending.extend(progress.abort(at_ms));
+                        }
+                    }
+                }
+                result = &mut interrupt, if !interrupted => {
+                    interrupted = true;
+                    let _ = result;
+                    let at_ms = ms(start.elapsed());
+                    trip_at(&mut aborted, at_ms, "interrupted by the operator (Ctrl-C)".to_owned());
+                    pending.extend(progress.abort(at_ms));
+                }
+            }
+
+            if Instant::now() >= next_probe {
+                next_probe += interval;
+                let at_ms = ms(start.elapsed());
+                let p99 = observed.latency.lock().ok().and_then(|mut w| w.take_p99());
+                if let Some(value) = p99 {
+                    push(&mut series, Probe::RunLatencyP99Ms, at_ms, value);
+                    if let Some(trip) = watch.observe(Probe::RunLatencyP99Ms, at_ms, value) {
+                        trip_at(&mut aborted, at_ms, trip.reason());
+                        pending.extend(progress.abort(at_ms));
+                    }
+                }
+                let ratio = in_class
+                    .delivery
+                    .lock()
+                    .ok()
+                    .and_then(|mut d| d.take_ratio(at_ms));
+                if let Some(value) = ratio {
+                    push(&mut series, Probe::ClassDeliveryRatio, at_ms, value);
+                    if let Some(trip) = watch.observe(Probe::ClassDeliveryRatio, at_ms, value) {
+                        trip_at(&mut aborted, at_ms, trip.reason());
+                        pending.extend(progress.abort(at_ms));
+                    }
+                }
+                let http = self.http.clone();
+                let targets = self.targets.clone();
+                let tx = probe_tx.clone();
+                tokio::spawn(async move {
+                    let ready = platform::readiness(&http, &targets, readiness_timeout).await;
+                    let _ = tx.send((at_ms, ready)).await;
+                });
+            }
+            if Instant::now() >= next_progress {
+                next_progress += PROGRESS_EVERY;
+                let p99 = series
+                    .iter()
+                    .find(|s| s.probe == Probe::RunLatencyP99Ms)
+                    .and_then(|s| s.samples.last())
+                    .map_or_else(|| "-".to_owned(), |s| format!("{:.0} ms", s.value));
+                let failure = observed
+                    .last_failure
+                    .lock()
+                    .ok()
+                    .and_then(|mut f| f.take())
+                    .map_or_else(String::new, |f| format!(" (last failure: {f})"));
+                line(
+                    ms(start.elapsed()),
+                    &format!(
+                        "answered {}, failed {}, skipped {}; in class {}, failovers {}, reconnects {}; run p99 {p99}; ready {}/{}{failure}",
+                        observed.ok.load(Ordering::Relaxed),
+                        observed.failed.load(Ordering::Relaxed),
+                        observed.skipped.load(Ordering::Relaxed),
+                        in_class.connected.load(Ordering::Relaxed),
+                        in_class.failovers.load(Ordering::Relaxed),
+                        in_class.reconnects.load(Ordering::Relaxed),
+                        last_ready.0,
+                        last_ready.1,
+                    ),
+                );
+            }
+        }
+
+        let clients = match running {
+            Some(running) => running.finish().await,
+            None => Vec::new(),
+        };
+        let check_ms = ms(start.elapsed());
+        line(check_ms, "checking what the platform holds");
+        let copy = |list: &std::sync::Mutex<Vec<chaos::checker::Transfer>>| {
+            list.lock().map(|l| l.clone()).unwrap_or_default()
+        };
+        let acknowledged = Acknowledged {
+            runs: observed
+                .acked
+                .lock()
+                .map(|acked| acked.clone())
+                .unwrap_or_default(),
+            clients,
+            transfers: copy(&observed.transfers.accepted),
+            transfers_unanswered: copy(&observed.transfers.unanswered),
+        };
+        let ledger = match &self.setup.ledger {
+            Some((accounts, before)) => {
+                super::ledger::read_back(
+                    &self.http,
+                    &self.cp,
+                    &self.operator,
+                    accounts,
+                    before.clone(),
+                )
+                .await?
+            }
+            None => chaos::checker::Ledger::default(),
+        };
+        let platform_state = Platform {
+            submissions_recorded: platform::submissions(
+                &self.http,
+                &self.cp,
+                &self.operator,
+                &self.setup.learners,
+            )
+            .await?,
+            classes: match &self.setup.classes {
+                Some(classes) => classes.read_back().await?,
+                None => Vec::new(),
+            },
+            ledger,
+            healed_at_ms,
+            readiness: readiness.ready_again(&self.targets, healed_at_ms),
+        };
+        let verdict = checker::check(&acknowledged, &platform_state, drill.recovery_bound_ms());
+        Ok(Report::new(
+            drill, started_at, timeline, series, aborted, verdict,
+        ))
+    }
+}
+
+fn push(series: &mut [ProbeSeries], probe: Probe, at_ms: u64, value: f64) {
+    if let Some(s) = series.iter_mut().find(|s| s.probe == probe) {
+        s.samples.push(Sample { at_ms, value });
+        let extra = s
+            .samples
+            .len()
+            .saturating_sub(chaos::report::SAMPLES_PER_PROBE_MAX);
+        s.samples.drain(..extra);
+    }
+}
+
+fn entry(drill: &Drill, id: u32, at_ms: u64, event: FaultEvent, detail: String) -> TimelineEntry {
+    let label = drill
+        .faults()
+        .iter()
+        .find(|f| f.id == id)
+        .map_or_else(|| format!("fault {id}"), chaos::drill::Fault::label);
+    let what = match event {
+        FaultEvent::Applied => "applied",
+        FaultEvent::Healed => "healed",
+        FaultEvent::HealedOnAbort => "healed on abort",
+        FaultEvent::Failed => "FAILED",
+    };
+    line(at_ms, &format!("fault {id} {what}: {label}: {detail}"));
+    TimelineEntry {
+        at_ms,
+        fault: id,
+        label,
+        event,
+        detail: Some(detail),
+    }
+}
+
+/// One line of the live timeline.
+fn line(at_ms: u64, text: &str) {
+    println!("[{:>7.1} s] {text}", at_ms as f64 / 1000.0);
+}
+
+fn print_summary(report: &Report) {
+    let summary = &report.summary;
+    let counts = &report.verdict.counts;
+    println!(
+        "\n{}: hypothesis {}",
+        report.drill,
+        if summary.hypothesis_held {
+            "HELD"
+        } else {
+            "DID NOT HOLD"
+        }
+    );
+    println!(
+        "  acknowledged runs {}, lost {}, duplicated {}; recovery {}",
+        counts.runs_acknowledged,
+        summary.lost,
+        summary.duplicated,
+        summary
+            .recovery_ms
+            .map_or_else(|| "-".to_owned(), |ms| format!("{ms} ms")),
+    );
+    if let Some(aborted) = &report.aborted {
+        println!("  aborted at {} ms: {}", aborted.at_ms, aborted.reason);
+    }
+    for violation in report.verdict.violations.iter().take(20) {
+        println!("  violation: {violation}");
+    }
+    if report.verdict.violations.len() > 20 {
+        println!(
+            "  … {} more violation(s) in the report",
+            report.verdict.violations.len() - 20
+        );
+    }
+    for breach in summary.steady_state_breaches.iter().take(10) {
+        println!(
+            "  steady state broken: {} was {} at {} ms (threshold {})",
+            breach.probe.as_str(),
+            breach.value,
+            breach.at_ms,
+            breach.threshold
+        );
+    }
+}

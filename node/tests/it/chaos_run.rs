@@ -1,0 +1,315 @@
+//! `lyceum chaos run` against a real `lyceum dev` cluster: real processes
+//! killed and paused through the supervisor, a real workload (live classes
+//! over WebSockets, code runs, graded submissions, ledger transfers), and
+//! the checker's verdict from what the platform holds afterwards. A second cluster drops one acknowledged report on
+//! purpose (`edge.test_drop_reports`), and the checker must say so: a
+//! checker that cannot fail proves nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{eventually, get_json, lyceum, Proc, START_LIMIT};
+
+/// Longest a drill of these tests may take, settle and check included.
+const DRILL_LIMIT: Duration = Duration::from_secs(240);
+
+/// A dev cluster in `dir`, ready on every process; the path of its
+/// `cluster.json`.
+async fn dev_cluster(dir: &Path, extra_env: &[(&str, &str)]) -> (Proc, PathBuf) {
+    let data = dir.join("data");
+    let mut command = lyceum();
+    command
+        .args(["dev", "--base-port", "0", "--data-dir"])
+        .arg(&data)
+        .env("LYCEUM_SANDBOX__POOL_TARGET", "2")
+        .env("LYCEUM_SANDBOX__LANGUAGES", "[\"python\"]")
+        .env("LYCEUM_DEV__RESTART_BACKOFF_INITIAL_MS", "500")
+        .env("LYCEUM_EDGE__OUTBOX_RETRY_MAX_MS", "1000");
+    for (key, value) in extra_env {
+        command.env(key, value);
+    }
+    let dev = Proc::spawn(command, &dir.join("dev.log"));
+    let cluster_path = data.join("cluster.json");
+    let cluster: Value = eventually("cluster.json", START_LIMIT, || {
+        let path = cluster_path.clone();
+        async move { serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok() }
+    })
+    .await;
+    let mut urls = vec![cluster["control_plane"]["url"]
+        .as_str()
+        .expect("control plane url")
+        .to_owned()];
+    for edge in cluster["edges"].as_array().expect("edges") {
+        urls.push(edge["url"].as_str().expect("edge url").to_owned());
+    }
+    for url in urls {
+        eventually(&format!("{url}/readyz"), START_LIMIT, || {
+            let url = url.clone();
+            async move {
+                let (status, _) = get_json(&format!("{url}/readyz"), None).await?;
+                (status == 200).then_some(())
+            }
+        })
+        .await;
+    }
+    assert!(
+        cluster["supervisor"]["url"].as_str().is_some(),
+        "dev.chaos is on by default: {cluster}"
+    );
+    (dev, cluster_path)
+}
+
+/// The command line of a drill run; its stdout goes to `out`.
+fn chaos_run(drill: &Path, cluster: &Path, reports: &Path, out: &Path) -> Command {
+    let mut command = lyceum();
+    command
+        .args(["--log-filter", "warn", "chaos", "run"])
+        .arg(drill)
+        .arg("--cluster")
+        .arg(cluster)
+        .arg("--reports")
+        .arg(reports)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(out).expect("stdout file"))
+        .stderr(std::fs::File::create(out.with_extension("err")).expect("stderr file"));
+    command
+}
+
+/// Runs `command` to its end, at most [`DRILL_LIMIT`].
+async fn wait(command: Command) -> std::process::ExitStatus {
+    let mut child = tokio::process::Command::from(command)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the runner");
+    tokio::time::timeout(DRILL_LIMIT, child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("the drill did not end within {DRILL_LIMIT:?}"))
+        .expect("wait for the runner")
+}
+
+/// Runs a drill to its end; the exit code, its output, and its report.
+async fn run_drill(dir: &Path, cluster: &Path, drill_text: &str) -> (Option<i32>, String, Value) {
+    let drill = dir.join("drill.toml");
+    std::fs::write(&drill, drill_text).expect("write drill");
+    let reports = dir.join("reports");
+    let out = dir.join("drill.out");
+    let command = chaos_run(&drill, cluster, &reports, &out);
+    let status = wait(command).await;
+    let text = format!(
+        "{}{}",
+        std::fs::read_to_string(&out).unwrap_or_default(),
+        std::fs::read_to_string(out.with_extension("err")).unwrap_or_default()
+    );
+    let report = std::fs::read_dir(&reports)
+        .ok()
+        .and_then(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "json"))
+        })
+        .and_then(|path| serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok())
+        .unwrap_or(Value::Null);
+    (status.code(), text, report)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_class_home_and_the_control_plane_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (dev, cluster) = dev_cluster(dir.path(), &[]).await;
+    let drill = r#"
+title = "A class's home, then the control plane, killed under load"
+hypothesis = "Class events, runs, submissions and transfers acknowledged while a class's home and then the control plane are down are all kept, once."
+duration_s = 24
+settle_s = 20
+recovery_bound_s = 25
+
+[workload]
+learners = 6
+classes = 2
+regions = ["eu-west", "us-east"]
+runs_per_second = 2
+submissions_per_second = 0.5
+ledger_transfers_per_second = 2
+
+[probes]
+interval_ms = 1000
+run_latency_p99_ms = 60000
+class_delivery_ratio = 0.5
+class_delivery_within_ms = 5000
+readiness_ratio = 0.5
+
+[[fault]]
+kind = "kill"
+target = "class-home"
+start_s = 3
+duration_s = 5
+
+[[fault]]
+kind = "kill"
+target = "control-plane"
+start_s = 10
+duration_s = 5
+"#;
+    let (code, out, report) = run_drill(dir.path(), &cluster, drill).await;
+    assert_eq!(code, Some(0), "{out}\n{}", dev.log_text());
+    assert!(out.contains("fault 1 applied"), "{out}");
+    assert!(out.contains("fault 2 healed"), "{out}");
+    assert_eq!(
+        report["summary"]["hypothesis_held"], true,
+        "{out}\n{report}"
+    );
+    let counts = &report["verdict"]["counts"];
+    assert!(
+        counts["runs_acknowledged"].as_u64().unwrap_or(0) >= 20,
+        "{counts}"
+    );
+    assert_eq!(counts["runs_lost"], 0, "{counts}");
+    assert_eq!(counts["runs_duplicated"], 0, "{counts}");
+    assert!(
+        counts["transfers_accepted"].as_u64().unwrap_or(0) >= 20,
+        "{counts}"
+    );
+    assert_eq!(counts["transfers_lost"], 0, "{counts}");
+    assert_eq!(counts["balance_mismatches"], 0, "{counts}");
+    assert!(
+        counts["events_received"].as_u64().unwrap_or(0) >= 40,
+        "{counts}"
+    );
+    assert_eq!(counts["events_missing"], 0, "{counts}");
+    assert_eq!(counts["events_duplicated"], 0, "{counts}");
+    assert!(counts["failovers"].as_u64().unwrap_or(0) >= 1, "{counts}");
+    let events: Vec<(&str, u64)> = report["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .map(|e| {
+            (
+                e["event"].as_str().expect("event"),
+                e["fault"].as_u64().expect("fault"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [("applied", 1), ("healed", 1), ("applied", 2), ("healed", 2)],
+        "{report}"
+    );
+    // Everything runs again: the supervisor started both processes.
+    let processes: Value =
+        serde_json::from_str(&std::fs::read_to_string(&cluster).expect("cluster.json"))
+            .expect("json");
+    assert_eq!(processes["control_plane"]["state"], "running");
+    drop(dev);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checker_catches_an_acknowledged_run_the_platform_dropped() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (dev, cluster) = dev_cluster(dir.path(), &[("LYCEUM_EDGE__TEST_DROP_REPORTS", "1")]).await;
+    let drill_text = r#"
+title = "A paused edge, on a platform that drops a report"
+hypothesis = "Nothing acknowledged is lost (it is: the edges drop their first report)."
+duration_s = 10
+settle_s = 8
+recovery_bound_s = 6
+
+[workload]
+learners = 3
+classes = 0
+regions = ["eu-west", "us-east"]
+runs_per_second = 2
+ledger_transfers_per_second = 0
+
+[probes]
+interval_ms = 500
+run_latency_p99_ms = 60000
+class_delivery_ratio = 0
+class_delivery_within_ms = 1000
+readiness_ratio = 0.5
+
+[[fault]]
+kind = "pause"
+target = "edge"
+region = "us-east"
+start_s = 2
+duration_s = 3
+"#;
+    let drill = dir.path().join("drill.toml");
+    std::fs::write(&drill, drill_text).expect("write drill");
+
+    // A second drill while one runs is refused.
+    let first_out = dir.path().join("first.out");
+    let first = tokio::spawn(wait(chaos_run(
+        &drill,
+        &cluster,
+        &dir.path().join("reports"),
+        &first_out,
+    )));
+    eventually("the first drill to start", START_LIMIT, || {
+        let path = first_out.clone();
+        async move {
+            std::fs::read_to_string(path)
+                .ok()?
+                .contains("workload started")
+                .then_some(())
+        }
+    })
+    .await;
+    let second = lyceum()
+        .args(["--log-filter", "warn", "chaos", "run"])
+        .arg(&drill)
+        .arg("--cluster")
+        .arg(&cluster)
+        .output()
+        .expect("second runner");
+    let second_err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(3), "{second_err}");
+    assert!(second_err.contains("[drill_running]"), "{second_err}");
+    let status = first.await.expect("the first runner");
+    let out = format!(
+        "{}{}",
+        std::fs::read_to_string(&first_out).unwrap_or_default(),
+        std::fs::read_to_string(first_out.with_extension("err")).unwrap_or_default()
+    );
+
+    assert_eq!(status.code(), Some(4), "{out}\n{}", dev.log_text());
+    assert!(out.contains("DID NOT HOLD"), "{out}");
+    assert!(out.contains("is not recorded"), "{out}");
+    assert!(out.contains("fault 1 applied"), "{out}");
+    assert!(out.contains("fault 1 healed"), "{out}");
+    let report_path = std::fs::read_dir(dir.path().join("reports"))
+        .expect("reports")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .expect("a JSON report");
+    assert!(
+        report_path.with_extension("html").exists(),
+        "the HTML report beside {}",
+        report_path.display()
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).expect("read")).expect("json");
+    assert_eq!(report["summary"]["hypothesis_held"], false);
+    let lost = report["verdict"]["counts"]["runs_lost"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        (1..=3).contains(&lost),
+        "one report per edge at most: {report}"
+    );
+    let violations = report["verdict"]["violations"]
+        .as_array()
+        .expect("violations");
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.to_string().contains("run_lost")),
+        "{violations:?}"
+    );
+    drop(dev);
+}
