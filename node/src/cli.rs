@@ -182,6 +182,17 @@ pub enum ChaosCommand {
     /// held, 4 when it did not, 3 when the drill is refused (or another
     /// drill runs), 1 when the drill could not be run.
     Run(ChaosRunArgs),
+    /// Print the summary of the newest report of each drill in a report
+    /// folder as a Markdown table (the README's).
+    Table(ChaosTableArgs),
+}
+
+/// Flags of `lyceum chaos table`.
+#[derive(Debug, Clone, Args)]
+pub struct ChaosTableArgs {
+    /// The report folder. Default: `chaos/reports` in the data dir.
+    #[arg(long, value_name = "DIR")]
+    pub reports: Option<PathBuf>,
 }
 
 /// Flags of `lyceum chaos run`.

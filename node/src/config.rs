@@ -245,6 +245,9 @@ pub struct EdgeConfig {
     /// the chaos checker's own test can prove it catches a lost,
     /// acknowledged submission. Release builds refuse anything but 0.
     pub test_drop_reports: u32,
+    /// Longest a temporary warm-pool target (`for_ms` of
+    /// `PUT /api/v1/sandbox/pools/{language}`) may last.
+    pub pool_override_ms_max: u64,
     /// Shortest gap between refetches triggered by a token signed with an
     /// unknown key (after a rotation), so bad tokens cannot flood the
     /// control plane.
@@ -282,6 +285,7 @@ impl Default for EdgeConfig {
             list_page_max: 1_000,
             fault_injection: false,
             test_drop_reports: 0,
+            pool_override_ms_max: 3_600_000,
             control_plane_service_key: String::new(),
             outbox_retry_max_ms: 30_000,
             submission_confirm_wait_ms: 3_000,
@@ -533,6 +537,7 @@ impl Config {
             ),
             ("edge.list_page_max", u64::from(edge.list_page_max)),
             ("edge.outbox_retry_max_ms", edge.outbox_retry_max_ms),
+            ("edge.pool_override_ms_max", edge.pool_override_ms_max),
         ] {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1"));

@@ -40,6 +40,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Wait before a client tries again after losing its connection.
 const RETRY_AFTER: Duration = Duration::from_millis(300);
 
+/// An instructor broadcasts once every learner of the class has joined, or
+/// this long after its own first join, whichever comes first: a message
+/// sent before a learner joined reaches her in the snapshot, not as an
+/// event, and would count as undelivered.
+const SEATING_GRACE: Duration = Duration::from_secs(15);
+
 /// Steps one client records at most; past it the client stops recording
 /// events (and its log will show them missing). A drill of an hour at one
 /// broadcast a second stays far below.
@@ -86,11 +92,15 @@ pub(super) struct Observed {
     /// Other resumes.
     pub(super) reconnects: AtomicU64,
     next_message: AtomicU64,
+    /// Per class, learners who joined at least once.
+    seated: Vec<AtomicU64>,
 }
 
 impl Observed {
-    pub(super) fn new(within_ms: u64) -> Self {
+    /// For `classes` classes and the drill's delivery deadline.
+    pub(super) fn new(within_ms: u64, classes: u32) -> Self {
         Self {
+            seated: (0..classes).map(|_| AtomicU64::new(0)).collect(),
             delivery: Mutex::new(DeliveryTracker::new(within_ms)),
             first_home: Mutex::new(None),
             connected: AtomicU64::new(0),
@@ -204,7 +214,7 @@ pub(super) async fn prepare(
         post(
             http,
             &format!("{cp}/api/v1/courses/{course}/enrollments"),
-            &learner.token,
+            &learner.token(),
             &json!({}),
         )
         .await?;
@@ -212,7 +222,7 @@ pub(super) async fn prepare(
         seats.push(Seat {
             client: learner.user_id.clone(),
             class_id: class_ids[c].clone(),
-            ticket: ticket(http, cp, &learner.token, &class_ids[c]).await?,
+            ticket: ticket(http, cp, &learner.token(), &class_ids[c]).await?,
             edges: ring(i),
             instructor: false,
             class_index: c,
@@ -274,6 +284,8 @@ impl Running {
                         observed: observed.clone(),
                         start,
                         recipients: classes.learners_per_class[seat.class_index],
+                        class_index: seat.class_index,
+                        first_joined: None,
                         broadcasting: stop_rx.clone(),
                         ending: end_rx.clone(),
                     },
@@ -311,6 +323,9 @@ struct Context {
     observed: Arc<Observed>,
     start: Instant,
     recipients: u32,
+    class_index: usize,
+    /// When this client first joined (the instructor's seating grace).
+    first_joined: Option<Instant>,
     broadcasting: watch::Receiver<bool>,
     ending: watch::Receiver<bool>,
 }
@@ -318,6 +333,20 @@ struct Context {
 impl Context {
     fn now_ms(&self) -> u64 {
         u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether the class is seated: every learner joined once, or the
+    /// seating grace is over.
+    fn seated(&self) -> bool {
+        let seated = self
+            .observed
+            .seated
+            .get(self.class_index)
+            .map_or(0, |n| n.load(Ordering::Relaxed));
+        seated >= u64::from(self.recipients)
+            || self
+                .first_joined
+                .is_some_and(|at| at.elapsed() >= SEATING_GRACE)
     }
 }
 
@@ -416,6 +445,9 @@ async fn connection(
         let frame = tokio::select! {
             frame = socket.next() => frame,
             _ = ticks.tick(), if broadcasting => {
+                if !cx.seated() {
+                    continue;
+                }
                 let id = cx.observed.next_message.fetch_add(1, Ordering::Relaxed);
                 let text = json!({"type": "broadcast", "text": format!("drill {id}")}).to_string();
                 if socket.send(Message::text(text)).await.is_err() {
@@ -467,6 +499,14 @@ async fn connection(
                     }
                 }
                 joined = true;
+                if cx.first_joined.is_none() {
+                    cx.first_joined = Some(Instant::now());
+                    if !seat.instructor {
+                        if let Some(n) = cx.observed.seated.get(seat.class_index) {
+                            n.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
                 if !counted {
                     counted = true;
                     cx.observed.connected.fetch_add(1, Ordering::Relaxed);

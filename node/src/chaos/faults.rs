@@ -1,7 +1,9 @@
 //! Applying and healing a drill's faults against the dev cluster. Process
 //! faults (`kill`, `pause`) go through the supervisor's control API
 //! (`dev::control`), which carries each fault's deadline, so a runner that
-//! dies mid-drill leaves nothing down or stopped past its window. Which
+//! dies mid-drill leaves nothing down or stopped past its window; a
+//! `sandbox-drain` sets a region's pool targets to 0 with the edge's pool
+//! API for the window (`for_ms`), so the edge restores them on its own. Which
 //! faults this runner can perform at all is decided before the drill starts
 //! (`unsupported`), so a drill never stops half-way on a kind it cannot do.
 
@@ -15,7 +17,7 @@ use super::classes;
 use crate::cluster_file::{ClusterFile, SupervisorEntry};
 use crate::dev::control::{KillBody, PauseBody, Processes};
 
-/// How long one call to the supervisor may take.
+/// How long one call to the supervisor or an edge's pool API may take.
 const SUPERVISOR_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why this runner cannot run a drill (it is valid, but asks for something
@@ -35,9 +37,7 @@ pub(super) fn unsupported(drill: &Drill, cluster: &ClusterFile) -> Vec<String> {
                 Some("network faults are not performed by this runner yet")
             }
             FaultAction::DatabaseDown => Some("database-down is not performed by this runner yet"),
-            FaultAction::SandboxDrain(_) => {
-                Some("sandbox-drain is not performed by this runner yet")
-            }
+            FaultAction::SandboxDrain(_) => None,
         };
         if let Some(what) = what {
             out.push(format!(
@@ -51,6 +51,9 @@ pub(super) fn unsupported(drill: &Drill, cluster: &ClusterFile) -> Vec<String> {
     out
 }
 
+/// Each language's pool target on one edge, as found before a drain.
+type PoolTargets = Vec<(String, u64)>;
+
 /// Applies and heals faults; cheap to clone.
 #[derive(Clone)]
 pub(super) struct Faults {
@@ -63,6 +66,12 @@ pub(super) struct Faults {
     /// The process each applied fault acted on, so its heal acts on the
     /// same one (a class's home may move in between).
     resolved: Arc<Mutex<BTreeMap<u32, String>>>,
+    /// Edge URL per region, from `cluster.json`.
+    edges: BTreeMap<String, String>,
+    /// The operator's token, for the edges' pool API.
+    operator: String,
+    /// Per applied `sandbox-drain`, the targets to restore.
+    drained: Arc<Mutex<BTreeMap<u32, PoolTargets>>>,
 }
 
 impl Faults {
@@ -77,6 +86,13 @@ impl Faults {
                 .collect(),
             class_home: None,
             resolved: Arc::default(),
+            edges: cluster
+                .edges
+                .iter()
+                .map(|e| (e.region.clone(), e.url.trim_end_matches('/').to_owned()))
+                .collect(),
+            operator: cluster.tokens.operator.clone(),
+            drained: Arc::default(),
         }
     }
 
@@ -144,7 +160,83 @@ impl Faults {
                 let after = self.call(&format!("{name}/pause"), Some(body)).await?;
                 Ok(format!("{name} stopped{}", pid_of(&after, &name)))
             }
+            FaultAction::SandboxDrain(region) => {
+                let edge = self.edge(region)?;
+                let pools = self.pools(&edge).await?;
+                let mut restore = Vec::new();
+                for (language, target) in &pools {
+                    let body = serde_json::json!({"target": 0, "for_ms": fault.duration_ms});
+                    self.put_pool(&edge, language, &body).await?;
+                    restore.push((language.clone(), *target));
+                    if let Ok(mut drained) = self.drained.lock() {
+                        drained.insert(id, restore.clone());
+                    }
+                }
+                let what: Vec<String> = pools.iter().map(|(l, t)| format!("{l} {t}->0")).collect();
+                Ok(format!("edge-{region} pools drained: {}", what.join(", ")))
+            }
             _ => Err(format!("{} is not performed by this runner", fault.kind())),
+        }
+    }
+
+    fn edge(&self, region: &str) -> Result<String, String> {
+        self.edges
+            .get(region)
+            .cloned()
+            .ok_or_else(|| format!("no edge of region {region} in cluster.json"))
+    }
+
+    /// Each language's pool target on `edge`.
+    async fn pools(&self, edge: &str) -> Result<PoolTargets, String> {
+        let answer = self
+            .http
+            .get(format!("{edge}/api/v1/sandbox/pools"))
+            .bearer_auth(&self.operator)
+            .timeout(SUPERVISOR_TIMEOUT)
+            .send()
+            .await
+            .map_err(|err| format!("the edge did not answer: {err}"))?;
+        let status = answer.status();
+        let body: serde_json::Value = answer.json().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(format!("GET pools: {status} {body}"));
+        }
+        Ok(body["pools"]
+            .as_array()
+            .map(|pools| {
+                pools
+                    .iter()
+                    .filter_map(|p| {
+                        Some((p["language"].as_str()?.to_owned(), p["target"].as_u64()?))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn put_pool(
+        &self,
+        edge: &str,
+        language: &str,
+        body: &serde_json::Value,
+    ) -> Result<(), String> {
+        let answer = self
+            .http
+            .put(format!("{edge}/api/v1/sandbox/pools/{language}"))
+            .bearer_auth(&self.operator)
+            .timeout(SUPERVISOR_TIMEOUT)
+            .json(body)
+            .send()
+            .await
+            .map_err(|err| format!("the edge did not answer: {err}"))?;
+        if answer.status().is_success() {
+            Ok(())
+        } else {
+            let status = answer.status();
+            Err(format!(
+                "PUT pool {language}: {status} {}",
+                answer.text().await.unwrap_or_default()
+            ))
         }
     }
 
@@ -161,6 +253,21 @@ impl Faults {
                 let name = self.applied_to(id, process)?;
                 self.call(&format!("{name}/resume"), None).await?;
                 Ok(format!("{name} continued"))
+            }
+            FaultAction::SandboxDrain(region) => {
+                let edge = self.edge(region)?;
+                let restore = self
+                    .drained
+                    .lock()
+                    .ok()
+                    .and_then(|mut d| d.remove(&id))
+                    .unwrap_or_default();
+                for (language, target) in &restore {
+                    self.put_pool(&edge, language, &serde_json::json!({"target": target}))
+                        .await?;
+                }
+                let what: Vec<String> = restore.iter().map(|(l, t)| format!("{l} {t}")).collect();
+                Ok(format!("edge-{region} pools restored: {}", what.join(", ")))
             }
             _ => Ok("nothing was applied".to_owned()),
         }

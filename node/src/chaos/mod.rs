@@ -38,6 +38,14 @@ pub use outcome::{EXIT_DID_NOT_HOLD, EXIT_REFUSED};
 pub async fn run(command: &ChaosCommand, config: &Config) -> anyhow::Result<u8> {
     match command {
         ChaosCommand::Run(args) => run::run(args, config).await,
+        ChaosCommand::Table(args) => {
+            let dir = args
+                .reports
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("chaos").join("reports"));
+            print!("{}", chaos::report::markdown_table(&newest_reports(&dir)?));
+            Ok(0)
+        }
         ChaosCommand::List(args) => {
             let cluster = cluster(&args.cluster, config)?;
             let entries = chaos::catalogue::list(&args.drills, &cluster)
@@ -63,6 +71,47 @@ pub async fn run(command: &ChaosCommand, config: &Config) -> anyhow::Result<u8> 
             }
         }
     }
+}
+
+/// Largest report file read back; a report keeps at most 3,600 samples a
+/// probe and 1,000 violations, far below this.
+const REPORT_BYTES_MAX: u64 = 32 * 1024 * 1024;
+
+/// The newest report of each drill in `dir`, by drill name. Files that are
+/// not reports are skipped with a warning.
+fn newest_reports(dir: &Path) -> anyhow::Result<Vec<chaos::report::Report>> {
+    let mut newest: std::collections::BTreeMap<String, chaos::report::Report> =
+        std::collections::BTreeMap::new();
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("read the report folder {}", dir.display()))?;
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let too_large = std::fs::metadata(&path).is_ok_and(|m| m.len() > REPORT_BYTES_MAX);
+        let report = if too_large {
+            Err(format!("larger than {REPORT_BYTES_MAX} bytes"))
+        } else {
+            std::fs::read_to_string(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|text| {
+                    serde_json::from_str::<chaos::report::Report>(&text).map_err(|e| e.to_string())
+                })
+        };
+        match report {
+            Ok(report) => {
+                let keep = newest
+                    .get(&report.drill)
+                    .is_none_or(|old| old.started_at < report.started_at);
+                if keep {
+                    newest.insert(report.drill.clone(), report);
+                }
+            }
+            Err(why) => eprintln!("lyceum chaos: skipping {}: {why}", path.display()),
+        }
+    }
+    Ok(newest.into_values().collect())
 }
 
 /// The cluster drills are checked against: the given `cluster.json`, the

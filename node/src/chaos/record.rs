@@ -5,7 +5,7 @@
 //! import each other.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chaos::checker::{AckedRun, Transfer};
@@ -23,8 +23,35 @@ pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub(super) struct Learner {
     /// Their user id (the access token's subject).
     pub(super) user_id: String,
-    /// Their access token.
-    pub(super) token: String,
+    /// Access and refresh token; the workload renews them before the
+    /// access token expires, so a drill may outlast it.
+    tokens: Arc<Mutex<(String, String)>>,
+}
+
+impl Learner {
+    pub(super) fn new(user_id: String, access: String, refresh: String) -> Self {
+        Self {
+            user_id,
+            tokens: Arc::new(Mutex::new((access, refresh))),
+        }
+    }
+
+    /// The current access token.
+    pub(super) fn token(&self) -> String {
+        self.tokens.lock().map(|t| t.0.clone()).unwrap_or_default()
+    }
+
+    /// The current refresh token (single use).
+    pub(super) fn refresh_token(&self) -> String {
+        self.tokens.lock().map(|t| t.1.clone()).unwrap_or_default()
+    }
+
+    /// Keeps a renewed pair.
+    pub(super) fn renewed(&self, access: String, refresh: String) {
+        if let Ok(mut tokens) = self.tokens.lock() {
+            *tokens = (access, refresh);
+        }
+    }
 }
 
 /// What the workload saw, shared by its request tasks.

@@ -39,6 +39,11 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// Longest a readiness probe waits for one process.
 const READINESS_TIMEOUT_MAX: Duration = Duration::from_secs(2);
 
+/// How long the runner waits for every process to be ready before a drill
+/// (a previous drill's restarts may still be settling); a drill starts
+/// only from the steady state.
+const READY_BEFORE_MAX: Duration = Duration::from_secs(120);
+
 /// Runs the drill of `args`; the exit code.
 ///
 /// # Errors
@@ -172,7 +177,6 @@ impl Runner {
                     .map(|e| e.url.clone())
             })
             .collect();
-        let setup = workload::prepare(&http, &cp, &file.tokens, drill.workload(), edges).await?;
         let mut targets = vec![Target {
             name: "control-plane".to_owned(),
             url: cp.clone(),
@@ -181,6 +185,28 @@ impl Runner {
             name: format!("edge-{}", e.region),
             url: e.url.clone(),
         }));
+        let deadline = Instant::now() + READY_BEFORE_MAX;
+        loop {
+            let ready = platform::readiness(&http, &targets, READINESS_TIMEOUT_MAX).await;
+            if ready.iter().all(|r| *r) {
+                break;
+            }
+            if Instant::now() >= deadline {
+                let down: Vec<&str> = targets
+                    .iter()
+                    .zip(&ready)
+                    .filter(|(_, r)| !**r)
+                    .map(|(t, _)| t.name.as_str())
+                    .collect();
+                anyhow::bail!(
+                    "the cluster is not ready after {} s ({} not ready); a drill starts from the steady state",
+                    READY_BEFORE_MAX.as_secs(),
+                    down.join(", ")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let setup = workload::prepare(&http, &cp, &file.tokens, drill.workload(), edges).await?;
         Ok(Self {
             faults: Faults::new(http.clone(), file),
             http,
@@ -198,6 +224,7 @@ impl Runner {
         let observed = Arc::new(Observed::default());
         let in_class = Arc::new(super::classes::Observed::new(
             drill.probes().class_delivery_within_ms,
+            drill.workload().classes,
         ));
         let faults = self.faults.with_class_home(in_class.clone());
         let started_at = crate::store::now_rfc3339();

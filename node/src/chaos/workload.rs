@@ -26,6 +26,14 @@ use super::record::{Learner, Observed, IN_FLIGHT_MAX, REQUEST_TIMEOUT};
 /// Learners signed up at once while preparing.
 const SIGN_UPS_AT_ONCE: usize = 4;
 
+/// How often the learners' access tokens are renewed: well inside their
+/// 15-minute life, so a drill of an hour keeps its learners signed in.
+const RENEW_EVERY: Duration = Duration::from_secs(600);
+
+/// Wait before renewing again after a failure (the control plane may be
+/// the fault).
+const RENEW_RETRY: Duration = Duration::from_secs(15);
+
 /// What the workload needs from the cluster.
 pub(super) struct Setup {
     /// Its learners.
@@ -101,13 +109,19 @@ pub(super) async fn prepare(
         for learner in futures_util::future::join_all(batch).await {
             learners.push(learner?);
         }
+        if count > SIGN_UPS_AT_ONCE * 4 && learners.len() % (SIGN_UPS_AT_ONCE * 4) == 0 {
+            eprintln!(
+                "lyceum chaos: {}/{count} learners signed up",
+                learners.len()
+            );
+        }
     }
     if let Some((course, _)) = &assignment {
         for learner in &learners {
             post(
                 http,
                 &format!("{cp}/api/v1/courses/{course}/enrollments"),
-                &learner.token,
+                &learner.token(),
                 &json!({}),
             )
             .await?;
@@ -165,8 +179,12 @@ async fn sign_up(
         .as_str()
         .context("sign-up answered without an access token")?
         .to_owned();
+    let refresh = body["refresh_token"]
+        .as_str()
+        .context("sign-up answered without a refresh token")?
+        .to_owned();
     let user_id = subject(&token).context("the access token has no subject")?;
-    Ok(Learner { user_id, token })
+    Ok(Learner::new(user_id, token, refresh))
 }
 
 /// The `sub` claim of a JWT, read without verifying it: the runner only
@@ -311,6 +329,11 @@ impl Running {
                 stopped.clone(),
             )));
         }
+        generators.push(tokio::spawn(renew(
+            http.clone(),
+            setup.clone(),
+            stopped.clone(),
+        )));
         if let Some((accounts, _)) = &setup.ledger {
             if workload.ledger_transfers_per_second > 0.0 {
                 generators.push(tokio::spawn(super::ledger::generate(
@@ -354,6 +377,39 @@ impl Running {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         logs
+    }
+}
+
+/// Renews every learner's tokens every [`RENEW_EVERY`] until told to stop.
+async fn renew(http: reqwest::Client, setup: Arc<Setup>, mut stopped: watch::Receiver<bool>) {
+    let cp = setup.ledger_target.cp.clone();
+    let mut wait = RENEW_EVERY;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = stopped.changed() => return,
+        }
+        wait = RENEW_EVERY;
+        for learner in &setup.learners {
+            let body = json!({"refresh_token": learner.refresh_token()});
+            match post(&http, &format!("{cp}/api/v1/auth/refresh"), "", &body).await {
+                Ok(pair) => {
+                    if let (Some(access), Some(refresh)) = (
+                        pair["access_token"].as_str(),
+                        pair["refresh_token"].as_str(),
+                    ) {
+                        learner.renewed(access.to_owned(), refresh.to_owned());
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(
+                        error = format!("{err:#}"),
+                        "cannot renew a drill learner's token; trying again"
+                    );
+                    wait = RENEW_RETRY;
+                }
+            }
+        }
     }
 }
 
@@ -423,7 +479,7 @@ impl Generator {
             let answer = self
                 .http
                 .post(&url)
-                .bearer_auth(&learner.token)
+                .bearer_auth(learner.token())
                 .json(&body)
                 .timeout(REQUEST_TIMEOUT)
                 .send()

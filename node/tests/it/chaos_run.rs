@@ -211,7 +211,7 @@ async fn the_checker_catches_an_acknowledged_run_the_platform_dropped() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (dev, cluster) = dev_cluster(dir.path(), &[("LYCEUM_EDGE__TEST_DROP_REPORTS", "1")]).await;
     let drill_text = r#"
-title = "A paused edge, on a platform that drops a report"
+title = "A paused edge and a drained pool, on a platform that drops a report"
 hypothesis = "Nothing acknowledged is lost (it is: the edges drop their first report)."
 duration_s = 10
 settle_s = 8
@@ -237,6 +237,12 @@ target = "edge"
 region = "us-east"
 start_s = 2
 duration_s = 3
+
+[[fault]]
+kind = "sandbox-drain"
+region = "eu-west"
+start_s = 1
+duration_s = 5
 "#;
     let drill = dir.path().join("drill.toml");
     std::fs::write(&drill, drill_text).expect("write drill");
@@ -281,6 +287,14 @@ duration_s = 3
     assert!(out.contains("is not recorded"), "{out}");
     assert!(out.contains("fault 1 applied"), "{out}");
     assert!(out.contains("fault 1 healed"), "{out}");
+    assert!(
+        out.contains("edge-eu-west pools drained: python 2->0"),
+        "{out}"
+    );
+    assert!(
+        out.contains("edge-eu-west pools restored: python 2"),
+        "{out}"
+    );
     let report_path = std::fs::read_dir(dir.path().join("reports"))
         .expect("reports")
         .filter_map(Result::ok)
@@ -311,5 +325,66 @@ duration_s = 3
             .any(|v| v.to_string().contains("run_lost")),
         "{violations:?}"
     );
+
+    // The pool API a drain uses: a temporary target at the edges of its
+    // limit, and the edge going back on its own when the window ends.
+    let cluster_json: Value =
+        serde_json::from_str(&std::fs::read_to_string(&cluster).expect("read")).expect("json");
+    let operator = cluster_json["tokens"]["operator"]
+        .as_str()
+        .expect("operator");
+    let learner = cluster_json["tokens"]["learner"].as_str().expect("learner");
+    let edge = cluster_json["edges"][0]["url"].as_str().expect("url");
+    let put = |token: &str, body: Value| {
+        let request = crate::support::client()
+            .put(format!("{edge}/api/v1/sandbox/pools/python"))
+            .bearer_auth(token)
+            .json(&body)
+            .send();
+        async move {
+            let response = request.await.expect("PUT pool");
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let target = || async {
+        let (_, pools) = get_json(&format!("{edge}/api/v1/sandbox/pools"), Some(operator))
+            .await
+            .expect("pools");
+        pools["pools"][0]["target"].as_u64()
+    };
+    assert_eq!(target().await, Some(2));
+    let (status, _) = put(learner, serde_json::json!({"target": 0})).await;
+    assert_eq!(status, 403);
+    for bad in [0_u64, 3_600_001] {
+        let (status, body) = put(operator, serde_json::json!({"target": 0, "for_ms": bad})).await;
+        assert_eq!(status, 400, "for_ms {bad}: {body}");
+        assert!(
+            body.to_string().contains("edge.pool_override_ms_max"),
+            "{body}"
+        );
+    }
+    let (status, body) = put(operator, serde_json::json!({"target": 0, "for_ms": 300})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (
+            &body["target"],
+            &body["restores_to"],
+            &body["restores_in_ms"]
+        ),
+        (
+            &serde_json::json!(0),
+            &serde_json::json!(2),
+            &serde_json::json!(300)
+        ),
+        "{body}"
+    );
+    eventually("the pool's target back at 2", START_LIMIT, || async {
+        (target().await == Some(2)).then_some(())
+    })
+    .await;
     drop(dev);
 }

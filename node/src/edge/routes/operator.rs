@@ -42,10 +42,26 @@ pub(crate) async fn pool_sizes(State(state): State<EdgeState>, _: Caller) -> Res
 #[serde(deny_unknown_fields)]
 pub(crate) struct PoolTarget {
     target: u32,
+    /// Keep this target only this long, then go back to the one before
+    /// (unless the target was changed again meanwhile): how a chaos drill
+    /// drains a pool without leaving it drained if the drill dies.
+    #[serde(default)]
+    for_ms: Option<u64>,
+}
+
+/// The target a language's pool has now.
+async fn current_target(sandbox: &sandbox::Sandbox, language: &str) -> Option<u32> {
+    sandbox
+        .pools()
+        .sizes()
+        .await
+        .into_iter()
+        .find(|(name, _, _)| *name == language)
+        .map(|(_, _, target)| target)
 }
 
 /// `PUT /api/v1/sandbox/pools/{language}`: sets a language's warm pool
-/// target; operators only.
+/// target, for good or (`for_ms`) for a while; operators only.
 pub(crate) async fn set_pool_target(
     State(state): State<EdgeState>,
     axum::extract::Path(language): axum::extract::Path<String>,
@@ -56,14 +72,42 @@ pub(crate) async fn set_pool_target(
         return error_response(
             StatusCode::BAD_REQUEST,
             ErrorCode::BadRequest,
-            "send {\"target\": N}",
+            "send {\"target\": N} or {\"target\": N, \"for_ms\": MS}",
         );
     };
+    let max = state.pool_override_ms_max;
+    if body.for_ms.is_some_and(|ms| ms == 0 || ms > max) {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            &format!("for_ms must be 1 to {max} (edge.pool_override_ms_max)"),
+        );
+    }
     let Some(sandbox) = state.sandbox.get() else {
         return sandbox_starting();
     };
+    let previous = current_target(sandbox, &language).await;
     match sandbox.pools().set_target(&language, body.target).await {
-        Ok(target) => Json(json!({"language": language, "target": target})).into_response(),
+        Ok(target) => {
+            let mut answer = json!({"language": language, "target": target});
+            if let (Some(ms), Some(previous)) = (body.for_ms, previous) {
+                answer["restores_to"] = json!(previous);
+                answer["restores_in_ms"] = json!(ms);
+                let sandbox = sandbox.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                    if current_target(&sandbox, &language).await == Some(target) {
+                        tracing::info!(
+                            language,
+                            target = previous,
+                            "a pool's temporary target ended"
+                        );
+                        let _ = sandbox.pools().set_target(&language, previous).await;
+                    }
+                });
+            }
+            Json(answer).into_response()
+        }
         Err(err) => error_response(
             StatusCode::NOT_FOUND,
             ErrorCode::UnknownLanguage,
