@@ -4,6 +4,7 @@
 //! `main.rs` only parses the command line and calls in here, so integration
 //! tests can reach the same code.
 
+pub mod api_client;
 pub mod chaos;
 pub mod cli;
 pub mod cluster_file;

@@ -34,6 +34,7 @@ use serde_json::{json, Value};
 use tokio::io::AsyncBufReadExt as _;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::api_client;
 use crate::cli::LoadArgs;
 use crate::cluster_file::ClusterFile;
 use crate::config::Config;
@@ -509,7 +510,7 @@ pub async fn run(args: &LoadArgs, config: &Config) -> anyhow::Result<u8> {
     let mut tickets = Vec::new();
     for i in 0..args.users.max(1) {
         let email = format!("load-{}-{i}@load.test", &run[run.len() - 8..]);
-        let body = post(
+        let body = api_client::post_json(
             &http,
             &format!("{cp}/api/v1/auth/sign-up"),
             None,
@@ -520,14 +521,14 @@ pub async fn run(args: &LoadArgs, config: &Config) -> anyhow::Result<u8> {
             .as_str()
             .context("sign-up token")?
             .to_owned();
-        post(
+        api_client::post_json(
             &http,
             &format!("{cp}/api/v1/courses/{course}/enrollments"),
             Some(&token),
             &json!({}),
         )
         .await?;
-        let ticket = post(
+        let ticket = api_client::post_json(
             &http,
             &format!("{cp}/api/v1/live/tickets"),
             Some(&token),
@@ -536,7 +537,7 @@ pub async fn run(args: &LoadArgs, config: &Config) -> anyhow::Result<u8> {
         .await?;
         tickets.push(ticket["ticket"].as_str().context("ticket")?.to_owned());
     }
-    let teacher = post(
+    let teacher = api_client::post_json(
         &http,
         &format!("{cp}/api/v1/live/tickets"),
         Some(&tokens.instructor),
@@ -601,28 +602,6 @@ pub async fn run(args: &LoadArgs, config: &Config) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-async fn post(
-    http: &reqwest::Client,
-    url: &str,
-    token: Option<&str>,
-    body: &Value,
-) -> anyhow::Result<Value> {
-    let mut request = http.post(url).json(body);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("POST {url}"))?;
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        bail!("POST {url}: {status} {body}");
-    }
-    Ok(body)
-}
-
 /// A fresh course with one published live-classroom unit homed in `region`.
 async fn make_class(
     http: &reqwest::Client,
@@ -630,45 +609,8 @@ async fn make_class(
     instructor: &str,
     region: &str,
 ) -> anyhow::Result<(String, String)> {
-    let id = |v: &Value| {
-        v["id"]
-            .as_str()
-            .or_else(|| v["course_id"].as_str())
-            .map(str::to_owned)
-            .context("an id in the answer")
-    };
-    let course = post(
-        http,
-        &format!("{cp}/api/v1/courses"),
-        Some(instructor),
-        &json!({"title": "Load test", "summary": "lyceum load"}),
-    )
-    .await?;
-    let course = id(&course)?;
-    let module = post(
-        http,
-        &format!("{cp}/api/v1/courses/{course}/modules"),
-        Some(instructor),
-        &json!({"title": "Live"}),
-    )
-    .await?;
-    let module = id(&module)?;
-    let unit = post(
-        http,
-        &format!("{cp}/api/v1/modules/{module}/units"),
-        Some(instructor),
-        &json!({"kind": "live_classroom", "title": "Load class", "body": {
-            "schedule": {"starts_at": "2026-12-01T17:00:00Z", "duration_minutes": 60},
-            "cohort": "load", "region": region}}),
-    )
-    .await?;
-    let unit = id(&unit)?;
-    post(
-        http,
-        &format!("{cp}/api/v1/units/{unit}/publish"),
-        Some(instructor),
-        &json!({}),
-    )
-    .await?;
+    let (course, module) =
+        api_client::course_with_module(http, cp, instructor, "Load test", "lyceum load").await?;
+    let unit = api_client::live_class(http, cp, instructor, &module, "Load class", region).await?;
     Ok((course, unit))
 }

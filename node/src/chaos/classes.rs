@@ -29,6 +29,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::record::Learner;
+use crate::api_client;
 
 /// How often each class's instructor broadcasts while the workload runs.
 const BROADCAST_EVERY: Duration = Duration::from_secs(1);
@@ -111,35 +112,6 @@ impl Observed {
     }
 }
 
-async fn post(
-    http: &reqwest::Client,
-    url: &str,
-    token: &str,
-    body: &Value,
-) -> anyhow::Result<Value> {
-    let response = http
-        .post(url)
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .await
-        .with_context(|| format!("POST {url}"))?;
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        bail!("POST {url}: {status} {body}");
-    }
-    Ok(body)
-}
-
-fn id_of(v: &Value) -> anyhow::Result<String> {
-    v["id"]
-        .as_str()
-        .or_else(|| v["course_id"].as_str())
-        .map(str::to_owned)
-        .with_context(|| format!("an id in {v}"))
-}
-
 /// Makes the course and its classes, enrols the learners, and gets every
 /// ticket. `regions` are the drill's, `edges` their edges' URLs (same
 /// order), `all_edges` every edge of the cluster.
@@ -153,22 +125,14 @@ pub(super) async fn prepare(
     learners: &[Learner],
 ) -> anyhow::Result<Classes> {
     assert_eq!(regions.len(), edges.len(), "one edge per region");
-    let course = post(
+    let (course, module) = api_client::course_with_module(
         http,
-        &format!("{cp}/api/v1/courses"),
+        cp,
         instructor,
-        &json!({"title": "Chaos drill", "summary": "made by lyceum chaos run"}),
+        "Chaos drill",
+        "made by lyceum chaos run",
     )
     .await?;
-    let course = id_of(&course)?;
-    let module = post(
-        http,
-        &format!("{cp}/api/v1/courses/{course}/modules"),
-        instructor,
-        &json!({"title": "Live"}),
-    )
-    .await?;
-    let module = id_of(&module)?;
     let mut class_ids = Vec::new();
     let mut observer_tickets = Vec::new();
     let mut seats = Vec::new();
@@ -180,21 +144,13 @@ pub(super) async fn prepare(
     };
     for c in 0..count {
         let region = &regions[c % regions.len()];
-        let unit = post(
+        let unit = api_client::live_class(
             http,
-            &format!("{cp}/api/v1/modules/{module}/units"),
+            cp,
             instructor,
-            &json!({"kind": "live_classroom", "title": format!("Drill class {c}"), "body": {
-                "schedule": {"starts_at": "2026-12-01T17:00:00Z", "duration_minutes": 60},
-                "cohort": "drill", "region": region}}),
-        )
-        .await?;
-        let unit = id_of(&unit)?;
-        post(
-            http,
-            &format!("{cp}/api/v1/units/{unit}/publish"),
-            instructor,
-            &json!({}),
+            &module,
+            &format!("Drill class {c}"),
+            region,
         )
         .await?;
         let ticket = ticket(http, cp, instructor, &unit).await?;
@@ -211,10 +167,10 @@ pub(super) async fn prepare(
     }
     let mut learners_per_class = vec![0_u32; count];
     for (i, learner) in learners.iter().enumerate() {
-        post(
+        api_client::post_json(
             http,
             &format!("{cp}/api/v1/courses/{course}/enrollments"),
-            &learner.token(),
+            Some(&learner.token()),
             &json!({}),
         )
         .await?;
@@ -248,10 +204,10 @@ async fn ticket(
     token: &str,
     class_id: &str,
 ) -> anyhow::Result<String> {
-    let body = post(
+    let body = api_client::post_json(
         http,
         &format!("{cp}/api/v1/live/tickets"),
-        token,
+        Some(token),
         &json!({"class_id": class_id}),
     )
     .await?;

@@ -11,14 +11,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use chaos::checker::{Balance, Ledger, Transfer};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use super::record::{Observed, IN_FLIGHT_MAX, REQUEST_TIMEOUT};
+use super::record::{open_loop, Observed, REQUEST_TIMEOUT};
 
 /// Where the ledger workload sends, and as whom.
 #[derive(Clone)]
@@ -81,22 +80,9 @@ pub(super) async fn generate(
     accounts: Arc<Accounts>,
     rate: f64,
     observed: Arc<Observed>,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
 ) {
-    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
-    let mut n: usize = 0;
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = stopped.changed() => return,
-        }
-        if *stopped.borrow() {
-            return;
-        }
-        if observed.in_flight.load(Ordering::Relaxed) >= IN_FLIGHT_MAX {
-            observed.skipped.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
+    open_loop(rate, observed.clone(), stopped, |n| {
         let ids = &accounts.ids;
         let transfer = Transfer {
             id: format!("drill-{}-t{n}", accounts.tag),
@@ -104,14 +90,10 @@ pub(super) async fn generate(
             credit: ids[(n + 1) % ids.len()].clone(),
             amount: 1 + i64::try_from(n % 7).unwrap_or(0),
         };
-        n = n.wrapping_add(1);
-        observed.in_flight.fetch_add(1, Ordering::Relaxed);
         let (target, observed) = (target.clone(), observed.clone());
-        tokio::spawn(async move {
-            send(&target, transfer, &observed).await;
-            observed.in_flight.fetch_sub(1, Ordering::Relaxed);
-        });
-    }
+        async move { send(&target, transfer, &observed).await }
+    })
+    .await;
 }
 
 async fn send(target: &Target, transfer: Transfer, observed: &Observed) {

@@ -1,6 +1,7 @@
 //! What the workload was told, shared by its parts (`workload`, `ledger`,
 //! `classes`, `platform`, `run`): the learners it signed up, its counters
-//! and acknowledgements, and its bounds. A leaf: imports nothing of the
+//! and acknowledgements, its bounds, and the open-loop pacing every
+//! generator uses. A leaf: imports nothing of the
 //! runner, so the parts that fill it and the parts that read it never
 //! import each other.
 
@@ -82,4 +83,43 @@ pub(super) struct Sent {
     pub(super) accepted: Mutex<Vec<Transfer>>,
     /// Sent without an answer that says either way.
     pub(super) unanswered: Mutex<Vec<Transfer>>,
+}
+
+/// Calls `one(n)` for n = 0, 1, ... at `rate` a second, each as its own
+/// task, until `stopped` turns true: open loop, so a slow platform gets
+/// more requests in flight, not fewer. At most [`IN_FLIGHT_MAX`] are in
+/// flight over the whole workload; past it a tick is skipped and counted.
+pub(super) async fn open_loop<F, Fut>(
+    rate: f64,
+    observed: Arc<Observed>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+    mut one: F,
+) where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    use std::sync::atomic::Ordering;
+    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    let mut n: usize = 0;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        if *stopped.borrow() {
+            return;
+        }
+        if observed.in_flight.load(Ordering::Relaxed) >= IN_FLIGHT_MAX {
+            observed.skipped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        observed.in_flight.fetch_add(1, Ordering::Relaxed);
+        let request = one(n);
+        let observed = observed.clone();
+        tokio::spawn(async move {
+            request.await;
+            observed.in_flight.fetch_sub(1, Ordering::Relaxed);
+        });
+        n = n.wrapping_add(1);
+    }
 }

@@ -21,7 +21,8 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::record::{Learner, Observed, IN_FLIGHT_MAX, REQUEST_TIMEOUT};
+use super::record::{open_loop, Learner, Observed, REQUEST_TIMEOUT};
+use crate::api_client::{get_json, post_json};
 
 /// Learners signed up at once while preparing.
 const SIGN_UPS_AT_ONCE: usize = 4;
@@ -118,10 +119,10 @@ pub(super) async fn prepare(
     }
     if let Some((course, _)) = &assignment {
         for learner in &learners {
-            post(
+            post_json(
                 http,
                 &format!("{cp}/api/v1/courses/{course}/enrollments"),
-                &learner.token(),
+                Some(&learner.token()),
                 &json!({}),
             )
             .await?;
@@ -168,10 +169,10 @@ async fn sign_up(
     email: String,
     name: String,
 ) -> anyhow::Result<Learner> {
-    let body = post(
+    let body = post_json(
         http,
         &format!("{cp}/api/v1/auth/sign-up"),
-        "",
+        None,
         &json!({"email": email, "password": "chaos drill learner", "display_name": name, "tenant": "dev"}),
     )
     .await?;
@@ -211,7 +212,7 @@ async fn find_assignment(
             .cloned()
             .unwrap_or_default()
     };
-    let courses = get(http, &format!("{cp}/api/v1/courses"), instructor).await?;
+    let courses = get_json(http, &format!("{cp}/api/v1/courses"), Some(instructor)).await?;
     let course = items(courses)
         .into_iter()
         .find(|c| c["title"] == control_plane::demo::DEMO_COURSE_TITLE)
@@ -222,20 +223,20 @@ async fn find_assignment(
                 control_plane::demo::DEMO_COURSE_TITLE
             )
         })?;
-    let modules = get(
+    let modules = get_json(
         http,
         &format!("{cp}/api/v1/courses/{course}/modules"),
-        instructor,
+        Some(instructor),
     )
     .await?;
     for module in items(modules) {
         let Some(module) = module["id"].as_str() else {
             continue;
         };
-        let units = get(
+        let units = get_json(
             http,
             &format!("{cp}/api/v1/modules/{module}/units"),
-            instructor,
+            Some(instructor),
         )
         .await?;
         if let Some(unit) = items(units)
@@ -247,43 +248,6 @@ async fn find_assignment(
         }
     }
     bail!("the demo course has no assignment unit for graded submissions")
-}
-
-async fn get(http: &reqwest::Client, url: &str, token: &str) -> anyhow::Result<Value> {
-    let response = http
-        .get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .with_context(|| format!("GET {url}"))?;
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        bail!("GET {url}: {status} {body}");
-    }
-    Ok(body)
-}
-
-async fn post(
-    http: &reqwest::Client,
-    url: &str,
-    token: &str,
-    body: &Value,
-) -> anyhow::Result<Value> {
-    let mut request = http.post(url).json(body);
-    if !token.is_empty() {
-        request = request.bearer_auth(token);
-    }
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("POST {url}"))?;
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        bail!("POST {url}: {status} {body}");
-    }
-    Ok(body)
 }
 
 /// A running workload: stop it, then wait for what is in flight.
@@ -392,7 +356,7 @@ async fn renew(http: reqwest::Client, setup: Arc<Setup>, mut stopped: watch::Rec
         wait = RENEW_EVERY;
         for learner in &setup.learners {
             let body = json!({"refresh_token": learner.refresh_token()});
-            match post(&http, &format!("{cp}/api/v1/auth/refresh"), "", &body).await {
+            match post_json(&http, &format!("{cp}/api/v1/auth/refresh"), None, &body).await {
                 Ok(pair) => {
                     if let (Some(access), Some(refresh)) = (
                         pair["access_token"].as_str(),
@@ -422,31 +386,13 @@ struct Generator {
     start: Instant,
 }
 
-async fn generate(generator: Generator, rate: f64, mut stopped: watch::Receiver<bool>) {
-    let period = Duration::from_secs_f64(1.0 / rate);
-    let mut ticks = tokio::time::interval(period);
-    let mut n: usize = 0;
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = stopped.changed() => return,
-        }
-        if *stopped.borrow() {
-            return;
-        }
-        let observed = &generator.observed;
-        if observed.in_flight.load(Ordering::Relaxed) >= IN_FLIGHT_MAX {
-            observed.skipped.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        observed.in_flight.fetch_add(1, Ordering::Relaxed);
+async fn generate(generator: Generator, rate: f64, stopped: watch::Receiver<bool>) {
+    let observed = generator.observed.clone();
+    open_loop(rate, observed, stopped, |n| {
         let task = generator.clone();
-        tokio::spawn(async move {
-            task.one(n).await;
-            task.observed.in_flight.fetch_sub(1, Ordering::Relaxed);
-        });
-        n = n.wrapping_add(1);
-    }
+        async move { task.one(n).await }
+    })
+    .await;
 }
 
 impl Generator {

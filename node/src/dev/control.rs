@@ -220,28 +220,33 @@ async fn list(State(api): State<Api>, headers: HeaderMap) -> Response {
     api.send(&headers, Order::List).await
 }
 
+/// An order that comes with a JSON body: the key first, then the body.
+async fn with_body<B>(
+    api: &Api,
+    headers: &HeaderMap,
+    body: Result<Json<B>, JsonRejection>,
+    order: impl FnOnce(B) -> Order,
+) -> Response {
+    if !api.authorised(headers) {
+        return unauthorized();
+    }
+    match body {
+        Ok(Json(body)) => api.send(headers, order(body)).await,
+        Err(rejection) => bad_body(&rejection),
+    }
+}
+
 async fn kill(
     State(api): State<Api>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Result<Json<KillBody>, JsonRejection>,
 ) -> Response {
-    if !api.authorised(&headers) {
-        return unauthorized();
-    }
-    match body {
-        Ok(Json(body)) => {
-            api.send(
-                &headers,
-                Order::Kill {
-                    name,
-                    down_ms: body.down_ms,
-                },
-            )
-            .await
-        }
-        Err(rejection) => bad_body(&rejection),
-    }
+    with_body(&api, &headers, body, |b| Order::Kill {
+        name,
+        down_ms: b.down_ms,
+    })
+    .await
 }
 
 async fn pause(
@@ -250,22 +255,11 @@ async fn pause(
     headers: HeaderMap,
     body: Result<Json<PauseBody>, JsonRejection>,
 ) -> Response {
-    if !api.authorised(&headers) {
-        return unauthorized();
-    }
-    match body {
-        Ok(Json(body)) => {
-            api.send(
-                &headers,
-                Order::Pause {
-                    name,
-                    for_ms: body.for_ms,
-                },
-            )
-            .await
-        }
-        Err(rejection) => bad_body(&rejection),
-    }
+    with_body(&api, &headers, body, |b| Order::Pause {
+        name,
+        for_ms: b.for_ms,
+    })
+    .await
 }
 
 async fn resume(State(api): State<Api>, Path(name): Path<String>, headers: HeaderMap) -> Response {
