@@ -248,6 +248,9 @@ pub struct EdgeConfig {
     /// Longest a temporary warm-pool target (`for_ms` of
     /// `PUT /api/v1/sandbox/pools/{language}`) may last.
     pub pool_override_ms_max: u64,
+    /// Longest window fault rules may be given (`for_ms` of
+    /// `PUT /api/v1/operator/faults`).
+    pub fault_window_ms_max: u64,
     /// Shortest gap between refetches triggered by a token signed with an
     /// unknown key (after a rotation), so bad tokens cannot flood the
     /// control plane.
@@ -286,6 +289,7 @@ impl Default for EdgeConfig {
             fault_injection: false,
             test_drop_reports: 0,
             pool_override_ms_max: 3_600_000,
+            fault_window_ms_max: 3_600_000,
             control_plane_service_key: String::new(),
             outbox_retry_max_ms: 30_000,
             submission_confirm_wait_ms: 3_000,
@@ -538,6 +542,7 @@ impl Config {
             ("edge.list_page_max", u64::from(edge.list_page_max)),
             ("edge.outbox_retry_max_ms", edge.outbox_retry_max_ms),
             ("edge.pool_override_ms_max", edge.pool_override_ms_max),
+            ("edge.fault_window_ms_max", edge.fault_window_ms_max),
         ] {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1"));

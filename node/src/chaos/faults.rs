@@ -3,7 +3,12 @@
 //! (`dev::control`), which carries each fault's deadline, so a runner that
 //! dies mid-drill leaves nothing down or stopped past its window; a
 //! `sandbox-drain` sets a region's pool targets to 0 with the edge's pool
-//! API for the window (`for_ms`), so the edge restores them on its own. Which
+//! API for the window (`for_ms`), so the edge restores them on its own; a
+//! `partition` (fault API, both ways, between regions) cuts each side's
+//! gossip with the other's edges through `PUT /api/v1/operator/faults`
+//! with a window (`for_ms`), after which the edges clear the rules
+//! themselves. Actor sessions follow gossip: they close once gossip holds
+//! the other side down, and are not dialled again until it is back. Which
 //! faults this runner can perform at all is decided before the drill starts
 //! (`unsupported`), so a drill never stops half-way on a kind it cannot do.
 
@@ -11,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chaos::drill::{Drill, FaultAction, Process};
+use chaos::drill::{Direction, Drill, Endpoint, FaultAction, Link, Process, Via};
 
 use super::classes;
 use crate::cluster_file::{ClusterFile, SupervisorEntry};
@@ -33,9 +38,23 @@ pub(super) fn unsupported(drill: &Drill, cluster: &ClusterFile) -> Vec<String> {
                     None
                 }
             }
-            FaultAction::Partition { .. } | FaultAction::Degrade { .. } => {
-                Some("network faults are not performed by this runner yet")
+            FaultAction::Partition { link, via } => {
+                if *via == Via::Netns {
+                    Some("via = \"netns\" is not performed by this runner yet (use the fault API)")
+                } else if link.direction == Direction::OneWay {
+                    Some("one-way partitions are not performed by this runner yet (the fault API cuts both ways)")
+                } else if link
+                    .from
+                    .iter()
+                    .chain(&link.to)
+                    .any(|e| *e == Endpoint::ControlPlane)
+                {
+                    Some("a partition from the control plane is not performed by this runner yet (edges' calls to it are not cut)")
+                } else {
+                    None
+                }
             }
+            FaultAction::Degrade { .. } => Some("degrade is not performed by this runner yet"),
             FaultAction::DatabaseDown => Some("database-down is not performed by this runner yet"),
             FaultAction::SandboxDrain(_) => None,
         };
@@ -72,6 +91,18 @@ pub(super) struct Faults {
     operator: String,
     /// Per applied `sandbox-drain`, the targets to restore.
     drained: Arc<Mutex<BTreeMap<u32, PoolTargets>>>,
+    /// Node id per region, from `cluster.json`.
+    nodes: BTreeMap<String, String>,
+    /// Per region, the cut peers of each applied partition and when it
+    /// ends: an edge's rules are the union over the partitions in force.
+    cuts: Arc<tokio::sync::Mutex<BTreeMap<String, BTreeMap<u32, Cut>>>>,
+}
+
+/// The peers one partition cuts an edge off from, until when.
+#[derive(Debug, Clone)]
+struct Cut {
+    peers: Vec<String>,
+    until: tokio::time::Instant,
 }
 
 impl Faults {
@@ -93,6 +124,12 @@ impl Faults {
                 .collect(),
             operator: cluster.tokens.operator.clone(),
             drained: Arc::default(),
+            nodes: cluster
+                .edges
+                .iter()
+                .map(|e| (e.region.clone(), e.node_id.clone()))
+                .collect(),
+            cuts: Arc::default(),
         }
     }
 
@@ -175,7 +212,103 @@ impl Faults {
                 let what: Vec<String> = pools.iter().map(|(l, t)| format!("{l} {t}->0")).collect();
                 Ok(format!("edge-{region} pools drained: {}", what.join(", ")))
             }
+            FaultAction::Partition { link, .. } => {
+                let until = tokio::time::Instant::now() + Duration::from_millis(fault.duration_ms);
+                let sides = self.sides(link)?;
+                let mut cuts = self.cuts.lock().await;
+                for (region, peers) in &sides {
+                    cuts.entry(region.clone()).or_default().insert(
+                        id,
+                        Cut {
+                            peers: peers.clone(),
+                            until,
+                        },
+                    );
+                    self.put_rules(region, cuts.get(region)).await?;
+                }
+                Ok(format!("gossip cut between {}", link_words(&sides)))
+            }
             _ => Err(format!("{} is not performed by this runner", fault.kind())),
+        }
+    }
+
+    /// For each region on either side, the node ids it is cut off from.
+    fn sides(&self, link: &Link) -> Result<Vec<(String, Vec<String>)>, String> {
+        let regions = |side: &[Endpoint]| -> Vec<String> {
+            side.iter()
+                .filter_map(|e| match e {
+                    Endpoint::Region(r) => Some(r.clone()),
+                    Endpoint::ControlPlane => None,
+                })
+                .collect()
+        };
+        let node = |region: &String| {
+            self.nodes
+                .get(region)
+                .cloned()
+                .ok_or_else(|| format!("no edge of region {region} in cluster.json"))
+        };
+        let (from, to) = (regions(&link.from), regions(&link.to));
+        let mut out = Vec::new();
+        for (mine, theirs) in [(&from, &to), (&to, &from)] {
+            for region in mine {
+                let peers = theirs.iter().map(node).collect::<Result<Vec<_>, _>>()?;
+                out.push((region.clone(), peers));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Puts the union of `cuts` as the region's edge's rules, with the
+    /// latest end as their window (or clears them when none is left).
+    async fn put_rules(
+        &self,
+        region: &str,
+        cuts: Option<&BTreeMap<u32, Cut>>,
+    ) -> Result<(), String> {
+        let edge = self.edge(region)?;
+        let now = tokio::time::Instant::now();
+        let mut peers: Vec<&String> = cuts
+            .into_iter()
+            .flat_map(|c| c.values())
+            .flat_map(|c| &c.peers)
+            .collect();
+        peers.sort();
+        peers.dedup();
+        let request = if peers.is_empty() {
+            self.http.delete(format!("{edge}/api/v1/operator/faults"))
+        } else {
+            let until = cuts
+                .into_iter()
+                .flat_map(|c| c.values())
+                .map(|c| c.until)
+                .max()
+                .unwrap_or(now);
+            let for_ms = u64::try_from(until.saturating_duration_since(now).as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            let rules: Vec<serde_json::Value> = peers
+                .iter()
+                .map(|p| serde_json::json!({"peer": p, "action": "cut"}))
+                .collect();
+            self.http
+                .put(format!("{edge}/api/v1/operator/faults"))
+                .json(&serde_json::json!({"rules": rules, "for_ms": for_ms}))
+        };
+        let answer = request
+            .bearer_auth(&self.operator)
+            .timeout(SUPERVISOR_TIMEOUT)
+            .send()
+            .await
+            .map_err(|err| format!("edge-{region} did not answer: {err}"))?;
+        if answer.status().is_success() {
+            Ok(())
+        } else {
+            let status = answer.status();
+            Err(format!(
+                "edge-{region} refused the fault rules: {status} {}",
+                answer.text().await.unwrap_or_default()
+            ))
         }
     }
 
@@ -269,6 +402,17 @@ impl Faults {
                 let what: Vec<String> = restore.iter().map(|(l, t)| format!("{l} {t}")).collect();
                 Ok(format!("edge-{region} pools restored: {}", what.join(", ")))
             }
+            FaultAction::Partition { link, .. } => {
+                let sides = self.sides(link)?;
+                let mut cuts = self.cuts.lock().await;
+                for (region, _) in &sides {
+                    if let Some(mine) = cuts.get_mut(region) {
+                        mine.remove(&id);
+                    }
+                    self.put_rules(region, cuts.get(region)).await?;
+                }
+                Ok(format!("gossip between {} whole again", link_words(&sides)))
+            }
             _ => Ok("nothing was applied".to_owned()),
         }
     }
@@ -302,6 +446,12 @@ impl Faults {
         }
         serde_json::from_str(&text).map_err(|err| format!("the supervisor's answer: {err}"))
     }
+}
+
+/// The regions a partition cuts, in words.
+fn link_words(sides: &[(String, Vec<String>)]) -> String {
+    let regions: Vec<&str> = sides.iter().map(|(r, _)| r.as_str()).collect();
+    regions.join(", ")
 }
 
 fn find(drill: &Drill, id: u32) -> Result<&chaos::drill::Fault, String> {

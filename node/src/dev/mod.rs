@@ -251,13 +251,17 @@ impl Supervisor {
         } else {
             config.control_plane.edge_service_key.clone()
         };
-        let child_env = vec![
+        let mut child_env = vec![
             (
                 "LYCEUM_CONTROL_PLANE__EDGE_SERVICE_KEY".to_owned(),
                 key.clone(),
             ),
             ("LYCEUM_EDGE__CONTROL_PLANE_SERVICE_KEY".to_owned(), key),
         ];
+        if config.dev.chaos {
+            // Drills partition regions through the edges' fault API.
+            child_env.push(("LYCEUM_EDGE__FAULT_INJECTION".to_owned(), "true".to_owned()));
+        }
         // One slot per child is enough: each child exits once.
         let (exits_tx, exits) = mpsc::channel(config.dev.regions.len() + 1);
         Ok(Self {

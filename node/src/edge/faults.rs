@@ -6,15 +6,20 @@
 use gossip::NodeId;
 
 /// Body of `PUT /api/v1/operator/faults` (and answer of `GET`).
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FaultRules {
     /// The rules, in the order given.
     pub(crate) rules: Vec<FaultRuleBody>,
+    /// Keep the rules only this long, then clear them (unless they were
+    /// replaced meanwhile): a chaos drill's faults heal themselves even if
+    /// the drill dies. Absent: until changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) for_ms: Option<u64>,
 }
 
 /// One rule: a peer (node id) and what to do with gossip traffic to it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FaultRuleBody {
     /// The peer's node id.

@@ -50,6 +50,8 @@ pub(crate) struct EdgeState {
     pub(crate) list_page_max: u32,
     /// Longest temporary pool target (`edge.pool_override_ms_max`).
     pub(crate) pool_override_ms_max: u64,
+    /// Longest window of fault rules (`edge.fault_window_ms_max`).
+    pub(crate) fault_window_ms_max: u64,
     /// The gossip fault rules in force, as last set; `None` when fault
     /// injection is off (`edge.fault_injection`).
     pub(crate) faults: Option<Arc<tokio::sync::Mutex<FaultRules>>>,

@@ -225,6 +225,7 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
         attendance: attendance.clone(),
         list_page_max: edge.list_page_max,
         pool_override_ms_max: edge.pool_override_ms_max,
+        fault_window_ms_max: edge.fault_window_ms_max,
         faults: edge
             .fault_injection
             .then(|| Arc::new(tokio::sync::Mutex::new(FaultRules::default()))),

@@ -117,14 +117,14 @@ async fn run_drill(dir: &Path, cluster: &Path, drill_text: &str) -> (Option<i32>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killing_a_class_home_and_the_control_plane_loses_nothing_acknowledged() {
+async fn a_killed_class_home_control_plane_and_a_cut_region_lose_nothing_acknowledged() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (dev, cluster) = dev_cluster(dir.path(), &[]).await;
     let drill = r#"
-title = "A class's home, then the control plane, killed under load"
+title = "A class's home and the control plane killed, a region cut off, under load"
 hypothesis = "Class events, runs, submissions and transfers acknowledged while a class's home and then the control plane are down are all kept, once."
 duration_s = 24
-settle_s = 20
+settle_s = 25
 recovery_bound_s = 25
 
 [workload]
@@ -152,6 +152,13 @@ duration_s = 5
 kind = "kill"
 target = "control-plane"
 start_s = 10
+duration_s = 5
+
+[[fault]]
+kind = "partition"
+from = ["ap-south"]
+to = ["eu-west", "us-east"]
+start_s = 17
 duration_s = 5
 "#;
     let (code, out, report) = run_drill(dir.path(), &cluster, drill).await;
@@ -195,14 +202,35 @@ duration_s = 5
         .collect();
     assert_eq!(
         events,
-        [("applied", 1), ("healed", 1), ("applied", 2), ("healed", 2)],
+        [
+            ("applied", 1),
+            ("healed", 1),
+            ("applied", 2),
+            ("healed", 2),
+            ("applied", 3),
+            ("healed", 3)
+        ],
         "{report}"
+    );
+    assert!(
+        out.contains("fault 3 applied: partition ap-south <-> eu-west+us-east (fault API): gossip cut between ap-south, eu-west, us-east"),
+        "{out}"
     );
     // Everything runs again: the supervisor started both processes.
     let processes: Value =
         serde_json::from_str(&std::fs::read_to_string(&cluster).expect("cluster.json"))
             .expect("json");
     assert_eq!(processes["control_plane"]["state"], "running");
+    // The partition left no rule behind on any edge.
+    let operator = processes["tokens"]["operator"].as_str().expect("operator");
+    for edge in processes["edges"].as_array().expect("edges") {
+        let url = edge["url"].as_str().expect("url");
+        let (status, rules) = get_json(&format!("{url}/api/v1/operator/faults"), Some(operator))
+            .await
+            .expect("fault rules");
+        assert_eq!(status, 200, "{rules}");
+        assert_eq!(rules["rules"], serde_json::json!([]), "{url}: {rules}");
+    }
     drop(dev);
 }
 

@@ -301,6 +301,8 @@ async fn an_operator_partitions_two_regions_and_heals_them() {
         json!({"rules": [{"peer": id(2), "action": "delay", "delay_ms": 3_600_000}]}),
         json!({"rules": (0..65).map(|_| json!({"peer": id(2), "action": "drop"})).collect::<Vec<_>>()}),
         json!([1, 2, 3]),
+        json!({"rules": [{"peer": id(2), "action": "drop"}], "for_ms": 0}),
+        json!({"rules": [{"peer": id(2), "action": "drop"}], "for_ms": 3_600_001}),
     ] {
         let (status, body) = put_faults(&eu, operator, &bad).await;
         assert_eq!(
@@ -309,6 +311,29 @@ async fn an_operator_partitions_two_regions_and_heals_them() {
             "{bad}"
         );
     }
+
+    // Rules with a window clear themselves at its end (how a drill's
+    // faults heal even when the drill dies), unless replaced meanwhile.
+    let brief = json!({"rules": [{"peer": id(2), "action": "drop"}], "for_ms": 300});
+    let (status, body) = put_faults(&eu, operator, &brief).await;
+    assert_eq!((status, &body), (200, &brief));
+    eventually("the brief rules to clear", START_LIMIT, || async {
+        let (_, listed) = get_json(&format!("{eu}/api/v1/operator/faults"), Some(operator)).await?;
+        (listed["rules"] == json!([])).then_some(())
+    })
+    .await;
+    let (status, _) = put_faults(&eu, operator, &brief).await;
+    assert_eq!(status, 200);
+    let lasting = json!({"rules": [{"peer": id(2), "action": "drop"}]});
+    assert_eq!(put_faults(&eu, operator, &lasting).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (_, listed) = get_json(&format!("{eu}/api/v1/operator/faults"), Some(operator))
+        .await
+        .expect("get faults");
+    assert_eq!(
+        listed, lasting,
+        "a replaced window must not clear its successor"
+    );
 
     // Split: eu-west cuts both others, and both others cut eu-west.
     let cut_others = json!({"rules": [

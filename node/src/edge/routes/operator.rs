@@ -411,7 +411,7 @@ pub(crate) async fn put_faults(
                 StatusCode::BAD_REQUEST,
                 ErrorCode::BadRequest,
                 &format!(
-                    "{}; send {{\"rules\": [{{\"peer\": NODE_ID, \"action\": \"drop\"|\"cut\"|\"delay\", \"delay_ms\": N}}]}}",
+                    "{}; send {{\"rules\": [{{\"peer\": NODE_ID, \"action\": \"drop\"|\"cut\"|\"delay\", \"delay_ms\": N}}], \"for_ms\": MS}}",
                     rejection.body_text()
                 ),
             )
@@ -421,10 +421,30 @@ pub(crate) async fn put_faults(
         Ok(filter) => filter,
         Err(why) => return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, &why),
     };
+    let max = state.fault_window_ms_max;
+    if wanted.for_ms.is_some_and(|ms| ms == 0 || ms > max) {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            &format!("for_ms must be 1 to {max} (edge.fault_window_ms_max)"),
+        );
+    }
     let mut current = rules.lock().await;
     state.gossip.set_fault_filter(filter);
-    tracing::warn!(rules = ?wanted.rules, "gossip fault rules set by an operator");
-    *current = wanted;
+    tracing::warn!(rules = ?wanted.rules, for_ms = ?wanted.for_ms, "gossip fault rules set by an operator");
+    *current = wanted.clone();
+    if let Some(ms) = wanted.for_ms {
+        let (gossip, rules) = (state.gossip.clone(), rules.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            let mut current = rules.lock().await;
+            if *current == wanted {
+                gossip.clear_fault_filter();
+                *current = FaultRules::default();
+                tracing::warn!("gossip fault rules cleared at the end of their window");
+            }
+        });
+    }
     Json(current.clone()).into_response()
 }
 
