@@ -10,6 +10,7 @@ pub mod cli;
 pub mod cluster_file;
 pub mod config;
 pub mod control_plane;
+pub mod control_plane_link;
 pub mod dev;
 pub mod edge;
 pub mod load;

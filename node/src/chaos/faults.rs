@@ -20,6 +20,7 @@ use chaos::drill::{Direction, Drill, Endpoint, FaultAction, Link, Process, Via};
 
 use super::classes;
 use crate::cluster_file::{ClusterFile, SupervisorEntry};
+use crate::control_plane_link::CONTROL_PLANE_PEER;
 use crate::dev::control::{KillBody, PauseBody, Processes};
 
 /// How long one call to the supervisor or an edge's pool API may take.
@@ -43,13 +44,6 @@ pub(super) fn unsupported(drill: &Drill, cluster: &ClusterFile) -> Vec<String> {
                     Some("via = \"netns\" is not performed by this runner yet (use the fault API)")
                 } else if link.direction == Direction::OneWay {
                     Some("one-way partitions are not performed by this runner yet (the fault API cuts both ways)")
-                } else if link
-                    .from
-                    .iter()
-                    .chain(&link.to)
-                    .any(|e| *e == Endpoint::ControlPlane)
-                {
-                    Some("a partition from the control plane is not performed by this runner yet (edges' calls to it are not cut)")
                 } else {
                     None
                 }
@@ -248,11 +242,20 @@ impl Faults {
                 .cloned()
                 .ok_or_else(|| format!("no edge of region {region} in cluster.json"))
         };
+        let has_cp = |side: &[Endpoint]| side.contains(&Endpoint::ControlPlane);
         let (from, to) = (regions(&link.from), regions(&link.to));
         let mut out = Vec::new();
-        for (mine, theirs) in [(&from, &to), (&to, &from)] {
+        for ((mine, theirs), cp_opposite) in [
+            ((&from, &to), has_cp(&link.to)),
+            ((&to, &from), has_cp(&link.from)),
+        ] {
             for region in mine {
-                let peers = theirs.iter().map(node).collect::<Result<Vec<_>, _>>()?;
+                let mut peers = theirs.iter().map(node).collect::<Result<Vec<_>, _>>()?;
+                // The control plane has no rules of its own: cutting the
+                // edge's calls to it cuts the link (it never calls edges).
+                if cp_opposite {
+                    peers.push(CONTROL_PLANE_PEER.to_owned());
+                }
                 out.push((region.clone(), peers));
             }
         }
@@ -451,7 +454,14 @@ impl Faults {
 /// The regions a partition cuts, in words.
 fn link_words(sides: &[(String, Vec<String>)]) -> String {
     let regions: Vec<&str> = sides.iter().map(|(r, _)| r.as_str()).collect();
-    regions.join(", ")
+    let cp = sides
+        .iter()
+        .any(|(_, peers)| peers.iter().any(|p| p == CONTROL_PLANE_PEER));
+    format!(
+        "{}{}",
+        regions.join(", "),
+        if cp { " and the control plane" } else { "" }
+    )
 }
 
 fn find(drill: &Drill, id: u32) -> Result<&chaos::drill::Fault, String> {

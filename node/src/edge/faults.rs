@@ -5,6 +5,8 @@
 
 use gossip::NodeId;
 
+use crate::control_plane_link::CONTROL_PLANE_PEER;
+
 /// Body of `PUT /api/v1/operator/faults` (and answer of `GET`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,7 +20,9 @@ pub(crate) struct FaultRules {
     pub(crate) for_ms: Option<u64>,
 }
 
-/// One rule: a peer (node id) and what to do with gossip traffic to it.
+/// One rule: a peer (node id, or `control-plane` for this edge's calls to
+/// the control plane, which can only be cut) and what to do with its
+/// traffic.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FaultRuleBody {
@@ -44,10 +48,23 @@ pub(crate) enum FaultActionBody {
 }
 
 impl FaultRules {
+    /// Whether a rule cuts this edge's calls to the control plane.
+    pub(crate) fn cuts_control_plane(&self) -> bool {
+        self.rules.iter().any(|r| r.peer == CONTROL_PLANE_PEER)
+    }
+
     /// The filter gossip applies, or which rule is wrong.
     pub(crate) fn to_filter(&self) -> Result<gossip::FaultFilter, String> {
         let mut rules = Vec::with_capacity(self.rules.len());
         for (i, rule) in self.rules.iter().enumerate() {
+            if rule.peer == CONTROL_PLANE_PEER {
+                if rule.action != FaultActionBody::Cut || rule.delay_ms.is_some() {
+                    return Err(format!(
+                        "rules[{i}]: the control plane's link can only be cut"
+                    ));
+                }
+                continue;
+            }
             let peer = NodeId::new(&rule.peer).map_err(|err| format!("rules[{i}].peer: {err}"))?;
             let action = match (rule.action, rule.delay_ms) {
                 (FaultActionBody::Drop, None) => gossip::FaultAction::Drop,

@@ -20,6 +20,8 @@ pub(crate) struct KeyCache {
     verifier: RwLock<Option<Arc<TokenVerifier>>>,
     client: reqwest::Client,
     url: String,
+    /// The link as fault injection sees it.
+    link: crate::control_plane_link::ControlPlaneLink,
     refetch_min_interval: Duration,
     /// When the last refetch triggered by an unknown key ran.
     last_refetch: tokio::sync::Mutex<Option<tokio::time::Instant>>,
@@ -42,7 +44,10 @@ impl KeyCache {
     ///
     /// # Errors
     /// When the HTTP client cannot be built.
-    pub(crate) fn new(edge: &EdgeConfig) -> anyhow::Result<Self> {
+    pub(crate) fn new(
+        edge: &EdgeConfig,
+        link: crate::control_plane_link::ControlPlaneLink,
+    ) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(edge.control_plane_timeout_ms))
             .build()
@@ -50,6 +55,7 @@ impl KeyCache {
         Ok(Self {
             verifier: RwLock::new(None),
             client,
+            link,
             url: format!(
                 "{}/.well-known/jwks.json",
                 edge.control_plane_url.trim_end_matches('/')
@@ -76,6 +82,7 @@ impl KeyCache {
 
     /// Fetches the key set now and installs it.
     pub(crate) async fn fetch(&self) -> Result<(), String> {
+        self.link.check()?;
         self.install(fetch_keys(&self.client, &self.url).await?);
         Ok(())
     }
@@ -88,7 +95,11 @@ impl KeyCache {
             return;
         }
         *last = Some(tokio::time::Instant::now());
-        match fetch_keys(&self.client, &self.url).await {
+        let fetched = match self.link.check() {
+            Ok(()) => fetch_keys(&self.client, &self.url).await,
+            Err(cut) => Err(cut),
+        };
+        match fetched {
             Ok(fresh) => self.install(fresh),
             Err(err) => tracing::warn!(error = %err, "key set refetch failed"),
         }

@@ -52,6 +52,8 @@ pub(crate) struct EdgeState {
     pub(crate) pool_override_ms_max: u64,
     /// Longest window of fault rules (`edge.fault_window_ms_max`).
     pub(crate) fault_window_ms_max: u64,
+    /// The link to the control plane, which fault rules may cut.
+    pub(crate) control_plane_link: crate::control_plane_link::ControlPlaneLink,
     /// The gossip fault rules in force, as last set; `None` when fault
     /// injection is off (`edge.fault_injection`).
     pub(crate) faults: Option<Arc<tokio::sync::Mutex<FaultRules>>>,
@@ -68,4 +70,6 @@ pub(crate) struct Grading {
     pub(crate) service_key: String,
     /// `edge.submission_confirm_wait_ms`.
     pub(crate) confirm_wait: Duration,
+    /// The link as fault injection sees it.
+    pub(crate) link: crate::control_plane_link::ControlPlaneLink,
 }

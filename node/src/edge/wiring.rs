@@ -135,12 +135,14 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
     crate::outbox::attendance::migrate(&store, &attendance)
         .await
         .context("move old attendance reports")?;
+    let control_plane_link = crate::control_plane_link::ControlPlaneLink::default();
     crate::outbox::start(
         attendance.clone(),
         crate::outbox::attendance::Attendance {
             client: control_plane_client.clone(),
             control_plane_url: edge.control_plane_url.clone(),
             service_key: edge.control_plane_service_key.clone(),
+            link: control_plane_link.clone(),
         },
         crate::outbox::Publisher {
             readiness_check: "outbox_attendance",
@@ -202,8 +204,9 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
             control_plane_url: edge.control_plane_url.trim_end_matches('/').to_owned(),
             service_key: edge.control_plane_service_key.clone(),
             confirm_wait: Duration::from_millis(edge.submission_confirm_wait_ms),
+            link: control_plane_link.clone(),
         },
-        keys: Arc::new(KeyCache::new(&edge)?),
+        keys: Arc::new(KeyCache::new(&edge, control_plane_link.clone())?),
         sandbox: sandbox_cell.clone(),
         gossip,
         actors: Arc::new(actor_system),
@@ -226,6 +229,7 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
         list_page_max: edge.list_page_max,
         pool_override_ms_max: edge.pool_override_ms_max,
         fault_window_ms_max: edge.fault_window_ms_max,
+        control_plane_link: control_plane_link.clone(),
         faults: edge
             .fault_injection
             .then(|| Arc::new(tokio::sync::Mutex::new(FaultRules::default()))),
@@ -281,6 +285,7 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
             client: control_plane_client.clone(),
             control_plane_url: edge.control_plane_url.clone(),
             service_key: edge.control_plane_service_key.clone(),
+            link: control_plane_link.clone(),
         },
         crate::outbox::Publisher {
             readiness_check: "outbox",

@@ -26,6 +26,8 @@ pub struct Attendance {
     pub control_plane_url: String,
     /// Its `edge_service_key`.
     pub service_key: String,
+    /// The link as fault injection sees it.
+    pub link: crate::control_plane_link::ControlPlaneLink,
 }
 
 impl Transport<AttendanceReport> for Attendance {
@@ -37,6 +39,9 @@ impl Transport<AttendanceReport> for Attendance {
     }
 
     async fn send_one(&self, item: &AttendanceReport) -> Attempt {
+        if let Err(cut) = self.link.check() {
+            return Attempt::Retry(cut);
+        }
         let url = format!(
             "{}/api/v1/live/attendance",
             self.control_plane_url.trim_end_matches('/')

@@ -16,6 +16,8 @@ pub struct Submissions {
     pub control_plane_url: String,
     /// Its `edge_service_key`.
     pub service_key: String,
+    /// The link as fault injection sees it.
+    pub link: crate::control_plane_link::ControlPlaneLink,
 }
 
 impl Submissions {
@@ -77,6 +79,9 @@ fn read_batch(sent: &[&SubmissionReport], status: reqwest::StatusCode, body: &st
 
 impl Transport<SubmissionReport> for Submissions {
     async fn send(&self, items: &[&SubmissionReport]) -> Attempt {
+        if let Err(cut) = self.link.check() {
+            return Attempt::Retry(cut);
+        }
         let answer = self
             .client
             .post(self.url("/api/v1/submissions/batch"))
@@ -95,6 +100,9 @@ impl Transport<SubmissionReport> for Submissions {
     }
 
     async fn send_one(&self, item: &SubmissionReport) -> Attempt {
+        if let Err(cut) = self.link.check() {
+            return Attempt::Retry(cut);
+        }
         let answer = self
             .client
             .post(self.url("/api/v1/submissions"))

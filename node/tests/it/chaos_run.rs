@@ -157,7 +157,7 @@ duration_s = 5
 [[fault]]
 kind = "partition"
 from = ["ap-south"]
-to = ["eu-west", "us-east"]
+to = ["eu-west", "us-east", "control-plane"]
 start_s = 17
 duration_s = 5
 "#;
@@ -213,7 +213,7 @@ duration_s = 5
         "{report}"
     );
     assert!(
-        out.contains("fault 3 applied: partition ap-south <-> eu-west+us-east (fault API): gossip cut between ap-south, eu-west, us-east"),
+        out.contains("fault 3 applied: partition ap-south <-> eu-west+us-east+control-plane (fault API): gossip cut between ap-south, eu-west, us-east and the control plane"),
         "{out}"
     );
     // Everything runs again: the supervisor started both processes.

@@ -335,6 +335,37 @@ async fn an_operator_partitions_two_regions_and_heals_them() {
         "a replaced window must not clear its successor"
     );
 
+    // The control plane as a peer: only a cut, which fails the edge's calls
+    // to it (here: reading a unit to grade) until the rule goes.
+    let submit = || async {
+        let answer = client()
+            .post(format!("{eu}/api/v1/units/no-such-unit/submissions"))
+            .bearer_auth(learner)
+            .json(&json!({"files": [{"name": "main.py", "content": "print(1)"}]}))
+            .send()
+            .await
+            .expect("submit");
+        let status = answer.status().as_u16();
+        (status, answer.json::<Value>().await.unwrap_or(Value::Null))
+    };
+    let (healthy, body) = submit().await;
+    assert_ne!(healthy, 503, "{body}");
+    let drop_cp = json!({"rules": [{"peer": "control-plane", "action": "drop"}]});
+    assert_eq!(put_faults(&eu, operator, &drop_cp).await.0, 400);
+    let cut_cp = json!({"rules": [{"peer": "control-plane", "action": "cut"}]});
+    assert_eq!(put_faults(&eu, operator, &cut_cp).await.0, 200);
+    let (status, body) = submit().await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("unavailable")),
+        "{body}"
+    );
+    assert_eq!(
+        put_faults(&eu, operator, &json!({"rules": []})).await.0,
+        200
+    );
+    assert_eq!(submit().await.0, healthy);
+
     // Split: eu-west cuts both others, and both others cut eu-west.
     let cut_others = json!({"rules": [
         {"peer": id(1), "action": "cut"},

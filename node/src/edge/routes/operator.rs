@@ -431,15 +431,20 @@ pub(crate) async fn put_faults(
     }
     let mut current = rules.lock().await;
     state.gossip.set_fault_filter(filter);
+    state
+        .control_plane_link
+        .set_cut(wanted.cuts_control_plane());
     tracing::warn!(rules = ?wanted.rules, for_ms = ?wanted.for_ms, "gossip fault rules set by an operator");
     *current = wanted.clone();
     if let Some(ms) = wanted.for_ms {
         let (gossip, rules) = (state.gossip.clone(), rules.clone());
+        let link = state.control_plane_link.clone();
         tokio::spawn(async move {
             tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
             let mut current = rules.lock().await;
             if *current == wanted {
                 gossip.clear_fault_filter();
+                link.set_cut(false);
                 *current = FaultRules::default();
                 tracing::warn!("gossip fault rules cleared at the end of their window");
             }
@@ -456,6 +461,7 @@ pub(crate) async fn delete_faults(
 ) -> Response {
     let mut current = rules.lock().await;
     state.gossip.clear_fault_filter();
+    state.control_plane_link.set_cut(false);
     tracing::warn!("gossip fault rules cleared by an operator");
     *current = FaultRules::default();
     Json(current.clone()).into_response()
