@@ -8,7 +8,9 @@
 //! gossip with the other's edges through `PUT /api/v1/operator/faults`
 //! with a window (`for_ms`), after which the edges clear the rules
 //! themselves. Actor sessions follow gossip: they close once gossip holds
-//! the other side down, and are not dialled again until it is back. Which
+//! the other side down, and are not dialled again until it is back. A
+//! `database-down` goes through the supervisor too, which makes the
+//! control plane's SQLite files immutable (`chattr +i`) until its deadline. Which
 //! faults this runner can perform at all is decided before the drill starts
 //! (`unsupported`), so a drill never stops half-way on a kind it cannot do.
 
@@ -49,7 +51,9 @@ pub(super) fn unsupported(drill: &Drill, cluster: &ClusterFile) -> Vec<String> {
                 }
             }
             FaultAction::Degrade { .. } => Some("degrade is not performed by this runner yet"),
-            FaultAction::DatabaseDown => Some("database-down is not performed by this runner yet"),
+            FaultAction::DatabaseDown => cluster.supervisor.is_none().then_some(
+                "the cluster was started with dev.chaos off, so nothing may take its database down",
+            ),
             FaultAction::SandboxDrain(_) => None,
         };
         if let Some(what) = what {
@@ -179,7 +183,9 @@ impl Faults {
                     down_ms: fault.duration_ms,
                 })
                 .map_err(|e| e.to_string())?;
-                let after = self.call(&format!("{name}/kill"), Some(body)).await?;
+                let after = self
+                    .call(&format!("processes/{name}/kill"), Some(body))
+                    .await?;
                 Ok(format!("{name} killed{}", pid_of(&after, &name)))
             }
             FaultAction::Pause(process) => {
@@ -188,7 +194,9 @@ impl Faults {
                     for_ms: fault.duration_ms,
                 })
                 .map_err(|e| e.to_string())?;
-                let after = self.call(&format!("{name}/pause"), Some(body)).await?;
+                let after = self
+                    .call(&format!("processes/{name}/pause"), Some(body))
+                    .await?;
                 Ok(format!("{name} stopped{}", pid_of(&after, &name)))
             }
             FaultAction::SandboxDrain(region) => {
@@ -205,6 +213,11 @@ impl Faults {
                 }
                 let what: Vec<String> = pools.iter().map(|(l, t)| format!("{l} {t}->0")).collect();
                 Ok(format!("edge-{region} pools drained: {}", what.join(", ")))
+            }
+            FaultAction::DatabaseDown => {
+                let body = serde_json::json!({"for_ms": fault.duration_ms});
+                self.call("database/down", Some(body)).await?;
+                Ok("the control plane's SQLite files made unwritable (chattr +i)".to_owned())
             }
             FaultAction::Partition { link, .. } => {
                 let until = tokio::time::Instant::now() + Duration::from_millis(fault.duration_ms);
@@ -382,12 +395,12 @@ impl Faults {
         match &fault.action {
             FaultAction::Kill(process) => {
                 let name = self.applied_to(id, process)?;
-                let after = self.call(&format!("{name}/start"), None).await?;
+                let after = self.call(&format!("processes/{name}/start"), None).await?;
                 Ok(format!("{name} started again{}", pid_of(&after, &name)))
             }
             FaultAction::Pause(process) => {
                 let name = self.applied_to(id, process)?;
-                self.call(&format!("{name}/resume"), None).await?;
+                self.call(&format!("processes/{name}/resume"), None).await?;
                 Ok(format!("{name} continued"))
             }
             FaultAction::SandboxDrain(region) => {
@@ -404,6 +417,10 @@ impl Faults {
                 }
                 let what: Vec<String> = restore.iter().map(|(l, t)| format!("{l} {t}")).collect();
                 Ok(format!("edge-{region} pools restored: {}", what.join(", ")))
+            }
+            FaultAction::DatabaseDown => {
+                self.call("database/up", None).await?;
+                Ok("the control plane's database writable again".to_owned())
             }
             FaultAction::Partition { link, .. } => {
                 let sides = self.sides(link)?;
@@ -425,10 +442,7 @@ impl Faults {
             .supervisor
             .as_ref()
             .ok_or("the cluster has no supervisor control API (dev.chaos is off)")?;
-        let url = format!(
-            "{}/v1/processes/{path}",
-            supervisor.url.trim_end_matches('/')
-        );
+        let url = format!("{}/v1/{path}", supervisor.url.trim_end_matches('/'));
         let mut request = self
             .http
             .post(&url)

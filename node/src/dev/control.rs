@@ -37,6 +37,15 @@ pub struct KillBody {
     pub down_ms: u64,
 }
 
+/// Body of `POST /v1/database/down`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseDownBody {
+    /// How long the control plane's database stays unwritable before the
+    /// supervisor makes it writable again, unless an `up` comes first.
+    pub for_ms: u64,
+}
+
 /// Body of `POST /v1/processes/{name}/pause`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,6 +87,10 @@ pub struct ProcessView {
 pub struct Processes {
     /// Every process, by name.
     pub processes: Vec<ProcessView>,
+    /// While a drill holds the control plane's database unwritable:
+    /// milliseconds until the supervisor makes it writable again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_down_ms: Option<u64>,
 }
 
 /// What the runner asks of the supervisor.
@@ -93,6 +106,10 @@ pub(crate) enum Order {
     Resume { name: String },
     /// Start it now if it is down (nothing when it runs).
     Start { name: String },
+    /// Make the control plane's SQLite files unwritable for `for_ms`.
+    DatabaseDown { for_ms: u64 },
+    /// Make them writable again (nothing when they are).
+    DatabaseUp,
 }
 
 /// Why an order was refused.
@@ -110,6 +127,9 @@ pub(crate) enum ControlError {
     /// The signal could not be sent.
     #[error("cannot signal {name}: {reason}")]
     Signal { name: String, reason: String },
+    /// The database cannot be taken down (or up) here.
+    #[error("{0}")]
+    Database(String),
 }
 
 impl ControlError {
@@ -119,6 +139,7 @@ impl ControlError {
             Self::NotRunning(_) => (StatusCode::CONFLICT, "not_running"),
             Self::BadWindow { .. } => (StatusCode::BAD_REQUEST, "bad_window"),
             Self::Signal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "signal_failed"),
+            Self::Database(_) => (StatusCode::CONFLICT, "database_fault_failed"),
         }
     }
 }
@@ -144,6 +165,8 @@ pub(crate) fn router(key: String, orders: mpsc::Sender<Envelope>) -> Router {
         .route("/v1/processes/{name}/pause", post(pause))
         .route("/v1/processes/{name}/resume", post(resume))
         .route("/v1/processes/{name}/start", post(start))
+        .route("/v1/database/down", post(database_down))
+        .route("/v1/database/up", post(database_up))
         .layer(axum::extract::DefaultBodyLimit::max(CONTROL_BODY_BYTES_MAX))
         .with_state(Api { key, orders })
 }
@@ -268,4 +291,19 @@ async fn resume(State(api): State<Api>, Path(name): Path<String>, headers: Heade
 
 async fn start(State(api): State<Api>, Path(name): Path<String>, headers: HeaderMap) -> Response {
     api.send(&headers, Order::Start { name }).await
+}
+
+async fn database_down(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    body: Result<Json<DatabaseDownBody>, JsonRejection>,
+) -> Response {
+    with_body(&api, &headers, body, |b| Order::DatabaseDown {
+        for_ms: b.for_ms,
+    })
+    .await
+}
+
+async fn database_up(State(api): State<Api>, headers: HeaderMap) -> Response {
+    api.send(&headers, Order::DatabaseUp).await
 }

@@ -81,6 +81,13 @@ pub async fn run(cli: &Cli, _args: &DevArgs, config: &Config) -> anyhow::Result<
 
     let shutdown = crate::shutdown::Shutdown::listen(false).context("install signal handlers")?;
     let mut supervisor = Supervisor::new(cli, config, data_dir.clone(), run_dir.clone())?;
+    if config.dev.chaos {
+        // A supervisor that died mid-drill may have left the database
+        // unwritable; clearing a flag that is not set changes nothing.
+        supervisor.database_down = Some(Instant::now());
+        let _ = supervisor.database_writable(true);
+        supervisor.database_down = None;
+    }
     let outcome = supervisor.start_all(&shutdown).await;
     if let Err(err) = outcome {
         supervisor.stop_all().await;
@@ -116,6 +123,7 @@ pub async fn run(cli: &Cli, _args: &DevArgs, config: &Config) -> anyhow::Result<
     loop {
         let next_restart = supervisor.restarts.values().min().copied();
         let next_resume = supervisor.paused.values().min().copied();
+        let database_back = supervisor.database_down;
         let starting = supervisor
             .children
             .values()
@@ -143,6 +151,11 @@ pub async fn run(cli: &Cli, _args: &DevArgs, config: &Config) -> anyhow::Result<
                 supervisor.write_cluster_file(&cluster_path)?;
             }
             () = sleep_until_some(next_resume) => supervisor.resume_due(),
+            () = sleep_until_some(database_back) => {
+                if let Err(err) = supervisor.database_writable(true) {
+                    eprintln!("lyceum dev: {err}");
+                }
+            }
             Some(envelope) = orders.recv() => {
                 let answer = supervisor.obey(envelope.order);
                 supervisor.write_cluster_file(&cluster_path)?;
@@ -215,6 +228,11 @@ struct Supervisor {
     paused: BTreeMap<String, Instant>,
     /// The control API, once it serves (`dev.chaos`).
     control: Option<SupervisorEntry>,
+    /// The control plane's SQLite files, or why there are none to make
+    /// unwritable (PostgreSQL).
+    database_files: Result<Vec<PathBuf>, String>,
+    /// While a drill holds the database down: when it comes back.
+    database_down: Option<Instant>,
 }
 
 impl Supervisor {
@@ -277,6 +295,8 @@ impl Supervisor {
             held: BTreeMap::new(),
             paused: BTreeMap::new(),
             control: None,
+            database_files: database_files(config, &data_dir),
+            database_down: None,
         })
     }
 
@@ -574,6 +594,22 @@ impl Supervisor {
                 known(&name)?;
                 self.continue_child(&name);
             }
+            Order::DatabaseDown { for_ms } => {
+                let down = window("for_ms", for_ms)?;
+                self.database_writable(false)
+                    .map_err(ControlError::Database)?;
+                eprintln!(
+                    "lyceum dev: the control plane's database made unwritable by a chaos drill for {} ms",
+                    down.as_millis()
+                );
+                self.database_down = Some(Instant::now() + down);
+            }
+            Order::DatabaseUp => {
+                if self.database_down.is_some() {
+                    self.database_writable(true)
+                        .map_err(ControlError::Database)?;
+                }
+            }
             Order::Start { name } => {
                 known(&name)?;
                 let now = Instant::now();
@@ -615,7 +651,39 @@ impl Supervisor {
                 }
             })
             .collect();
-        control::Processes { processes }
+        control::Processes {
+            processes,
+            database_down_ms: self.database_down.as_ref().and_then(left),
+        }
+    }
+
+    /// Makes the control plane's SQLite files writable again (`true`) or
+    /// not, with `chattr` (the immutable flag, which binds root too, and
+    /// fails writes through files already open). Needs root.
+    fn database_writable(&mut self, writable: bool) -> Result<(), String> {
+        let files = self.database_files.clone()?;
+        let flag = if writable { "-i" } else { "+i" };
+        for file in files.iter().filter(|f| f.exists()) {
+            let status = std::process::Command::new("chattr")
+                .arg(flag)
+                .arg(file)
+                .status()
+                .map_err(|err| format!("cannot run chattr (needs e2fsprogs and root): {err}"))?;
+            if !status.success() {
+                if !writable {
+                    // Leave nothing half down.
+                    let _ = self.database_writable(true);
+                }
+                return Err(format!(
+                    "chattr {flag} {} failed ({status}); database-down needs root on a file system with the immutable flag",
+                    file.display()
+                ));
+            }
+        }
+        if writable && self.database_down.take().is_some() {
+            eprintln!("lyceum dev: the control plane's database is writable again");
+        }
+        Ok(())
     }
 
     /// Reads the ready files of children that are starting; true when one
@@ -767,6 +835,11 @@ impl Supervisor {
     }
 
     async fn stop_all(&mut self) {
+        if self.database_down.is_some() {
+            if let Err(err) = self.database_writable(true) {
+                eprintln!("lyceum dev: {err}");
+            }
+        }
         // A stopped process cannot act on SIGTERM.
         for name in std::mem::take(&mut self.paused).into_keys() {
             if let Some(child) = self.children.get(&name) {
@@ -893,6 +966,31 @@ impl Supervisor {
         ));
         print!("{out}");
     }
+}
+
+/// The control plane's SQLite files (database, WAL, shared memory), or
+/// why a database fault cannot be made here.
+fn database_files(config: &Config, data_dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let url = &config.control_plane.database_url;
+    let db = if url.is_empty() {
+        data_dir.join("control-plane").join("lyceum.db")
+    } else if let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        PathBuf::from(rest.split('?').next().unwrap_or(rest))
+    } else {
+        return Err(
+            "database-down is made for SQLite only so far; this control plane uses PostgreSQL"
+                .to_owned(),
+        );
+    };
+    let with = |suffix: &str| {
+        let mut name = db.clone().into_os_string();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    Ok(vec![db.clone(), with("-wal"), with("-shm")])
 }
 
 /// Serves the control API on a free loopback port with a fresh key.

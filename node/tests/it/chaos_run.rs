@@ -121,9 +121,9 @@ async fn a_killed_class_home_control_plane_and_a_cut_region_lose_nothing_acknowl
     let dir = tempfile::tempdir().expect("temp dir");
     let (dev, cluster) = dev_cluster(dir.path(), &[]).await;
     let drill = r#"
-title = "A class's home and the control plane killed, a region cut off, under load"
+title = "A class's home and the control plane killed, a region cut off, the database down, under load"
 hypothesis = "Class events, runs, submissions and transfers acknowledged while a class's home and then the control plane are down are all kept, once."
-duration_s = 24
+duration_s = 30
 settle_s = 25
 recovery_bound_s = 25
 
@@ -159,6 +159,11 @@ kind = "partition"
 from = ["ap-south"]
 to = ["eu-west", "us-east", "control-plane"]
 start_s = 17
+duration_s = 5
+
+[[fault]]
+kind = "database-down"
+start_s = 23
 duration_s = 5
 "#;
     let (code, out, report) = run_drill(dir.path(), &cluster, drill).await;
@@ -208,7 +213,9 @@ duration_s = 5
             ("applied", 2),
             ("healed", 2),
             ("applied", 3),
-            ("healed", 3)
+            ("healed", 3),
+            ("applied", 4),
+            ("healed", 4)
         ],
         "{report}"
     );
@@ -221,6 +228,19 @@ duration_s = 5
         serde_json::from_str(&std::fs::read_to_string(&cluster).expect("cluster.json"))
             .expect("json");
     assert_eq!(processes["control_plane"]["state"], "running");
+    assert!(
+        out.contains("fault 4 applied: database unavailable: the control plane's SQLite files made unwritable"),
+        "{out}"
+    );
+    // The database is writable again: a sign-up is stored.
+    let cp = processes["control_plane"]["url"].as_str().expect("cp url");
+    let signed_up = crate::support::client()
+        .post(format!("{cp}/api/v1/auth/sign-up"))
+        .json(&serde_json::json!({"email": "after@chaos.test", "password": "a long enough password", "display_name": "After", "tenant": "dev"}))
+        .send()
+        .await
+        .expect("sign-up");
+    assert_eq!(signed_up.status().as_u16(), 201);
     // The partition left no rule behind on any edge.
     let operator = processes["tokens"]["operator"].as_str().expect("operator");
     for edge in processes["edges"].as_array().expect("edges") {

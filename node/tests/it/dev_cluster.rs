@@ -380,7 +380,8 @@ async fn dev_cluster_starts_survives_a_dead_edge_and_stops() {
         "{tenant_spent}"
     );
 
-    // Fault injection is off unless configured.
+    // A dev cluster is for drills (`dev.chaos`, on by default): its edges
+    // take fault rules, and its supervisor serves its control API.
     let faults = crate::support::client()
         .put(format!("{}/api/v1/operator/faults", urls[1]))
         .bearer_auth(operator_token)
@@ -388,7 +389,12 @@ async fn dev_cluster_starts_survives_a_dead_edge_and_stops() {
         .send()
         .await
         .expect("faults");
-    assert_eq!(faults.status().as_u16(), 404);
+    assert_eq!(faults.status().as_u16(), 200);
+    assert!(
+        cluster["supervisor"]["url"].as_str().is_some()
+            && cluster["supervisor"]["key"].as_str().is_some(),
+        "{cluster}"
+    );
 
     // Abuse events are for operators.
     let abuse_url = format!("{}/api/v1/sandbox/abuse", urls[1]);
