@@ -18,7 +18,7 @@ use rrule::Tz;
 use super::expand::{self, Expander};
 use super::model::{
     check_region, parse_languages, parse_learners, Audience, EventDraft, Limits, Note, NoteCode,
-    Parsed, Place, Problem, DURATION_MS_MAX, TITLE_CHARS_MAX, UID_BYTES_MAX,
+    Parsed, Place, Problem, TITLE_CHARS_MAX, UID_BYTES_MAX,
 };
 use crate::codes::ErrorCode;
 
@@ -283,23 +283,11 @@ fn read_event(
             None
         }
     };
-    let duration_ms = match duration_ms {
-        Some((ms, _)) if ms > 0 && ms <= DURATION_MS_MAX => Some(ms),
-        Some((ms, property)) => {
-            fail(
-                property,
-                (
-                    ErrorCode::BadDate,
-                    format!(
-                        "the event lasts {} minutes: it must end after it starts, within a day",
-                        ms / 60_000
-                    ),
-                ),
-            );
-            None
-        }
-        None => None,
-    };
+    let duration_ms = duration_ms.and_then(|(ms, property)| {
+        expand::event_length_ms(ms)
+            .map_err(|err| fail(property, err))
+            .ok()
+    });
     let mut dates = |key: &str| -> Vec<DateTime<Tz>> {
         let mut out = Vec::new();
         for property in event.multi_properties().get(key).into_iter().flatten() {

@@ -26,7 +26,7 @@ use rrule::Tz;
 use super::expand::{self, Expander};
 use super::model::{
     check_region, parse_languages, parse_learners, Audience, EventDraft, Limits, Parsed, Place,
-    Problem, DURATION_MS_MAX, TITLE_CHARS_MAX, UID_BYTES_MAX,
+    Problem, TITLE_CHARS_MAX, UID_BYTES_MAX,
 };
 use crate::codes::ErrorCode;
 
@@ -358,23 +358,11 @@ fn read_row(
             None
         }
     };
-    let duration_ms = match duration_ms {
-        Some((ms, _)) if ms > 0 && ms <= DURATION_MS_MAX => Some(ms),
-        Some((ms, column)) => {
-            fail(
-                column,
-                (
-                    ErrorCode::BadDate,
-                    format!(
-                        "the event lasts {} minutes: it must end after it starts, within a day",
-                        ms / 60_000
-                    ),
-                ),
-            );
-            None
-        }
-        None => None,
-    };
+    let duration_ms = duration_ms.and_then(|(ms, column)| {
+        expand::event_length_ms(ms)
+            .map_err(|err| fail(column, err))
+            .ok()
+    });
     let mut exdates = Vec::new();
     for text in get("exceptions")
         .unwrap_or("")

@@ -11,7 +11,7 @@
 use chrono::{DateTime, NaiveDateTime, TimeZone as _};
 use rrule::{RRule, RRuleSet, Tz, Unvalidated};
 
-use super::model::{Limits, Note, NoteCode, Place};
+use super::model::{Limits, Note, NoteCode, Place, DURATION_MS_MAX};
 use crate::codes::ErrorCode;
 
 /// A zone of the IANA database, by name.
@@ -183,6 +183,25 @@ impl Expander {
             });
         }
         starts
+    }
+}
+
+/// An event's length in ms, checked: it must end after it starts and
+/// within a day ([`DURATION_MS_MAX`]). One rule for iCalendar and CSV.
+///
+/// # Errors
+/// `bad_date` otherwise.
+pub fn event_length_ms(ms: i64) -> Result<i64, (ErrorCode, String)> {
+    if ms > 0 && ms <= DURATION_MS_MAX {
+        Ok(ms)
+    } else {
+        Err((
+            ErrorCode::BadDate,
+            format!(
+                "the event lasts {} minutes: it must end after it starts, within a day",
+                ms / 60_000
+            ),
+        ))
     }
 }
 

@@ -186,6 +186,21 @@ struct SlotOut {
 
 /// Locks a mutex, going on with the data when a holder panicked: every
 /// critical section here leaves the state consistent before it can panic.
+/// The room of `instructor`, refused unless that peer is an instructor.
+fn instructor_room(state: &State, instructor: &str) -> Result<String, MediaError> {
+    let from = state
+        .peers
+        .get(instructor)
+        .ok_or_else(|| unknown_peer(instructor))?;
+    if from.role != MediaRole::Instructor {
+        return Err(MediaError::new(
+            MediaErrorCode::NotInstructor,
+            "only the instructor may do this",
+        ));
+    }
+    Ok(from.room.clone())
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
@@ -724,17 +739,7 @@ impl Sfu {
 
     fn set_open_mic(&self, instructor: &str, open: bool) -> Result<(), MediaError> {
         let mut state = lock(&self.inner.state);
-        let from = state
-            .peers
-            .get(instructor)
-            .ok_or_else(|| unknown_peer(instructor))?;
-        if from.role != MediaRole::Instructor {
-            return Err(MediaError::new(
-                MediaErrorCode::NotInstructor,
-                "only the instructor may do this",
-            ));
-        }
-        let room = from.room.clone();
+        let room = instructor_room(&state, instructor)?;
         if let Some(entry) = state.rooms.get_mut(&room) {
             entry.open_mic = open;
         }
@@ -749,17 +754,7 @@ impl Sfu {
         change: impl FnOnce(&Control) -> Result<(), MediaError>,
     ) -> Result<(), MediaError> {
         let mut state = lock(&self.inner.state);
-        let from = state
-            .peers
-            .get(instructor)
-            .ok_or_else(|| unknown_peer(instructor))?;
-        if from.role != MediaRole::Instructor {
-            return Err(MediaError::new(
-                MediaErrorCode::NotInstructor,
-                "only the instructor may do this",
-            ));
-        }
-        let room = from.room.clone();
+        let room = instructor_room(&state, instructor)?;
         let to = state
             .peers
             .get(target)

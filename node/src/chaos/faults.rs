@@ -311,21 +311,9 @@ impl Faults {
                 .put(format!("{edge}/api/v1/operator/faults"))
                 .json(&serde_json::json!({"rules": rules, "for_ms": for_ms}))
         };
-        let answer = request
-            .bearer_auth(&self.operator)
-            .timeout(SUPERVISOR_TIMEOUT)
-            .send()
+        send(request, &self.operator, &format!("edge-{region}"))
             .await
-            .map_err(|err| format!("edge-{region} did not answer: {err}"))?;
-        if answer.status().is_success() {
-            Ok(())
-        } else {
-            let status = answer.status();
-            Err(format!(
-                "edge-{region} refused the fault rules: {status} {}",
-                answer.text().await.unwrap_or_default()
-            ))
-        }
+            .map(drop)
     }
 
     fn edge(&self, region: &str) -> Result<String, String> {
@@ -337,19 +325,9 @@ impl Faults {
 
     /// Each language's pool target on `edge`.
     async fn pools(&self, edge: &str) -> Result<PoolTargets, String> {
-        let answer = self
-            .http
-            .get(format!("{edge}/api/v1/sandbox/pools"))
-            .bearer_auth(&self.operator)
-            .timeout(SUPERVISOR_TIMEOUT)
-            .send()
-            .await
-            .map_err(|err| format!("the edge did not answer: {err}"))?;
-        let status = answer.status();
-        let body: serde_json::Value = answer.json().await.unwrap_or_default();
-        if !status.is_success() {
-            return Err(format!("GET pools: {status} {body}"));
-        }
+        let request = self.http.get(format!("{edge}/api/v1/sandbox/pools"));
+        let text = send(request, &self.operator, "the edge").await?;
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
         Ok(body["pools"]
             .as_array()
             .map(|pools| {
@@ -369,24 +347,11 @@ impl Faults {
         language: &str,
         body: &serde_json::Value,
     ) -> Result<(), String> {
-        let answer = self
+        let request = self
             .http
             .put(format!("{edge}/api/v1/sandbox/pools/{language}"))
-            .bearer_auth(&self.operator)
-            .timeout(SUPERVISOR_TIMEOUT)
-            .json(body)
-            .send()
-            .await
-            .map_err(|err| format!("the edge did not answer: {err}"))?;
-        if answer.status().is_success() {
-            Ok(())
-        } else {
-            let status = answer.status();
-            Err(format!(
-                "PUT pool {language}: {status} {}",
-                answer.text().await.unwrap_or_default()
-            ))
-        }
+            .json(body);
+        send(request, &self.operator, "the edge").await.map(drop)
     }
 
     /// Heals the fault of `id` (idempotent); the detail, or why not.
@@ -443,25 +408,30 @@ impl Faults {
             .as_ref()
             .ok_or("the cluster has no supervisor control API (dev.chaos is off)")?;
         let url = format!("{}/v1/{path}", supervisor.url.trim_end_matches('/'));
-        let mut request = self
-            .http
-            .post(&url)
-            .bearer_auth(&supervisor.key)
-            .timeout(SUPERVISOR_TIMEOUT);
-        request = match body {
-            Some(body) => request.json(&body),
-            None => request,
-        };
-        let response = request
-            .send()
-            .await
-            .map_err(|err| format!("the supervisor did not answer: {err}"))?;
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        if !status.is_success() {
-            return Err(format!("the supervisor refused: {status} {text}"));
+        let mut request = self.http.post(&url);
+        if let Some(body) = body {
+            request = request.json(&body);
         }
+        let text = send(request, &supervisor.key, "the supervisor").await?;
         serde_json::from_str(&text).map_err(|err| format!("the supervisor's answer: {err}"))
+    }
+}
+
+/// Sends `request` with `key` within [`SUPERVISOR_TIMEOUT`]; the answer's
+/// text, or why not in words naming `who`.
+async fn send(request: reqwest::RequestBuilder, key: &str, who: &str) -> Result<String, String> {
+    let answer = request
+        .bearer_auth(key)
+        .timeout(SUPERVISOR_TIMEOUT)
+        .send()
+        .await
+        .map_err(|err| format!("{who} did not answer: {err}"))?;
+    let status = answer.status();
+    let text = answer.text().await.unwrap_or_default();
+    if status.is_success() {
+        Ok(text)
+    } else {
+        Err(format!("{who} refused: {status} {text}"))
     }
 }
 
