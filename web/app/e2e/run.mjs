@@ -8,6 +8,7 @@ import { mkdtempSync, mkdirSync, readFileSync, existsSync, rmSync } from 'node:f
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
 import { chromium } from 'playwright-core'
 
 const axePath = createRequire(import.meta.url).resolve('axe-core/axe.min.js')
@@ -19,8 +20,15 @@ const artifacts = join(process.cwd(), 'e2e-artifacts')
 // A fresh folder each run, so no screenshot (or failure.png) is left from an earlier one.
 rmSync(artifacts, { recursive: true, force: true })
 mkdirSync(artifacts, { recursive: true })
+// The repository's drill catalogue, for the operator's chaos console (the
+// supervisor lists it; this test starts no drill).
+const drillsDir = fileURLToPath(new URL('../../../chaos/drills', import.meta.url))
+if (!existsSync(drillsDir)) { console.error(`e2e: the drill catalogue ${drillsDir} is missing`); process.exit(1) }
 const dataDir = mkdtempSync(join(tmpdir(), 'lyceum-e2e-'))
-const cluster = spawn(bin, ['dev', '--base-port', '0', '--data-dir', dataDir], { stdio: ['ignore', 'inherit', 'inherit'] })
+const cluster = spawn(bin, ['dev', '--base-port', '0', '--data-dir', dataDir], {
+  stdio: ['ignore', 'inherit', 'inherit'],
+  env: { ...process.env, LYCEUM_DEV__DRILLS_DIR: drillsDir },
+})
 let browser
 let learner // a second person's browser, for the live class
 let current // the page, for a screenshot when a step fails
@@ -365,6 +373,18 @@ async function main() {
   await page.locator('[data-testid=tenants] tr[data-slug=dev]', { hasText: 'Lyceum dev' }).getByText('4', { exact: true }).waitFor()
   await shot('08b-operator-tenants')
   step('operator tenants: the dev tenant listed with its four members')
+  // The chaos console: the edge names the supervisor's console, which lists
+  // the repository's catalogue (every drill, runnable here or not). No drill
+  // has run on this fresh cluster, and none is started here.
+  await page.getByRole('link', { name: 'Chaos drills' }).click()
+  await page.waitForURL('**/operator/chaos')
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid=chaos-drills] [data-drill]').length >= 8, null, { timeout: 60_000 })
+  await page.locator('[data-testid=chaos-drills] [data-drill=edge-paused] [data-testid=chaos-start]').waitFor()
+  await page.locator('[data-testid=chaos-live][data-state=idle]').waitFor()
+  // A read that failed while the supervisor fetched the control plane's keys is asked again with the next poll (5 s).
+  await page.getByTestId('chaos-error').waitFor({ state: 'detached', timeout: 15_000 })
+  await shot('08c-operator-chaos')
+  step('operator chaos: the catalogue of chaos/drills listed, no drill running')
 
   // The instructor: the class dashboard shows the learner above (the quiz
   // at 75, the lesson finished) with a chart of completion per unit.

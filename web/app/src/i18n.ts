@@ -64,3 +64,6 @@ export function formatNumber(value: number, locale: string): string {
 export function formatTime(ms: number, locale: string): string {
   return new Intl.DateTimeFormat(locale, { timeStyle: 'medium' }).format(new Date(ms))
 }
+export function formatDateTime(ms: number, locale: string): string {
+  return new Intl.DateTimeFormat(locale, { dateStyle: 'medium', timeStyle: 'short' }).format(new Date(ms))
+}
