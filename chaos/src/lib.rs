@@ -11,7 +11,8 @@
 //! probe samples; `checker` decides from what the workload was told and
 //! what the platform holds afterwards whether anything acknowledged was
 //! lost or doubled; `report` is the record of one run, as JSON and as a
-//! self-contained HTML page. See `docs/design/chaos.md`.
+//! self-contained HTML page; `live` is the status of a drill in progress
+//! that the runner rewrites and the operator console reads. See `docs/design/chaos.md`.
 
 pub mod catalogue;
 pub mod checker;
@@ -19,6 +20,7 @@ pub mod cluster;
 pub mod drill;
 pub mod error;
 mod file;
+pub mod live;
 pub mod plan;
 pub mod probe;
 pub mod report;

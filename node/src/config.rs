@@ -251,6 +251,11 @@ pub struct EdgeConfig {
     /// Longest window fault rules may be given (`for_ms` of
     /// `PUT /api/v1/operator/faults`).
     pub fault_window_ms_max: u64,
+    /// Where the operator console finds the drill API of the `lyceum dev`
+    /// supervisor that runs this edge (`GET /api/v1/node` names it as
+    /// `drills_url`). `lyceum dev` sets it when `dev.chaos` is on; empty
+    /// (the default, and always in production): drills are not offered.
+    pub drills_url: String,
     /// Shortest gap between refetches triggered by a token signed with an
     /// unknown key (after a rotation), so bad tokens cannot flood the
     /// control plane.
@@ -288,6 +293,7 @@ impl Default for EdgeConfig {
             list_page_max: 1_000,
             fault_injection: false,
             test_drop_reports: 0,
+            drills_url: String::new(),
             pool_override_ms_max: 3_600_000,
             fault_window_ms_max: 3_600_000,
             control_plane_service_key: String::new(),
@@ -375,6 +381,10 @@ pub struct DevConfig {
     /// such fault carries its deadline here, so a runner that dies
     /// mid-drill leaves nothing down or stopped for longer than that.
     pub chaos_fault_ms_max: u64,
+    /// The drill catalogue the operator console lists and starts drills
+    /// from (with `dev.chaos`); relative paths are from the directory
+    /// `lyceum dev` was started in.
+    pub drills_dir: PathBuf,
 }
 
 /// How many edge nodes `lyceum dev` may start at most.
@@ -391,6 +401,7 @@ impl Default for DevConfig {
             restart_backoff_max_ms: 30_000,
             chaos: true,
             chaos_fault_ms_max: 3_600_000,
+            drills_dir: PathBuf::from("chaos/drills"),
         }
     }
 }
@@ -570,6 +581,15 @@ impl Config {
                     format!("{region:?} is listed twice"),
                 ));
             }
+        }
+        let drills_url_ok = edge.drills_url.is_empty()
+            || edge.drills_url.starts_with("http://")
+            || edge.drills_url.starts_with("https://");
+        if !drills_url_ok {
+            return Err(ConfigError::invalid(
+                "edge.drills_url",
+                "must be an http:// or https:// URL, or empty",
+            ));
         }
         if edge.test_drop_reports > 0 && !cfg!(debug_assertions) {
             return Err(ConfigError::invalid(

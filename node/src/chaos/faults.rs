@@ -30,7 +30,7 @@ const SUPERVISOR_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why this runner cannot run a drill (it is valid, but asks for something
 /// not built yet or not offered by this cluster), one reason a line.
-pub(super) fn unsupported(drill: &Drill, cluster: &ClusterFile) -> Vec<String> {
+pub(crate) fn unsupported(drill: &Drill, cluster: &ClusterFile) -> Vec<String> {
     let mut out = Vec::new();
     for fault in drill.faults() {
         let what = match &fault.action {

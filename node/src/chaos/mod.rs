@@ -21,9 +21,9 @@ use crate::cli::{ChaosClusterArgs, ChaosCommand};
 use crate::config::Config;
 
 mod classes;
-mod faults;
+pub(crate) mod faults;
 mod ledger;
-mod outcome;
+pub(crate) mod outcome;
 mod platform;
 mod record;
 mod run;

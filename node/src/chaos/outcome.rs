@@ -1,6 +1,6 @@
-//! How a chaos command ends, and what it may do: the exit codes and this
-//! process's privilege. A leaf, shared by `lyceum chaos list|check` and the
-//! runner.
+//! How a chaos command ends, and what it may do: the exit codes, this
+//! process's privilege and the drill lock. A leaf, shared by `lyceum chaos
+//! list|check`, the runner and the supervisor's console.
 
 use chaos::cluster::Privilege;
 
@@ -13,10 +13,36 @@ pub const EXIT_REFUSED: u8 = 3;
 pub const EXIT_DID_NOT_HOLD: u8 = 4;
 
 /// Whether this process may perform OS-level faults.
-pub(super) fn privilege() -> Privilege {
+pub(crate) fn privilege() -> Privilege {
     if nix::unistd::geteuid().is_root() {
         Privilege::Root
     } else {
         Privilege::Unprivileged
+    }
+}
+
+/// The drill lock of a data dir's `chaos` folder (`drill.lock`), held
+/// while the returned file is open; `None` when another runner holds it.
+/// The OS drops it when its holder dies, so a killed runner never leaves a
+/// cluster locked.
+///
+/// # Errors
+/// When the folder or the file cannot be made, or the lock call fails.
+pub(crate) fn drill_lock(
+    dir: &std::path::Path,
+) -> anyhow::Result<Option<nix::fcntl::Flock<std::fs::File>>> {
+    use anyhow::Context as _;
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let path = dir.join("drill.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("open {}", path.display()))?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Some(lock)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, err)) => Err(anyhow::anyhow!("lock {}: {err}", path.display())),
     }
 }

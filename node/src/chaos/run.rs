@@ -17,6 +17,7 @@ use anyhow::Context as _;
 use chaos::checker::{self, Acknowledged, Platform};
 use chaos::cluster::Cluster;
 use chaos::drill::{Drill, Probe};
+use chaos::live::{Counters, LiveState, LiveStatus};
 use chaos::plan::{AbortWatch, Action, Plan, Step};
 use chaos::report::{Aborted, FaultEvent, ProbeSeries, Report, Sample, TimelineEntry};
 use tokio::time::Instant;
@@ -87,7 +88,7 @@ pub(super) async fn run(args: &ChaosRunArgs, config: &Config) -> anyhow::Result<
     let data_dir = cluster_path
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let Some(_lock) = lock(&data_dir.join("chaos"))? else {
+    let Some(_lock) = outcome::drill_lock(&data_dir.join("chaos"))? else {
         eprintln!(
             "lyceum chaos: another drill runs against this cluster ({}); one at a time [drill_running]",
             data_dir.join("chaos").join("drill.lock").display()
@@ -101,11 +102,30 @@ pub(super) async fn run(args: &ChaosRunArgs, config: &Config) -> anyhow::Result<
     std::fs::create_dir_all(&reports)
         .with_context(|| format!("create the report folder {}", reports.display()))?;
 
-    let runner = Runner::prepare(&drill, &file).await?;
-    let report = runner.execute(&drill).await?;
-    let (json, html) = report
-        .write(&reports)
-        .map_err(|err| anyhow::anyhow!("{err} ({})", err.as_str()))?;
+    let mut live = LiveFile::new(
+        chaos::live::LiveStatus::path(&data_dir.join("chaos")),
+        LiveStatus::preparing(&drill, std::process::id(), crate::store::now_rfc3339()),
+    );
+    live.save();
+    let outcome = async {
+        let runner = Runner::prepare(&drill, &file).await?;
+        let report = runner.execute(&drill, &mut live).await?;
+        let written = report
+            .write(&reports)
+            .map_err(|err| anyhow::anyhow!("{err} ({})", err.as_str()))?;
+        anyhow::Ok((report, written))
+    }
+    .await;
+    let (report, (json, html)) = match outcome {
+        Ok(done) => done,
+        Err(err) => {
+            live.status.fail(format!("{err:#}"));
+            live.save();
+            return Err(err);
+        }
+    };
+    live.status.finish(&report);
+    live.save();
     print_summary(&report);
     println!("report: {}\n        {}", json.display(), html.display());
     Ok(if report.summary.hypothesis_held {
@@ -129,26 +149,28 @@ fn read_bounded(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))
 }
 
-/// The drill lock, held while the returned file is open; `None` when
-/// another runner holds it.
-fn lock(dir: &Path) -> anyhow::Result<Option<nix::fcntl::Flock<std::fs::File>>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    let path = dir.join("drill.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("open {}", path.display()))?;
-    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => Ok(Some(lock)),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
-        Err((_, err)) => Err(anyhow::anyhow!("lock {}: {err}", path.display())),
-    }
-}
-
 fn ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The live status and its file, which the console reads. A failed write
+/// is logged and the drill goes on: the file is for watching, the report
+/// is the record.
+struct LiveFile {
+    path: PathBuf,
+    status: LiveStatus,
+}
+
+impl LiveFile {
+    fn new(path: PathBuf, status: LiveStatus) -> Self {
+        Self { path, status }
+    }
+
+    fn save(&self) {
+        if let Err(err) = self.status.write(&self.path) {
+            tracing::warn!(error = %err, code = err.as_str(), "the drill's live status was not written");
+        }
+    }
 }
 
 struct Runner {
@@ -217,7 +239,7 @@ impl Runner {
         })
     }
 
-    async fn execute(self, drill: &Drill) -> anyhow::Result<Report> {
+    async fn execute(self, drill: &Drill, live: &mut LiveFile) -> anyhow::Result<Report> {
         let plan = Plan::new(drill);
         let mut progress = plan.start();
         let mut watch = AbortWatch::new(drill);
@@ -260,8 +282,11 @@ impl Runner {
             drill.settle_ms() / 1000
         );
 
+        live.status.state = LiveState::Running;
+        live.save();
         'drill: loop {
             let now_ms = ms(start.elapsed());
+            let events = timeline.len();
             pending.extend(progress.due(now_ms));
             while let Some(at) = pending.first().map(|s| s.at_ms) {
                 if at > now_ms {
@@ -339,14 +364,31 @@ impl Runner {
                     interrupted = true;
                     let _ = result;
                     let at_ms = ms(start.elapsed());
-                    trip_at(&mut aborted, at_ms, "interrupted by the operator (Ctrl-C)".to_owned());
+                    trip_at(&mut aborted, at_ms, "interrupted by the operator (Ctrl-C, or the console's abort)".to_owned());
                     pending.extend(progress.abort(at_ms));
                 }
             }
 
+            if timeline.len() != events {
+                live.status.timeline.clone_from(&timeline);
+                live.save();
+            }
             if Instant::now() >= next_probe {
                 next_probe += interval;
                 let at_ms = ms(start.elapsed());
+                live.status.elapsed_ms = at_ms;
+                live.status.timeline.clone_from(&timeline);
+                live.status.probes.clone_from(&series);
+                live.status.aborted.clone_from(&aborted);
+                live.status.counters = Counters {
+                    answered: observed.ok.load(Ordering::Relaxed),
+                    failed: observed.failed.load(Ordering::Relaxed),
+                    skipped: observed.skipped.load(Ordering::Relaxed),
+                    in_class: in_class.connected.load(Ordering::Relaxed),
+                    failovers: in_class.failovers.load(Ordering::Relaxed),
+                    reconnects: in_class.reconnects.load(Ordering::Relaxed),
+                };
+                live.save();
                 let p99 = observed.latency.lock().ok().and_then(|mut w| w.take_p99());
                 if let Some(value) = p99 {
                     push(&mut series, Probe::RunLatencyP99Ms, at_ms, value);
@@ -411,6 +453,12 @@ impl Runner {
         };
         let check_ms = ms(start.elapsed());
         line(check_ms, "checking what the platform holds");
+        live.status.state = LiveState::Checking;
+        live.status.elapsed_ms = check_ms;
+        live.status.timeline.clone_from(&timeline);
+        live.status.probes.clone_from(&series);
+        live.status.aborted.clone_from(&aborted);
+        live.save();
         let copy = |list: &std::sync::Mutex<Vec<chaos::checker::Transfer>>| {
             list.lock().map(|l| l.clone()).unwrap_or_default()
         };

@@ -9,11 +9,13 @@
 //! `dev.child_stop_timeout_ms`). Children also stop when this process dies,
 //! because their stdin closes. With `dev.chaos` on, the supervisor also
 //! serves its control API (`control`) on loopback, through which chaos
-//! drills kill and pause its children, each fault with a deadline.
+//! drills kill and pause its children, each fault with a deadline, and
+//! beside it the operator console's drill API (`console`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
@@ -24,6 +26,7 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+pub mod console;
 pub mod control;
 
 use crate::cli::{Cli, DevArgs};
@@ -88,6 +91,20 @@ pub async fn run(cli: &Cli, _args: &DevArgs, config: &Config) -> anyhow::Result<
         let _ = supervisor.database_writable(true);
         supervisor.database_down = None;
     }
+    // The control API's address is known before the children start, so
+    // that the edges can name the console's API (`edge.drills_url`).
+    let control_listener = if config.dev.chaos {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("bind the supervisor's control API on loopback")?;
+        let url = format!("http://{}", listener.local_addr()?);
+        supervisor
+            .child_env
+            .push(("LYCEUM_EDGE__DRILLS_URL".to_owned(), url.clone()));
+        Some((listener, url))
+    } else {
+        None
+    };
     let outcome = supervisor.start_all(&shutdown).await;
     if let Err(err) = outcome {
         supervisor.stop_all().await;
@@ -100,18 +117,37 @@ pub async fn run(cli: &Cli, _args: &DevArgs, config: &Config) -> anyhow::Result<
         return Ok(());
     }
     let (orders_tx, mut orders) = mpsc::channel(control::CONTROL_QUEUE_MAX);
-    let control_server = if config.dev.chaos {
-        match serve_control(orders_tx).await {
-            Ok((entry, server)) => {
-                supervisor.control = Some(entry);
-                Some(server)
-            }
+    let control_server = if let Some((listener, url)) = control_listener {
+        let console = console::Console::new(
+            data_dir.clone(),
+            config.dev.drills_dir.clone(),
+            supervisor.exe.clone(),
+            supervisor.global_args.clone(),
+        );
+        let console = match console {
+            Ok(console) => Arc::new(console),
             Err(err) => {
                 supervisor.stop_all().await;
                 release_data_dir(&run_dir);
                 return Err(err);
             }
+        };
+        if let Some(cp) = supervisor
+            .children
+            .get("control-plane")
+            .and_then(|c| c.info.as_ref())
+        {
+            console.set_control_plane(&cp.url).await;
         }
+        let (entry, server) = serve_control(
+            listener,
+            url,
+            orders_tx,
+            console,
+            web::Cors::new(config.http.cors_allowed_origins.clone()),
+        );
+        supervisor.control = Some(entry);
+        Some(server)
     } else {
         drop(orders_tx);
         None
@@ -993,32 +1029,27 @@ fn database_files(config: &Config, data_dir: &Path) -> Result<Vec<PathBuf>, Stri
     Ok(vec![db.clone(), with("-wal"), with("-shm")])
 }
 
-/// Serves the control API on a free loopback port with a fresh key.
-async fn serve_control(
+/// Serves the control API and the console's API on `listener` (a free
+/// loopback port) with a fresh key for the control API.
+fn serve_control(
+    listener: tokio::net::TcpListener,
+    url: String,
     orders: mpsc::Sender<control::Envelope>,
-) -> anyhow::Result<(SupervisorEntry, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("bind the supervisor's control API on loopback")?;
-    let addr = listener.local_addr()?;
+    console: Arc<console::Console>,
+    cors: web::Cors,
+) -> (SupervisorEntry, tokio::task::JoinHandle<()>) {
     let key = format!(
         "{}{}",
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
-    let app = control::router(key.clone(), orders);
+    let app = control::router(key.clone(), orders).merge(console::router(console, cors));
     let server = tokio::spawn(async move {
         if let Err(err) = axum::serve(listener, app).await {
             tracing::error!(error = %err, "the supervisor's control API stopped");
         }
     });
-    Ok((
-        SupervisorEntry {
-            url: format!("http://{addr}"),
-            key,
-        },
-        server,
-    ))
+    (SupervisorEntry { url, key }, server)
 }
 
 /// Sets `flag`'s value in `args` (adding the pair when missing), or

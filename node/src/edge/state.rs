@@ -28,6 +28,8 @@ pub(crate) struct EdgeState {
     /// The control plane's base URL, named in `/api/v1/node` so that a
     /// browser app served by this edge knows where identity and content live.
     pub(crate) control_plane_url: String,
+    /// `edge.drills_url`: the supervisor's drill API, when drills are on.
+    pub(crate) drills_url: Option<String>,
     /// The control plane's public keys, to verify tokens and tickets.
     pub(crate) keys: Arc<KeyCache>,
     /// Set once the image is built and the pools are warming.

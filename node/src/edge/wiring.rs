@@ -196,6 +196,8 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
         url: url.clone(),
         join: edge.join.clone(),
         control_plane_url: edge.control_plane_url.trim_end_matches('/').to_owned(),
+        drills_url: (!edge.drills_url.is_empty())
+            .then(|| edge.drills_url.trim_end_matches('/').to_owned()),
         grading: Grading {
             client: reqwest::Client::builder()
                 .timeout(Duration::from_millis(edge.control_plane_timeout_ms))

@@ -436,3 +436,266 @@ duration_s = 5
     .await;
     drop(dev);
 }
+
+/// A POST of `body` to `url` as `token`; the status and the JSON answer.
+async fn post_json(url: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+    let mut request = crate::support::client().post(url).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("POST");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_lists_starts_shows_aborts_and_reports_a_drill() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let drills = dir.path().join("drills");
+    std::fs::create_dir_all(&drills).expect("drills dir");
+    std::fs::write(
+        drills.join("short-pause.toml"),
+        r#"
+title = "A short pause"
+hypothesis = "Nothing acknowledged is lost."
+duration_s = 20
+settle_s = 4
+recovery_bound_s = 4
+
+[workload]
+learners = 2
+classes = 0
+regions = ["eu-west"]
+runs_per_second = 1
+ledger_transfers_per_second = 0
+
+[probes]
+interval_ms = 500
+run_latency_p99_ms = 60000
+class_delivery_ratio = 0
+class_delivery_within_ms = 1000
+readiness_ratio = 0
+
+[[fault]]
+kind = "pause"
+target = "edge"
+region = "us-east"
+start_s = 10
+duration_s = 2
+"#,
+    )
+    .expect("write drill");
+    std::fs::write(drills.join("broken.toml"), "title = \"x\"\nsurprise = 1\n").expect("write");
+    let drills_dir = drills.display().to_string();
+    let (dev, cluster_path) = dev_cluster(
+        dir.path(),
+        &[("LYCEUM_DEV__DRILLS_DIR", drills_dir.as_str())],
+    )
+    .await;
+    let cluster: Value =
+        serde_json::from_str(&std::fs::read_to_string(&cluster_path).expect("read")).expect("json");
+    let operator = cluster["tokens"]["operator"].as_str().expect("operator");
+    let learner = cluster["tokens"]["learner"].as_str().expect("learner");
+    let edge = cluster["edges"][0]["url"].as_str().expect("edge url");
+
+    // The edge names the console's API; only operators get in.
+    let (_, node) = get_json(&format!("{edge}/api/v1/node"), None)
+        .await
+        .expect("node info");
+    let api = node["drills_url"].as_str().expect("drills_url").to_owned();
+    let (status, body) = get_json(&format!("{api}/v1/chaos/drills"), None)
+        .await
+        .expect("drills");
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (401, &Value::from("unauthorized"))
+    );
+    let (status, body) = get_json(&format!("{api}/v1/chaos/drills"), Some(learner))
+        .await
+        .expect("drills");
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (403, &Value::from("forbidden"))
+    );
+    let (status, body) = get_json(&format!("{api}/v1/chaos/drills"), Some("not-a-token"))
+        .await
+        .expect("drills");
+    assert_eq!(status, 401, "{body}");
+
+    // The catalogue, a broken drill with its reasons.
+    let (status, body) = get_json(&format!("{api}/v1/chaos/drills"), Some(operator))
+        .await
+        .expect("drills");
+    assert_eq!(status, 200, "{body}");
+    let list = body["drills"].as_array().expect("drills");
+    let names: Vec<&str> = list.iter().filter_map(|d| d["name"].as_str()).collect();
+    assert_eq!(names, ["broken", "short-pause"], "{body}");
+    assert_eq!(list[0]["runnable"], false);
+    assert!(list[0]["problems"].to_string().contains("line 2"), "{body}");
+    assert_eq!(list[1]["runnable"], true, "{body}");
+    assert_eq!(list[1]["faults"][0]["kind"], "pause");
+    assert_eq!(list[1]["faults"][0]["start_ms"], 10_000);
+    let (_, live) = get_json(&format!("{api}/v1/chaos/live"), Some(operator))
+        .await
+        .expect("live");
+    assert_eq!(live, serde_json::json!({"state": "idle"}));
+    let (_, runs) = get_json(&format!("{api}/v1/chaos/runs"), Some(operator))
+        .await
+        .expect("runs");
+    assert_eq!(runs, serde_json::json!({"runs": []}));
+
+    // Starting: refusals, then a drill, then a second one refused.
+    let start = format!("{api}/v1/chaos/runs");
+    let (status, body) = post_json(
+        &start,
+        operator,
+        Some(serde_json::json!({"drill": "broken"})),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (422, &Value::from("drill_refused")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["problems"].to_string().contains("surprise"),
+        "{body}"
+    );
+    let (status, body) =
+        post_json(&start, operator, Some(serde_json::json!({"drill": "../x"}))).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (404, &Value::from("unknown_drill")),
+        "{body}"
+    );
+    let (status, body) = post_json(&start, operator, Some(serde_json::json!({"name": "x"}))).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &Value::from("bad_request")),
+        "{body}"
+    );
+    let (status, body) = post_json(
+        &start,
+        learner,
+        Some(serde_json::json!({"drill": "short-pause"})),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = post_json(
+        &start,
+        operator,
+        Some(serde_json::json!({"drill": "short-pause"})),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}\n{}", dev.log_text());
+    assert_eq!(body["drill"], "short-pause");
+    assert_eq!(body["plan"][0]["label"], "pause edge us-east");
+    let (status, body) = post_json(
+        &start,
+        operator,
+        Some(serde_json::json!({"drill": "short-pause"})),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (409, &Value::from("drill_running")),
+        "{body}"
+    );
+
+    // Live: running with probe samples and the fault applied, then aborted.
+    let live_url = format!("{api}/v1/chaos/live");
+    eventually("the fault applied, seen live", DRILL_LIMIT, || {
+        let url = live_url.clone();
+        async move {
+            let (_, live) = get_json(&url, Some(operator)).await?;
+            (live["state"] == "running"
+                && live["timeline"].as_array().is_some_and(|t| !t.is_empty())
+                && live["probes"][0]["samples"]
+                    .as_array()
+                    .is_some_and(|s| !s.is_empty()))
+            .then_some(())
+        }
+    })
+    .await;
+    let (status, body) = post_json(&format!("{api}/v1/chaos/live/abort"), operator, None).await;
+    assert_eq!(status, 202, "{body}");
+    let finished: Value = eventually("the aborted drill's report", DRILL_LIMIT, || {
+        let url = live_url.clone();
+        async move {
+            let (_, live) = get_json(&url, Some(operator)).await?;
+            (live["state"] == "finished").then_some(live)
+        }
+    })
+    .await;
+    assert_eq!(finished["hypothesis_held"], false, "aborted: {finished}");
+    assert!(
+        finished["aborted"]["reason"]
+            .to_string()
+            .contains("interrupted"),
+        "{finished}"
+    );
+    let events: Vec<&str> = finished["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .collect();
+    assert_eq!(events, ["applied", "healed_on_abort"], "{finished}");
+    let (status, body) = post_json(&format!("{api}/v1/chaos/live/abort"), operator, None).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (409, &Value::from("no_drill_running")),
+        "{body}"
+    );
+
+    // The run is listed, its report served as JSON and HTML.
+    let id = finished["report"].as_str().expect("report id").to_owned();
+    let (_, runs) = get_json(&format!("{api}/v1/chaos/runs"), Some(operator))
+        .await
+        .expect("runs");
+    assert_eq!(runs["runs"][0]["id"], id.as_str(), "{runs}");
+    assert_eq!(runs["runs"][0]["aborted"], true, "{runs}");
+    assert_eq!(runs["runs"][0]["lost"], 0, "{runs}");
+    let (status, report) = get_json(&format!("{api}/v1/chaos/runs/{id}"), Some(operator))
+        .await
+        .expect("report");
+    assert_eq!(status, 200);
+    assert_eq!(report["drill"], "short-pause");
+    let html = crate::support::client()
+        .get(format!("{api}/v1/chaos/runs/{id}/html"))
+        .bearer_auth(operator)
+        .send()
+        .await
+        .expect("html");
+    assert_eq!(html.status().as_u16(), 200);
+    assert_eq!(
+        html.headers()["content-type"].to_str().expect("type"),
+        "text/html; charset=utf-8"
+    );
+    assert!(html.text().await.expect("text").contains("A short pause"));
+    for bad in ["nope", "..%2Fcluster"] {
+        let (status, body) = get_json(&format!("{api}/v1/chaos/runs/{bad}/html"), Some(operator))
+            .await
+            .expect("unknown report");
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (404, &Value::from("unknown_run")),
+            "{body}"
+        );
+    }
+
+    // A status that claims a drill no runner holds the lock for: died.
+    let live_path = cluster_path
+        .parent()
+        .expect("data dir")
+        .join("chaos")
+        .join("live.json");
+    let mut stale = finished.clone();
+    stale["state"] = Value::from("running");
+    std::fs::write(&live_path, stale.to_string()).expect("write live.json");
+    let (_, live) = get_json(&live_url, Some(operator)).await.expect("live");
+    assert_eq!(live["state"], "died", "{live}");
+    let (status, _) = post_json(&format!("{api}/v1/chaos/live/abort"), operator, None).await;
+    assert_eq!(status, 409);
+    drop(dev);
+}

@@ -253,6 +253,19 @@ fn limits_are_checked_at_their_edges() {
         expect!["invalid configuration: key `dev.restart_backoff_initial_ms`: must not exceed dev.restart_backoff_max_ms"],
     );
     check_err(
+        Some("[edge]\ndrills_url = \"127.0.0.1:7000\"\n"),
+        &[],
+        json!({}),
+        expect!["invalid configuration: key `edge.drills_url`: must be an http:// or https:// URL, or empty"],
+    );
+    check_ok(
+        Some("[edge]\ndrills_url = \"http://127.0.0.1:7000\"\n"),
+        &[],
+        json!({}),
+        |c: &Config| c.edge.drills_url.clone(),
+        expect!["http://127.0.0.1:7000"],
+    );
+    check_err(
         Some("[dev]\nrestart_backoff_max_ms = 0\n"),
         &[],
         json!({}),

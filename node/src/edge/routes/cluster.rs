@@ -17,14 +17,18 @@ use crate::server::error_response;
 
 /// `GET /api/v1/node`: who this node is and where the control plane is.
 pub(crate) async fn node_info(State(state): State<EdgeState>) -> Json<serde_json::Value> {
-    Json(json!({
+    let mut info = json!({
         "node_id": state.identity.node_id,
         "region": state.identity.region,
         "generation": state.identity.generation,
         "url": state.url,
         "join": state.join,
         "control_plane_url": state.control_plane_url,
-    }))
+    });
+    if let Some(url) = &state.drills_url {
+        info["drills_url"] = json!(url);
+    }
+    Json(info)
 }
 
 /// `GET /api/v1/whoami`: the caller's verified claims, and which node
