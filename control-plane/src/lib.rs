@@ -22,6 +22,7 @@ pub mod identity;
 pub mod keys;
 pub mod learning;
 pub mod ledger;
+pub mod outage;
 pub mod passwords;
 pub mod seed;
 pub mod service;

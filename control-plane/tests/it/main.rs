@@ -17,6 +17,7 @@ mod identity;
 mod ledger;
 mod live;
 mod openapi;
+mod outage;
 mod paths;
 mod progress;
 mod router;

@@ -41,8 +41,9 @@ pub struct KillBody {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseDownBody {
-    /// How long the control plane's database stays unwritable before the
-    /// supervisor makes it writable again, unless an `up` comes first.
+    /// How long the control plane's database stays away (SQLite files
+    /// unwritable, or PostgreSQL refusing connections) before the
+    /// supervisor gives it back, unless an `up` comes first.
     pub for_ms: u64,
 }
 
@@ -87,10 +88,14 @@ pub struct ProcessView {
 pub struct Processes {
     /// Every process, by name.
     pub processes: Vec<ProcessView>,
-    /// While a drill holds the control plane's database unwritable:
-    /// milliseconds until the supervisor makes it writable again.
+    /// While a drill holds the control plane's database away:
+    /// milliseconds until the supervisor gives it back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database_down_ms: Option<u64>,
+    /// While it is away: how, in words (SQLite's files made immutable, or
+    /// PostgreSQL refusing connections).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_fault: Option<String>,
 }
 
 /// What the runner asks of the supervisor.
@@ -106,9 +111,9 @@ pub(crate) enum Order {
     Resume { name: String },
     /// Start it now if it is down (nothing when it runs).
     Start { name: String },
-    /// Make the control plane's SQLite files unwritable for `for_ms`.
+    /// Take the control plane's database away for `for_ms`.
     DatabaseDown { for_ms: u64 },
-    /// Make them writable again (nothing when they are).
+    /// Give it back (nothing when it is there).
     DatabaseUp,
 }
 

@@ -88,7 +88,7 @@ pub async fn run(cli: &Cli, _args: &DevArgs, config: &Config) -> anyhow::Result<
         // A supervisor that died mid-drill may have left the database
         // unwritable; clearing a flag that is not set changes nothing.
         supervisor.database_down = Some(Instant::now());
-        let _ = supervisor.database_writable(true);
+        let _ = supervisor.database_available(true).await;
         supervisor.database_down = None;
     }
     // The control API's address is known before the children start, so
@@ -188,12 +188,12 @@ pub async fn run(cli: &Cli, _args: &DevArgs, config: &Config) -> anyhow::Result<
             }
             () = sleep_until_some(next_resume) => supervisor.resume_due(),
             () = sleep_until_some(database_back) => {
-                if let Err(err) = supervisor.database_writable(true) {
+                if let Err(err) = supervisor.database_available(true).await {
                     eprintln!("lyceum dev: {err}");
                 }
             }
             Some(envelope) = orders.recv() => {
-                let answer = supervisor.obey(envelope.order);
+                let answer = supervisor.obey(envelope.order).await;
                 supervisor.write_cluster_file(&cluster_path)?;
                 let _ = envelope.reply.send(answer);
             }
@@ -264,9 +264,8 @@ struct Supervisor {
     paused: BTreeMap<String, Instant>,
     /// The control API, once it serves (`dev.chaos`).
     control: Option<SupervisorEntry>,
-    /// The control plane's SQLite files, or why there are none to make
-    /// unwritable (PostgreSQL).
-    database_files: Result<Vec<PathBuf>, String>,
+    /// What a `database-down` acts on.
+    database: DatabaseTarget,
     /// While a drill holds the database down: when it comes back.
     database_down: Option<Instant>,
 }
@@ -331,7 +330,7 @@ impl Supervisor {
             held: BTreeMap::new(),
             paused: BTreeMap::new(),
             control: None,
-            database_files: database_files(config, &data_dir),
+            database: DatabaseTarget::of(config, &data_dir),
             database_down: None,
         })
     }
@@ -572,7 +571,10 @@ impl Supervisor {
 
     /// Carries out one order of the control API, in the supervisor's own
     /// loop so it never races an exit or a restart.
-    fn obey(&mut self, order: control::Order) -> Result<control::Processes, control::ControlError> {
+    async fn obey(
+        &mut self,
+        order: control::Order,
+    ) -> Result<control::Processes, control::ControlError> {
         use control::{ControlError, Order};
         let max = self.config.dev.chaos_fault_ms_max;
         let window = |what: &'static str, ms: u64| {
@@ -632,17 +634,20 @@ impl Supervisor {
             }
             Order::DatabaseDown { for_ms } => {
                 let down = window("for_ms", for_ms)?;
-                self.database_writable(false)
+                self.database_available(false)
+                    .await
                     .map_err(ControlError::Database)?;
                 eprintln!(
-                    "lyceum dev: the control plane's database made unwritable by a chaos drill for {} ms",
+                    "lyceum dev: the control plane's database taken away by a chaos drill ({}) for {} ms",
+                    self.database.fault(),
                     down.as_millis()
                 );
                 self.database_down = Some(Instant::now() + down);
             }
             Order::DatabaseUp => {
                 if self.database_down.is_some() {
-                    self.database_writable(true)
+                    self.database_available(true)
+                        .await
                         .map_err(ControlError::Database)?;
                 }
             }
@@ -690,34 +695,53 @@ impl Supervisor {
         control::Processes {
             processes,
             database_down_ms: self.database_down.as_ref().and_then(left),
+            database_fault: self
+                .database_down
+                .is_some()
+                .then(|| self.database.fault().to_owned()),
         }
     }
 
-    /// Makes the control plane's SQLite files writable again (`true`) or
-    /// not, with `chattr` (the immutable flag, which binds root too, and
-    /// fails writes through files already open). Needs root.
-    fn database_writable(&mut self, writable: bool) -> Result<(), String> {
-        let files = self.database_files.clone()?;
-        let flag = if writable { "-i" } else { "+i" };
-        for file in files.iter().filter(|f| f.exists()) {
-            let status = std::process::Command::new("chattr")
-                .arg(flag)
-                .arg(file)
-                .status()
-                .map_err(|err| format!("cannot run chattr (needs e2fsprogs and root): {err}"))?;
-            if !status.success() {
-                if !writable {
-                    // Leave nothing half down.
-                    let _ = self.database_writable(true);
+    /// Gives the control plane its database back (`true`) or takes it
+    /// away (`false`): SQLite's files made immutable, or PostgreSQL's
+    /// database refusing connections.
+    async fn database_available(&mut self, available: bool) -> Result<(), String> {
+        match &self.database {
+            DatabaseTarget::Sqlite(files) => {
+                let flag = if available { "-i" } else { "+i" };
+                for file in files.iter().filter(|f| f.exists()) {
+                    let status = std::process::Command::new("chattr")
+                        .arg(flag)
+                        .arg(file)
+                        .status()
+                        .map_err(|err| {
+                            format!("cannot run chattr (needs e2fsprogs and root): {err}")
+                        })?;
+                    if !status.success() {
+                        if !available {
+                            // Leave nothing half down.
+                            for file in files {
+                                let _ = std::process::Command::new("chattr")
+                                    .arg("-i")
+                                    .arg(file)
+                                    .status();
+                            }
+                        }
+                        return Err(format!(
+                            "chattr {flag} {} failed ({status}); database-down needs root on a file system with the immutable flag",
+                            file.display()
+                        ));
+                    }
                 }
-                return Err(format!(
-                    "chattr {flag} {} failed ({status}); database-down needs root on a file system with the immutable flag",
-                    file.display()
-                ));
+            }
+            DatabaseTarget::Postgres(url) => {
+                control_plane::outage::set_postgres_connections(url, available)
+                    .await
+                    .map_err(|err| format!("{err} ({})", err.as_str()))?;
             }
         }
-        if writable && self.database_down.take().is_some() {
-            eprintln!("lyceum dev: the control plane's database is writable again");
+        if available && self.database_down.take().is_some() {
+            eprintln!("lyceum dev: the control plane's database is back");
         }
         Ok(())
     }
@@ -872,7 +896,7 @@ impl Supervisor {
 
     async fn stop_all(&mut self) {
         if self.database_down.is_some() {
-            if let Err(err) = self.database_writable(true) {
+            if let Err(err) = self.database_available(true).await {
                 eprintln!("lyceum dev: {err}");
             }
         }
@@ -1004,29 +1028,42 @@ impl Supervisor {
     }
 }
 
-/// The control plane's SQLite files (database, WAL, shared memory), or
-/// why a database fault cannot be made here.
-fn database_files(config: &Config, data_dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let url = &config.control_plane.database_url;
-    let db = if url.is_empty() {
-        data_dir.join("control-plane").join("lyceum.db")
-    } else if let Some(rest) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    {
-        PathBuf::from(rest.split('?').next().unwrap_or(rest))
-    } else {
-        return Err(
-            "database-down is made for SQLite only so far; this control plane uses PostgreSQL"
-                .to_owned(),
-        );
-    };
-    let with = |suffix: &str| {
-        let mut name = db.clone().into_os_string();
-        name.push(suffix);
-        PathBuf::from(name)
-    };
-    Ok(vec![db.clone(), with("-wal"), with("-shm")])
+/// The control plane's database as a `database-down` takes it away.
+enum DatabaseTarget {
+    /// SQLite's database, WAL and shared-memory files, made immutable.
+    Sqlite(Vec<PathBuf>),
+    /// A PostgreSQL database (its URL), made to refuse connections.
+    Postgres(String),
+}
+
+impl DatabaseTarget {
+    fn of(config: &Config, data_dir: &Path) -> Self {
+        let url = &config.control_plane.database_url;
+        let db = if url.is_empty() {
+            data_dir.join("control-plane").join("lyceum.db")
+        } else if let Some(rest) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            PathBuf::from(rest.split('?').next().unwrap_or(rest))
+        } else {
+            return Self::Postgres(url.clone());
+        };
+        let with = |suffix: &str| {
+            let mut name = db.clone().into_os_string();
+            name.push(suffix);
+            PathBuf::from(name)
+        };
+        Self::Sqlite(vec![db.clone(), with("-wal"), with("-shm")])
+    }
+
+    /// What the fault does to it, in words.
+    fn fault(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "SQLite files made immutable",
+            Self::Postgres(_) => "PostgreSQL database refusing connections",
+        }
+    }
 }
 
 /// Serves the control API and the console's API on `listener` (a free

@@ -699,3 +699,82 @@ duration_s = 2
     assert_eq!(status, 409);
     drop(dev);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_supervisor_takes_a_postgresql_database_away_for_its_window() {
+    let database_url = crate::control_plane_process::fresh_postgres().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (dev, cluster_path) = dev_cluster(
+        dir.path(),
+        &[("LYCEUM_CONTROL_PLANE__DATABASE_URL", database_url.as_str())],
+    )
+    .await;
+    let cluster: Value =
+        serde_json::from_str(&std::fs::read_to_string(&cluster_path).expect("read")).expect("json");
+    let supervisor = cluster["supervisor"]["url"].as_str().expect("supervisor");
+    let key = cluster["supervisor"]["key"].as_str().expect("key");
+    let cp = cluster["control_plane"]["url"]
+        .as_str()
+        .expect("cp")
+        .to_owned();
+    let sign_up = |n: u32| {
+        let request = crate::support::client()
+            .post(format!("{cp}/api/v1/auth/sign-up"))
+            .json(&serde_json::json!({"email": format!("pg{n}@chaos.test"), "password": "a long enough password", "display_name": "Pg", "tenant": "dev"}))
+            .send();
+        async move { request.await.map(|r| r.status().as_u16()).unwrap_or(0) }
+    };
+    assert_eq!(sign_up(0).await, 201);
+
+    let (status, body) = post_json(
+        &format!("{supervisor}/v1/database/down"),
+        key,
+        Some(serde_json::json!({"for_ms": 4000})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}\n{}", dev.log_text());
+    assert!(body["database_down_ms"].as_u64().is_some(), "{body}");
+    let refused = sign_up(1).await;
+    assert!(
+        refused >= 500,
+        "a sign-up while the database is away: {refused}"
+    );
+    // The supervisor gives it back at the window's end, on its own.
+    let mut n = 2;
+    eventually(
+        "sign-ups stored again after the window",
+        START_LIMIT,
+        || {
+            n += 1;
+            let attempt = sign_up(n);
+            async move { (attempt.await == 201).then_some(()) }
+        },
+    )
+    .await;
+    assert!(
+        dev.log_text()
+            .contains("PostgreSQL database refusing connections"),
+        "{}",
+        dev.log_text()
+    );
+
+    // Healed early with `up`.
+    let (status, _) = post_json(
+        &format!("{supervisor}/v1/database/down"),
+        key,
+        Some(serde_json::json!({"for_ms": 600_000})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = post_json(&format!("{supervisor}/v1/database/up"), key, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.get("database_down_ms").is_none(), "{body}");
+    eventually("sign-ups stored after up", START_LIMIT, || {
+        n += 1;
+        let attempt = sign_up(n);
+        async move { (attempt.await == 201).then_some(()) }
+    })
+    .await;
+    drop(dev);
+    crate::control_plane_process::drop_postgres(&database_url).await;
+}

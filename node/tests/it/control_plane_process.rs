@@ -11,7 +11,7 @@ use crate::support::{client, eventually, lyceum, ready_url, Proc, START_LIMIT};
 const POSTGRES_URL_VAR: &str = "LYCEUM_TEST_DATABASE_URL";
 
 /// Creates a fresh PostgreSQL database and returns its URL.
-async fn fresh_postgres() -> String {
+pub(crate) async fn fresh_postgres() -> String {
     let admin_url = std::env::var(POSTGRES_URL_VAR).unwrap_or_else(|_| {
         panic!("{POSTGRES_URL_VAR} is not set: run the suite through scripts/test, which starts PostgreSQL")
     });
@@ -30,7 +30,7 @@ async fn fresh_postgres() -> String {
 }
 
 /// Drops a database made by [`fresh_postgres`] once nothing uses it.
-async fn drop_postgres(database_url: &str) {
+pub(crate) async fn drop_postgres(database_url: &str) {
     let admin_url = std::env::var(POSTGRES_URL_VAR).expect("set when the database was made");
     let (_, name) = database_url.rsplit_once('/').expect("url with a database");
     let mut admin = sqlx::postgres::PgConnectOptions::from_str(&admin_url)

@@ -1,0 +1,62 @@
+//! `outage`: a PostgreSQL database taken away (refusing connections, open
+//! sessions ended) and given back, as chaos drills do, on a real server.
+
+use std::str::FromStr as _;
+
+use control_plane::outage::{set_postgres_connections, OutageError};
+use sqlx::ConnectOptions as _;
+
+use crate::databases::{Engine, TestDb};
+
+#[tokio::test]
+async fn a_database_taken_away_refuses_connections_and_comes_back() {
+    let db = TestDb::new(Engine::Postgres).await;
+    let cp = db.open().await;
+    let url = db.config.database_url.clone();
+    cp.db().ping().await.expect("up before");
+
+    set_postgres_connections(&url, false).await.expect("down");
+    // Idempotent: a second take-away changes nothing.
+    set_postgres_connections(&url, false)
+        .await
+        .expect("down again");
+    assert!(
+        cp.db().ping().await.is_err(),
+        "the pool's sessions were ended and new ones are refused"
+    );
+    let refused = sqlx::postgres::PgConnectOptions::from_str(&url)
+        .expect("url")
+        .connect()
+        .await
+        .expect_err("a new connection is refused");
+    assert!(
+        refused
+            .to_string()
+            .contains("not currently accepting connections"),
+        "{refused}"
+    );
+
+    set_postgres_connections(&url, true).await.expect("up");
+    set_postgres_connections(&url, true)
+        .await
+        .expect("up again");
+    cp.db().ping().await.expect("the pool connects again");
+    db.cleanup(vec![cp]).await;
+}
+
+#[tokio::test]
+async fn urls_that_name_no_plain_database_are_refused_before_any_sql() {
+    for (url, code) in [
+        ("sqlite://x.db", "outage_bad_url"),
+        ("postgres://u:p@127.0.0.1:1/bad-name", "outage_bad_name"),
+    ] {
+        let err = set_postgres_connections(url, false).await.expect_err(url);
+        assert_eq!(err.as_str(), code, "{url}: {err}");
+    }
+    // A server that is not there: a clear error, not a hang.
+    let err = set_postgres_connections("postgres://u:p@127.0.0.1:1/lyceum", false)
+        .await
+        .expect_err("no server");
+    assert!(matches!(err, OutageError::Sql { .. }), "{err}");
+    assert!(err.to_string().contains("connection"), "{err}");
+}
