@@ -133,6 +133,27 @@ pub const TIMETABLE_HORIZON_DAYS_LIMIT: u32 = 3_660;
 /// control plane has no registry of regions, so deployments list theirs.
 pub const TIMETABLE_REGIONS_DEFAULT: [&str; 3] = ["eu-west", "us-east", "ap-south"];
 
+/// The forecast's settings, each `(key, default, min, max)`: integers, so
+/// the configuration stays exact (rates per hour, not fractions per minute).
+pub const FORECAST_LIMITS: [(&str, u32, u32, u32); 11] = [
+    ("forecast_burst_minutes", 3, 0, 60),
+    ("forecast_burst_runs_per_learner_hour", 60, 0, 3_600),
+    ("forecast_default_runs_per_learner_hour", 12, 0, 3_600),
+    ("forecast_observed_half_life_minutes", 5, 1, 1_440),
+    ("forecast_learning_days", 14, 0, 365),
+    ("forecast_learning_sessions_max", 500, 1, 100_000),
+    ("forecast_container_creations_per_minute", 360, 1, 100_000),
+    ("forecast_container_start_ms", 1_200, 0, 600_000),
+    ("forecast_warm_target_max", 200, 1, 10_000),
+    ("forecast_window_minutes_max", 10_080, 1, 44_640),
+    ("forecast_sessions_max", 10_000, 1, 1_000_000),
+];
+
+/// The default of a forecast setting.
+const fn forecast_default(i: usize) -> u32 {
+    FORECAST_LIMITS[i].1
+}
+
 /// Control-plane settings (the `[control_plane]` table of the config file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -244,6 +265,32 @@ pub struct ControlPlaneConfig {
     pub timetable_horizon_days: u32,
     /// The regions a timetable event may name (region ids of the edges).
     pub timetable_regions: Vec<String>,
+    /// Minutes at the start of a timetabled session in which every
+    /// learner runs code (the burst).
+    pub forecast_burst_minutes: u32,
+    /// Runs per learner per hour during the burst.
+    pub forecast_burst_runs_per_learner_hour: u32,
+    /// Runs per learner per hour after the burst, for a course and
+    /// language the platform has learned nothing about yet.
+    pub forecast_default_runs_per_learner_hour: u32,
+    /// Half-life of the observed run rate's weights, in minutes.
+    pub forecast_observed_half_life_minutes: u32,
+    /// How many days of past sessions teach the per-course run rate; 0
+    /// never learns (the default rate always).
+    pub forecast_learning_days: u32,
+    /// Most past sessions read to learn the rates (the newest).
+    pub forecast_learning_sessions_max: u32,
+    /// Containers one edge's sandbox engine creates per minute (measured:
+    /// about 6 a second on a 2-core machine), for the lead time.
+    pub forecast_container_creations_per_minute: u32,
+    /// How long one container takes to start, in milliseconds.
+    pub forecast_container_start_ms: u32,
+    /// Largest warm target the forecast asks of one language's pool.
+    pub forecast_warm_target_max: u32,
+    /// Longest window of `GET /api/v1/forecast`, in minutes.
+    pub forecast_window_minutes_max: u32,
+    /// Most sessions one forecast reads; past it the answer says `capped`.
+    pub forecast_sessions_max: u32,
     /// Directory for the embedded SQLite database; set by the binary from
     /// the global data dir, not by users.
     #[serde(skip)]
@@ -301,12 +348,40 @@ impl Default for ControlPlaneConfig {
             timetable_learners_per_event_max: TIMETABLE_LEARNERS_PER_EVENT_MAX_DEFAULT,
             timetable_horizon_days: TIMETABLE_HORIZON_DAYS_DEFAULT,
             timetable_regions: TIMETABLE_REGIONS_DEFAULT.map(str::to_owned).to_vec(),
+            forecast_burst_minutes: forecast_default(0),
+            forecast_burst_runs_per_learner_hour: forecast_default(1),
+            forecast_default_runs_per_learner_hour: forecast_default(2),
+            forecast_observed_half_life_minutes: forecast_default(3),
+            forecast_learning_days: forecast_default(4),
+            forecast_learning_sessions_max: forecast_default(5),
+            forecast_container_creations_per_minute: forecast_default(6),
+            forecast_container_start_ms: forecast_default(7),
+            forecast_warm_target_max: forecast_default(8),
+            forecast_window_minutes_max: forecast_default(9),
+            forecast_sessions_max: forecast_default(10),
             data_dir: PathBuf::from(".lyceum/control-plane"),
         }
     }
 }
 
 impl ControlPlaneConfig {
+    /// The forecast's settings in the order of [`FORECAST_LIMITS`].
+    pub fn forecast_values(&self) -> [u32; 11] {
+        [
+            self.forecast_burst_minutes,
+            self.forecast_burst_runs_per_learner_hour,
+            self.forecast_default_runs_per_learner_hour,
+            self.forecast_observed_half_life_minutes,
+            self.forecast_learning_days,
+            self.forecast_learning_sessions_max,
+            self.forecast_container_creations_per_minute,
+            self.forecast_container_start_ms,
+            self.forecast_warm_target_max,
+            self.forecast_window_minutes_max,
+            self.forecast_sessions_max,
+        ]
+    }
+
     /// Checks relations that serde cannot express.
     ///
     /// # Errors
@@ -473,6 +548,12 @@ impl ControlPlaneConfig {
             || self.timetable_horizon_days > TIMETABLE_HORIZON_DAYS_LIMIT
         {
             return bad("timetable_horizon_days", "must be 1 to 3660");
+        }
+        for (i, value) in self.forecast_values().into_iter().enumerate() {
+            let (key, _, min, max) = FORECAST_LIMITS[i];
+            if value < min || value > max {
+                return bad(key, &format!("must be {min} to {max}"));
+            }
         }
         if self.timetable_regions.is_empty() {
             return bad("timetable_regions", "must name at least one region");

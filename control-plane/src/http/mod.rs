@@ -197,6 +197,7 @@ pub fn router(cp: ControlPlane) -> Router {
                 .get(timetables::list),
         )
         .route("/api/v1/timetables/{id}", delete(timetables::delete))
+        .route("/api/v1/forecast", get(timetables::forecast))
         .route(
             "/api/v1/timetables/{id}/occurrences",
             get(timetables::occurrences),

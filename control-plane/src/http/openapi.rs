@@ -47,6 +47,7 @@ use crate::learning::quiz::QuizAnswers;
 use crate::ledger::{Account, Audit, NewAccount, NewTransfer, Resolve, Transfer};
 use crate::sessions::TokenPair;
 use crate::submissions::{BatchResults, Submission, SubmissionBatch, SubmissionReport};
+use crate::timetables::forecast::Forecast;
 use crate::timetables::model::{ImportReport, Occurrences, Timetable};
 use crate::tokens::Jwks;
 
@@ -124,6 +125,25 @@ const WINDOW: &[QueryParam] = &[
         "to",
         QueryType::Text,
         "RFC 3339 end of the window (exclusive); default a week after from",
+    ),
+];
+
+/// The forecast's region and window.
+const FORECAST: &[QueryParam] = &[
+    (
+        "region",
+        QueryType::Text,
+        "one region id (of timetable_regions); default every region with sessions or runs",
+    ),
+    (
+        "from",
+        QueryType::Text,
+        "RFC 3339 start of the window, rounded down to the minute; default now",
+    ),
+    (
+        "to",
+        QueryType::Text,
+        "RFC 3339 end of the window (exclusive); default six hours after from; at most forecast_window_minutes_max",
     ),
 ];
 
@@ -1089,6 +1109,18 @@ pub fn operations() -> Vec<Operation> {
             PAGE,
             None,
             vec![(200, Page(body::<Timetable>()))],
+            &[],
+        ),
+        op(
+            "GET",
+            "/api/v1/forecast",
+            "get_forecast",
+            "timetables",
+            "expected runs per minute and warm-pool targets per region and language, from the timetables and the recent runs (operators: the fleet; instructors: their tenant)",
+            TokenWithRole,
+            FORECAST,
+            None,
+            vec![(200, Json(body::<Forecast>()))],
             &[],
         ),
         op(

@@ -17,9 +17,12 @@ use super::extract::{page, query, ApiError, Caller, Page, PageQuery, AUTHORS};
 use crate::codes::ErrorCode;
 use crate::content::Limits as ContentLimits;
 use crate::service::ControlPlane;
+use crate::timetables::demand::{self, Scope};
+use crate::timetables::forecast::Forecast;
 use crate::timetables::model::{Format, ImportReport, Occurrences, Timetable};
 use crate::timetables::store::{self, ImportRequest, Imported};
 use crate::timetables::TimetableError;
+use crate::tokens::Role;
 
 /// Window of `GET .../occurrences` when `to` is not given: a week.
 pub const OCCURRENCES_WINDOW_MS_DEFAULT: i64 = 7 * 86_400_000;
@@ -35,6 +38,21 @@ pub struct ImportQuery {
     pub partial: Option<bool>,
     /// The timetable's name; else the calendar's `X-WR-CALNAME`.
     pub name: Option<String>,
+}
+
+/// Window of `GET /api/v1/forecast` when `to` is not given: six hours.
+pub const FORECAST_WINDOW_MS_DEFAULT: i64 = 6 * 3_600_000;
+
+/// `?region=&from=&to=` of `GET /api/v1/forecast`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForecastQuery {
+    /// One region (a region id of `timetable_regions`); default all.
+    pub region: Option<String>,
+    /// RFC 3339; default now (rounded down to the minute).
+    pub from: Option<String>,
+    /// RFC 3339, after `from`; default six hours after it.
+    pub to: Option<String>,
 }
 
 /// `?from=&to=` of `GET /api/v1/timetables/{id}/occurrences`.
@@ -173,4 +191,53 @@ pub(super) async fn delete(
     caller.require_any(&AUTHORS)?;
     store::delete(cp.db(), &caller.0.tid, &id, cp.clock().now_ms()).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/v1/forecast`: expected runs and warm targets per minute, per
+/// region and language. Operators see the fleet (every tenant's sessions
+/// and runs); instructors their tenant's.
+pub(super) async fn forecast(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    q: Result<Query<ForecastQuery>, QueryRejection>,
+) -> Result<Json<Forecast>, ApiError> {
+    caller.require_any(&AUTHORS)?;
+    let q = query(q)?;
+    if let Some(region) = &q.region {
+        if !cp.config().timetable_regions.contains(region) {
+            return Err(TimetableError::BadRequest(format!(
+                "region {region:?} is not one of timetable_regions ({})",
+                cp.config().timetable_regions.join(", ")
+            ))
+            .into());
+        }
+    }
+    let now = cp.clock().now_ms();
+    let from = match &q.from {
+        Some(text) => instant("from", text)?,
+        None => now,
+    }
+    .div_euclid(60_000)
+        * 60_000;
+    let to = match &q.to {
+        Some(text) => instant("to", text)?,
+        None => from.saturating_add(FORECAST_WINDOW_MS_DEFAULT),
+    };
+    let scope = if caller.0.role == Role::Operator {
+        Scope::Fleet
+    } else {
+        Scope::Tenant(&caller.0.tid)
+    };
+    Ok(Json(
+        demand::forecast(
+            cp.db(),
+            cp.config(),
+            scope,
+            q.region.as_deref(),
+            from,
+            to,
+            now,
+        )
+        .await?,
+    ))
 }

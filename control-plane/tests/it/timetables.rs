@@ -812,3 +812,183 @@ async fn roles_tenants_media_types_and_delete() {
         s.done().await;
     }
 }
+
+/// Records `count` runs of `language` in `region` for the tenant at
+/// `at_ms`, as the submission outbox would have.
+async fn runs_recorded(s: &Setup, region: &str, language: &str, at_ms: i64, count: u32) {
+    for i in 0..count {
+        sqlx::query(
+            "INSERT INTO submissions (id, tenant_id, user_id, language, status, region, finished_at, recorded_at, body) \
+             VALUES ($1, $2, $3, $4, 'accepted', $5, '2031-09-01T09:00:00Z', $6, '{}')",
+        )
+        .bind(format!("run-{at_ms}-{region}-{language}-{i}"))
+        .bind(&s.t.id)
+        .bind(&s.t.learner_id)
+        .bind(language)
+        .bind(region)
+        .bind(at_ms)
+        .execute(s.cp.db().pool())
+        .await
+        .expect("insert a run");
+    }
+}
+
+/// (planned, expected, target) of each minute of a forecast's one series.
+fn minutes(answer: &Value) -> Vec<(f64, f64, u64)> {
+    answer["series"][0]["minutes"]
+        .as_array()
+        .expect("minutes")
+        .iter()
+        .map(|m| {
+            (
+                m["planned_runs"].as_f64().expect("planned"),
+                m["expected_runs"].as_f64().expect("expected"),
+                m["warm_target"].as_u64().expect("target"),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_timetabled_class_raises_the_forecast_and_its_targets_ahead_of_time() {
+    for engine in ENGINES {
+        // 60 containers a minute: a burst of 300 runs a minute needs the
+        // target cap of 200, which takes four minutes to fill.
+        let s = setup(engine, |c| c.forecast_container_creations_per_minute = 60).await;
+        let csv = "title,start,end,time_zone,region,languages,learners\n\
+                   Maths,2031-09-01 09:00,2031-09-01 10:00,UTC,eu-west,python,300\n";
+        let (status, report) = s.import("", CSV, csv.as_bytes().to_vec()).await;
+        assert_eq!(status, 201, "{report}");
+        let path =
+            "/api/v1/forecast?region=eu-west&from=2031-09-01T08:50:00Z&to=2031-09-01T09:06:00Z";
+        let (status, answer) = s.get(path).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["from"], "2031-09-01T08:50:00Z");
+        assert_eq!(answer["to"], "2031-09-01T09:06:00Z");
+        assert_eq!(answer["capped"], false);
+        assert_eq!(
+            answer["series"].as_array().map(Vec::len),
+            Some(1),
+            "{answer}"
+        );
+        assert_eq!(answer["series"][0]["language"], "python");
+        assert_eq!(answer["series"][0]["observed_runs_per_minute"], 0.0);
+        let got = minutes(&answer);
+        let mut want = vec![(0.0, 0.0, 0); 6];
+        // Warming from 08:56, four minutes before the burst.
+        want.extend([(0.0, 0.0, 200); 4]);
+        // Three minutes of burst (one run per learner), then 12 an hour.
+        want.extend([(300.0, 300.0, 200); 3]);
+        want.extend([(60.0, 60.0, 2); 3]);
+        assert_eq!(got, want, "{answer}");
+        // The operator sees the fleet, the same here.
+        let (status, fleet) = send(&s.router, Method::GET, path, &s.t.operator, None).await;
+        assert_eq!(status, 200);
+        assert_eq!(minutes(&fleet), want);
+        // Another tenant's instructor sees none of it; a learner nothing.
+        let other = tenant(&s.cp, "other-school").await;
+        let (status, theirs) = send(&s.router, Method::GET, path, &other.instructor, None).await;
+        assert_eq!((status, &theirs["series"]), (200, &json!([])), "{theirs}");
+        let (status, body) = send(&s.router, Method::GET, path, &s.t.learner, None).await;
+        assert_eq!((status, &body["error"]["code"]), (403, &json!("forbidden")));
+        // Bad windows and regions.
+        for bad in [
+            "/api/v1/forecast?region=mars",
+            "/api/v1/forecast?from=soon",
+            "/api/v1/forecast?from=2031-09-02T00:00:00Z&to=2031-09-01T00:00:00Z",
+            "/api/v1/forecast?from=2031-09-01T00:00:00Z&to=2031-09-08T00:01:00Z",
+            "/api/v1/forecast?days=3",
+        ] {
+            let (status, body) = s.get(bad).await;
+            assert_eq!(status, 400, "{bad}: {body}");
+        }
+        // The longest window: a week of minutes.
+        let (status, week) = s
+            .get("/api/v1/forecast?from=2031-09-01T00:00:00Z&to=2031-09-08T00:00:00Z")
+            .await;
+        assert_eq!(status, 200, "{week}");
+        assert_eq!(
+            week["series"][0]["minutes"].as_array().map(Vec::len),
+            Some(10_080)
+        );
+        s.done().await;
+    }
+}
+
+#[tokio::test]
+async fn the_forecast_learns_a_course_rate_and_meets_unplanned_demand() {
+    for engine in ENGINES {
+        let s = setup(engine, |_| {}).await;
+        let (course_id, _) = crate::content::course(&s.api, &s.t.instructor, "Algebra").await;
+        // Weekly, 100 learners, python only; the first session on
+        // 2031-09-01 09:00-10:00.
+        let csv = format!(
+            "title,start,end,time_zone,region,languages,learners,course,recurrence\n\
+             Algebra,2031-09-01 09:00,2031-09-01 10:00,UTC,us-east,python,100,{course_id},FREQ=WEEKLY;COUNT=3\n"
+        );
+        let (status, report) = s.import("", CSV, csv.into_bytes()).await;
+        assert_eq!(status, 201, "{report}");
+        // During the first session its learners ran 300 times: 0.05 a
+        // learner-minute, not the default 0.2.
+        let start = 1_946_019_600_000_i64; // 2031-09-01T09:00:00Z
+        for minute in 0..60 {
+            runs_recorded(&s, "us-east", "python", start + minute * 60_000, 5).await;
+        }
+        s.cp.clock().advance_to(start + 86_400_000);
+        let next =
+            "/api/v1/forecast?region=us-east&from=2031-09-08T09:10:00Z&to=2031-09-08T09:11:00Z";
+        let (status, answer) = s.get(next).await;
+        assert_eq!(status, 200, "{answer}");
+        let got = minutes(&answer);
+        assert_eq!(got.len(), 1, "{answer}");
+        assert!(
+            (got[0].0 - 5.0).abs() < 1e-9,
+            "100 learners × 0.05: {answer}"
+        );
+
+        // Unplanned demand: 20 runs a minute in eu-west for the last half
+        // hour, with nothing on the timetable there.
+        let now = s.cp.clock().now_ms() / 60_000 * 60_000;
+        for minute in 1..=30 {
+            runs_recorded(&s, "eu-west", "java", now - minute * 60_000, 20).await;
+        }
+        let (status, answer) = s.get("/api/v1/forecast?region=eu-west").await;
+        assert_eq!(status, 200, "{answer}");
+        let series = &answer["series"][0];
+        assert_eq!(series["language"], "java", "{answer}");
+        let observed = series["observed_runs_per_minute"].as_f64().expect("rate");
+        assert!((15.0..=20.0).contains(&observed), "{answer}");
+        let first = minutes(&answer)[0];
+        assert_eq!(first.0, 0.0);
+        assert!((first.1 - observed).abs() < 1e-9, "{answer}");
+        assert!(
+            first.2 >= 1,
+            "a pool is kept warm for unplanned demand: {answer}"
+        );
+        assert_eq!(minutes(&answer).len(), 360, "six hours by default");
+        s.done().await;
+    }
+}
+
+#[test]
+fn each_forecast_setting_holds_at_its_edges() {
+    use control_plane::config::FORECAST_LIMITS;
+    for (key, default, min, max) in FORECAST_LIMITS {
+        let with = |value: u32| -> Result<(), String> {
+            let config: ControlPlaneConfig =
+                serde_json::from_value(json!({ key: value })).expect("a known key");
+            config.validate().map_err(|err| err.to_string())
+        };
+        assert_eq!(with(default), Ok(()), "{key} default");
+        assert_eq!(with(min), Ok(()), "{key} at its minimum");
+        assert_eq!(with(max), Ok(()), "{key} at its maximum");
+        let refused = with(max + 1).expect_err(key);
+        assert!(
+            refused.contains(key) && refused.contains(&format!("{min} to {max}")),
+            "{refused}"
+        );
+        if min > 0 {
+            assert!(with(min - 1).is_err(), "{key} below its minimum");
+        }
+    }
+}
