@@ -4,7 +4,11 @@
 //! milliseconds, `$n` placeholders).
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
@@ -30,6 +34,46 @@ pub enum DbKind {
 pub struct Db {
     pool: AnyPool,
     kind: DbKind,
+    health: Arc<WriteHealth>,
+}
+
+/// What the readiness writes ([`Db::ping_write`]) last saw, shared with
+/// the pool's acquire hook. A connection that lived through a time when
+/// the database refused writes may carry state from it (SQLite's pager
+/// left read-only, sqlx's transaction depth left at 1 by a failed COMMIT
+/// whose ROLLBACK failed too), and would fail every later write it is
+/// given. So while writes fail, and afterwards for every connection older
+/// than the recovery, the pool closes a connection instead of handing it
+/// out, and opens a fresh one.
+#[derive(Debug, Default)]
+struct WriteHealth {
+    /// The last readiness write failed.
+    failing: AtomicBool,
+    /// When a readiness write first succeeded after failing.
+    recovered_at: Mutex<Option<Instant>>,
+}
+
+impl WriteHealth {
+    /// Whether a connection of this age should be closed, not used.
+    fn retire(&self, age: Duration) -> bool {
+        self.failing.load(Ordering::Relaxed)
+            || self
+                .recovered_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .is_some_and(|at| age > at.elapsed())
+    }
+
+    fn record(&self, ok: bool) {
+        if !ok {
+            self.failing.store(true, Ordering::Relaxed);
+        } else if self.failing.swap(false, Ordering::Relaxed) {
+            *self
+                .recovered_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+        }
+    }
 }
 
 impl Db {
@@ -58,12 +102,18 @@ impl Db {
             DbKind::Postgres
         };
         let options = AnyConnectOptions::from_str(&url)?;
+        let health = Arc::new(WriteHealth::default());
+        let hook = health.clone();
         let pool = AnyPoolOptions::new()
             .max_connections(config.db_connections_max)
             .acquire_timeout(Duration::from_millis(config.db_acquire_timeout_ms))
+            .before_acquire(move |_conn, meta| {
+                let keep = !hook.retire(meta.age);
+                Box::pin(async move { Ok(keep) })
+            })
             .connect_with(options)
             .await?;
-        Ok(Self { pool, kind })
+        Ok(Self { pool, kind, health })
     }
 
     /// Applies pending migrations for this dialect; running it twice is a no-op.
@@ -86,6 +136,33 @@ impl Db {
     pub async fn ping(&self) -> Result<(), ControlPlaneError> {
         let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&self.pool).await?;
         assert_eq!(one, 1, "database answered SELECT 1 with {one}");
+        Ok(())
+    }
+
+    /// Rewrites the readiness row in a write transaction, for readiness
+    /// probes: a database that answers reads but refuses writes (a full
+    /// disk, a read-only file system, a drill's `database-down`) cannot
+    /// record what edges report, so it is not ready. While it fails, and
+    /// for the connections older than its recovery, the pool opens fresh
+    /// connections rather than hand out ones that lived through it.
+    ///
+    /// # Errors
+    /// Fails when no connection can be had or the write is refused.
+    pub async fn ping_write(&self, now_ms: i64) -> Result<(), ControlPlaneError> {
+        let outcome = self.write_probe(now_ms).await;
+        self.health.record(outcome.is_ok());
+        outcome
+    }
+
+    async fn write_probe(&self, now_ms: i64) -> Result<(), ControlPlaneError> {
+        let mut tx = self.begin_write().await?;
+        let written = sqlx::query("UPDATE readiness_probe SET written_at = $1 WHERE id = 1")
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        assert_eq!(written, 1, "the readiness row is made by migration 0014");
         Ok(())
     }
 

@@ -60,3 +60,55 @@ async fn urls_that_name_no_plain_database_are_refused_before_any_sql() {
     assert!(matches!(err, OutageError::Sql { .. }), "{err}");
     assert!(err.to_string().contains("connection"), "{err}");
 }
+
+/// `chattr` on the SQLite files of a test database (root only, as the dev
+/// supervisor's `database-down` is).
+fn immutable(db: &TestDb, on: bool) {
+    let base = db.config.data_dir.join("lyceum.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = base.clone().into_os_string();
+        path.push(suffix);
+        if std::path::Path::new(&path).exists() {
+            let status = std::process::Command::new("chattr")
+                .arg(if on { "+i" } else { "-i" })
+                .arg(&path)
+                .status()
+                .expect("chattr (e2fsprogs) runs");
+            assert!(status.success(), "chattr on {path:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_refused_by_an_unwritable_sqlite_file_leave_no_connection_poisoned() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let cp = db.open().await;
+    cp.db().ping_write(1).await.expect("writable");
+    immutable(&db, true);
+    // Every connection of the pool tries a write and fails.
+    let mut failing = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let cp = cp.clone();
+        failing.spawn(async move { cp.db().ping_write(i).await });
+    }
+    for outcome in failing.join_all().await {
+        assert!(outcome.is_err(), "a write to an immutable file is refused");
+    }
+    immutable(&db, false);
+    // Once the readiness write succeeds again (the control plane makes one
+    // every two seconds), every write succeeds, on whichever connection.
+    let mut attempts = 0;
+    while cp.db().ping_write(50).await.is_err() {
+        attempts += 1;
+        assert!(attempts < 16, "the readiness write never succeeds again");
+    }
+    let mut writes = tokio::task::JoinSet::new();
+    for i in 0..32 {
+        let cp = cp.clone();
+        writes.spawn(async move { cp.db().ping_write(100 + i).await });
+    }
+    for outcome in writes.join_all().await {
+        outcome.expect("the database writable again, every connection healthy");
+    }
+    db.cleanup(vec![cp]).await;
+}

@@ -4,7 +4,8 @@
 //! submissions open loop at the drill's rates, round-robin over the
 //! learners and over the edges of the drill's regions. A learner whose edge
 //! does not answer carries on through the next region's edge, as the web
-//! app would. Every answer feeds the run-latency probe; every run id the
+//! app would. Every run's answer feeds the run-latency probe (graded
+//! submissions wait for the control plane by design, so they do not); every run id the
 //! platform acknowledged goes into `Acknowledged` for the checker. Ledger
 //! transfers (`ledger`) share the same in-flight bound and counters.
 
@@ -456,8 +457,12 @@ impl Generator {
         }
         let took = sent.elapsed();
         let observed = &self.observed;
-        if let Ok(mut window) = observed.latency.lock() {
-            window.record(u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
+        // The probe is code-run latency: a graded submission waits for the
+        // control plane's record by design (`edge.submission_confirm_wait_ms`).
+        if self.kind == AckKind::Run {
+            if let Ok(mut window) = observed.latency.lock() {
+                window.record(u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
+            }
         }
         match outcome {
             Ok(run_id) => {

@@ -758,7 +758,8 @@ async fn the_supervisor_takes_a_postgresql_database_away_for_its_window() {
         dev.log_text()
     );
 
-    // Healed early with `up`.
+    // Down for long: the control plane turns not ready; healed early with
+    // `up`, ready again.
     let (status, _) = post_json(
         &format!("{supervisor}/v1/database/down"),
         key,
@@ -766,9 +767,23 @@ async fn the_supervisor_takes_a_postgresql_database_away_for_its_window() {
     )
     .await;
     assert_eq!(status, 200);
+    let readyz = format!("{cp}/readyz");
+    let ready_is = |want: u16| {
+        let url = readyz.clone();
+        move || {
+            let url = url.clone();
+            async move {
+                let (status, body) = get_json(&url, None).await?;
+                (status == want).then_some(body)
+            }
+        }
+    };
+    let not_ready = eventually("the control plane not ready", START_LIMIT, ready_is(503)).await;
+    assert!(not_ready.to_string().contains("database"), "{not_ready}");
     let (status, body) = post_json(&format!("{supervisor}/v1/database/up"), key, None).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.get("database_down_ms").is_none(), "{body}");
+    eventually("the control plane ready again", START_LIMIT, ready_is(200)).await;
     eventually("sign-ups stored after up", START_LIMIT, || {
         n += 1;
         let attempt = sign_up(n);
