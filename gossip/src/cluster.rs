@@ -31,7 +31,7 @@ use tokio::{
 
 use crate::{
     config::{ConfigError, GossipConfig},
-    fault::{Fate, FaultFilter, FaultRng, PacketWay},
+    fault::{Fate, FaultFilter, FaultRng, PacketWay, SharedFaults},
     identity::NodeIdentity,
     meta::{MetaError, MetaHandler, MetaTable, MetaUpdate, NodeMeta},
     metrics::{DropReason, Metrics, MetricsError},
@@ -473,6 +473,11 @@ impl GossipHandle {
             .write()
             .unwrap_or_else(PoisonError::into_inner) = filter;
         self.shared.transport.apply_cuts();
+    }
+
+    /// The rules in force, shared, for the node's other transports to follow.
+    pub fn faults(&self) -> SharedFaults {
+        SharedFaults::new(self.shared.faults.clone())
     }
 
     /// Turns fault injection off.

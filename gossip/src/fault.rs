@@ -11,6 +11,7 @@
 //! tests seed, so its loss and jitter can be checked.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use rand_0_10::{rngs::SmallRng, RngExt, SeedableRng};
@@ -24,6 +25,10 @@ pub const FAULT_RULES_MAX: usize = 64;
 pub const FAULT_DELAY_MS_MAX: u64 = 60_000;
 /// Highest loss a degrade may have, in percent.
 pub const FAULT_LOSS_PERCENT_MAX: f64 = 100.0;
+/// On a reliable path (a stream, a request), most times a degrade's lost
+/// packet is sent again, one extra delay each, before it counts as lost for
+/// good (see [`Degrade::reliable_wait`]).
+pub const FAULT_RESENDS_MAX: u32 = 8;
 
 /// Which peer a rule applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +149,22 @@ impl Degrade {
                 .random_range(self.delay_ms - self.jitter_ms..=self.delay_ms + self.jitter_ms)
         };
         Fate::hold_ms(ms)
+    }
+
+    /// How long one packet takes on a reliable path, where a lost packet is
+    /// sent again after one extra `delay_ms` and drawn again; `None` when it
+    /// is lost more than [`FAULT_RESENDS_MAX`] times.
+    pub fn reliable_wait(&self, rng: &mut FaultRng) -> Option<Duration> {
+        let extra = Duration::from_millis(self.delay_ms);
+        let mut total = Duration::ZERO;
+        for _ in 0..=FAULT_RESENDS_MAX {
+            match self.roll(rng) {
+                Fate::Pass => return Some(total),
+                Fate::Hold(held) => return Some(total + held),
+                Fate::Drop => total += extra,
+            }
+        }
+        None
     }
 }
 
@@ -342,6 +363,48 @@ impl FaultFilter {
             Some(FaultAction::Drop | FaultAction::Cut) => Fate::Drop,
             Some(FaultAction::DelayMs(ms)) => Fate::hold_ms(ms),
             Some(FaultAction::Degrade(degrade)) => degrade.roll(rng),
+        }
+    }
+}
+
+/// The filter a gossip node applies, shared with the other transports of
+/// the same node (the actors' streams), which follow the same rules:
+/// cheap to clone, always the rules in force now.
+#[derive(Debug, Clone, Default)]
+pub struct SharedFaults(Arc<RwLock<FaultFilter>>);
+
+impl SharedFaults {
+    pub(crate) fn new(filter: Arc<RwLock<FaultFilter>>) -> Self {
+        Self(filter)
+    }
+
+    /// Replaces the rules (what [`crate::GossipHandle::set_fault_filter`]
+    /// does; here for tests of other transports).
+    pub fn set(&self, filter: FaultFilter) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = filter;
+    }
+
+    /// How long a chunk of a reliable stream travelling `way` with the peer
+    /// `node_id` is held back: a `delay` rule's delay, or a degrade's
+    /// [`Degrade::reliable_wait`] (a chunk lost more than
+    /// [`FAULT_RESENDS_MAX`] times waits that many extra delays, as a stream
+    /// is never cut by a degrade). A `drop` or a `cut` holds nothing here:
+    /// a stream cannot lose data, and what they do to the peer reaches the
+    /// stream through gossip's verdict. Only rules naming the node id apply.
+    pub fn stream_hold(&self, node_id: &NodeId, way: PacketWay, rng: &mut FaultRng) -> Duration {
+        let action = self
+            .0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .action_for(SocketAddr::from(([0, 0, 0, 0], 0)), Some(node_id), way);
+        match action {
+            None | Some(FaultAction::Drop | FaultAction::Cut) => Duration::ZERO,
+            Some(FaultAction::DelayMs(ms)) => Duration::from_millis(ms),
+            Some(FaultAction::Degrade(degrade)) => {
+                degrade.reliable_wait(rng).unwrap_or_else(|| {
+                    Duration::from_millis(degrade.delay_ms) * (FAULT_RESENDS_MAX + 1)
+                })
+            }
         }
     }
 }
@@ -554,6 +617,52 @@ mod tests {
             assert_eq!(none.roll(&mut rng), Fate::Pass);
             assert_eq!(fixed.roll(&mut rng), Fate::Hold(Duration::from_millis(30)));
         }
+    }
+
+    #[test]
+    fn a_reliable_path_turns_loss_into_delay() {
+        let mut rng = FaultRng::seeded(9);
+        let never = Degrade::new(40, 0, 0.0).expect("valid");
+        assert_eq!(
+            never.reliable_wait(&mut rng),
+            Some(Duration::from_millis(40))
+        );
+        let always = Degrade::new(40, 0, FAULT_LOSS_PERCENT_MAX).expect("valid");
+        assert_eq!(always.reliable_wait(&mut rng), None);
+        let half = Degrade::new(40, 0, 50.0).expect("valid");
+        for _ in 0..1_000 {
+            let wait = half.reliable_wait(&mut rng).map(|w| w.as_millis());
+            // One delay, plus one per loss; a wait of 9 losses or more is
+            // lost for good.
+            assert!(
+                wait.is_none_or(|ms| ms % 40 == 0 && (40..=360).contains(&ms)),
+                "{wait:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_stream_is_held_only_by_delays_and_degrades() {
+        let (a, b, c) = (id("eu-west-1"), id("us-east-1"), id("ap-south-1"));
+        let faults = SharedFaults::default();
+        faults.set(
+            FaultFilter::new(vec![
+                FaultRule {
+                    peer: PeerSelector::NodeId(a.clone()),
+                    action: FaultAction::Degrade(Degrade::new(100, 0, 100.0).expect("valid")),
+                    direction: FaultDirection::Inbound,
+                },
+                FaultRule::both_ways(PeerSelector::NodeId(b.clone()), FaultAction::DelayMs(30)),
+                FaultRule::both_ways(PeerSelector::NodeId(c.clone()), FaultAction::Cut),
+            ])
+            .expect("valid"),
+        );
+        let mut rng = FaultRng::seeded(1);
+        let mut hold = |peer: &NodeId, way| faults.stream_hold(peer, way, &mut rng).as_millis();
+        assert_eq!(hold(&a, PacketWay::Inbound), 900);
+        assert_eq!(hold(&a, PacketWay::Outbound), 0);
+        assert_eq!(hold(&b, PacketWay::Inbound), 30);
+        assert_eq!(hold(&c, PacketWay::Inbound), 0);
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub use cluster::{Gossip, GossipError, GossipHandle, MemberState, MemberView, Me
 pub use config::{ConfigError, GossipConfig, SwimSettings};
 pub use fault::{
     Degrade, Fate, FaultAction, FaultDirection, FaultError, FaultFilter, FaultRng, FaultRule,
-    PacketWay, PeerSelector,
+    PacketWay, PeerSelector, SharedFaults,
 };
 pub use identity::{IdentityError, NodeIdentity};
 pub use meta::{MetaError, NodeMeta};

@@ -10,20 +10,17 @@
 //! A degraded link makes each call wait before it goes out: one draw of the
 //! degrade for the request (a rule covering `outbound`) and one for the
 //! answer (`inbound`). A lost packet is sent again after one extra
-//! `delay_ms` and drawn again, at most [`LINK_RESENDS_MAX`] times; a packet
-//! still lost then fails the call as a cut does, so 100 % loss is a cut
-//! that takes a while to notice.
+//! `delay_ms` and drawn again, at most [`gossip::fault::FAULT_RESENDS_MAX`]
+//! times ([`Degrade::reliable_wait`]); a packet still lost then fails the
+//! call as a cut does, so 100 % loss is a cut that takes a while to notice.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use gossip::{Degrade, Fate, FaultRng};
+use gossip::{Degrade, FaultRng};
 
 /// The peer name fault rules use for the control plane.
 pub const CONTROL_PLANE_PEER: &str = "control-plane";
-/// Most times a packet lost on a degraded link is sent again before the
-/// call fails as unreachable.
-pub const LINK_RESENDS_MAX: u32 = 8;
 
 /// What fault injection does to the link now.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -91,7 +88,7 @@ impl ControlPlaneLink {
 
     /// How long the next call waits on a degraded link, or `None` when it
     /// fails as unreachable (cut, or a packet lost more than
-    /// [`LINK_RESENDS_MAX`] times).
+    /// [`gossip::fault::FAULT_RESENDS_MAX`] times).
     pub fn wait(&self) -> Option<Duration> {
         let inner = &mut *self.inner();
         if inner.fault.cut {
@@ -102,7 +99,7 @@ impl ControlPlaneLink {
             .into_iter()
             .flatten()
         {
-            total += packet_wait(&degrade, &mut inner.rng)?;
+            total += degrade.reliable_wait(&mut inner.rng)?;
         }
         Some(total)
     }
@@ -117,7 +114,7 @@ impl ControlPlaneLink {
     pub async fn check(&self) -> Result<(), String> {
         match self.wait() {
             None if self.is_cut() => Err("the control plane is unreachable: the link is cut by fault injection (edge.fault_injection)".to_owned()),
-            None => Err(format!("the control plane is unreachable: a packet was lost more than {LINK_RESENDS_MAX} times on the link degraded by fault injection (edge.fault_injection)")),
+            None => Err(format!("the control plane is unreachable: a packet was lost more than {} times on the link degraded by fault injection (edge.fault_injection)", gossip::fault::FAULT_RESENDS_MAX)),
             Some(wait) => {
                 if !wait.is_zero() {
                     tokio::time::sleep(wait).await;
@@ -126,22 +123,6 @@ impl ControlPlaneLink {
             }
         }
     }
-}
-
-/// One packet's wait on a degraded link, lost packets sent again after one
-/// extra delay each; `None` when it is lost more than [`LINK_RESENDS_MAX`]
-/// times.
-fn packet_wait(degrade: &Degrade, rng: &mut FaultRng) -> Option<Duration> {
-    let extra = Duration::from_millis(degrade.delay_ms());
-    let mut total = Duration::ZERO;
-    for _ in 0..=LINK_RESENDS_MAX {
-        match degrade.roll(rng) {
-            Fate::Pass => return Some(total),
-            Fate::Hold(held) => return Some(total + held),
-            Fate::Drop => total += extra,
-        }
-    }
-    None
 }
 
 #[cfg(test)]
