@@ -8,7 +8,7 @@
 //! through `PUT /api/v1/operator/faults` with a window (`for_ms`), after
 //! which the edges clear the rules themselves: a cut both ways, a `drop`
 //! of one direction for a one-way partition, a `degrade` of what each side
-//! sends (see `network_plan`). Actor sessions follow gossip: they close
+//! receives (see `network_plan`). Actor sessions follow gossip: they close
 //! once gossip holds the other side down, and are not dialled again until
 //! it is back. A
 //! `database-down` goes through the supervisor too, which makes the
@@ -298,9 +298,12 @@ impl Faults {
     /// way (`from` to `to`), `from`'s edges drop what they send to `to`'s
     /// and `to`'s edges drop what they receive from `from`'s, so `to`'s
     /// packets still reach `from`. A degrade both ways puts on each side's
-    /// edges a degrade of what they send to the other side (so each
-    /// direction gets the latency once); one way, only on `from`'s edges.
-    /// The control plane has no rules of its own: an edge's rule for the
+    /// edges a degrade of what they receive from the other side (so each
+    /// direction gets the latency once); one way, only on `to`'s edges. A
+    /// degrade sits on the receiving side because that is where an actor
+    /// session can hold its stream back (`actors::hold`): so the same rule
+    /// slows gossip and class relay. The control plane has no rules of its
+    /// own: an edge's rule for the
     /// peer `control-plane` acts on its calls to it. A one-way partition
     /// with the control plane on either side cuts that link (a request whose
     /// answer cannot come back fails as a cut does); a degrade puts on the
@@ -362,10 +365,10 @@ impl Faults {
                         (None, false, _) => rules.push(rule(peer, RuleKind::Cut, "both")),
                         (None, true, true) => rules.push(rule(peer, RuleKind::Drop, "outbound")),
                         (None, true, false) => rules.push(rule(peer, RuleKind::Drop, "inbound")),
-                        (Some(what), false, _) | (Some(what), true, true) => {
-                            rules.push(rule(peer, what, "outbound"));
+                        (Some(what), false, _) | (Some(what), true, false) => {
+                            rules.push(rule(peer, what, "inbound"));
                         }
-                        (Some(_), true, false) => {}
+                        (Some(_), true, true) => {}
                     }
                 }
                 if cp_opposite {
@@ -704,13 +707,13 @@ mod tests {
         check(
             &format!("kind = \"degrade\"\nfrom = [\"eu-west\"]\nto = [\"ap-south\"]\n{params}"),
             json!({
-                "eu-west": [with_peer("ap-south-1", "outbound")],
-                "ap-south": [with_peer("eu-west-1", "outbound")],
+                "eu-west": [with_peer("ap-south-1", "inbound")],
+                "ap-south": [with_peer("eu-west-1", "inbound")],
             }),
         );
         check(
             &format!("kind = \"degrade\"\ndirection = \"one-way\"\nfrom = [\"eu-west\"]\nto = [\"ap-south\"]\n{params}"),
-            json!({"eu-west": [with_peer("ap-south-1", "outbound")]}),
+            json!({"ap-south": [with_peer("eu-west-1", "inbound")]}),
         );
         check(
             &format!(
