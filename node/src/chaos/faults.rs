@@ -43,11 +43,12 @@ pub(crate) fn unsupported(drill: &Drill, cluster: &ClusterFile) -> Vec<String> {
                     None
                 }
             }
-            FaultAction::Partition { via, .. } | FaultAction::Degrade { via, .. } => {
-                (*via == Via::Netns).then_some(
-                    "via = \"netns\" is not performed by this runner (this machine's kernel has no netem; use via = \"fault-api\")",
-                )
-            }
+            FaultAction::Partition { via, .. } => (*via == Via::Netns).then_some(
+                "via = \"netns\" is not performed by this runner (it does not set up network namespaces; use via = \"fault-api\")",
+            ),
+            FaultAction::Degrade { via, .. } => (*via == Via::Netns).then_some(
+                "via = \"netns\" is not performed by this runner (it needs tc netem, which this machine's kernel lacks; use via = \"fault-api\")",
+            ),
             FaultAction::DatabaseDown => cluster.supervisor.is_none().then_some(
                 "the cluster was started with dev.chaos off, so nothing may take its database down",
             ),
@@ -741,7 +742,7 @@ mod tests {
         let netns = format!("{degrade}\nvia = \"netns\"");
         let refused = unsupported(&drill(&netns), &cluster_file(true));
         assert_eq!(refused.len(), 1, "{refused:?}");
-        assert!(refused[0].contains("no netem"), "{refused:?}");
+        assert!(refused[0].contains("tc netem"), "{refused:?}");
         // Every drill of the catalogue (slow-link included) validates and
         // runs on a dev cluster with a supervisor.
         let cluster =
