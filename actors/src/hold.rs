@@ -86,8 +86,37 @@ impl<R: AsyncRead + Unpin> AsyncRead for HoldBack<R> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
         // Read whatever has arrived, while there is room to hold it.
         while this.end.is_none() && this.held_bytes < HELD_BYTES_MAX {
+            if this.held.is_empty() {
+                // Nothing held: read straight into the caller's buffer, and
+                // take the bytes back only if they must be held.
+                let before = buf.filled().len();
+                match Pin::new(&mut this.inner).poll_read(cx, buf) {
+                    Poll::Pending => break,
+                    Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                    Poll::Ready(Ok(())) => {
+                        let got = buf.filled().len() - before;
+                        if got == 0 {
+                            this.end = Some(Ok(()));
+                            return Poll::Ready(Ok(()));
+                        }
+                        let now = Instant::now();
+                        let at = this.release_time(now);
+                        if at <= now {
+                            return Poll::Ready(Ok(()));
+                        }
+                        let chunk = buf.filled()[before..].to_vec();
+                        buf.set_filled(before);
+                        this.held_bytes += got;
+                        this.held.push_back((at, chunk));
+                    }
+                }
+                continue;
+            }
             let room = (HELD_BYTES_MAX - this.held_bytes).min(READ_CHUNK_BYTES);
             let mut chunk = vec![0; room];
             let mut scratch = ReadBuf::new(&mut chunk);
@@ -101,13 +130,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for HoldBack<R> {
                         break;
                     }
                     chunk.truncate(got);
-                    let now = Instant::now();
-                    let at = this.release_time(now);
-                    if at <= now && this.held.is_empty() && got <= buf.remaining() {
-                        // Nothing held and nothing to hold: straight through.
-                        buf.put_slice(&chunk);
-                        return Poll::Ready(Ok(()));
-                    }
+                    let at = this.release_time(Instant::now());
                     this.held_bytes += got;
                     this.held.push_back((at, chunk));
                 }
