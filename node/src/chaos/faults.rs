@@ -404,7 +404,9 @@ impl Faults {
             .flat_map(|c| c.values())
             .flat_map(|c| &c.rules)
             .collect();
-        rules.sort_by(|a, b| (a.rank(), &a.peer).cmp(&(b.rank(), &b.peer)));
+        rules.sort_by(|a, b| {
+            (a.rank(), &a.peer, a.direction).cmp(&(b.rank(), &b.peer, b.direction))
+        });
         rules.dedup();
         let request = if rules.is_empty() {
             self.http.delete(format!("{edge}/api/v1/operator/faults"))
