@@ -10,7 +10,8 @@
 //!
 //! Modules, one idea each: [`config`] (settings and limits), [`transport`]
 //! (the QUIC endpoint and the frame guard in front of ractor_cluster),
-//! [`system`] (the running actor system that follows gossip), [`groups`]
+//! [`hold`] (fault injection: received bytes held back as gossip's fault
+//! rules say), [`system`] (the running actor system that follows gossip), [`groups`]
 //! (process-group names and look-ups), [`live`] (live classrooms: the
 //! protocol, the classroom actor and each node's fan-out hub), [`echo`] (the demo actor every edge
 //! registers) and [`metrics`] (Prometheus).
@@ -18,6 +19,7 @@
 pub mod config;
 pub mod echo;
 pub mod groups;
+pub mod hold;
 pub mod live;
 pub mod metrics;
 pub mod system;

@@ -40,6 +40,7 @@ use tokio::{
 
 use crate::{
     config::{ActorConfig, ConfigError},
+    hold::HoldBack,
     metrics::{BadFrame, Direction, Metrics, MetricsError},
     transport::{bind_endpoint, FrameGuard, QuicBidi, TransportError},
 };
@@ -105,6 +106,9 @@ struct Inner {
     frame_bytes_max: u64,
     connect_timeout: Duration,
     sessions_max: usize,
+    /// The gossip node's fault rules, once followed: sessions' receive
+    /// streams are held back as they say (`crate::hold`).
+    faults: std::sync::OnceLock<gossip::SharedFaults>,
 }
 
 /// A node's actor system. Start it with [`ActorSystem::start`] (before
@@ -177,6 +181,7 @@ impl ActorSystem {
             frame_bytes_max: config.frame_bytes_max,
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
             sessions_max: config.sessions_max,
+            faults: std::sync::OnceLock::new(),
         });
         tracing::info!(node = %inner.node_id, %local_addr, "actor system started");
         let accept = tokio::spawn(inner.clone().accept_loop());
@@ -205,6 +210,8 @@ impl ActorSystem {
     /// up and closed when they go down. Only a weak reference is kept, so
     /// the caller can still take the handle back to leave the cluster.
     pub fn follow(&self, gossip: &Arc<GossipHandle>) {
+        // Following a second gossip node keeps the first one's rules.
+        let _first = self.inner.faults.set(gossip.faults());
         let events = gossip.subscribe();
         let task = tokio::spawn(follow_loop(
             self.inner.clone(),
@@ -346,6 +353,15 @@ async fn follow_loop(
             _ = tick.tick() => reconcile(&inner, &gossip),
         }
     }
+}
+
+/// A session's own draws for degraded streams, from an entropy seed.
+fn session_rng() -> gossip::FaultRng {
+    use std::hash::{BuildHasher, Hasher};
+    let seed = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    gossip::FaultRng::seeded(seed)
 }
 
 fn reconcile(inner: &Arc<Inner>, gossip: &Weak<GossipHandle>) {
@@ -518,7 +534,12 @@ impl Inner {
         let stream = QuicBidi {
             send,
             recv: FrameGuard::new(
-                recv,
+                HoldBack::new(
+                    recv,
+                    self.faults.get().cloned(),
+                    node_id.clone(),
+                    session_rng(),
+                ),
                 self.frame_bytes_max,
                 self.metrics.clone(),
                 Some(conn.clone()),

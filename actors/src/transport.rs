@@ -25,6 +25,7 @@ use std::{
 use gossip::{NodeId, TlsMaterial};
 use tokio::io::{AsyncRead, ReadBuf};
 
+use crate::hold::HoldBack;
 use crate::metrics::{BadFrame, Metrics};
 
 /// The ALPN protocol of the actor transport, so a gossip client (or anything
@@ -107,7 +108,7 @@ pub(crate) fn bind_endpoint(
 /// A session's QUIC stream as ractor_cluster wants it.
 pub(crate) struct QuicBidi {
     pub(crate) send: quinn::SendStream,
-    pub(crate) recv: FrameGuard<quinn::RecvStream>,
+    pub(crate) recv: FrameGuard<HoldBack<quinn::RecvStream>>,
     pub(crate) label: String,
 }
 

@@ -31,7 +31,7 @@ use tokio::{
 
 use crate::{
     config::{ConfigError, GossipConfig},
-    fault::{FaultAction, FaultFilter},
+    fault::{Fate, FaultFilter, FaultRng, PacketWay, SharedFaults},
     identity::NodeIdentity,
     meta::{MetaError, MetaHandler, MetaTable, MetaUpdate, NodeMeta},
     metrics::{DropReason, Metrics, MetricsError},
@@ -349,6 +349,7 @@ impl Gossip {
             meta_seq: 0,
             known: BTreeMap::new(),
             leaving: false,
+            fault_rng: FaultRng::seeded(seed.rotate_left(13) ^ 0xfa17),
         };
         let task = tokio::spawn(driver.run(
             commands_rx,
@@ -474,6 +475,11 @@ impl GossipHandle {
         self.shared.transport.apply_cuts();
     }
 
+    /// The rules in force, shared, for the node's other transports to follow.
+    pub fn faults(&self) -> SharedFaults {
+        SharedFaults::new(self.shared.faults.clone())
+    }
+
     /// Turns fault injection off.
     pub fn clear_fault_filter(&self) {
         self.set_fault_filter(FaultFilter::none());
@@ -521,6 +527,8 @@ struct Driver {
     meta_seq: u64,
     known: BTreeMap<NodeId, (MemberState, u64)>,
     leaving: bool,
+    /// Decides degraded packets' fates; seeded from the node's seed.
+    fault_rng: FaultRng,
 }
 
 impl Driver {
@@ -642,20 +650,17 @@ impl Driver {
                 if self.leaving {
                     return;
                 }
-                let action = self.fault_for(from_addr, &from_node);
-                match action {
-                    Some(FaultAction::Drop | FaultAction::Cut) => {
-                        self.shared.metrics.dropped(DropReason::FaultInjected);
-                    }
-                    Some(FaultAction::DelayMs(ms)) => self.schedule(
-                        Duration::from_millis(ms),
+                match self.fate(from_addr, &from_node, PacketWay::Inbound) {
+                    Fate::Drop => self.shared.metrics.dropped(DropReason::FaultInjected),
+                    Fate::Hold(after) => self.schedule(
+                        after,
                         Due::Deliver {
                             from_addr,
                             from_node,
                             bytes,
                         },
                     ),
-                    None => self.handle_datagram(from_addr, &from_node, &bytes),
+                    Fate::Pass => self.handle_datagram(from_addr, &from_node, &bytes),
                 }
             }
             Inbound::Connected { addr, node_id } => {
@@ -667,12 +672,13 @@ impl Driver {
         }
     }
 
-    fn fault_for(&self, addr: SocketAddr, node_id: &NodeId) -> Option<FaultAction> {
+    /// What fault injection does with one packet to or from a peer.
+    fn fate(&mut self, addr: SocketAddr, node_id: &NodeId, way: PacketWay) -> Fate {
         self.shared
             .faults
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .action_for(addr, Some(node_id))
+            .fate(addr, Some(node_id), way, &mut self.fault_rng)
     }
 
     /// One admitted-or-refused datagram, and what foca and the relay send
@@ -713,19 +719,17 @@ impl Driver {
 
     fn send_packet(&mut self, to: &NodeIdentity, bytes: Bytes) {
         let addr = to.quic_addr();
-        match self.fault_for(addr, to.node_id()) {
-            Some(FaultAction::Drop | FaultAction::Cut) => {
-                self.shared.metrics.dropped(DropReason::FaultInjected);
-            }
-            Some(FaultAction::DelayMs(ms)) => self.schedule(
-                Duration::from_millis(ms),
+        match self.fate(addr, to.node_id(), PacketWay::Outbound) {
+            Fate::Drop => self.shared.metrics.dropped(DropReason::FaultInjected),
+            Fate::Hold(after) => self.schedule(
+                after,
                 Due::Send {
                     addr,
                     node_id: to.node_id().clone(),
                     bytes,
                 },
             ),
-            None => self.shared.transport.send(addr, Some(to.node_id()), bytes),
+            Fate::Pass => self.shared.transport.send(addr, Some(to.node_id()), bytes),
         }
     }
 

@@ -34,7 +34,10 @@ pub mod transport;
 
 pub use cluster::{Gossip, GossipError, GossipHandle, MemberState, MemberView, MembershipEvent};
 pub use config::{ConfigError, GossipConfig, SwimSettings};
-pub use fault::{FaultAction, FaultError, FaultFilter, FaultRule, PeerSelector};
+pub use fault::{
+    Degrade, Fate, FaultAction, FaultDirection, FaultError, FaultFilter, FaultRng, FaultRule,
+    PacketWay, PeerSelector, SharedFaults,
+};
 pub use identity::{IdentityError, NodeIdentity};
 pub use meta::{MetaError, NodeMeta};
 pub use metrics::DropReason;

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::{
-    fault::{FaultAction, FaultFilter},
+    fault::FaultFilter,
     metrics::{DropReason, Metrics},
     names::NodeId,
     tls::{self, TlsError, TlsMaterial},
@@ -164,8 +164,7 @@ impl Transport {
         self.faults
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .action_for(addr, node_id)
-            == Some(FaultAction::Cut)
+            .is_cut(addr, node_id)
     }
 
     /// Closes the endpoint: every connection and task of this transport ends.

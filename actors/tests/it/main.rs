@@ -8,6 +8,7 @@
 
 mod child;
 mod cluster;
+mod faults;
 mod garbage;
 mod harness;
 mod live_local;

@@ -4,11 +4,13 @@
 //! dies mid-drill leaves nothing down or stopped past its window; a
 //! `sandbox-drain` sets a region's pool targets to 0 with the edge's pool
 //! API for the window (`for_ms`), so the edge restores them on its own; a
-//! `partition` (fault API, both ways, between regions) cuts each side's
-//! gossip with the other's edges through `PUT /api/v1/operator/faults`
-//! with a window (`for_ms`), after which the edges clear the rules
-//! themselves. Actor sessions follow gossip: they close once gossip holds
-//! the other side down, and are not dialled again until it is back. A
+//! `partition` or a `degrade` (fault API) puts rules on each side's edges
+//! through `PUT /api/v1/operator/faults` with a window (`for_ms`), after
+//! which the edges clear the rules themselves: a cut both ways, a `drop`
+//! of one direction for a one-way partition, a `degrade` of what each side
+//! receives (see `network_plan`). Actor sessions follow gossip: they close
+//! once gossip holds the other side down, and are not dialled again until
+//! it is back. A
 //! `database-down` goes through the supervisor too, which makes the
 //! control plane's SQLite files immutable (`chattr +i`) until its deadline. Which
 //! faults this runner can perform at all is decided before the drill starts
@@ -41,16 +43,12 @@ pub(crate) fn unsupported(drill: &Drill, cluster: &ClusterFile) -> Vec<String> {
                     None
                 }
             }
-            FaultAction::Partition { link, via } => {
-                if *via == Via::Netns {
-                    Some("via = \"netns\" is not performed by this runner yet (use the fault API)")
-                } else if link.direction == Direction::OneWay {
-                    Some("one-way partitions are not performed by this runner yet (the fault API cuts both ways)")
-                } else {
-                    None
-                }
-            }
-            FaultAction::Degrade { .. } => Some("degrade is not performed by this runner yet"),
+            FaultAction::Partition { via, .. } => (*via == Via::Netns).then_some(
+                "via = \"netns\" is not performed by this runner (it does not set up network namespaces; use via = \"fault-api\")",
+            ),
+            FaultAction::Degrade { via, .. } => (*via == Via::Netns).then_some(
+                "via = \"netns\" is not performed by this runner (it needs tc netem, which this machine's kernel lacks; use via = \"fault-api\")",
+            ),
             FaultAction::DatabaseDown => cluster.supervisor.is_none().then_some(
                 "the cluster was started with dev.chaos off, so nothing may take its database down",
             ),
@@ -91,16 +89,73 @@ pub(super) struct Faults {
     drained: Arc<Mutex<BTreeMap<u32, PoolTargets>>>,
     /// Node id per region, from `cluster.json`.
     nodes: BTreeMap<String, String>,
-    /// Per region, the cut peers of each applied partition and when it
-    /// ends: an edge's rules are the union over the partitions in force.
+    /// Per region, the fault rules of each applied network fault and when
+    /// it ends: an edge's rules are the union over the faults in force.
     cuts: Arc<tokio::sync::Mutex<BTreeMap<String, BTreeMap<u32, Cut>>>>,
 }
 
-/// The peers one partition cuts an edge off from, until when.
+/// The rules one network fault puts on an edge, until when.
 #[derive(Debug, Clone)]
 struct Cut {
-    peers: Vec<String>,
+    rules: Vec<Rule>,
     until: tokio::time::Instant,
+}
+
+/// One rule of the edge's fault API, as the runner puts it.
+#[derive(Debug, Clone, PartialEq)]
+struct Rule {
+    /// A node id, or [`CONTROL_PLANE_PEER`].
+    peer: String,
+    what: RuleKind,
+    /// `both`, `outbound` or `inbound`.
+    direction: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum RuleKind {
+    Cut,
+    Drop,
+    Degrade {
+        delay_ms: u32,
+        jitter_ms: u32,
+        loss_percent: f64,
+    },
+}
+
+impl Rule {
+    /// Cuts first, then drops, then degrades: the first rule matching a
+    /// packet decides, and the harsher fault should.
+    fn rank(&self) -> u8 {
+        match self.what {
+            RuleKind::Cut => 0,
+            RuleKind::Drop => 1,
+            RuleKind::Degrade { .. } => 2,
+        }
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        match self.what {
+            RuleKind::Cut => serde_json::json!({"peer": self.peer, "action": "cut"}),
+            RuleKind::Drop => serde_json::json!({
+                "peer": self.peer, "action": "drop", "direction": self.direction,
+            }),
+            RuleKind::Degrade {
+                delay_ms,
+                jitter_ms,
+                loss_percent,
+            } => serde_json::json!({
+                "peer": self.peer, "action": "degrade", "direction": self.direction,
+                "delay_ms": delay_ms, "jitter_ms": jitter_ms, "loss_percent": loss_percent,
+            }),
+        }
+    }
+}
+
+/// What one network fault puts on each edge, and its words for the
+/// timeline.
+struct NetworkPlan {
+    rules: Vec<(String, Vec<Rule>)>,
+    words: String,
 }
 
 impl Faults {
@@ -219,28 +274,61 @@ impl Faults {
                 self.call("database/down", Some(body)).await?;
                 Ok("the control plane's SQLite files made unwritable (chattr +i)".to_owned())
             }
-            FaultAction::Partition { link, .. } => {
+            FaultAction::Partition { .. } | FaultAction::Degrade { .. } => {
                 let until = tokio::time::Instant::now() + Duration::from_millis(fault.duration_ms);
-                let sides = self.sides(link)?;
+                let plan = self.network_plan(&fault.action)?;
                 let mut cuts = self.cuts.lock().await;
-                for (region, peers) in &sides {
+                for (region, rules) in &plan.rules {
                     cuts.entry(region.clone()).or_default().insert(
                         id,
                         Cut {
-                            peers: peers.clone(),
+                            rules: rules.clone(),
                             until,
                         },
                     );
                     self.put_rules(region, cuts.get(region)).await?;
                 }
-                Ok(format!("gossip cut between {}", link_words(&sides)))
+                Ok(plan.words)
             }
-            _ => Err(format!("{} is not performed by this runner", fault.kind())),
         }
     }
 
-    /// For each region on either side, the node ids it is cut off from.
-    fn sides(&self, link: &Link) -> Result<Vec<(String, Vec<String>)>, String> {
+    /// The rules a partition or a degrade puts on each edge of either side.
+    ///
+    /// A partition both ways cuts each side's edges from the other's; one
+    /// way (`from` to `to`), `from`'s edges drop what they send to `to`'s
+    /// and `to`'s edges drop what they receive from `from`'s, so `to`'s
+    /// packets still reach `from`. A degrade both ways puts on each side's
+    /// edges a degrade of what they receive from the other side (so each
+    /// direction gets the latency once); one way, only on `to`'s edges. A
+    /// degrade sits on the receiving side because that is where an actor
+    /// session can hold its stream back (`actors::hold`): so the same rule
+    /// slows gossip and class relay. The control plane has no rules of its
+    /// own: an edge's rule for the
+    /// peer `control-plane` acts on its calls to it. A one-way partition
+    /// with the control plane on either side cuts that link (a request whose
+    /// answer cannot come back fails as a cut does); a degrade puts on the
+    /// edge what the control plane's side would have carried too (`both`
+    /// for a degrade both ways, `inbound` for one from the control plane).
+    fn network_plan(&self, action: &FaultAction) -> Result<NetworkPlan, String> {
+        let (link, degrade) = match action {
+            FaultAction::Partition { link, .. } => (link, None),
+            FaultAction::Degrade {
+                link,
+                latency_ms,
+                jitter_ms,
+                loss_percent,
+                ..
+            } => (
+                link,
+                Some(RuleKind::Degrade {
+                    delay_ms: *latency_ms,
+                    jitter_ms: *jitter_ms,
+                    loss_percent: *loss_percent,
+                }),
+            ),
+            _ => return Err("not a network fault".to_owned()),
+        };
         let regions = |side: &[Endpoint]| -> Vec<String> {
             side.iter()
                 .filter_map(|e| match e {
@@ -256,23 +344,50 @@ impl Faults {
                 .ok_or_else(|| format!("no edge of region {region} in cluster.json"))
         };
         let has_cp = |side: &[Endpoint]| side.contains(&Endpoint::ControlPlane);
+        let one_way = link.direction == Direction::OneWay;
         let (from, to) = (regions(&link.from), regions(&link.to));
-        let mut out = Vec::new();
-        for ((mine, theirs), cp_opposite) in [
-            ((&from, &to), has_cp(&link.to)),
-            ((&to, &from), has_cp(&link.from)),
+        let rule = |peer: String, what: RuleKind, direction: &'static str| Rule {
+            peer,
+            what,
+            direction,
+        };
+        let mut out: Vec<(String, Vec<Rule>)> = Vec::new();
+        // (my regions, their regions, the control plane on their side,
+        // whether I am the sending side of a one-way fault)
+        for (mine, theirs, cp_opposite, sending) in [
+            (&from, &to, has_cp(&link.to), true),
+            (&to, &from, has_cp(&link.from), false),
         ] {
             for region in mine {
-                let mut peers = theirs.iter().map(node).collect::<Result<Vec<_>, _>>()?;
-                // The control plane has no rules of its own: cutting the
-                // edge's calls to it cuts the link (it never calls edges).
-                if cp_opposite {
-                    peers.push(CONTROL_PLANE_PEER.to_owned());
+                let mut rules = Vec::new();
+                for peer in theirs.iter().map(node) {
+                    let peer = peer?;
+                    match (degrade, one_way, sending) {
+                        (None, false, _) => rules.push(rule(peer, RuleKind::Cut, "both")),
+                        (None, true, true) => rules.push(rule(peer, RuleKind::Drop, "outbound")),
+                        (None, true, false) => rules.push(rule(peer, RuleKind::Drop, "inbound")),
+                        (Some(what), false, _) | (Some(what), true, false) => {
+                            rules.push(rule(peer, what, "inbound"));
+                        }
+                        (Some(_), true, true) => {}
+                    }
                 }
-                out.push((region.clone(), peers));
+                if cp_opposite {
+                    let cp = CONTROL_PLANE_PEER.to_owned();
+                    match (degrade, one_way, sending) {
+                        (None, _, _) => rules.push(rule(cp, RuleKind::Cut, "both")),
+                        (Some(what), false, _) => rules.push(rule(cp, what, "both")),
+                        (Some(what), true, true) => rules.push(rule(cp, what, "outbound")),
+                        (Some(what), true, false) => rules.push(rule(cp, what, "inbound")),
+                    }
+                }
+                if !rules.is_empty() {
+                    out.push((region.clone(), rules));
+                }
             }
         }
-        Ok(out)
+        let words = network_words(action, link, &out);
+        Ok(NetworkPlan { rules: out, words })
     }
 
     /// Puts the union of `cuts` as the region's edge's rules, with the
@@ -284,14 +399,16 @@ impl Faults {
     ) -> Result<(), String> {
         let edge = self.edge(region)?;
         let now = tokio::time::Instant::now();
-        let mut peers: Vec<&String> = cuts
+        let mut rules: Vec<&Rule> = cuts
             .into_iter()
             .flat_map(|c| c.values())
-            .flat_map(|c| &c.peers)
+            .flat_map(|c| &c.rules)
             .collect();
-        peers.sort();
-        peers.dedup();
-        let request = if peers.is_empty() {
+        rules.sort_by(|a, b| {
+            (a.rank(), &a.peer, a.direction).cmp(&(b.rank(), &b.peer, b.direction))
+        });
+        rules.dedup();
+        let request = if rules.is_empty() {
             self.http.delete(format!("{edge}/api/v1/operator/faults"))
         } else {
             let until = cuts
@@ -303,10 +420,7 @@ impl Faults {
             let for_ms = u64::try_from(until.saturating_duration_since(now).as_millis())
                 .unwrap_or(u64::MAX)
                 .max(1);
-            let rules: Vec<serde_json::Value> = peers
-                .iter()
-                .map(|p| serde_json::json!({"peer": p, "action": "cut"}))
-                .collect();
+            let rules: Vec<serde_json::Value> = rules.iter().map(|r| r.to_json()).collect();
             self.http
                 .put(format!("{edge}/api/v1/operator/faults"))
                 .json(&serde_json::json!({"rules": rules, "for_ms": for_ms}))
@@ -387,18 +501,17 @@ impl Faults {
                 self.call("database/up", None).await?;
                 Ok("the control plane's database writable again".to_owned())
             }
-            FaultAction::Partition { link, .. } => {
-                let sides = self.sides(link)?;
+            FaultAction::Partition { .. } | FaultAction::Degrade { .. } => {
+                let plan = self.network_plan(&fault.action)?;
                 let mut cuts = self.cuts.lock().await;
-                for (region, _) in &sides {
+                for (region, _) in &plan.rules {
                     if let Some(mine) = cuts.get_mut(region) {
                         mine.remove(&id);
                     }
                     self.put_rules(region, cuts.get(region)).await?;
                 }
-                Ok(format!("gossip between {} whole again", link_words(&sides)))
+                Ok(format!("healed: {}", plan.words))
             }
-            _ => Ok("nothing was applied".to_owned()),
         }
     }
 
@@ -435,17 +548,51 @@ async fn send(request: reqwest::RequestBuilder, key: &str, who: &str) -> Result<
     }
 }
 
-/// The regions a partition cuts, in words.
-fn link_words(sides: &[(String, Vec<String>)]) -> String {
-    let regions: Vec<&str> = sides.iter().map(|(r, _)| r.as_str()).collect();
-    let cp = sides
+/// What a network fault does, in words for the timeline.
+fn network_words(action: &FaultAction, link: &Link, plan: &[(String, Vec<Rule>)]) -> String {
+    let side = |s: &[Endpoint]| {
+        s.iter()
+            .map(|e| match e {
+                Endpoint::Region(r) => r.as_str(),
+                Endpoint::ControlPlane => CONTROL_PLANE_PEER,
+            })
+            .collect::<Vec<_>>()
+            .join("+")
+    };
+    let one_way = link.direction == Direction::OneWay;
+    let arrow = if one_way { "->" } else { "<->" };
+    let (from, to) = (side(&link.from), side(&link.to));
+    let rules: usize = plan.iter().map(|(_, r)| r.len()).sum();
+    let cp_cut = plan
         .iter()
-        .any(|(_, peers)| peers.iter().any(|p| p == CONTROL_PLANE_PEER));
-    format!(
-        "{}{}",
-        regions.join(", "),
-        if cp { " and the control plane" } else { "" }
-    )
+        .flat_map(|(_, r)| r)
+        .any(|r| r.peer == CONTROL_PLANE_PEER && r.what == RuleKind::Cut);
+    let what = match action {
+        FaultAction::Degrade {
+            latency_ms,
+            jitter_ms,
+            loss_percent,
+            ..
+        } => format!(
+            "gossip degraded {from} {arrow} {to} by {latency_ms} ms ± {jitter_ms} ms, {loss_percent} % loss"
+        ),
+        _ if one_way => format!("gossip dropped one way {from} {arrow} {to}"),
+        _ => format!("gossip cut between {from} {arrow} {to}"),
+    };
+    let cp_degraded = plan
+        .iter()
+        .flat_map(|(_, r)| r)
+        .any(|r| r.peer == CONTROL_PLANE_PEER && matches!(r.what, RuleKind::Degrade { .. }));
+    let cp = if cp_degraded {
+        "; the control plane's link degraded (each call waits before it goes out)"
+    } else if cp_cut && one_way {
+        "; the control plane's link cut both ways (a request whose answer cannot come back fails as a cut does)"
+    } else if cp_cut {
+        "; the control plane's link cut"
+    } else {
+        ""
+    };
+    format!("{what} ({rules} rules on {} edges){cp}", plan.len())
 }
 
 fn find(drill: &Drill, id: u32) -> Result<&chaos::drill::Fault, String> {
@@ -462,4 +609,157 @@ fn pid_of(processes: &Processes, name: &str) -> String {
         .iter()
         .find(|p| p.name == name)
         .map_or_else(String::new, |p| format!(" (pid {})", p.pid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chaos::cluster::{Cluster, Privilege};
+
+    fn cluster_file(supervisor: bool) -> ClusterFile {
+        let edge = |region: &str| {
+            serde_json::json!({"region": region, "node_id": format!("{region}-1"),
+                "url": format!("http://{region}"), "pid": 1, "state": "running"})
+        };
+        let mut file = serde_json::json!({
+            "control_plane": {"url": "http://cp", "pid": 1, "state": "running"},
+            "edges": [edge("eu-west"), edge("us-east"), edge("ap-south")],
+            "tokens": {"learner": "l", "instructor": "i", "operator": "o"},
+        });
+        if supervisor {
+            file["supervisor"] = serde_json::json!({"url": "http://sup", "key": "k"});
+        }
+        serde_json::from_value(file).expect("cluster file")
+    }
+
+    fn drill(faults: &str) -> Drill {
+        let text = format!(
+            "title = \"t\"\nhypothesis = \"h\"\nduration_s = 60\nsettle_s = 10\nrecovery_bound_s = 10\n\
+             [workload]\nlearners = 1\nclasses = 0\nregions = [\"eu-west\"]\nruns_per_second = 1\n\
+             ledger_transfers_per_second = 0\n\
+             [probes]\ninterval_ms = 1000\nrun_latency_p99_ms = 1000\nclass_delivery_ratio = 0.9\n\
+             class_delivery_within_ms = 1000\nreadiness_ratio = 1.0\n\
+             [[fault]]\nstart_s = 10\nduration_s = 20\n{faults}\n"
+        );
+        let cluster =
+            Cluster::new(&["eu-west", "us-east", "ap-south"], Privilege::Root).expect("cluster");
+        Drill::parse("d", &text, &cluster).expect("valid drill")
+    }
+
+    /// Each edge's rules for the drill's one fault, as the API's JSON.
+    fn check(faults: &str, expected: serde_json::Value) {
+        let drill = drill(faults);
+        let runner = Faults::new(reqwest::Client::new(), &cluster_file(true));
+        let plan = runner
+            .network_plan(&drill.faults()[0].action)
+            .expect("plan");
+        let got: serde_json::Map<String, serde_json::Value> = plan
+            .rules
+            .iter()
+            .map(|(region, rules)| {
+                let rules = rules.iter().map(Rule::to_json).collect();
+                (region.clone(), serde_json::Value::Array(rules))
+            })
+            .collect();
+        assert_eq!(
+            serde_json::Value::Object(got),
+            expected,
+            "{faults}\n{}",
+            plan.words
+        );
+    }
+
+    #[test]
+    fn network_faults_become_edge_rules() {
+        use serde_json::json;
+        check(
+            "kind = \"partition\"\nfrom = [\"eu-west\"]\nto = [\"us-east\", \"control-plane\"]",
+            json!({
+                "eu-west": [
+                    {"peer": "us-east-1", "action": "cut"},
+                    {"peer": "control-plane", "action": "cut"},
+                ],
+                "us-east": [{"peer": "eu-west-1", "action": "cut"}],
+            }),
+        );
+        check(
+            "kind = \"partition\"\ndirection = \"one-way\"\nfrom = [\"eu-west\"]\nto = [\"us-east\", \"ap-south\"]",
+            json!({
+                "eu-west": [
+                    {"peer": "us-east-1", "action": "drop", "direction": "outbound"},
+                    {"peer": "ap-south-1", "action": "drop", "direction": "outbound"},
+                ],
+                "us-east": [{"peer": "eu-west-1", "action": "drop", "direction": "inbound"}],
+                "ap-south": [{"peer": "eu-west-1", "action": "drop", "direction": "inbound"}],
+            }),
+        );
+        check(
+            "kind = \"partition\"\ndirection = \"one-way\"\nfrom = [\"control-plane\"]\nto = [\"us-east\"]",
+            json!({"us-east": [{"peer": "control-plane", "action": "cut"}]}),
+        );
+        let degrade = |direction: &str| {
+            json!({"action": "degrade", "direction": direction, "delay_ms": 200,
+                "jitter_ms": 50, "loss_percent": 5.0})
+        };
+        let with_peer = |peer: &str, direction: &str| {
+            let mut rule = degrade(direction);
+            rule["peer"] = json!(peer);
+            rule
+        };
+        let params = "latency_ms = 200\njitter_ms = 50\nloss_percent = 5.0";
+        check(
+            &format!("kind = \"degrade\"\nfrom = [\"eu-west\"]\nto = [\"ap-south\"]\n{params}"),
+            json!({
+                "eu-west": [with_peer("ap-south-1", "inbound")],
+                "ap-south": [with_peer("eu-west-1", "inbound")],
+            }),
+        );
+        check(
+            &format!("kind = \"degrade\"\ndirection = \"one-way\"\nfrom = [\"eu-west\"]\nto = [\"ap-south\"]\n{params}"),
+            json!({"ap-south": [with_peer("eu-west-1", "inbound")]}),
+        );
+        check(
+            &format!(
+                "kind = \"degrade\"\nfrom = [\"eu-west\"]\nto = [\"control-plane\"]\n{params}"
+            ),
+            json!({"eu-west": [with_peer("control-plane", "both")]}),
+        );
+        check(
+            &format!("kind = \"degrade\"\ndirection = \"one-way\"\nfrom = [\"control-plane\"]\nto = [\"eu-west\"]\n{params}"),
+            json!({"eu-west": [with_peer("control-plane", "inbound")]}),
+        );
+    }
+
+    #[test]
+    fn the_runner_refuses_only_netns_and_supervisor_faults_without_one() {
+        let one_way = "kind = \"partition\"\ndirection = \"one-way\"\nfrom = [\"eu-west\"]\nto = [\"us-east\"]";
+        let degrade =
+            "kind = \"degrade\"\nfrom = [\"eu-west\"]\nto = [\"us-east\"]\nlatency_ms = 5";
+        for faults in [one_way, degrade] {
+            assert_eq!(
+                unsupported(&drill(faults), &cluster_file(false)),
+                Vec::<String>::new()
+            );
+        }
+        let netns = format!("{degrade}\nvia = \"netns\"");
+        let refused = unsupported(&drill(&netns), &cluster_file(true));
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert!(refused[0].contains("tc netem"), "{refused:?}");
+        // Every drill of the catalogue (slow-link included) validates and
+        // runs on a dev cluster with a supervisor.
+        let cluster =
+            Cluster::new(&["eu-west", "us-east", "ap-south"], Privilege::Root).expect("cluster");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../chaos/drills");
+        let catalogue = chaos::catalogue::list(&dir, &cluster).expect("catalogue");
+        assert!(catalogue.iter().any(|e| e.path.ends_with("slow-link.toml")));
+        for entry in catalogue {
+            let drill = entry.drill.expect("valid drill");
+            assert_eq!(
+                unsupported(&drill, &cluster_file(true)),
+                Vec::<String>::new(),
+                "{}",
+                entry.path.display()
+            );
+        }
+    }
 }

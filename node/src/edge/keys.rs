@@ -82,7 +82,7 @@ impl KeyCache {
 
     /// Fetches the key set now and installs it.
     pub(crate) async fn fetch(&self) -> Result<(), String> {
-        self.link.check()?;
+        self.link.check().await?;
         self.install(fetch_keys(&self.client, &self.url).await?);
         Ok(())
     }
@@ -95,7 +95,7 @@ impl KeyCache {
             return;
         }
         *last = Some(tokio::time::Instant::now());
-        let fetched = match self.link.check() {
+        let fetched = match self.link.check().await {
             Ok(()) => fetch_keys(&self.client, &self.url).await,
             Err(cut) => Err(cut),
         };

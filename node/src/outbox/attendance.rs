@@ -39,7 +39,7 @@ impl Transport<AttendanceReport> for Attendance {
     }
 
     async fn send_one(&self, item: &AttendanceReport) -> Attempt {
-        if let Err(cut) = self.link.check() {
+        if let Err(cut) = self.link.check().await {
             return Attempt::Retry(cut);
         }
         let url = format!(

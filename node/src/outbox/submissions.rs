@@ -79,7 +79,7 @@ fn read_batch(sent: &[&SubmissionReport], status: reqwest::StatusCode, body: &st
 
 impl Transport<SubmissionReport> for Submissions {
     async fn send(&self, items: &[&SubmissionReport]) -> Attempt {
-        if let Err(cut) = self.link.check() {
+        if let Err(cut) = self.link.check().await {
             return Attempt::Retry(cut);
         }
         let answer = self
@@ -100,7 +100,7 @@ impl Transport<SubmissionReport> for Submissions {
     }
 
     async fn send_one(&self, item: &SubmissionReport) -> Attempt {
-        if let Err(cut) = self.link.check() {
+        if let Err(cut) = self.link.check().await {
             return Attempt::Retry(cut);
         }
         let answer = self

@@ -63,23 +63,39 @@ fn route(from: &str) -> (i32, Value) {
     (output.status.code().unwrap_or(-1), value)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_operator_partitions_two_regions_and_heals_them() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().join("data");
+/// A dev cluster with fault injection on, and its `cluster.json`.
+async fn start_cluster(dir: &std::path::Path) -> (Proc, Value) {
+    let data = dir.join("data");
     let mut command = lyceum();
     command
         .args(["dev", "--base-port", "0", "--data-dir"])
         .arg(&data)
         .env("LYCEUM_EDGE__FAULT_INJECTION", "true")
         .env("LYCEUM_SANDBOX__LANGUAGES", "[\"python\"]");
-    let mut dev = Proc::spawn(command, &dir.path().join("dev.log"));
+    let dev = Proc::spawn(command, &dir.join("dev.log"));
     let cluster_path = data.join("cluster.json");
     let cluster: Value = eventually("cluster.json", START_LIMIT, || {
         let path = cluster_path.clone();
         async move { serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok() }
     })
     .await;
+    (dev, cluster)
+}
+
+/// Waits until `from` sees the member of `region` in `state`.
+async fn wait_state(from: &str, region: &str, state: &str) {
+    eventually(
+        &format!("{from} to see {region} {state}"),
+        START_LIMIT,
+        || async { (state_of(from, region).await.as_deref() == Some(state)).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_partitions_two_regions_and_heals_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut dev, cluster) = start_cluster(dir.path()).await;
     let edges = cluster["edges"].as_array().expect("edges").clone();
     let url = |i: usize| edges[i]["url"].as_str().expect("url").to_owned();
     let id = |i: usize| edges[i]["node_id"].as_str().expect("id").to_owned();
@@ -335,8 +351,9 @@ async fn an_operator_partitions_two_regions_and_heals_them() {
         "a replaced window must not clear its successor"
     );
 
-    // The control plane as a peer: only a cut, which fails the edge's calls
-    // to it (here: reading a unit to grade) until the rule goes.
+    // The control plane as a peer: a cut fails the edge's calls to it
+    // (here: reading a unit to grade) until the rule goes; drop and delay
+    // are refused (a degrade is in the test below).
     let submit = || async {
         let answer = client()
             .post(format!("{eu}/api/v1/units/no-such-unit/submissions"))
@@ -441,6 +458,130 @@ async fn an_operator_partitions_two_regions_and_heals_them() {
         .await;
     }
     eprintln!("the cut healed after {:?}", healed_at.elapsed());
+
+    dev.signal(Signal::SIGTERM);
+    let status = dev.wait_exit(Duration::from_secs(60));
+    assert!(
+        status.success(),
+        "dev exit {status:?}; log:\n{}",
+        dev.log_text()
+    );
+}
+
+/// One edge drops what it sends to a second, a third drops what it
+/// receives from the first: nothing the first sends arrives anywhere, so
+/// the others see it down (its suspicion reaches it, its refutation does
+/// not), and see it alive again once the rules go. A degrade, on a peer and
+/// on the control plane, is set and read back; bad bodies are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_way_rule_silences_an_edge_and_a_degrade_reads_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut dev, cluster) = start_cluster(dir.path()).await;
+    let edges = cluster["edges"].as_array().expect("edges").clone();
+    let url = |i: usize| edges[i]["url"].as_str().expect("url").to_owned();
+    let id = |i: usize| edges[i]["node_id"].as_str().expect("id").to_owned();
+    let (eu, us, ap) = (url(0), url(1), url(2));
+    let operator = cluster["tokens"]["operator"].as_str().expect("token");
+    let learner = cluster["tokens"]["learner"].as_str().expect("token");
+    for (from, region) in [(&us, "eu-west"), (&ap, "eu-west")] {
+        wait_state(from, region, "alive").await;
+    }
+
+    for (bad, words) in [
+        (
+            json!({"peer": id(1), "action": "degrade", "delay_ms": 10, "jitter_ms": 11}),
+            "jitter_ms (11) may not exceed delay_ms (10)",
+        ),
+        (
+            json!({"peer": id(1), "action": "degrade", "delay_ms": 10, "loss_percent": 101}),
+            "loss_percent must be a number from 0 to 100",
+        ),
+        (
+            json!({"peer": id(1), "action": "degrade", "delay_ms": 60_001}),
+            "at most 60000 ms",
+        ),
+        (
+            json!({"peer": id(1), "action": "cut", "direction": "outbound"}),
+            "a cut acts both ways",
+        ),
+        (
+            json!({"peer": id(1), "action": "drop", "direction": "up"}),
+            "unknown variant",
+        ),
+        (
+            json!({"peer": "control-plane", "action": "delay", "delay_ms": 5}),
+            "can only be cut or degraded",
+        ),
+    ] {
+        let (status, body) = put_faults(&eu, operator, &json!({"rules": [bad]})).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], "bad_request", "{body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(words), "{bad}: {message}");
+    }
+
+    // A degrade is read back as it was put; a degraded control-plane link
+    // is slower, not cut: the edge still reads from it.
+    let degrade = json!({"rules": [
+        {"peer": id(1), "action": "degrade", "direction": "outbound",
+         "delay_ms": 50, "jitter_ms": 10, "loss_percent": 2.5},
+        {"peer": "control-plane", "action": "degrade", "delay_ms": 20, "jitter_ms": 5},
+    ], "for_ms": 60_000});
+    let (status, body) = put_faults(&eu, operator, &degrade).await;
+    assert_eq!((status, &body), (200, &degrade));
+    let (status, listed) = get_json(&format!("{eu}/api/v1/operator/faults"), Some(operator))
+        .await
+        .expect("get faults");
+    assert_eq!((status, &listed), (200, &degrade));
+    let answer = client()
+        .post(format!("{eu}/api/v1/units/no-such-unit/submissions"))
+        .bearer_auth(learner)
+        .json(&json!({"files": [{"name": "main.py", "content": "print(1)"}]}))
+        .send()
+        .await
+        .expect("submit");
+    assert_ne!(answer.status().as_u16(), 503, "a degraded link is not cut");
+
+    // One way: eu-west's packets are dropped on their way out to us-east
+    // and on their way in at ap-south.
+    let (status, body) = put_faults(
+        &eu,
+        operator,
+        &json!({"rules": [{"peer": id(1), "action": "drop", "direction": "outbound"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = put_faults(
+        &ap,
+        operator,
+        &json!({"rules": [{"peer": id(0), "action": "drop", "direction": "inbound"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let silenced_at = tokio::time::Instant::now();
+    for from in [&us, &ap] {
+        wait_state(from, "eu-west", "down").await;
+    }
+    eprintln!(
+        "us-east and ap-south saw eu-west down after {:?}; eu-west sees us-east {:?}",
+        silenced_at.elapsed(),
+        state_of(&eu, "us-east").await
+    );
+    // us-east and ap-south still hear each other.
+    assert_eq!(state_of(&us, "ap-south").await.as_deref(), Some("alive"));
+
+    for url in [&eu, &ap] {
+        let answer = client()
+            .delete(format!("{url}/api/v1/operator/faults"))
+            .bearer_auth(operator)
+            .send()
+            .await
+            .expect("delete faults");
+        assert_eq!(answer.status().as_u16(), 200);
+    }
+    for from in [&us, &ap] {
+        wait_state(from, "eu-west", "alive").await;
+    }
 
     dev.signal(Signal::SIGTERM);
     let status = dev.wait_exit(Duration::from_secs(60));

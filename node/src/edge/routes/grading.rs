@@ -242,7 +242,7 @@ async fn fetch_unit(grading: &Grading, tenant: &str, unit: &str) -> Result<Gradi
             "edge.control_plane_service_key is empty".into(),
         ));
     }
-    grading.link.check().map_err(unavailable)?;
+    grading.link.check().await.map_err(unavailable)?;
     let mut url = reqwest::Url::parse(&grading.control_plane_url)
         .map_err(|err| unavailable(format!("edge.control_plane_url: {err}")))?;
     url.path_segments_mut()

@@ -411,7 +411,7 @@ pub(crate) async fn put_faults(
                 StatusCode::BAD_REQUEST,
                 ErrorCode::BadRequest,
                 &format!(
-                    "{}; send {{\"rules\": [{{\"peer\": NODE_ID, \"action\": \"drop\"|\"cut\"|\"delay\", \"delay_ms\": N}}], \"for_ms\": MS}}",
+                    "{}; send {{\"rules\": [{{\"peer\": NODE_ID, \"action\": \"drop\"|\"cut\"|\"delay\"|\"degrade\", \"direction\": \"both\"|\"outbound\"|\"inbound\", \"delay_ms\": N, \"jitter_ms\": N, \"loss_percent\": P}}], \"for_ms\": MS}}",
                     rejection.body_text()
                 ),
             )
@@ -419,7 +419,13 @@ pub(crate) async fn put_faults(
     };
     let filter = match wanted.to_filter() {
         Ok(filter) => filter,
-        Err(why) => return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, &why),
+        Err(why) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                &why.to_string(),
+            )
+        }
     };
     let max = state.fault_window_ms_max;
     if wanted.for_ms.is_some_and(|ms| ms == 0 || ms > max) {
@@ -431,9 +437,7 @@ pub(crate) async fn put_faults(
     }
     let mut current = rules.lock().await;
     state.gossip.set_fault_filter(filter);
-    state
-        .control_plane_link
-        .set_cut(wanted.cuts_control_plane());
+    state.control_plane_link.set(wanted.link_fault());
     tracing::warn!(rules = ?wanted.rules, for_ms = ?wanted.for_ms, "gossip fault rules set by an operator");
     *current = wanted.clone();
     if let Some(ms) = wanted.for_ms {
