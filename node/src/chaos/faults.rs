@@ -12,7 +12,8 @@
 //! once gossip holds the other side down, and are not dialled again until
 //! it is back. A
 //! `database-down` goes through the supervisor too, which makes the
-//! control plane's SQLite files immutable (`chattr +i`) until its deadline. Which
+//! control plane's SQLite files immutable (`chattr +i`), or its PostgreSQL
+//! database refuse connections, until its deadline. Which
 //! faults this runner can perform at all is decided before the drill starts
 //! (`unsupported`), so a drill never stops half-way on a kind it cannot do.
 
@@ -271,8 +272,11 @@ impl Faults {
             }
             FaultAction::DatabaseDown => {
                 let body = serde_json::json!({"for_ms": fault.duration_ms});
-                self.call("database/down", Some(body)).await?;
-                Ok("the control plane's SQLite files made unwritable (chattr +i)".to_owned())
+                let processes = self.call("database/down", Some(body)).await?;
+                let how = processes
+                    .database_fault
+                    .unwrap_or_else(|| "taken away".to_owned());
+                Ok(format!("the control plane's database: {how}"))
             }
             FaultAction::Partition { .. } | FaultAction::Degrade { .. } => {
                 let until = tokio::time::Instant::now() + Duration::from_millis(fault.duration_ms);
@@ -499,7 +503,7 @@ impl Faults {
             }
             FaultAction::DatabaseDown => {
                 self.call("database/up", None).await?;
-                Ok("the control plane's database writable again".to_owned())
+                Ok("the control plane's database is back".to_owned())
             }
             FaultAction::Partition { .. } | FaultAction::Degrade { .. } => {
                 let plan = self.network_plan(&fault.action)?;

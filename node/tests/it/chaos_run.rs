@@ -220,7 +220,7 @@ duration_s = 5
         "{report}"
     );
     assert!(
-        out.contains("fault 3 applied: partition ap-south <-> eu-west+us-east+control-plane (fault API): gossip cut between ap-south, eu-west, us-east and the control plane"),
+        out.contains("fault 3 applied: partition ap-south <-> eu-west+us-east+control-plane (fault API): gossip cut between ap-south <-> eu-west+us-east+control-plane (5 rules on 3 edges); the control plane's link cut"),
         "{out}"
     );
     // Everything runs again: the supervisor started both processes.
@@ -229,7 +229,7 @@ duration_s = 5
             .expect("json");
     assert_eq!(processes["control_plane"]["state"], "running");
     assert!(
-        out.contains("fault 4 applied: database unavailable: the control plane's SQLite files made unwritable"),
+        out.contains("fault 4 applied: database unavailable: the control plane's database: SQLite files made immutable"),
         "{out}"
     );
     // The database is writable again: a sign-up is stored.
