@@ -33,8 +33,9 @@ export async function pinRegion(region: string | undefined): Promise<Candidate |
   return connectRegion()
 }
 
+/** A refused call: HTTP status, stable code, message, and a refused timetable's `error.problems` (empty otherwise). */
 export class ApiError extends Error {
-  constructor(public status: number, public code: string, message: string) { super(message) }
+  constructor(public status: number, public code: string, message: string, public problems: unknown[] = []) { super(message) }
 }
 
 export function setToken(token: string) {
@@ -48,9 +49,15 @@ async function call(base: string, path: string, init: RequestInit = {}): Promise
   if (session.token) headers.authorization = `Bearer ${session.token}`
   const res = await fetch(`${base}${path}`, { ...init, headers: { ...headers, ...(init.headers as any) } })
   const text = await res.text()
-  const body = text ? JSON.parse(text) : {}
-  if (!res.ok) throw new ApiError(res.status, body?.error?.code ?? 'error', body?.error?.message ?? res.statusText)
-  return body
+  if (!res.ok) {
+    // A refusal may come from something in front of the server (a proxy's
+    // 413 page): its status still says what happened.
+    let body: any = {}
+    try { body = text ? JSON.parse(text) : {} } catch { /* not JSON */ }
+    const problems = Array.isArray(body?.error?.problems) ? body.error.problems : []
+    throw new ApiError(res.status, body?.error?.code ?? 'error', body?.error?.message ?? res.statusText, problems)
+  }
+  return text ? JSON.parse(text) : {}
 }
 
 /** The signed-in user's role (learner, instructor, operator) from the access token's claims, for navigation only: the servers check it again. */
