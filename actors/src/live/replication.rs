@@ -167,6 +167,17 @@ pub struct Vote {
     /// least this new.
     #[serde(default)]
     pub floor: u64,
+    /// The home that established `floor`.
+    #[serde(default)]
+    pub floor_home: String,
+    /// The epoch of the copy that home started `floor` from. A home writes
+    /// its own store before anything of its epoch is acknowledged, so while
+    /// its copy is still this old it has served nothing at `floor`: it may
+    /// claim again from it (an establish whose claimant then lost its own
+    /// vote would otherwise leave a home that never started, and lock the
+    /// class for everyone).
+    #[serde(default)]
+    pub floor_data: u64,
 }
 
 /// A node asks to be a class's home at `epoch`.
@@ -219,17 +230,30 @@ pub struct ClaimReply {
 /// `true` when the claimant is behind an established epoch, `false` when
 /// the voter promised as high an epoch to someone else.
 pub fn decide(vote: &Vote, claim: &Claim) -> Result<Vote, bool> {
-    if claim.data_epoch < vote.floor {
+    let floors_home_unstarted =
+        claim.home == vote.floor_home && claim.data_epoch >= vote.floor_data;
+    if claim.data_epoch < vote.floor && !floors_home_unstarted {
         return Err(true);
     }
+    let raises_floor = claim.establish && claim.epoch >= vote.floor;
     let next = Vote {
         epoch: claim.epoch,
         home: claim.home.clone(),
         replica: claim.replica.clone(),
-        floor: if claim.establish {
-            vote.floor.max(claim.epoch)
+        floor: if raises_floor {
+            claim.epoch
         } else {
             vote.floor
+        },
+        floor_home: if raises_floor {
+            claim.home.clone()
+        } else {
+            vote.floor_home.clone()
+        },
+        floor_data: if raises_floor {
+            claim.data_epoch
+        } else {
+            vote.floor_data
         },
     };
     let open = if claim.establish {
@@ -360,6 +384,10 @@ pub(super) fn apply(
                 home: batch.home.clone(),
                 replica: Some(me.to_owned()),
                 floor: batch.epoch,
+                // The home replicates, so it started: its copy is at
+                // `batch.epoch` and no older copy may claim past it.
+                floor_home: batch.home.clone(),
+                floor_data: batch.epoch,
             },
         )?;
     }
@@ -471,6 +499,30 @@ mod tests {
             Err(true),
             "a is behind now"
         );
+    }
+
+    #[test]
+    fn a_home_whose_established_epoch_never_started_may_claim_again() {
+        // a's claim for epoch 5 (from its copy of epoch 4) was established
+        // by the other voters, but a lost its own vote and never started.
+        let base = decide(&Vote::default(), &established(4, "e", 3)).expect("epoch 4");
+        let phantom = decide(&base, &established(5, "a", 4)).expect("epoch 5 for a");
+        assert_eq!(
+            (
+                phantom.floor,
+                phantom.floor_home.as_str(),
+                phantom.floor_data
+            ),
+            (5, "a", 4)
+        );
+        // a asks again from the same copy: granted, and established.
+        let again = decide(&phantom, &claim(6, "a", 4)).expect("a never served epoch 5");
+        let again = decide(&again, &established(6, "a", 4)).expect("a establishes 6");
+        assert_eq!((again.floor, again.floor_home.as_str()), (6, "a"));
+        // Nobody else gets past the floor with an older copy, nor a with
+        // a copy older than the one it started from.
+        assert_eq!(decide(&phantom, &claim(6, "b", 4)), Err(true));
+        assert_eq!(decide(&phantom, &claim(6, "a", 3)), Err(true));
     }
 
     #[test]
@@ -619,6 +671,8 @@ mod tests {
                 home: "r".into(),
                 replica: None,
                 floor: 2,
+                floor_home: "r".into(),
+                floor_data: 2,
             },
         )
         .expect("vote");
