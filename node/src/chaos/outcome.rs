@@ -1,6 +1,7 @@
 //! How a chaos command ends, and what it may do: the exit codes, this
-//! process's privilege and the drill lock. A leaf, shared by `lyceum chaos
-//! list|check`, the runner and the supervisor's console.
+//! process's privilege, the drill lock and reading `cluster.json`. A leaf
+//! (it imports only `cluster_file`), shared by `lyceum chaos list|check`,
+//! the runner and the supervisor's console.
 
 use chaos::cluster::Privilege;
 
@@ -45,4 +46,31 @@ pub(crate) fn drill_lock(
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
         Err((_, err)) => Err(anyhow::anyhow!("lock {}: {err}", path.display())),
     }
+}
+
+/// The `cluster.json` at `path` (at most a cluster file's size), as the
+/// runner reads it and as drills are validated against it.
+///
+/// # Errors
+/// When it is missing, too large, or not the file `lyceum dev` writes.
+pub(crate) fn read_cluster(
+    path: &std::path::Path,
+) -> anyhow::Result<(crate::cluster_file::ClusterFile, chaos::cluster::Cluster)> {
+    use anyhow::Context as _;
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("read {} (start `lyceum dev` first)", path.display()))?
+        .len();
+    if len > chaos::cluster::CLUSTER_FILE_BYTES_MAX as u64 {
+        anyhow::bail!(
+            "{} is {len} bytes, more than a cluster file ({})",
+            path.display(),
+            chaos::cluster::CLUSTER_FILE_BYTES_MAX
+        );
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    let file = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not the file `lyceum dev` writes", path.display()))?;
+    let cluster = chaos::cluster::Cluster::from_cluster_json(&text, privilege())
+        .map_err(|err| anyhow::anyhow!("{}: {err} ({})", path.display(), err.as_str()))?;
+    Ok((file, cluster))
 }

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use chaos::checker::{self, Acknowledged, Platform};
-use chaos::cluster::Cluster;
 use chaos::drill::{Drill, Probe};
 use chaos::live::{Counters, LiveState, LiveStatus};
 use chaos::plan::{AbortWatch, Action, Plan, Step};
@@ -55,15 +54,7 @@ pub(super) async fn run(args: &ChaosRunArgs, config: &Config) -> anyhow::Result<
         .cluster
         .clone()
         .unwrap_or_else(|| config.data_dir.join("cluster.json"));
-    let text = read_bounded(&cluster_path)?;
-    let file: ClusterFile = serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{} is not the file `lyceum dev` writes",
-            cluster_path.display()
-        )
-    })?;
-    let cluster = Cluster::from_cluster_json(&text, outcome::privilege())
-        .map_err(|err| anyhow::anyhow!("{}: {err} ({})", cluster_path.display(), err.as_str()))?;
+    let (file, cluster) = outcome::read_cluster(&cluster_path)?;
     let drill = match Drill::load(&args.drill, &cluster) {
         Ok(drill) => drill,
         Err(errors) => {
@@ -133,20 +124,6 @@ pub(super) async fn run(args: &ChaosRunArgs, config: &Config) -> anyhow::Result<
     } else {
         EXIT_DID_NOT_HOLD
     })
-}
-
-fn read_bounded(path: &Path) -> anyhow::Result<String> {
-    let len = std::fs::metadata(path)
-        .with_context(|| format!("read {} (start `lyceum dev` first)", path.display()))?
-        .len();
-    if len > chaos::cluster::CLUSTER_FILE_BYTES_MAX as u64 {
-        anyhow::bail!(
-            "{} is {len} bytes, more than a cluster file ({})",
-            path.display(),
-            chaos::cluster::CLUSTER_FILE_BYTES_MAX
-        );
-    }
-    std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))
 }
 
 fn ms(duration: Duration) -> u64 {

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::chaos::faults::unsupported;
-use crate::chaos::outcome::{drill_lock, privilege};
+use crate::chaos::outcome::{drill_lock, read_cluster};
 use crate::cluster_file::ClusterFile;
 
 /// Most past runs `GET /v1/chaos/runs` lists, newest first.
@@ -292,15 +292,8 @@ impl Console {
 
     /// The cluster as `cluster.json` says, for validating drills.
     fn cluster(&self) -> Result<(ClusterFile, Cluster), ConsoleError> {
-        let path = self.data_dir.join("cluster.json");
-        let unreadable =
-            |why: String| ConsoleError::ClusterUnreadable(format!("{}: {why}", path.display()));
-        let text = std::fs::read_to_string(&path).map_err(|err| unreadable(err.to_string()))?;
-        let file: ClusterFile =
-            serde_json::from_str(&text).map_err(|err| unreadable(err.to_string()))?;
-        let cluster = Cluster::from_cluster_json(&text, privilege())
-            .map_err(|err| unreadable(err.to_string()))?;
-        Ok((file, cluster))
+        read_cluster(&self.data_dir.join("cluster.json"))
+            .map_err(|err| ConsoleError::ClusterUnreadable(format!("{err:#}")))
     }
 
     /// The catalogue, each drill with what keeps it from running here.
