@@ -135,7 +135,7 @@ pub const TIMETABLE_REGIONS_DEFAULT: [&str; 3] = ["eu-west", "us-east", "ap-sout
 
 /// The forecast's settings, each `(key, default, min, max)`: integers, so
 /// the configuration stays exact (rates per hour, not fractions per minute).
-pub const FORECAST_LIMITS: [(&str, u32, u32, u32); 11] = [
+pub const FORECAST_LIMITS: [(&str, u32, u32, u32); 12] = [
     ("forecast_burst_minutes", 3, 0, 60),
     ("forecast_burst_runs_per_learner_hour", 60, 0, 3_600),
     ("forecast_default_runs_per_learner_hour", 12, 0, 3_600),
@@ -147,6 +147,7 @@ pub const FORECAST_LIMITS: [(&str, u32, u32, u32); 11] = [
     ("forecast_warm_target_max", 200, 1, 10_000),
     ("forecast_window_minutes_max", 10_080, 1, 44_640),
     ("forecast_sessions_max", 10_000, 1, 1_000_000),
+    ("forecast_plan_minutes", 360, 1, 10_080),
 ];
 
 /// The default of a forecast setting.
@@ -291,6 +292,10 @@ pub struct ControlPlaneConfig {
     pub forecast_window_minutes_max: u32,
     /// Most sessions one forecast reads; past it the answer says `capped`.
     pub forecast_sessions_max: u32,
+    /// Minutes of planned warm targets sent to edges
+    /// (`GET /api/v1/sandbox/plan`): how long an edge can follow the
+    /// timetable without the control plane.
+    pub forecast_plan_minutes: u32,
     /// Directory for the embedded SQLite database; set by the binary from
     /// the global data dir, not by users.
     #[serde(skip)]
@@ -359,6 +364,7 @@ impl Default for ControlPlaneConfig {
             forecast_warm_target_max: forecast_default(8),
             forecast_window_minutes_max: forecast_default(9),
             forecast_sessions_max: forecast_default(10),
+            forecast_plan_minutes: forecast_default(11),
             data_dir: PathBuf::from(".lyceum/control-plane"),
         }
     }
@@ -366,7 +372,7 @@ impl Default for ControlPlaneConfig {
 
 impl ControlPlaneConfig {
     /// The forecast's settings in the order of [`FORECAST_LIMITS`].
-    pub fn forecast_values(&self) -> [u32; 11] {
+    pub fn forecast_values(&self) -> [u32; 12] {
         [
             self.forecast_burst_minutes,
             self.forecast_burst_runs_per_learner_hour,
@@ -379,6 +385,7 @@ impl ControlPlaneConfig {
             self.forecast_warm_target_max,
             self.forecast_window_minutes_max,
             self.forecast_sessions_max,
+            self.forecast_plan_minutes,
         ]
     }
 

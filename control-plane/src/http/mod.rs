@@ -198,6 +198,7 @@ pub fn router(cp: ControlPlane) -> Router {
         )
         .route("/api/v1/timetables/{id}", delete(timetables::delete))
         .route("/api/v1/forecast", get(timetables::forecast))
+        .route("/api/v1/sandbox/plan", get(timetables::plan))
         .route(
             "/api/v1/timetables/{id}/occurrences",
             get(timetables::occurrences),

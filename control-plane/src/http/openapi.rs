@@ -47,7 +47,7 @@ use crate::learning::quiz::QuizAnswers;
 use crate::ledger::{Account, Audit, NewAccount, NewTransfer, Resolve, Transfer};
 use crate::sessions::TokenPair;
 use crate::submissions::{BatchResults, Submission, SubmissionBatch, SubmissionReport};
-use crate::timetables::forecast::Forecast;
+use crate::timetables::forecast::{Forecast, PoolPlan};
 use crate::timetables::model::{ImportReport, Occurrences, Timetable};
 use crate::tokens::Jwks;
 
@@ -146,6 +146,13 @@ const FORECAST: &[QueryParam] = &[
         "RFC 3339 end of the window (exclusive); default six hours after from; at most forecast_window_minutes_max",
     ),
 ];
+
+/// The region of a pool plan.
+const PLAN: &[QueryParam] = &[(
+    "region",
+    QueryType::Text,
+    "the edge's region id (of timetable_regions); required",
+)];
 
 /// A JSON body: its schema name and how to register it with its nested
 /// schemas.
@@ -1121,6 +1128,19 @@ pub fn operations() -> Vec<Operation> {
             FORECAST,
             None,
             vec![(200, Json(body::<Forecast>()))],
+            &[],
+        ),
+        op(
+            "GET",
+            "/api/v1/sandbox/plan",
+            "get_pool_plan",
+            "timetables",
+            "an edge fetches its region's planned warm targets per language and minute for \
+             the next forecast_plan_minutes (the fleet's timetables), and keeps them",
+            ServiceKey,
+            PLAN,
+            None,
+            vec![(200, Json(body::<PoolPlan>()))],
             &[],
         ),
         op(

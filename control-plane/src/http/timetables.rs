@@ -18,7 +18,7 @@ use crate::codes::ErrorCode;
 use crate::content::Limits as ContentLimits;
 use crate::service::ControlPlane;
 use crate::timetables::demand::{self, Scope};
-use crate::timetables::forecast::Forecast;
+use crate::timetables::forecast::{Forecast, PoolPlan};
 use crate::timetables::model::{Format, ImportReport, Occurrences, Timetable};
 use crate::timetables::store::{self, ImportRequest, Imported};
 use crate::timetables::TimetableError;
@@ -53,6 +53,14 @@ pub struct ForecastQuery {
     pub from: Option<String>,
     /// RFC 3339, after `from`; default six hours after it.
     pub to: Option<String>,
+}
+
+/// `?region=` of `GET /api/v1/sandbox/plan`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanQuery {
+    /// The edge's region (a region id of `timetable_regions`).
+    pub region: String,
 }
 
 /// `?from=&to=` of `GET /api/v1/timetables/{id}/occurrences`.
@@ -193,6 +201,56 @@ pub(super) async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+fn known_region(cp: &ControlPlane, region: &str) -> Result<(), ApiError> {
+    if cp.config().timetable_regions.iter().any(|r| r == region) {
+        return Ok(());
+    }
+    Err(TimetableError::BadRequest(format!(
+        "region {region:?} is not one of timetable_regions ({})",
+        cp.config().timetable_regions.join(", ")
+    ))
+    .into())
+}
+
+/// `GET /api/v1/sandbox/plan?region=`: the region's planned warm targets
+/// for the next `forecast_plan_minutes`, for its edges (service key). The
+/// fleet's sessions count: an edge warms for every tenant it serves.
+pub(super) async fn plan(
+    State(cp): State<ControlPlane>,
+    headers: HeaderMap,
+    q: Result<Query<PlanQuery>, QueryRejection>,
+) -> Result<Json<PoolPlan>, ApiError> {
+    super::extract::check_service_key(&cp, &headers).map_err(|_| {
+        crate::error::ControlPlaneError::BadToken(
+            "the pool plan is for edge nodes with the service key \
+             (control_plane.edge_service_key)"
+                .into(),
+        )
+    })?;
+    let q = query(q)?;
+    known_region(&cp, &q.region)?;
+    let now = cp.clock().now_ms();
+    let from = now.div_euclid(60_000) * 60_000;
+    let minutes = cp.config().forecast_plan_minutes;
+    let to = from.saturating_add(i64::from(minutes) * 60_000);
+    let forecast = demand::forecast(
+        cp.db(),
+        cp.config(),
+        Scope::Fleet,
+        Some(&q.region),
+        from,
+        to,
+        now,
+    )
+    .await?;
+    Ok(Json(PoolPlan::from_forecast(
+        &q.region,
+        forecast,
+        minutes,
+        crate::timetables::model::rfc3339_utc(now),
+    )))
+}
+
 /// `GET /api/v1/forecast`: expected runs and warm targets per minute, per
 /// region and language. Operators see the fleet (every tenant's sessions
 /// and runs); instructors their tenant's.
@@ -204,13 +262,7 @@ pub(super) async fn forecast(
     caller.require_any(&AUTHORS)?;
     let q = query(q)?;
     if let Some(region) = &q.region {
-        if !cp.config().timetable_regions.contains(region) {
-            return Err(TimetableError::BadRequest(format!(
-                "region {region:?} is not one of timetable_regions ({})",
-                cp.config().timetable_regions.join(", ")
-            ))
-            .into());
-        }
+        known_region(&cp, region)?;
     }
     let now = cp.clock().now_ms();
     let from = match &q.from {

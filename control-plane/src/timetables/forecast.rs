@@ -79,6 +79,9 @@ pub struct MinuteForecast {
     pub expected_runs: f64,
     /// Warm containers the pool should hold at this minute's start.
     pub warm_target: u32,
+    /// The warm target of the planned runs alone: what the control plane
+    /// sends edges ([`PoolPlan`]), which add their own observed rate.
+    pub planned_target: u32,
 }
 
 /// One region and language over the window.
@@ -109,6 +112,71 @@ pub struct Forecast {
     pub capped: bool,
 }
 
+/// The answer of `GET /api/v1/sandbox/plan`: one region's planned warm
+/// targets, minute by minute from `from`, for its edges to follow. Only
+/// the timetable's part: an edge adds the rate it observes itself, and
+/// keeps the plan, so it goes on warming ahead of classes while the
+/// control plane is away.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct PoolPlan {
+    /// The region.
+    pub region: String,
+    /// When the control plane made the plan (RFC 3339, UTC).
+    pub generated_at: String,
+    /// The first minute (RFC 3339, UTC); `targets[i]` holds from `from`
+    /// plus `i` minutes.
+    pub from: String,
+    /// Minutes the plan covers (`forecast_plan_minutes`).
+    pub minutes: u32,
+    /// Languages with a planned demand in the window; a language not
+    /// listed plans nothing.
+    pub languages: Vec<LanguagePlan>,
+    /// More sessions overlapped the window than `forecast_sessions_max`.
+    pub capped: bool,
+}
+
+/// One language of a [`PoolPlan`].
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct LanguagePlan {
+    /// The language id.
+    pub language: String,
+    /// The planned warm target of each minute.
+    pub targets: Vec<u32>,
+    /// The planned runs of each minute.
+    pub runs: Vec<f64>,
+}
+
+impl PoolPlan {
+    /// The plan of `region` from a forecast of it: its planned targets,
+    /// languages that plan nothing left out.
+    pub fn from_forecast(
+        region: &str,
+        forecast: Forecast,
+        minutes: u32,
+        generated_at: String,
+    ) -> Self {
+        let languages = forecast
+            .series
+            .into_iter()
+            .filter(|s| s.region == region)
+            .filter(|s| s.minutes.iter().any(|m| m.planned_target > 0))
+            .map(|s| LanguagePlan {
+                language: s.language,
+                targets: s.minutes.iter().map(|m| m.planned_target).collect(),
+                runs: s.minutes.iter().map(|m| m.planned_runs).collect(),
+            })
+            .collect();
+        Self {
+            region: region.to_owned(),
+            generated_at,
+            from: forecast.from,
+            minutes,
+            languages,
+            capped: forecast.capped,
+        }
+    }
+}
+
 /// The forecast's settings, from the configuration.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Params {
@@ -135,6 +203,7 @@ pub fn series(
 ) -> Series {
     let expected: Vec<f64> = planned.iter().map(|p| p.max(observed)).collect();
     let targets = warm_targets(&expected, capacity);
+    let planned_targets = warm_targets(planned, capacity);
     Series {
         region: region.to_owned(),
         language: language.to_owned(),
@@ -147,6 +216,7 @@ pub fn series(
                 planned_runs: planned[i],
                 expected_runs: expected[i],
                 warm_target: targets[i],
+                planned_target: planned_targets[i],
             })
             .collect(),
     }

@@ -813,6 +813,9 @@ async fn roles_tenants_media_types_and_delete() {
     }
 }
 
+/// The edge service key of the plan's test.
+const PLAN_KEY: &str = "plan-test-service-key";
+
 /// Records `count` runs of `language` in `region` for the tenant at
 /// `at_ms`, as the submission outbox would have.
 async fn runs_recorded(s: &Setup, region: &str, language: &str, at_ms: i64, count: u32) {
@@ -854,7 +857,12 @@ async fn a_timetabled_class_raises_the_forecast_and_its_targets_ahead_of_time() 
     for engine in ENGINES {
         // 60 containers a minute: a burst of 300 runs a minute needs the
         // target cap of 200, which takes four minutes to fill.
-        let s = setup(engine, |c| c.forecast_container_creations_per_minute = 60).await;
+        let s = setup(engine, |c| {
+            c.forecast_container_creations_per_minute = 60;
+            c.forecast_plan_minutes = 10;
+            c.edge_service_key = PLAN_KEY.to_owned();
+        })
+        .await;
         let csv = "title,start,end,time_zone,region,languages,learners\n\
                    Maths,2031-09-01 09:00,2031-09-01 10:00,UTC,eu-west,python,300\n";
         let (status, report) = s.import("", CSV, csv.as_bytes().to_vec()).await;
@@ -911,6 +919,42 @@ async fn a_timetabled_class_raises_the_forecast_and_its_targets_ahead_of_time() 
             week["series"][0]["minutes"].as_array().map(Vec::len),
             Some(10_080)
         );
+
+        // The edges' plan: from now (08:57:30), ten minutes of planned
+        // targets, for edges with the service key only.
+        s.cp.clock().advance_to(1_946_019_450_000);
+        let plan_path = "/api/v1/sandbox/plan?region=eu-west";
+        let (status, plan) = send(&s.router, Method::GET, plan_path, PLAN_KEY, None).await;
+        assert_eq!(status, 200, "{plan}");
+        assert_eq!(plan["region"], "eu-west");
+        assert_eq!(plan["from"], "2031-09-01T08:57:00Z");
+        assert_eq!(plan["generated_at"], "2031-09-01T08:57:30Z");
+        assert_eq!(plan["minutes"], 10);
+        assert_eq!(plan["languages"][0]["language"], "python", "{plan}");
+        assert_eq!(
+            plan["languages"][0]["targets"],
+            json!([200, 200, 200, 200, 200, 200, 2, 2, 2, 2]),
+            "{plan}"
+        );
+        assert_eq!(plan["languages"][0]["runs"][3], 300.0);
+        let (status, none) = send(
+            &s.router,
+            Method::GET,
+            "/api/v1/sandbox/plan?region=us-east",
+            PLAN_KEY,
+            None,
+        )
+        .await;
+        assert_eq!((status, &none["languages"]), (200, &json!([])), "{none}");
+        for (path, token, want) in [
+            (plan_path, s.t.operator.as_str(), 401),
+            (plan_path, "wrong-key", 401),
+            ("/api/v1/sandbox/plan?region=mars", PLAN_KEY, 400),
+            ("/api/v1/sandbox/plan", PLAN_KEY, 400),
+        ] {
+            let (status, body) = send(&s.router, Method::GET, path, token, None).await;
+            assert_eq!(status, want, "{path}: {body}");
+        }
         s.done().await;
     }
 }
