@@ -13,8 +13,10 @@
 //! [`hold`] (fault injection: received bytes held back as gossip's fault
 //! rules say), [`system`] (the running actor system that follows gossip), [`groups`]
 //! (process-group names and look-ups), [`live`] (live classrooms: the
-//! protocol, the classroom actor and each node's fan-out hub), [`echo`] (the demo actor every edge
-//! registers) and [`metrics`] (Prometheus).
+//! protocol, the classroom actor and each node's fan-out hub), [`pool`]
+//! (sandbox-pool actors: warm targets from the timetable's plan, the
+//! observed rate and operators, within the node's budget), [`echo`] (the
+//! demo actor every edge registers) and [`metrics`] (Prometheus).
 
 pub mod config;
 pub mod echo;
@@ -22,6 +24,7 @@ pub mod groups;
 pub mod hold;
 pub mod live;
 pub mod metrics;
+pub mod pool;
 pub mod system;
 pub mod transport;
 

@@ -1,34 +1,84 @@
 //! Warm pools, one per language. A refill task per language keeps `target`
 //! containers created, started and attached, so the hot path only pops one.
 //! A container is never reused: after its one job it is destroyed and the
-//! refill task warms a replacement. The target can change at run time (the
-//! timetable work drives it); when a pool is empty a run pays a cold start,
-//! which the metrics count.
+//! refill task warms a replacement. The target can change at any time (the
+//! edge's pool actors set it from the timetable's plan, the observed rate
+//! and operators); the refill task grows or shrinks the pool to it. When a
+//! pool is empty a run pays a cold start.
+//!
+//! Every container's fate is counted: warmed, used (a hot start) or
+//! destroyed unused (waste, when a target falls or the node stops), with
+//! the seconds it was held warm, so a warming policy can be judged by the
+//! cold starts it avoided and the warm-container time it wasted.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{CounterVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 use tokio::sync::{Mutex, Notify};
+use tokio::time::Instant;
 
 use crate::container::{self, AgentCommand, ContainerLimits, WarmContainer};
 use crate::engine::{DockerEngine, Refusal, SandboxError};
 use crate::languages::Language;
 
-/// Upper bound on the warm target of one language.
-pub const POOL_TARGET_MAX: u32 = 64;
+/// Upper bound on the warm target of one language: a guard against a
+/// runaway number, not the node's budget (the edge's pool actors keep that,
+/// across languages, in `edge.pool_warm_containers_max`).
+pub const POOL_TARGET_MAX: u32 = 512;
 /// Pause after a failed warm-up before the refill task tries again.
 const REFILL_BACKOFF: Duration = Duration::from_millis(1_000);
 
-struct LanguagePool {
-    language: &'static Language,
-    warm: Mutex<VecDeque<WarmContainer>>,
-    target: AtomicU32,
-    wake: Notify,
+/// A warm container and when it became ready.
+struct Warm {
+    container: WarmContainer,
+    since: Instant,
 }
 
+struct LanguagePool {
+    language: &'static Language,
+    warm: Mutex<VecDeque<Warm>>,
+    /// The queue's length, kept beside it so readers need no lock.
+    ready: AtomicUsize,
+    target: AtomicU32,
+    wake: Notify,
+    counts: Counts,
+}
+
+/// Counters of one language's pool since the node started.
+#[derive(Default)]
+struct Counts {
+    hot: AtomicU64,
+    cold: AtomicU64,
+    warmed: AtomicU64,
+    wasted: AtomicU64,
+    used_ms: AtomicU64,
+    wasted_ms: AtomicU64,
+}
+
+/// One language's pool as readers see it: now, and counts since start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct PoolStats {
+    /// Warm containers ready now.
+    pub warm: usize,
+    /// What the pool is warming to now.
+    pub target: u32,
+    /// Runs that took a warm container.
+    pub hot: u64,
+    /// Runs that found the pool empty and waited for a container.
+    pub cold: u64,
+    /// Containers warmed into the pool.
+    pub warmed: u64,
+    /// Warm containers destroyed unused (a target fell, or the node
+    /// stopped).
+    pub wasted: u64,
+    /// Milliseconds that containers later used were held warm.
+    pub used_warm_ms: u64,
+    /// Milliseconds that containers destroyed unused were held warm.
+    pub wasted_warm_ms: u64,
+}
 /// Metrics of the pools.
 #[derive(Clone)]
 struct PoolMetrics {
@@ -36,6 +86,9 @@ struct PoolMetrics {
     target: IntGaugeVec,
     starts: IntCounterVec,
     warm_failures: IntCounterVec,
+    warmed: IntCounterVec,
+    wasted: IntCounterVec,
+    warm_seconds: CounterVec,
 }
 
 /// All warm pools of one edge node.
@@ -98,7 +151,31 @@ impl Pools {
                 ),
                 &["language"],
             )?,
+            warmed: IntCounterVec::new(
+                Opts::new(
+                    "sandbox_pool_warmed_total",
+                    "Containers warmed into the pool, per language",
+                ),
+                &["language"],
+            )?,
+            wasted: IntCounterVec::new(
+                Opts::new(
+                    "sandbox_pool_wasted_total",
+                    "Warm containers destroyed unused (a target fell or the node stopped), per language",
+                ),
+                &["language"],
+            )?,
+            warm_seconds: CounterVec::new(
+                Opts::new(
+                    "sandbox_pool_warm_seconds_total",
+                    "Seconds containers were held warm, by fate: used (a hot start) or wasted (destroyed unused)",
+                ),
+                &["language", "fate"],
+            )?,
         };
+        registry.register(Box::new(metrics.warmed.clone()))?;
+        registry.register(Box::new(metrics.wasted.clone()))?;
+        registry.register(Box::new(metrics.warm_seconds.clone()))?;
         registry.register(Box::new(metrics.size.clone()))?;
         registry.register(Box::new(metrics.target.clone()))?;
         registry.register(Box::new(metrics.starts.clone()))?;
@@ -117,8 +194,10 @@ impl Pools {
                     Arc::new(LanguagePool {
                         language: lang,
                         warm: Mutex::new(VecDeque::new()),
+                        ready: AtomicUsize::new(0),
                         target: AtomicU32::new(target),
                         wake: Notify::new(),
+                        counts: Counts::default(),
                     }),
                 )
             })
@@ -157,15 +236,31 @@ impl Pools {
     /// [`SandboxError::Rejected`] for a language without a pool, or the
     /// engine's error on a failed cold start.
     pub async fn take(&self, language: &str) -> Result<(WarmContainer, bool), SandboxError> {
-        let pool = self.inner.pools.get(language).ok_or_else(|| {
-            SandboxError::rejected(Refusal::UnknownLanguage, format!("no pool for {language}"))
-        })?;
-        let popped = pool.warm.lock().await.pop_front();
+        let pool = self.pool(language)?;
+        let popped = {
+            let mut warm = pool.warm.lock().await;
+            let popped = warm.pop_front();
+            self.note_size(pool, warm.len());
+            popped
+        };
         pool.wake.notify_one();
         let hot = popped.is_some();
         let container = match popped {
-            Some(container) => container,
+            Some(warm) => {
+                let held = warm.since.elapsed();
+                pool.counts.hot.fetch_add(1, Ordering::Relaxed);
+                pool.counts
+                    .used_ms
+                    .fetch_add(millis(held), Ordering::Relaxed);
+                self.inner
+                    .metrics
+                    .warm_seconds
+                    .with_label_values(&[language, "used"])
+                    .inc_by(held.as_secs_f64());
+                warm.container
+            }
             None => {
+                pool.counts.cold.fetch_add(1, Ordering::Relaxed);
                 container::warm(
                     &self.inner.engine,
                     &self.inner.image,
@@ -176,7 +271,6 @@ impl Pools {
                 .await?
             }
         };
-        self.update_size(pool).await;
         let kind = if hot { "hot" } else { "cold" };
         self.inner
             .metrics
@@ -187,51 +281,105 @@ impl Pools {
     }
 
     /// Changes how many warm containers `language` keeps; returns the target
-    /// actually set (capped at [`POOL_TARGET_MAX`]).
+    /// actually set (capped at [`POOL_TARGET_MAX`]). A lower target
+    /// destroys the surplus at once; the refill task grows the pool.
     ///
     /// # Errors
     /// [`SandboxError::Rejected`] for a language without a pool.
     pub async fn set_target(&self, language: &str, target: u32) -> Result<u32, SandboxError> {
-        let pool = self.inner.pools.get(language).ok_or_else(|| {
-            SandboxError::rejected(Refusal::UnknownLanguage, format!("no pool for {language}"))
-        })?;
+        let pool = self.pool(language)?;
         let target = target.min(POOL_TARGET_MAX);
-        pool.target.store(target, Ordering::SeqCst);
+        if pool.target.swap(target, Ordering::SeqCst) == target {
+            return Ok(target);
+        }
         self.inner
             .metrics
             .target
             .with_label_values(&[language])
             .set(i64::from(target));
-        // Shrink now; growing is the refill task's job.
-        let surplus: Vec<WarmContainer> = {
+        // Shrink now, so a run right after a lower target sees it; growing
+        // is the refill task's job.
+        let keep = usize::try_from(target).unwrap_or(usize::MAX);
+        let surplus: Vec<Warm> = {
             let mut warm = pool.warm.lock().await;
-            let keep = usize::try_from(target).unwrap_or(usize::MAX);
-            if warm.len() > keep {
+            let surplus = if warm.len() > keep {
                 warm.drain(keep..).collect()
             } else {
                 Vec::new()
-            }
+            };
+            self.note_size(pool, warm.len());
+            surplus
         };
-        for container in surplus {
-            container::destroy(&self.inner.engine, &container.id).await;
+        for warm in surplus {
+            waste(&self.inner, pool, warm).await;
         }
-        self.update_size(pool).await;
         pool.wake.notify_one();
         Ok(target)
     }
 
-    /// Warm containers ready now, per language.
-    pub async fn sizes(&self) -> Vec<(&'static str, usize, u32)> {
-        let mut out = Vec::new();
-        for (id, pool) in &self.inner.pools {
-            out.push((
-                *id,
-                pool.warm.lock().await.len(),
-                pool.target.load(Ordering::SeqCst),
-            ));
-        }
+    /// Warm containers ready now and the target, per language, by id.
+    pub fn sizes(&self) -> Vec<(&'static str, usize, u32)> {
+        let mut out: Vec<_> = self
+            .inner
+            .pools
+            .iter()
+            .map(|(id, pool)| {
+                (
+                    *id,
+                    pool.ready.load(Ordering::SeqCst),
+                    pool.target.load(Ordering::SeqCst),
+                )
+            })
+            .collect();
         out.sort_unstable();
         out
+    }
+
+    /// One language's pool now and its counts since start.
+    ///
+    /// # Errors
+    /// [`SandboxError::Rejected`] for a language without a pool.
+    pub fn stats(&self, language: &str) -> Result<PoolStats, SandboxError> {
+        let pool = self.pool(language)?;
+        let c = &pool.counts;
+        Ok(PoolStats {
+            warm: pool.ready.load(Ordering::SeqCst),
+            target: pool.target.load(Ordering::SeqCst),
+            hot: c.hot.load(Ordering::Relaxed),
+            cold: c.cold.load(Ordering::Relaxed),
+            warmed: c.warmed.load(Ordering::Relaxed),
+            wasted: c.wasted.load(Ordering::Relaxed),
+            used_warm_ms: c.used_ms.load(Ordering::Relaxed),
+            wasted_warm_ms: c.wasted_ms.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Memory one warm container of `language` is allowed (the container
+    /// limit plus the language's headroom), in MB: what a warm container
+    /// counts against the node's memory budget.
+    ///
+    /// # Errors
+    /// [`SandboxError::Rejected`] for a language without a pool.
+    pub fn container_memory_mb(&self, language: &str) -> Result<u32, SandboxError> {
+        let pool = self.pool(language)?;
+        Ok(self
+            .inner
+            .limits
+            .memory_mb
+            .saturating_add(pool.language.memory_headroom_mb))
+    }
+
+    /// The ids of the languages with a pool, sorted.
+    pub fn languages(&self) -> Vec<&'static str> {
+        let mut ids: Vec<_> = self.inner.pools.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    fn pool(&self, language: &str) -> Result<&Arc<LanguagePool>, SandboxError> {
+        self.inner.pools.get(language).ok_or_else(|| {
+            SandboxError::rejected(Refusal::UnknownLanguage, format!("no pool for {language}"))
+        })
     }
 
     /// Stops refilling (waiting for warm-ups under way) and destroys every
@@ -251,34 +399,83 @@ impl Pools {
             let _ = handle.await;
         }
         for pool in self.inner.pools.values() {
-            let drained: Vec<WarmContainer> = pool.warm.lock().await.drain(..).collect();
-            for container in drained {
-                container::destroy(&self.inner.engine, &container.id).await;
+            let drained: Vec<Warm> = {
+                let mut warm = pool.warm.lock().await;
+                let drained = warm.drain(..).collect();
+                self.note_size(pool, 0);
+                drained
+            };
+            for warm in drained {
+                waste(&self.inner, pool, warm).await;
             }
             pool.wake.notify_one();
         }
     }
 
-    async fn update_size(&self, pool: &LanguagePool) {
-        let len = pool.warm.lock().await.len();
-        self.inner
-            .metrics
-            .size
-            .with_label_values(&[pool.language.id])
-            .set(i64::try_from(len).unwrap_or(i64::MAX));
+    fn note_size(&self, pool: &LanguagePool, len: usize) {
+        note_size(&self.inner, pool, len);
     }
 }
 
-/// Keeps one language's pool at its target, one container at a time (so a
-/// burst of refills cannot swamp the engine).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Records the queue's length (under its lock, so the two agree).
+fn note_size(inner: &Inner, pool: &LanguagePool, len: usize) {
+    pool.ready.store(len, Ordering::SeqCst);
+    inner
+        .metrics
+        .size
+        .with_label_values(&[pool.language.id])
+        .set(i64::try_from(len).unwrap_or(i64::MAX));
+}
+
+/// Destroys a warm container nobody used, and counts it as waste.
+async fn waste(inner: &Inner, pool: &LanguagePool, warm: Warm) {
+    let held = warm.since.elapsed();
+    pool.counts.wasted.fetch_add(1, Ordering::Relaxed);
+    pool.counts
+        .wasted_ms
+        .fetch_add(millis(held), Ordering::Relaxed);
+    inner
+        .metrics
+        .wasted
+        .with_label_values(&[pool.language.id])
+        .inc();
+    inner
+        .metrics
+        .warm_seconds
+        .with_label_values(&[pool.language.id, "wasted"])
+        .inc_by(held.as_secs_f64());
+    container::destroy(&inner.engine, &warm.container.id).await;
+}
+
+/// Keeps one language's pool at its target: warms one container at a time
+/// (so a burst of refills cannot swamp the engine), and destroys the
+/// newest surplus ones when the target falls (the oldest are kept, to be
+/// used first).
 async fn refill(inner: Arc<Inner>, pool: Arc<LanguagePool>) {
     let mut stopped = inner.stopped.subscribe();
     loop {
         if *stopped.borrow() {
             return;
         }
-        let have = pool.warm.lock().await.len();
         let want = usize::try_from(pool.target.load(Ordering::SeqCst)).unwrap_or(0);
+        let surplus: Vec<Warm> = {
+            let mut warm = pool.warm.lock().await;
+            let surplus: Vec<Warm> = if warm.len() > want {
+                warm.drain(want..).collect()
+            } else {
+                Vec::new()
+            };
+            note_size(&inner, &pool, warm.len());
+            surplus
+        };
+        for warm in surplus {
+            waste(&inner, &pool, warm).await;
+        }
+        let have = pool.ready.load(Ordering::SeqCst);
         if have < want {
             match container::warm(
                 &inner.engine,
@@ -290,20 +487,23 @@ async fn refill(inner: Arc<Inner>, pool: Arc<LanguagePool>) {
             .await
             {
                 Ok(container) => {
-                    if *stopped.borrow() {
-                        container::destroy(&inner.engine, &container.id).await;
-                        return;
-                    }
-                    let len = {
-                        let mut warm = pool.warm.lock().await;
-                        warm.push_back(container);
-                        warm.len()
-                    };
+                    pool.counts.warmed.fetch_add(1, Ordering::Relaxed);
                     inner
                         .metrics
-                        .size
+                        .warmed
                         .with_label_values(&[pool.language.id])
-                        .set(i64::try_from(len).unwrap_or(i64::MAX));
+                        .inc();
+                    let warm = Warm {
+                        container,
+                        since: Instant::now(),
+                    };
+                    if *stopped.borrow() {
+                        waste(&inner, &pool, warm).await;
+                        return;
+                    }
+                    let mut queue = pool.warm.lock().await;
+                    queue.push_back(warm);
+                    note_size(&inner, &pool, queue.len());
                 }
                 Err(err) => {
                     inner

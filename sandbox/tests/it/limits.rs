@@ -96,7 +96,6 @@ async fn warm_pool_serves_hot_and_an_empty_pool_serves_cold() {
         if sb
             .pools()
             .sizes()
-            .await
             .iter()
             .any(|(id, size, _)| *id == "python" && *size >= 1)
         {
@@ -118,5 +117,25 @@ async fn warm_pool_serves_hot_and_an_empty_pool_serves_cold() {
         sandbox::pool::POOL_TARGET_MAX
     );
     sb.pools().set_target("python", 0).await.expect("target");
+    let before = sb.pools().stats("python").expect("stats");
+    assert_eq!(
+        (before.hot, before.cold, before.target),
+        (1, 1, 0),
+        "{before:?}"
+    );
     sb.shutdown().await;
+    // Every container warmed was used or destroyed unused, and counted.
+    let after = sb.pools().stats("python").expect("stats");
+    assert_eq!(after.warm, 0, "{after:?}");
+    assert!(after.warmed >= 1, "{after:?}");
+    assert_eq!(after.warmed, after.hot + after.wasted, "{after:?}");
+    assert!(sb.pools().stats("cobol").is_err());
+    assert_eq!(
+        sb.pools().container_memory_mb("python").expect("memory"),
+        256 + sandbox::LANGUAGES
+            .iter()
+            .find(|l| l.id == "python")
+            .expect("python")
+            .memory_headroom_mb
+    );
 }
