@@ -251,6 +251,24 @@ pub struct EdgeConfig {
     /// Longest window fault rules may be given (`for_ms` of
     /// `PUT /api/v1/operator/faults`).
     pub fault_window_ms_max: u64,
+    /// How the pool actors decide warm targets: `fixed` (the
+    /// `sandbox.pool_target` only), `reactive` (and the rate observed
+    /// here) or `predictive` (and the timetable's plan).
+    pub pool_policy: actors::pool::Policy,
+    /// How often each pool actor decides its target again.
+    pub pool_tick_ms: u64,
+    /// Half-life of the smoothing of the observed run rate.
+    pub pool_observed_half_life_ms: u64,
+    /// Seconds of the observed rate a pool holds warm (in ms).
+    pub pool_reactive_horizon_ms: u64,
+    /// Most warm containers this node holds across languages.
+    pub pool_warm_containers_max: u32,
+    /// Most memory (the containers' limits, MB) warm containers hold
+    /// across languages.
+    pub pool_warm_memory_mb_max: u64,
+    /// How often the edge fetches its region's pool plan from the control
+    /// plane (`GET /api/v1/sandbox/plan`).
+    pub pool_plan_refresh_ms: u64,
     /// Where the operator console finds the drill API of the `lyceum dev`
     /// supervisor that runs this edge (`GET /api/v1/node` names it as
     /// `drills_url`). `lyceum dev` sets it when `dev.chaos` is on; empty
@@ -296,12 +314,23 @@ impl Default for EdgeConfig {
             drills_url: String::new(),
             pool_override_ms_max: 3_600_000,
             fault_window_ms_max: 3_600_000,
+            pool_policy: actors::pool::Policy::Predictive,
+            pool_tick_ms: 1_000,
+            pool_observed_half_life_ms: 30_000,
+            pool_reactive_horizon_ms: 10_000,
+            pool_warm_containers_max: 64,
+            pool_warm_memory_mb_max: 16_384,
+            pool_plan_refresh_ms: 60_000,
             control_plane_service_key: String::new(),
             outbox_retry_max_ms: 30_000,
             submission_confirm_wait_ms: 3_000,
         }
     }
 }
+
+/// Shortest `edge.pool_tick_ms`: pool actors deciding more often than this
+/// would only load the engine with target changes.
+pub const POOL_TICK_MS_MIN: u64 = 10;
 
 /// How far above the gossip port the actor transport listens when
 /// `edge.actor_listen` is empty.
@@ -554,6 +583,12 @@ impl Config {
             ("edge.outbox_retry_max_ms", edge.outbox_retry_max_ms),
             ("edge.pool_override_ms_max", edge.pool_override_ms_max),
             ("edge.fault_window_ms_max", edge.fault_window_ms_max),
+            ("edge.pool_tick_ms", edge.pool_tick_ms),
+            (
+                "edge.pool_observed_half_life_ms",
+                edge.pool_observed_half_life_ms,
+            ),
+            ("edge.pool_plan_refresh_ms", edge.pool_plan_refresh_ms),
         ] {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1"));
@@ -589,6 +624,12 @@ impl Config {
             return Err(ConfigError::invalid(
                 "edge.drills_url",
                 "must be an http:// or https:// URL, or empty",
+            ));
+        }
+        if edge.pool_tick_ms < POOL_TICK_MS_MIN {
+            return Err(ConfigError::invalid(
+                "edge.pool_tick_ms",
+                format!("must be at least {POOL_TICK_MS_MIN}"),
             ));
         }
         if edge.test_drop_reports > 0 && !cfg!(debug_assertions) {

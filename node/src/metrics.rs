@@ -69,6 +69,8 @@ pub const GAUGE_UNITS: &[&str] = &[
     "containers",
     "classes",
     "reports",
+    // A rate: `_runs_per_minute`.
+    "minute",
 ];
 
 /// Every metric family in a Prometheus text exposition whose name breaks

@@ -189,6 +189,18 @@ impl Pools {
                     .with_label_values(&[lang.id])
                     .set(i64::from(target));
                 metrics.size.with_label_values(&[lang.id]).set(0);
+                // Every series exists from the start, at zero.
+                metrics.warmed.with_label_values(&[lang.id]).reset();
+                metrics.wasted.with_label_values(&[lang.id]).reset();
+                for fate in ["used", "wasted"] {
+                    metrics
+                        .warm_seconds
+                        .with_label_values(&[lang.id, fate])
+                        .reset();
+                }
+                for kind in ["hot", "cold"] {
+                    metrics.starts.with_label_values(&[lang.id, kind]).reset();
+                }
                 (
                     lang.id,
                     Arc::new(LanguagePool {

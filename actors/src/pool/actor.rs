@@ -379,17 +379,78 @@ impl<P: WarmPool> Actor for PoolActor<P> {
     }
 }
 
+/// A running pool actor, for the node's routes and plan follower: calls
+/// with a timeout, so a stuck actor is an error and not a hung request.
+#[derive(Clone)]
+pub struct PoolHandle(ActorRef<PoolMessage>);
+
+fn millis(timeout: Duration) -> u64 {
+    u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl PoolHandle {
+    /// The actor's status.
+    ///
+    /// # Errors
+    /// [`ActorsError::Call`] when it does not answer within `timeout`.
+    pub async fn status(&self, timeout: Duration) -> Result<PoolStatus, ActorsError> {
+        ractor::call_t!(self.0, PoolMessage::Status, millis(timeout))
+            .map_err(|err| ActorsError::Call(err.to_string()))
+    }
+
+    /// An operator's target, for good or `for_ms`: the status after it
+    /// and, if temporary, the target it goes back to.
+    ///
+    /// # Errors
+    /// [`ActorsError::Call`] when it does not answer within `timeout`.
+    pub async fn set_override(
+        &self,
+        target: u32,
+        for_ms: Option<u64>,
+        timeout: Duration,
+    ) -> Result<(PoolStatus, Option<u32>), ActorsError> {
+        ractor::call_t!(
+            self.0,
+            |reply| PoolMessage::Override {
+                target,
+                for_ms,
+                reply
+            },
+            millis(timeout)
+        )
+        .map_err(|err| ActorsError::Call(err.to_string()))
+    }
+
+    /// Clears an operator's target: the status after it.
+    ///
+    /// # Errors
+    /// [`ActorsError::Call`] when it does not answer within `timeout`.
+    pub async fn clear_override(&self, timeout: Duration) -> Result<PoolStatus, ActorsError> {
+        ractor::call_t!(self.0, PoolMessage::ClearOverride, millis(timeout))
+            .map_err(|err| ActorsError::Call(err.to_string()))
+    }
+
+    /// Hands the actor a new plan.
+    pub fn plan(&self, plan: Arc<PoolPlan>) {
+        // An actor that stopped is gone with the node.
+        let _gone = self.0.cast(PoolMessage::Plan(plan));
+    }
+
+    /// Stops the actor (it leaves its group).
+    pub fn stop(&self) {
+        self.0.stop(None);
+    }
+}
+
 /// Starts the pool actor of `args.language`, in its group.
 ///
 /// # Errors
 /// [`ActorsError`] when the actor cannot start.
-pub async fn start_pool_actor<P: WarmPool>(
-    args: PoolArgs<P>,
-) -> Result<ActorRef<PoolMessage>, ActorsError> {
+pub async fn start_pool_actor<P: WarmPool>(args: PoolArgs<P>) -> Result<PoolHandle, ActorsError> {
     let (actor, _handle) = Actor::spawn(None, PoolActor::<P>::default(), args)
         .await
         .map_err(|err| ActorsError::Spawn(err.to_string()))?;
-    Ok(actor)
+    Ok(PoolHandle(actor))
 }
 
 #[cfg(test)]
@@ -445,7 +506,7 @@ mod tests {
         policy: Policy,
         budget: Budget,
         plan: Option<Arc<PoolPlan>>,
-    ) -> (ActorRef<PoolMessage>, Counted) {
+    ) -> (PoolHandle, Counted) {
         let pool = Counted::default();
         let args = PoolArgs {
             pool: pool.clone(),
@@ -467,8 +528,10 @@ mod tests {
         (start_pool_actor(args).await.expect("start"), pool)
     }
 
-    async fn status(actor: &ActorRef<PoolMessage>) -> PoolStatus {
-        ractor::call!(actor, PoolMessage::Status).expect("status")
+    const WAIT: Duration = Duration::from_secs(5);
+
+    async fn status(actor: &PoolHandle) -> PoolStatus {
+        actor.status(WAIT).await.expect("status")
     }
 
     /// Lets the actor's ticks run `secs` seconds of paused time.
@@ -507,7 +570,7 @@ mod tests {
             (1, None),
             "past the plan: {after:?}"
         );
-        actor.stop(None);
+        actor.stop();
     }
 
     #[tokio::test(start_paused = true)]
@@ -519,12 +582,10 @@ mod tests {
         )
         .await;
         assert_eq!(status(&actor).await.target, 4);
-        let (held, restores) = ractor::call!(actor, |reply| PoolMessage::Override {
-            target: 0,
-            for_ms: Some(30_000),
-            reply
-        })
-        .expect("override");
+        let (held, restores) = actor
+            .set_override(0, Some(30_000), WAIT)
+            .await
+            .expect("override");
         assert_eq!(
             (held.target, held.source, restores),
             (0, Source::Operator, Some(4))
@@ -539,28 +600,21 @@ mod tests {
             (4, Source::Plan, None)
         );
         // For good, until cleared.
-        let (kept, restores) = ractor::call!(actor, |reply| PoolMessage::Override {
-            target: 9,
-            for_ms: None,
-            reply
-        })
-        .expect("override");
+        let (kept, restores) = actor.set_override(9, None, WAIT).await.expect("override");
         assert_eq!((kept.target, restores), (9, None));
         pass(120).await;
         assert_eq!(status(&actor).await.target, 9);
         // A temporary one on top goes back to it.
-        let (_, restores) = ractor::call!(actor, |reply| PoolMessage::Override {
-            target: 2,
-            for_ms: Some(1_000),
-            reply
-        })
-        .expect("override");
+        let (_, restores) = actor
+            .set_override(2, Some(1_000), WAIT)
+            .await
+            .expect("override");
         assert_eq!(restores, Some(9));
         pass(2).await;
         assert_eq!(status(&actor).await.target, 9);
-        let cleared = ractor::call!(actor, PoolMessage::ClearOverride).expect("clear");
+        let cleared = actor.clear_override(WAIT).await.expect("clear");
         assert_eq!((cleared.target, cleared.source), (4, Source::Plan));
-        actor.stop(None);
+        actor.stop();
     }
 
     #[tokio::test(start_paused = true)]
@@ -576,10 +630,10 @@ mod tests {
         assert_eq!(busy.source, Source::Observed, "{busy:?}");
         assert!((19..=21).contains(&busy.target), "{busy:?}");
         // The plan is not read under `reactive`.
-        let _ = actor.cast(PoolMessage::Plan(plan(vec![50; 10])));
+        actor.plan(plan(vec![50; 10]));
         pass(1).await;
         assert!(status(&actor).await.target < 50);
-        actor.stop(None);
+        actor.stop();
 
         // The budget: 3 containers of 300 MB at most.
         let (capped, pool) = start(
@@ -591,6 +645,6 @@ mod tests {
         let s = status(&capped).await;
         assert_eq!((s.target, s.wanted, s.budget_capped), (3, 8, true), "{s:?}");
         assert_eq!(pool.target.load(Ordering::SeqCst), 3);
-        capped.stop(None);
+        capped.stop();
     }
 }

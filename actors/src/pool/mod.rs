@@ -18,7 +18,8 @@ pub mod plan;
 pub mod policy;
 
 pub use actor::{
-    start_pool_actor, PoolActor, PoolArgs, PoolMessage, PoolMetrics, PoolStatus, WarmPool,
+    start_pool_actor, PoolActor, PoolArgs, PoolHandle, PoolMessage, PoolMetrics, PoolStatus,
+    WarmPool,
 };
 pub use budget::Budget;
 pub use plan::{LanguagePlan, PoolPlan};

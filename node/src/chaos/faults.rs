@@ -472,6 +472,13 @@ impl Faults {
         send(request, &self.operator, "the edge").await.map(drop)
     }
 
+    async fn clear_pool(&self, edge: &str, language: &str) -> Result<(), String> {
+        let request = self
+            .http
+            .delete(format!("{edge}/api/v1/sandbox/pools/{language}"));
+        send(request, &self.operator, "the edge").await.map(drop)
+    }
+
     /// Heals the fault of `id` (idempotent); the detail, or why not.
     pub(super) async fn heal(&self, drill: &Drill, id: u32) -> Result<String, String> {
         let fault = find(drill, id)?;
@@ -494,12 +501,16 @@ impl Faults {
                     .ok()
                     .and_then(|mut d| d.remove(&id))
                     .unwrap_or_default();
-                for (language, target) in &restore {
-                    self.put_pool(&edge, language, &serde_json::json!({"target": target}))
-                        .await?;
+                // Clearing the drill's target gives each pool back to its
+                // policy (which may want another target than before).
+                for (language, _) in &restore {
+                    self.clear_pool(&edge, language).await?;
                 }
-                let what: Vec<String> = restore.iter().map(|(l, t)| format!("{l} {t}")).collect();
-                Ok(format!("edge-{region} pools restored: {}", what.join(", ")))
+                let what: Vec<String> = restore.iter().map(|(l, _)| l.clone()).collect();
+                Ok(format!(
+                    "edge-{region} pools back to their policy: {}",
+                    what.join(", ")
+                ))
             }
             FaultAction::DatabaseDown => {
                 self.call("database/up", None).await?;

@@ -26,6 +26,7 @@ mod http;
 pub mod identity;
 mod keys;
 mod live;
+mod pools;
 mod router;
 mod routes;
 mod runs;

@@ -45,7 +45,7 @@ pub(crate) fn router(state: EdgeState) -> Router {
         .route("/api/v1/sandbox/pools", get(operator::pool_sizes))
         .route(
             "/api/v1/sandbox/pools/{language}",
-            put(operator::set_pool_target),
+            put(operator::set_pool_target).delete(operator::clear_pool_target),
         )
         .with_state(state)
 }

@@ -12,6 +12,7 @@ use crate::edge::faults::FaultRules;
 use crate::edge::identity::NodeIdentity;
 use crate::edge::keys::KeyCache;
 use crate::edge::live::gateway::Gateway;
+use crate::edge::pools::PoolControl;
 use crate::edge::runs::RunService;
 use crate::outbox::Queue;
 use crate::store::runs::RunStore;
@@ -50,6 +51,8 @@ pub(crate) struct EdgeState {
     pub(crate) grading: Grading,
     /// Cap on `?limit=` of list requests.
     pub(crate) list_page_max: u32,
+    /// The sandbox-pool actors, the node's budget and the plan.
+    pub(crate) pools: Arc<PoolControl>,
     /// Longest temporary pool target (`edge.pool_override_ms_max`).
     pub(crate) pool_override_ms_max: u64,
     /// Longest window of fault rules (`edge.fault_window_ms_max`).

@@ -18,6 +18,7 @@ use crate::edge::faults::FaultRules;
 use crate::edge::identity::{edge_dir, keep_generations, open_identity, NodeIdentity};
 use crate::edge::keys::KeyCache;
 use crate::edge::live::gateway::{follow_membership, Gateway, Whereabouts};
+use crate::edge::pools::{follow_plan, PlanSource, PoolControl};
 use crate::edge::router::router;
 use crate::edge::runs::RunService;
 use crate::edge::state::{EdgeState, Grading};
@@ -190,7 +191,38 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
         )
         .context("open the run store")?,
     );
+    let pools = Arc::new(
+        PoolControl::new(
+            actors::pool::PoolSettings {
+                policy: edge.pool_policy,
+                base_target: config.sandbox.pool_target,
+                tick: Duration::from_millis(edge.pool_tick_ms),
+                observed_half_life: Duration::from_millis(edge.pool_observed_half_life_ms),
+                reactive_horizon: Duration::from_millis(edge.pool_reactive_horizon_ms),
+            },
+            actors::pool::Budget::new(edge.pool_warm_containers_max, edge.pool_warm_memory_mb_max),
+            store.clone(),
+            metrics.registry(),
+        )
+        .context("pool metrics")?,
+    );
+    tasks.spawn(
+        "follow_plan",
+        follow_plan(
+            pools.clone(),
+            PlanSource {
+                client: control_plane_client.clone(),
+                control_plane_url: edge.control_plane_url.clone(),
+                service_key: edge.control_plane_service_key.clone(),
+                region: identity.region.to_string(),
+                every: Duration::from_millis(edge.pool_plan_refresh_ms),
+                link: control_plane_link.clone(),
+            },
+            shutdown.clone(),
+        ),
+    );
     let state = EdgeState {
+        pools: pools.clone(),
         live,
         identity: identity.clone(),
         url: url.clone(),
@@ -306,7 +338,11 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
         config.sandbox.clone(),
         identity.node_id.to_string(),
         state.sandbox.clone(),
-        basics.metrics.registry().clone(),
+        Registries {
+            prefixed: basics.metrics.registry().clone(),
+            full: basics.metrics.component_registry().clone(),
+        },
+        (pools.clone(), identity.region.clone()),
         readiness.clone(),
         shutdown.clone(),
     ));
@@ -333,6 +369,7 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
         });
     }
     server::serve(listener, app, grace, shutdown).await?;
+    pools.stop();
     if let Some(sandbox) = state.sandbox.get() {
         sandbox.shutdown().await;
     }
@@ -426,17 +463,31 @@ async fn start_actors(
     Ok(actors::ActorSystem::start(actor_config).await?)
 }
 
-/// Builds the sandbox image and starts the warm pools, retrying until the
-/// engine answers; the node is not ready before this succeeds.
+/// The process's two metric registries: one that prefixes `lyceum_`, one
+/// for components that name their metrics in full.
+struct Registries {
+    prefixed: prometheus::Registry,
+    full: prometheus::Registry,
+}
+
+/// Builds the sandbox image, starts the warm pools and their actors,
+/// retrying until the engine answers; the node is not ready before this
+/// succeeds.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the wiring hands each part what it needs"
+)]
 async fn start_sandbox(
     edge: EdgeConfig,
     config: sandbox::SandboxConfig,
     owner: String,
     cell: Arc<tokio::sync::OnceCell<sandbox::Sandbox>>,
-    registry: prometheus::Registry,
+    registries: Registries,
+    (pools, region): (Arc<PoolControl>, Region),
     readiness: Readiness,
     shutdown: Shutdown,
 ) {
+    let registry = registries.prefixed;
     let agent = match sandbox::run::lyceum_agent(&owner) {
         Ok(agent) => agent,
         Err(err) => {
@@ -459,6 +510,13 @@ async fn start_sandbox(
                 let languages: Vec<String> =
                     sandbox.languages().into_iter().map(|l| l.id).collect();
                 tracing::info!(?languages, "sandbox ready");
+                if let Err(err) = pools
+                    .start_actors(&sandbox, &region, &registries.full)
+                    .await
+                {
+                    readiness.set("sandbox", Err(format!("pool actors: {err:#}")));
+                    return;
+                }
                 if cell.set(sandbox).is_err() {
                     tracing::error!("sandbox started twice");
                 }

@@ -1,9 +1,10 @@
 //! The edge's sled store. This file holds what every part of it shares:
 //! its error type, and the time stamps written with what it keeps. The run
-//! store ([`runs`]), the outboxes (the `outbox` module beside this one) and
+//! store ([`runs`]), the kept pool plan ([`pool_plan`]), the outboxes (the `outbox` module beside this one) and
 //! the node's identity depend on this file and on nothing of the edge's
 //! wiring; this file imports none of them, so no import runs back up.
 
+pub mod pool_plan;
 pub mod runs;
 
 /// Why the edge's local store failed.

@@ -340,7 +340,7 @@ duration_s = 5
         "{out}"
     );
     assert!(
-        out.contains("edge-eu-west pools restored: python 2"),
+        out.contains("edge-eu-west pools back to their policy: python"),
         "{out}"
     );
     let report_path = std::fs::read_dir(dir.path().join("reports"))

@@ -194,6 +194,43 @@ fn limits_are_checked_at_their_edges() {
         json!({}),
         expect!["invalid configuration: key `live.frame_bytes_max`: must be at least 69632, so a frame holds a 65536 byte source"],
     );
+    // The pool actors' settings.
+    let pools = |c: &Config| {
+        format!(
+            "policy={:?} tick={} budget={}/{}",
+            c.edge.pool_policy,
+            c.edge.pool_tick_ms,
+            c.edge.pool_warm_containers_max,
+            c.edge.pool_warm_memory_mb_max
+        )
+    };
+    check_ok(
+        Some("[edge]\npool_policy = \"reactive\"\npool_tick_ms = 10\npool_warm_containers_max = 0\npool_warm_memory_mb_max = 0\n"),
+        &[],
+        json!({}),
+        pools,
+        expect!["policy=Reactive tick=10 budget=0/0"],
+    );
+    check_err(
+        Some("[edge]\npool_policy = \"psychic\"\n"),
+        &[],
+        json!({}),
+        expect!["invalid configuration: key `edge.pool_policy` (in $DIR/lyceum.toml): unknown variant: found `psychic`, expected `one of `fixed`, `reactive`, `predictive``"],
+    );
+    check_err(
+        Some("[edge]\npool_tick_ms = 9\n"),
+        &[],
+        json!({}),
+        expect!["invalid configuration: key `edge.pool_tick_ms`: must be at least 10"],
+    );
+    for key in ["pool_observed_half_life_ms", "pool_plan_refresh_ms"] {
+        let text = format!("[edge]\n{key} = 0\n");
+        let err = load(Some(&text), &[], json!({})).expect_err("zero is refused");
+        assert!(
+            err.contains(&format!("edge.{key}")) && err.contains("at least 1"),
+            "{err}"
+        );
+    }
     check_ok(
         Some("[http]\nrequests_in_flight_max = 1\n"),
         &[],

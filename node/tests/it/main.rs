@@ -21,3 +21,4 @@ mod partition;
 mod run_cli;
 mod support;
 mod tidy;
+mod warm_pools;

@@ -17,24 +17,83 @@ use serde_json::json;
 use crate::edge::extract::{Caller, Operator};
 use crate::edge::faults::FaultRules;
 use crate::edge::http::{sandbox_starting, store_failure};
+use crate::edge::pools::PoolError;
 use crate::edge::state::EdgeState;
 use crate::server::error_response;
 use crate::store::StoreError;
 
-/// `GET /api/v1/sandbox/pools`: warm containers and targets per language;
-/// any signed-in caller.
+/// `GET /api/v1/sandbox/pools`: per language, the warm containers and the
+/// target the pool warms to now (`{"pools": [{"language", "warm",
+/// "target", ...}]}`), with who set it, the plan's and the observed
+/// demand, and the pool's counts since start; the node's policy, budget
+/// and plan beside. Any signed-in caller.
 pub(crate) async fn pool_sizes(State(state): State<EdgeState>, _: Caller) -> Response {
     let Some(sandbox) = state.sandbox.get() else {
         return sandbox_starting();
     };
-    let pools: Vec<_> = sandbox
-        .pools()
-        .sizes()
-        .await
+    let statuses = match state.pools.statuses().await {
+        Ok(statuses) => statuses,
+        Err(err) => return pool_error(&err),
+    };
+    let pools: Vec<_> = statuses
         .into_iter()
-        .map(|(language, warm, target)| json!({"language": language, "warm": warm, "target": target}))
+        .filter_map(|status| {
+            let stats = sandbox.pools().stats(&status.language).ok()?;
+            Some(json!({
+                "language": status.language,
+                "warm": stats.warm,
+                "target": stats.target,
+                "wanted": status.wanted,
+                "source": status.source,
+                "budget_capped": status.budget_capped,
+                "planned": status.planned,
+                "planned_runs_per_minute": status.planned_runs_per_minute,
+                "observed_runs_per_minute": status.observed_runs_per_minute,
+                "operator_target": status.operator_target,
+                "operator_until": status.operator_until_ms.map(rfc3339_of_ms),
+                "hot": stats.hot,
+                "cold": stats.cold,
+                "warmed": stats.warmed,
+                "wasted": stats.wasted,
+                "used_warm_seconds": stats.used_warm_ms as f64 / 1000.0,
+                "wasted_warm_seconds": stats.wasted_warm_ms as f64 / 1000.0,
+            }))
+        })
         .collect();
-    Json(json!({"pools": pools})).into_response()
+    Json(json!({
+        "pools": pools,
+        "policy": state.pools.policy(),
+        "budget": state.pools.budget_view(),
+        "plan": state.pools.plan_view(),
+    }))
+    .into_response()
+}
+
+fn rfc3339_of_ms(ms: u64) -> String {
+    i128::from(ms)
+        .checked_mul(1_000_000)
+        .and_then(|ns| time::OffsetDateTime::from_unix_timestamp_nanos(ns).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+fn pool_error(err: &PoolError) -> Response {
+    match err {
+        PoolError::Starting => sandbox_starting(),
+        PoolError::UnknownLanguage(_) => error_response(
+            StatusCode::NOT_FOUND,
+            ErrorCode::UnknownLanguage,
+            &err.to_string(),
+        ),
+        PoolError::Actor(..) => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            &err.to_string(),
+        ),
+    }
 }
 
 /// Body of `PUT /api/v1/sandbox/pools/{language}`.
@@ -49,19 +108,10 @@ pub(crate) struct PoolTarget {
     for_ms: Option<u64>,
 }
 
-/// The target a language's pool has now.
-async fn current_target(sandbox: &sandbox::Sandbox, language: &str) -> Option<u32> {
-    sandbox
-        .pools()
-        .sizes()
-        .await
-        .into_iter()
-        .find(|(name, _, _)| *name == language)
-        .map(|(_, _, target)| target)
-}
-
-/// `PUT /api/v1/sandbox/pools/{language}`: sets a language's warm pool
-/// target, for good or (`for_ms`) for a while; operators only.
+/// `PUT /api/v1/sandbox/pools/{language}`: an operator's target for a
+/// language's pool, which wins over the plan and the observed rate until
+/// cleared (`DELETE`) or, with `for_ms`, for a while; the node's budget
+/// still caps it. Operators only.
 pub(crate) async fn set_pool_target(
     State(state): State<EdgeState>,
     axum::extract::Path(language): axum::extract::Path<String>,
@@ -83,36 +133,50 @@ pub(crate) async fn set_pool_target(
             &format!("for_ms must be 1 to {max} (edge.pool_override_ms_max)"),
         );
     }
-    let Some(sandbox) = state.sandbox.get() else {
+    if state.sandbox.get().is_none() {
         return sandbox_starting();
-    };
-    let previous = current_target(sandbox, &language).await;
-    match sandbox.pools().set_target(&language, body.target).await {
-        Ok(target) => {
-            let mut answer = json!({"language": language, "target": target});
-            if let (Some(ms), Some(previous)) = (body.for_ms, previous) {
+    }
+    match state
+        .pools
+        .set_override(&language, body.target, body.for_ms)
+        .await
+    {
+        Ok((status, restores_to)) => {
+            let mut answer = json!({
+                "language": language,
+                "target": status.target,
+                "source": status.source,
+                "budget_capped": status.budget_capped,
+            });
+            if let (Some(ms), Some(previous)) = (body.for_ms, restores_to) {
                 answer["restores_to"] = json!(previous);
                 answer["restores_in_ms"] = json!(ms);
-                let sandbox = sandbox.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-                    if current_target(&sandbox, &language).await == Some(target) {
-                        tracing::info!(
-                            language,
-                            target = previous,
-                            "a pool's temporary target ended"
-                        );
-                        let _ = sandbox.pools().set_target(&language, previous).await;
-                    }
-                });
             }
             Json(answer).into_response()
         }
-        Err(err) => error_response(
-            StatusCode::NOT_FOUND,
-            ErrorCode::UnknownLanguage,
-            &err.to_string(),
-        ),
+        Err(err) => pool_error(&err),
+    }
+}
+
+/// `DELETE /api/v1/sandbox/pools/{language}`: clears an operator's target,
+/// so the pool follows its policy again. Operators only.
+pub(crate) async fn clear_pool_target(
+    State(state): State<EdgeState>,
+    axum::extract::Path(language): axum::extract::Path<String>,
+    _: Operator,
+) -> Response {
+    if state.sandbox.get().is_none() {
+        return sandbox_starting();
+    }
+    match state.pools.clear_override(&language).await {
+        Ok(status) => Json(json!({
+            "language": language,
+            "target": status.target,
+            "source": status.source,
+            "budget_capped": status.budget_capped,
+        }))
+        .into_response(),
+        Err(err) => pool_error(&err),
     }
 }
 
