@@ -219,7 +219,8 @@ async fn learned(
     Ok(rates)
 }
 
-/// Runs per whole minute before `now_minute`, per region and language.
+/// Runs per whole minute before `now_minute`, per region and language:
+/// the observed rate's input.
 async fn observed(
     db: &Db,
     scope: Scope<'_>,
@@ -228,7 +229,18 @@ async fn observed(
     now_minute: i64,
 ) -> Result<BTreeMap<(String, String), Vec<(i64, u64)>>, TimetableError> {
     let from = (now_minute - OBSERVED_HALF_LIVES * i64::from(half_life_minutes)) * MINUTE_MS;
-    let to = now_minute * MINUTE_MS;
+    runs_per_minute(db, scope, region, from, now_minute * MINUTE_MS).await
+}
+
+/// Runs recorded per minute in `[from, to)` (unix ms), per region and
+/// language.
+async fn runs_per_minute(
+    db: &Db,
+    scope: Scope<'_>,
+    region: Option<&str>,
+    from: i64,
+    to: i64,
+) -> Result<BTreeMap<(String, String), Vec<(i64, u64)>>, TimetableError> {
     let mut sql = String::from(
         "SELECT region, language, recorded_at / 60000 AS minute, COUNT(*) AS runs \
          FROM submissions WHERE recorded_at >= $1 AND recorded_at < $2",
@@ -315,14 +327,23 @@ pub async fn forecast(
     )
     .await?;
 
+    // What actually ran in the window's past minutes (the current one so
+    // far), to set beside the forecast.
+    let actual_end = ((now_minute + 1) * MINUTE_MS).min(to_minute * MINUTE_MS);
+    let actual = if actual_end > from_minute * MINUTE_MS {
+        runs_per_minute(db, scope, region, from_minute * MINUTE_MS, actual_end).await?
+    } else {
+        BTreeMap::new()
+    };
     let mut regions: Vec<String> = sessions.iter().map(|s| s.region.clone()).collect();
     regions.extend(observed_counts.keys().map(|(r, _)| r.clone()));
+    regions.extend(actual.keys().map(|(r, _)| r.clone()));
     regions.sort();
     regions.dedup();
     let mut series = Vec::new();
     for r in &regions {
         let mut plan = forecast::planned(&sessions, &learned, &params.shape, r, from_minute, span);
-        for ((region_seen, language), _) in observed_counts.iter() {
+        for (region_seen, language) in observed_counts.keys().chain(actual.keys()) {
             if region_seen == r {
                 plan.entry(language.clone())
                     .or_insert_with(|| vec![0.0; span]);
@@ -334,7 +355,7 @@ pub async fn forecast(
                 .map_or(0.0, |counts| {
                     forecast::observed_rate(counts, now_minute, params.half_life_minutes)
                 });
-            series.push(forecast::series(
+            let mut item = forecast::series(
                 r,
                 &language,
                 &planned,
@@ -342,7 +363,16 @@ pub async fn forecast(
                 &params.capacity,
                 from_minute,
                 minutes,
-            ));
+            );
+            forecast::set_actual(
+                &mut item,
+                actual
+                    .get(&(r.clone(), language.clone()))
+                    .map_or(&[], Vec::as_slice),
+                from_minute,
+                now_minute,
+            );
+            series.push(item);
         }
     }
     Ok(Forecast {

@@ -82,6 +82,9 @@ pub struct MinuteForecast {
     /// The warm target of the planned runs alone: what the control plane
     /// sends edges ([`PoolPlan`]), which add their own observed rate.
     pub planned_target: u32,
+    /// Runs recorded in this minute, for minutes up to now (the current
+    /// one so far); `null` for minutes still ahead.
+    pub actual_runs: Option<u64>,
 }
 
 /// One region and language over the window.
@@ -217,8 +220,21 @@ pub fn series(
                 expected_runs: expected[i],
                 warm_target: targets[i],
                 planned_target: planned_targets[i],
+                actual_runs: None,
             })
             .collect(),
+    }
+}
+
+/// Sets the runs recorded (`counts`: minute, runs) beside each minute of
+/// `series` up to `now_minute`; minutes after it stay `None`.
+pub fn set_actual(series: &mut Series, counts: &[(i64, u64)], from_minute: i64, now_minute: i64) {
+    let by_minute: BTreeMap<i64, u64> = counts.iter().copied().collect();
+    for (i, minute) in series.minutes.iter_mut().enumerate() {
+        let at = from_minute + i64::try_from(i).unwrap_or(i64::MAX);
+        if at <= now_minute {
+            minute.actual_runs = Some(by_minute.get(&at).copied().unwrap_or(0));
+        }
     }
 }
 

@@ -1010,6 +1010,32 @@ async fn the_forecast_learns_a_course_rate_and_meets_unplanned_demand() {
             "a pool is kept warm for unplanned demand: {answer}"
         );
         assert_eq!(minutes(&answer).len(), 360, "six hours by default");
+        assert_eq!(
+            series["minutes"][0]["actual_runs"], 0,
+            "none yet this minute"
+        );
+        assert_eq!(series["minutes"][1]["actual_runs"], Value::Null, "ahead");
+
+        // Forecast against actual: the window's past minutes carry the runs
+        // recorded in them.
+        let from = control_plane::timetables::model::rfc3339_utc(now - 10 * 60_000);
+        let to = control_plane::timetables::model::rfc3339_utc(now + 5 * 60_000);
+        let (status, answer) = s
+            .get(&format!(
+                "/api/v1/forecast?region=eu-west&from={from}&to={to}"
+            ))
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        let actual: Vec<Value> = answer["series"][0]["minutes"]
+            .as_array()
+            .expect("minutes")
+            .iter()
+            .map(|m| m["actual_runs"].clone())
+            .collect();
+        let mut want = vec![json!(20); 10];
+        want.push(json!(0));
+        want.extend([Value::Null, Value::Null, Value::Null, Value::Null]);
+        assert_eq!(actual, want, "{answer}");
         s.done().await;
     }
 }
