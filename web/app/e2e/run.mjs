@@ -331,6 +331,24 @@ async function main() {
   await page.setViewportSize({ width: 1100, height: 800 })
   step('rtl and phone layouts captured')
 
+  // A timetable for the warm pools: a python class in every region, from
+  // 20 minutes from now for an hour, imported by the instructor (through
+  // the API: this run does not drive the timetables page), so every
+  // region's forecast has a series whatever ran there so far.
+  const utcMinute = (ms) => new Date(ms).toISOString().slice(0, 16).replace('T', ' ')
+  const classStart = Math.ceil(Date.now() / 60_000) * 60_000 + 20 * 60_000
+  const timetable = ['title,start,end,time_zone,region,languages,learners',
+    ...c.edges.map((e) => `Warm pools ${e.region},${utcMinute(classStart)},${utcMinute(classStart + 3_600_000)},UTC,${e.region},python,30`)].join('\n')
+  const imported = await fetch(`${c.control_plane.url}/api/v1/timetables?name=${encodeURIComponent('e2e warm pools')}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${c.tokens.instructor}`, 'content-type': 'text/csv' },
+    body: `${timetable}\n`,
+  })
+  if (!imported.ok) throw new Error(`timetable import: ${imported.status} ${await imported.text()}`)
+  const importedEvents = (await imported.json()).events?.length
+  if (importedEvents !== c.edges.length) throw new Error(`the timetable imported ${importedEvents} events, not ${c.edges.length}`)
+  step(`timetable: a python class in each of ${c.edges.length} regions from ${utcMinute(classStart)} UTC`)
+
   // The operator: the seeded operator account sees every edge's gossip
   // view (all three alive), warm pools and abuse events.
   await page.getByRole('button', { name: 'Sign out' }).click()
@@ -365,8 +383,23 @@ async function main() {
     await Promise.all(c.edges.map(pythonRun))
     await charted(round)
   }
+  // Warm pools and forecast: every edge's python pool names who set its
+  // target, the edge's policy and budget are shown, and its region's chart
+  // draws the python forecast (the timetable above). Which source wins and
+  // how many runs there were depends on timing, so only that they are
+  // there is checked.
+  await page.waitForFunction((edges) => {
+    const cards = [...document.querySelectorAll('[data-edge]')]
+    const sources = ['operator', 'plan', 'observed', 'base']
+    return cards.length === edges && cards.every((card) => {
+      const row = card.querySelector('[data-testid=pools] tr[data-language=python]')
+      const chart = card.querySelector('[data-testid=pool-chart]')
+      return sources.includes(row?.dataset.source) && card.querySelector('[data-testid=pool-policy]')
+        && chart?.querySelector('option[value=python]') && Number(chart.dataset.points) > 0 && chart.querySelector('canvas')
+    })
+  }, c.edges.length, { timeout: 60_000 })
   await shot('08-operator-fleet')
-  step('operator fleet: three edges, each sees three alive; pools with hot/cold starts; request and run latency charted per edge')
+  step('operator fleet: three edges, each sees three alive; pools with hot/cold starts and who set each target; the forecast charted per region; request and run latency charted per edge')
   await page.getByRole('link', { name: 'Tenants' }).click()
   await page.waitForURL('**/operator/tenants')
   // The dev tenant: the three dev accounts and Ada, who joined it at sign-up.

@@ -10,7 +10,12 @@ export interface MinuteForecast {
   at: string
   planned_runs: number
   expected_runs: number
+  /** Warm containers wanted at the minute's start: the planned runs and the observed rate. */
   warm_target: number
+  /** The warm target of the planned runs alone: what the control plane sends edges, which add the rate they observe. */
+  planned_target: number
+  /** Runs recorded in the minute, for minutes up to now (the current one so far); null for minutes ahead. */
+  actual_runs: number | null
 }
 
 /** One region and language over the window. */
@@ -133,4 +138,126 @@ export function bucketLabel(startMs: number, locale: string, timeZone?: string):
 /** Rounds a rate to one decimal for reading (runs per minute are fractional). */
 export function roundRate(n: number): number {
   return Math.round(n * 10) / 10
+}
+
+// The operator's fleet page sets the forecast beside what ran: the last
+// hour and the next two, minute by minute (180 points a series, few enough
+// to draw without downsampling).
+
+/** Minutes the fleet page shows before the current one: the last hour, where forecast meets what ran. */
+export const PAST_MINUTES = 60
+/** Minutes it shows from the current one on: the next two hours, what the pools warm for. */
+export const AHEAD_MINUTES = 120
+
+/**
+ * The window from `past` minutes before the current minute's start to
+ * `ahead` minutes after it (the current minute is the `past`-th, from 0),
+ * on whole minutes as the control plane counts them.
+ */
+export function aroundWindow(nowMs: number, past: number = PAST_MINUTES, ahead: number = AHEAD_MINUTES): { from: string; to: string } {
+  const minute = Math.floor(nowMs / MINUTE_MS) * MINUTE_MS
+  return { from: new Date(minute - past * MINUTE_MS).toISOString(), to: new Date(minute + ahead * MINUTE_MS).toISOString() }
+}
+
+/** One series minute by minute, as the fleet page draws it. */
+export interface MinuteChart {
+  /** Each minute's start (unix ms), in time order. */
+  times: number[]
+  /** Expected runs, one decimal. */
+  expected: number[]
+  /** Planned runs, one decimal. */
+  planned: number[]
+  /** Runs recorded; null for minutes ahead (a gap, not a zero). */
+  actual: (number | null)[]
+  warmTarget: number[]
+  plannedTarget: number[]
+  /** Index of the minute holding `nowMs`; undefined when the window does not hold it. */
+  nowIndex?: number
+}
+
+/**
+ * A series' minutes in time order, rates rounded for reading, minutes whose
+ * `at` does not parse left out. The current minute is found by the clock
+ * rather than by the last minute with actual runs, so it moves on between
+ * two readings of the forecast.
+ */
+export function minuteChart(minutes: MinuteForecast[], nowMs: number): MinuteChart {
+  const sorted = minutes
+    .map((m) => ({ m, at: Date.parse(m.at) }))
+    .filter((x) => !Number.isNaN(x.at))
+    .sort((a, b) => a.at - b.at)
+  const index = sorted.findIndex((x) => x.at <= nowMs && nowMs < x.at + MINUTE_MS)
+  return {
+    times: sorted.map((x) => x.at),
+    expected: sorted.map((x) => roundRate(x.m.expected_runs)),
+    planned: sorted.map((x) => roundRate(x.m.planned_runs)),
+    actual: sorted.map((x) => x.m.actual_runs ?? null),
+    warmTarget: sorted.map((x) => x.m.warm_target),
+    plannedTarget: sorted.map((x) => x.m.planned_target),
+    nowIndex: index < 0 ? undefined : index,
+  }
+}
+
+/** Runs expected and recorded over the whole minutes before now, to set one beside the other. */
+export interface PastTotals {
+  expected: number
+  actual: number
+  /** Minutes counted (the current minute is not: it is still running). */
+  minutes: number
+}
+
+/** Sums the finished minutes of a series that carry actual runs (those before `nowMs`). */
+export function pastTotals(minutes: MinuteForecast[], nowMs: number): PastTotals {
+  const out: PastTotals = { expected: 0, actual: 0, minutes: 0 }
+  for (const m of minutes) {
+    const at = Date.parse(m.at)
+    // No actual runs: a minute ahead (null), or a control plane that does not send them (absent).
+    if (Number.isNaN(at) || at + MINUTE_MS > nowMs || m.actual_runs === null || m.actual_runs === undefined) continue
+    out.expected += m.expected_runs
+    out.actual += m.actual_runs
+    out.minutes += 1
+  }
+  out.expected = roundRate(out.expected)
+  return out
+}
+
+/** The series of one region, by language. */
+export function seriesOf(forecast: Pick<Forecast, 'series'>, region: string): Series[] {
+  return forecast.series.filter((s) => s.region === region).sort((a, b) => a.language.localeCompare(b.language))
+}
+
+/**
+ * The language a region's chart opens on: the most runs expected and
+ * recorded over the window, the first by name on a tie; undefined for no
+ * series.
+ */
+export function busiestLanguage(series: Series[]): string | undefined {
+  let best: { language: string; runs: number } | undefined
+  for (const s of series) {
+    const runs = s.minutes.reduce((n, m) => n + m.expected_runs + (m.actual_runs ?? 0), 0)
+    if (!best || runs > best.runs || (runs === best.runs && s.language.localeCompare(best.language) < 0)) best = { language: s.language, runs }
+  }
+  return best?.language
+}
+
+/** A minute's axis label: 24-hour time (`09:05`) in `timeZone` (the browser's own when absent), in the page's locale. */
+export function minuteLabel(ms: number, locale: string, timeZone?: string): string {
+  return new Intl.DateTimeFormat(locale, { hour: '2-digit', minute: '2-digit', hourCycle: 'h23', timeZone }).format(new Date(ms))
+}
+
+/**
+ * Each region's chosen language after a new answer: a choice the answer
+ * still has a series for is kept (a chart does not jump to another language
+ * because runs came in), any other region gets its busiest language.
+ * Regions the answer does not name keep their choice for when they come back.
+ */
+export function chooseLanguages(forecast: Pick<Forecast, 'series'>, chosen: Record<string, string>): Record<string, string> {
+  const out = { ...chosen }
+  for (const region of regionsOf(forecast)) {
+    const series = seriesOf(forecast, region)
+    if (series.some((s) => s.language === out[region])) continue
+    const busiest = busiestLanguage(series)
+    if (busiest) out[region] = busiest
+  }
+  return out
 }
