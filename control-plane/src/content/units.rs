@@ -338,6 +338,9 @@ pub async fn publish(
             "unit {id} was published concurrently; try again"
         )));
     }
+    if let UnitBody::LiveClassroom(class) = &draft {
+        keep_schedule(&mut tx, tenant, id, &row.course_id, class).await?;
+    }
     tx.commit().await?;
     Ok(Published {
         unit: Unit {
@@ -354,6 +357,44 @@ pub async fn publish(
         },
         created: true,
     })
+}
+
+/// Keeps a published live class's schedule in `live_class_schedules`, the
+/// index the forecast reads a window of timetable sessions from (a live
+/// class counts as one without an import).
+async fn keep_schedule(
+    tx: &mut Transaction<'static, Any>,
+    tenant: &str,
+    id: &str,
+    course_id: &str,
+    class: &super::body::LiveClassroom,
+) -> Result<(), ContentError> {
+    // The body was checked when the draft was saved: an unreadable start
+    // here is a bug, and the unit is refused rather than half-published.
+    let starts_at = super::body::rfc3339_unix_ms(&class.schedule.starts_at).ok_or_else(|| {
+        ContentError::Invalid(format!(
+            "schedule.starts_at {:?} is not an RFC 3339 date-time",
+            class.schedule.starts_at
+        ))
+    })?;
+    let ends_at = starts_at + i64::from(class.schedule.duration_minutes) * 60_000;
+    sqlx::query(
+        "INSERT INTO live_class_schedules (tenant_id, unit_id, course_id, cohort, region, \
+         starts_at, ends_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (tenant_id, unit_id) DO UPDATE SET course_id = excluded.course_id, \
+         cohort = excluded.cohort, region = excluded.region, starts_at = excluded.starts_at, \
+         ends_at = excluded.ends_at",
+    )
+    .bind(tenant)
+    .bind(id)
+    .bind(course_id)
+    .bind(&class.cohort)
+    .bind(&class.region)
+    .bind(starts_at)
+    .bind(ends_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 async fn latest(

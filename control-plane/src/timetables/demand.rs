@@ -72,6 +72,7 @@ struct PastSession {
 }
 
 /// Which sessions to read.
+#[derive(Clone, Copy)]
 struct Wanted<'a> {
     scope: Scope<'a>,
     region: Option<&'a str>,
@@ -86,8 +87,141 @@ struct Wanted<'a> {
     max: u32,
 }
 
-/// The sessions `wanted` names, and whether there were more.
+/// The sessions `wanted` names, and whether there were more: the
+/// imported timetables' occurrences and the scheduled live classes, in one
+/// order.
 async fn sessions(db: &Db, wanted: Wanted<'_>) -> Result<(Vec<PastSession>, bool), TimetableError> {
+    let (mut found, capped_imported) = imported_sessions(db, wanted).await?;
+    let (classes, capped_classes) = live_class_sessions(db, wanted).await?;
+    found.extend(classes);
+    found.sort_by_key(|p| p.session.starts_at_ms);
+    if wanted.newest_first {
+        found.reverse();
+    }
+    let max = wanted.max as usize;
+    let capped = capped_imported || capped_classes || found.len() > max;
+    found.truncate(max);
+    Ok((found, capped))
+}
+
+/// Published live-class units whose schedule overlaps the window, as
+/// sessions: their cohort's active enrollments (by the cohort's id or
+/// name in the course) are the learners, the course's units the
+/// languages. Classes with no learners or no languages plan nothing and
+/// are left out.
+async fn live_class_sessions(
+    db: &Db,
+    wanted: Wanted<'_>,
+) -> Result<(Vec<PastSession>, bool), TimetableError> {
+    let mut sql = String::from(
+        "SELECT tenant_id, course_id, cohort, region, starts_at, ends_at \
+         FROM live_class_schedules WHERE starts_at < $1 AND ends_at > $2",
+    );
+    let mut next = 3;
+    if wanted.scope.tenant().is_some() {
+        sql.push_str(&format!(" AND tenant_id = ${next}"));
+        next += 1;
+    }
+    if wanted.region.is_some() {
+        sql.push_str(&format!(" AND region = ${next}"));
+        next += 1;
+    }
+    sql.push_str(if wanted.newest_first {
+        " ORDER BY starts_at DESC, tenant_id, unit_id"
+    } else {
+        " ORDER BY starts_at, tenant_id, unit_id"
+    });
+    sql.push_str(&format!(" LIMIT ${next}"));
+    let mut query = sqlx::query(&sql).bind(wanted.to_ms).bind(wanted.from_ms);
+    if let Some(tenant) = wanted.scope.tenant() {
+        query = query.bind(tenant.to_owned());
+    }
+    if let Some(region) = wanted.region {
+        query = query.bind(region.to_owned());
+    }
+    let max = wanted.max as usize;
+    let rows = query
+        .bind(i64::from(wanted.max) + 1)
+        .fetch_all(db.pool())
+        .await?;
+    let capped = rows.len() > max;
+    let mut languages_of_course: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    let mut out = Vec::new();
+    for row in rows.iter().take(max) {
+        let tenant: String = row.try_get("tenant_id")?;
+        let course: String = row.try_get("course_id")?;
+        let cohort: String = row.try_get("cohort")?;
+        let key = (tenant.clone(), course.clone());
+        if !languages_of_course.contains_key(&key) {
+            let languages = course_languages(db, &tenant, &course).await?;
+            languages_of_course.insert(key.clone(), languages);
+        }
+        let languages = languages_of_course[&key].clone();
+        let learners: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM enrollments e JOIN cohorts c \
+             ON c.tenant_id = e.tenant_id AND c.id = e.cohort_id \
+             WHERE e.tenant_id = $1 AND c.course_id = $2 AND (c.id = $3 OR c.name = $3) \
+             AND e.status = 'active'",
+        )
+        .bind(&tenant)
+        .bind(&course)
+        .bind(&cohort)
+        .fetch_one(db.pool())
+        .await?;
+        if learners <= 0 || languages.is_empty() {
+            continue;
+        }
+        out.push(PastSession {
+            tenant_id: tenant,
+            session: Session {
+                starts_at_ms: row.try_get("starts_at")?,
+                ends_at_ms: row.try_get("ends_at")?,
+                region: row.try_get("region")?,
+                languages,
+                learners: u64::try_from(learners).unwrap_or(0),
+                course_id: Some(course),
+            },
+        });
+    }
+    Ok((out, capped))
+}
+
+/// The languages a course's units use (their drafts, as an import
+/// resolves them).
+async fn course_languages(
+    db: &Db,
+    tenant: &str,
+    course: &str,
+) -> Result<Vec<String>, TimetableError> {
+    let rows =
+        sqlx::query("SELECT kind, draft_body FROM units WHERE tenant_id = $1 AND course_id = $2")
+            .bind(tenant)
+            .bind(course)
+            .fetch_all(db.pool())
+            .await?;
+    let mut units = Vec::new();
+    for row in &rows {
+        let kind: String = row.try_get("kind")?;
+        let body: String = row.try_get("draft_body")?;
+        let Ok(kind) = crate::content::body::UnitKind::parse(&kind) else {
+            continue;
+        };
+        if let Some(unit) = serde_json::from_str(&body)
+            .ok()
+            .and_then(|value| crate::content::body::UnitBody::parse(kind, value).ok())
+        {
+            units.push(unit);
+        }
+    }
+    Ok(super::store::languages_of(&units).into_iter().collect())
+}
+
+/// The imported timetables' occurrences `wanted` names, and whether there
+/// were more.
+async fn imported_sessions(
+    db: &Db,
+    wanted: Wanted<'_>,
+) -> Result<(Vec<PastSession>, bool), TimetableError> {
     let Wanted {
         scope,
         region,

@@ -570,25 +570,7 @@ async fn resolve(
     let languages = match audience.languages {
         Some(languages) => languages,
         None => {
-            let mut found = BTreeSet::new();
-            for unit in &units {
-                match unit {
-                    UnitBody::Lesson(lesson) => {
-                        found.extend(lesson.snippets.iter().map(|s| s.language.clone()));
-                    }
-                    UnitBody::Assignment(assignment) => {
-                        found.insert(assignment.language.clone());
-                    }
-                    UnitBody::Quiz(quiz) => {
-                        for question in &quiz.questions {
-                            if let Question::Code { language, .. } = question {
-                                found.insert(language.clone());
-                            }
-                        }
-                    }
-                    UnitBody::LiveClassroom(_) => {}
-                }
-            }
+            let found = languages_of(&units);
             if found.is_empty() {
                 return refuse(
                     &draft,
@@ -665,6 +647,31 @@ async fn resolve(
         fingerprint,
         draft,
     }))
+}
+
+/// Every language a course's units use: assignments, lesson snippets and
+/// code questions of quizzes.
+pub(super) fn languages_of(units: &[UnitBody]) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for unit in units {
+        match unit {
+            UnitBody::Lesson(lesson) => {
+                found.extend(lesson.snippets.iter().map(|s| s.language.clone()));
+            }
+            UnitBody::Assignment(assignment) => {
+                found.insert(assignment.language.clone());
+            }
+            UnitBody::Quiz(quiz) => {
+                for question in &quiz.questions {
+                    if let Question::Code { language, .. } = question {
+                        found.insert(language.clone());
+                    }
+                }
+            }
+            UnitBody::LiveClassroom(_) => {}
+        }
+    }
+    found
 }
 
 fn timetable(row: &sqlx::any::AnyRow) -> Result<Timetable, TimetableError> {

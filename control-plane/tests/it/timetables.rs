@@ -652,6 +652,7 @@ async fn defaults_come_from_the_course_its_cohort_and_live_class() {
         let s = setup(engine, |_| {}).await;
         let (course_id, module) = course(&s.api, &s.t.instructor, "Algorithms").await;
         let unit = |kind: &str, body: Value| json!({"kind": kind, "title": kind, "body": body});
+        let mut live_unit = String::new();
         for body in [
             unit("assignment", crate::content::assignment()),
             unit(
@@ -663,7 +664,8 @@ async fn defaults_come_from_the_course_its_cohort_and_live_class() {
                 json!({"schedule": {"starts_at": "2031-09-01T07:00:00Z", "duration_minutes": 60}, "cohort": "spring", "region": "us-east"}),
             ),
         ] {
-            s.api
+            let created = s
+                .api
                 .ok(
                     Method::POST,
                     &format!("/api/v1/modules/{module}/units"),
@@ -672,6 +674,9 @@ async fn defaults_come_from_the_course_its_cohort_and_live_class() {
                     201,
                 )
                 .await;
+            if body["kind"] == "live_classroom" {
+                live_unit = created["id"].as_str().expect("id").to_owned();
+            }
         }
         let cohort = s
             .api
@@ -692,6 +697,43 @@ async fn defaults_come_from_the_course_its_cohort_and_live_class() {
                 201,
             )
             .await;
+        // The live class itself is a session without an import once it is
+        // published: its cohort's one learner, the course's two languages.
+        let window =
+            "/api/v1/forecast?region=us-east&from=2031-09-01T06:59:00Z&to=2031-09-01T07:02:00Z";
+        let (_, before) = s.get(window).await;
+        assert_eq!(
+            before["series"],
+            json!([]),
+            "a draft plans nothing: {before}"
+        );
+        s.api
+            .ok(
+                Method::POST,
+                &format!("/api/v1/units/{live_unit}/publish"),
+                &s.t.instructor,
+                None,
+                201,
+            )
+            .await;
+        let (status, after) = s.get(window).await;
+        assert_eq!(status, 200, "{after}");
+        let languages: Vec<&str> = after["series"]
+            .as_array()
+            .expect("series")
+            .iter()
+            .filter_map(|x| x["language"].as_str())
+            .collect();
+        assert_eq!(languages, ["python", "rust"], "{after}");
+        // Half a learner per language, one run a minute in the burst.
+        assert_eq!(
+            minutes(&json!({"series": [after["series"][0].clone()]}))
+                .iter()
+                .map(|m| m.0)
+                .collect::<Vec<_>>(),
+            [0.0, 0.5, 0.5],
+            "{after}"
+        );
         let csv = format!(
             "uid,title,start,duration,time_zone,course,cohort\n\
              spring-1,Spring class,2031-09-01 09:00,60,Europe/Paris,{course_id},spring\n"
@@ -703,6 +745,7 @@ async fn defaults_come_from_the_course_its_cohort_and_live_class() {
         assert_eq!(event["languages"], json!(["python", "rust"]));
         assert_eq!(event["learners"], 1);
         assert_eq!(event["cohort_id"], cohort["id"]);
+
         // An unknown course is named.
         let csv =
             b"title,start,duration,time_zone,course\nx,2031-09-01 09:00,60,UTC,no-such-course\n";

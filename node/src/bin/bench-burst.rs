@@ -42,10 +42,18 @@ struct Args {
     #[arg(long, default_value_t = 100)]
     learners: u32,
     /// Regions of the cluster, one class each.
-    #[arg(long, value_delimiter = ',', default_value = "eu-west,us-east,ap-south")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "eu-west,us-east,ap-south"
+    )]
     regions: Vec<String>,
     /// Policies to replay, in this order.
-    #[arg(long, value_delimiter = ',', default_value = "fixed,reactive,predictive")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "fixed,reactive,predictive"
+    )]
     policies: Vec<String>,
     /// How long each class lasts (the replay's length), in minutes.
     #[arg(long, default_value_t = 4)]
@@ -154,11 +162,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for o in &outcomes {
-        let burst: Vec<&Sample> = o
-            .samples
-            .iter()
-            .filter(|s| in_burst(s, &args))
-            .collect();
+        let burst: Vec<&Sample> = o.samples.iter().filter(|s| in_burst(s, &args)).collect();
         let cold_burst = burst.iter().filter(|s| !s.hot).count();
         let cold_all = o.samples.iter().filter(|s| !s.hot).count();
         let failed = o.samples.iter().filter(|s| !s.ok).count();
@@ -372,9 +376,7 @@ async fn replay(data: &Path, args: &Args, policy: &str) -> anyhow::Result<Outcom
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // The classes start on a minute boundary, lead_minutes after the import.
-    let now_ms = u64::try_from(
-        time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000,
-    )?;
+    let now_ms = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)?;
     let start_ms = (now_ms / 60_000 + 1 + u64::from(args.lead_minutes)) * 60_000;
     let fmt = |ms: u64| -> anyhow::Result<String> {
         let t = time::OffsetDateTime::from_unix_timestamp(i64::try_from(ms / 1000)?)?;
