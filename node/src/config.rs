@@ -261,6 +261,9 @@ pub struct EdgeConfig {
     pub pool_observed_half_life_ms: u64,
     /// Seconds of the observed rate a pool holds warm (in ms).
     pub pool_reactive_horizon_ms: u64,
+    /// How long a warm surplus is kept after a pool's target falls (runs
+    /// use it up) before what is left is destroyed; 0 destroys at once.
+    pub pool_surplus_grace_ms: u64,
     /// Most warm containers this node holds across languages.
     pub pool_warm_containers_max: u32,
     /// Most memory (the containers' limits, MB) warm containers hold
@@ -318,6 +321,7 @@ impl Default for EdgeConfig {
             pool_tick_ms: 1_000,
             pool_observed_half_life_ms: 30_000,
             pool_reactive_horizon_ms: 10_000,
+            pool_surplus_grace_ms: 60_000,
             pool_warm_containers_max: 64,
             pool_warm_memory_mb_max: 16_384,
             pool_plan_refresh_ms: 60_000,

@@ -1,7 +1,10 @@
 //! The sandbox-pool actor of one language on one node. It joins
 //! `pool:<region>:<language>`, decides its pool's target every tick
 //! ([`super::policy`]) within the node's budget ([`super::budget`]), sets it
-//! through [`WarmPool`] and answers its status. Its messages stay on this
+//! through [`WarmPool`] and answers its status. When the target falls
+//! (other than by an operator), the warm surplus is kept for
+//! `surplus_grace` so that runs use it up; only what is still idle then is
+//! destroyed, and counted as waste. Its messages stay on this
 //! node (they are not serialisable): other nodes see its group, and the
 //! edge's routes and plan follower talk to it here.
 
@@ -26,6 +29,8 @@ pub trait WarmPool: Send + Sync + 'static {
     fn set_target(&self, target: u32) -> impl Future<Output = u32> + Send;
     /// Runs that took a container from the pool (hot or cold) since start.
     fn runs(&self) -> u64;
+    /// Warm containers ready now.
+    fn warm(&self) -> u32;
 }
 
 /// Wall-clock milliseconds: the plan is read by the minute of the day,
@@ -162,6 +167,9 @@ pub struct PoolStatus {
     pub source: Source,
     /// The budget granted less than wanted.
     pub budget_capped: bool,
+    /// Warm containers kept above what is wanted while the surplus grace
+    /// lasts (`edge.pool_surplus_grace_ms`).
+    pub surplus_held: u32,
     /// The plan's target for this minute (`None`: no plan covers it).
     pub planned: Option<u32>,
     /// The runs the plan expects this minute.
@@ -193,6 +201,8 @@ pub struct PoolState<P> {
     last_tick: tokio::time::Instant,
     operator: Option<Override>,
     last: Option<PoolStatus>,
+    /// Since when the pool has held more than the actor wants.
+    surplus_since: Option<tokio::time::Instant>,
 }
 
 impl<P: WarmPool> PoolState<P> {
@@ -226,10 +236,27 @@ impl<P: WarmPool> PoolState<P> {
                 overridden: self.operator.map(|o| o.target),
             },
         );
+        // A target that falls (not an operator's) keeps the warm surplus
+        // for the grace: runs use it up instead of it being destroyed, and
+        // only what is still idle after it is waste.
+        let warm = self.args.pool.warm();
+        let ask = if source != Source::Operator && warm > wanted {
+            let since = *self
+                .surplus_since
+                .get_or_insert_with(tokio::time::Instant::now);
+            if since.elapsed() < settings.surplus_grace {
+                warm
+            } else {
+                wanted
+            }
+        } else {
+            self.surplus_since = None;
+            wanted
+        };
         let granted =
             self.args
                 .budget
-                .grant(&self.args.language, wanted, self.args.container_memory_mb);
+                .grant(&self.args.language, ask, self.args.container_memory_mb);
         let target = self.args.pool.set_target(granted).await;
         let language = self.args.language.as_str();
         let m = &self.args.metrics;
@@ -260,6 +287,7 @@ impl<P: WarmPool> PoolState<P> {
             wanted,
             source,
             budget_capped: granted < wanted,
+            surplus_held: ask.saturating_sub(wanted).min(granted),
             planned: planned.map(|(t, _)| t),
             planned_runs_per_minute: planned.map(|(_, r)| r),
             observed_runs_per_minute: self.rate.per_second() * 60.0,
@@ -324,6 +352,7 @@ impl<P: WarmPool> Actor for PoolActor<P> {
             last_tick: tokio::time::Instant::now(),
             operator: None,
             last: None,
+            surplus_since: None,
         };
         state.decide().await;
         Ok(state)
@@ -477,6 +506,10 @@ mod tests {
         fn runs(&self) -> u64 {
             self.runs.load(Ordering::SeqCst)
         }
+        /// Full at once: as if every target were warmed in no time.
+        fn warm(&self) -> u32 {
+            self.target.load(Ordering::SeqCst)
+        }
     }
 
     /// 2031-09-01T09:00:00Z.
@@ -518,6 +551,7 @@ mod tests {
                 tick: Duration::from_secs(1),
                 observed_half_life: Duration::from_secs(10),
                 reactive_horizon: Duration::from_secs(5),
+                surplus_grace: Duration::from_secs(30),
             },
             budget: Arc::new(budget),
             container_memory_mb: 300,
@@ -613,7 +647,19 @@ mod tests {
         pass(2).await;
         assert_eq!(status(&actor).await.target, 9);
         let cleared = actor.clear_override(WAIT).await.expect("clear");
-        assert_eq!((cleared.target, cleared.source), (4, Source::Plan));
+        // The operator's surplus is kept for the grace, then given up.
+        assert_eq!(
+            (
+                cleared.target,
+                cleared.wanted,
+                cleared.source,
+                cleared.surplus_held
+            ),
+            (9, 4, Source::Plan, 5)
+        );
+        pass(31).await;
+        let after = status(&actor).await;
+        assert_eq!((after.target, after.surplus_held), (4, 0), "{after:?}");
         actor.stop();
     }
 

@@ -69,6 +69,9 @@ pub struct PoolSettings {
     pub observed_half_life: Duration,
     /// How many seconds of the observed rate the pool holds.
     pub reactive_horizon: Duration,
+    /// How long a warm surplus is kept after the target falls (runs use it
+    /// up) before what is left is destroyed.
+    pub surplus_grace: Duration,
 }
 
 /// A smoothed rate of events per second: each tick's rate weighs in by
@@ -157,6 +160,7 @@ mod tests {
             tick: Duration::from_secs(1),
             observed_half_life: Duration::from_secs(30),
             reactive_horizon: Duration::from_secs(10),
+            surplus_grace: Duration::from_secs(60),
         }
     }
 

@@ -46,6 +46,13 @@ impl WarmPool for SandboxPool {
             .stats(self.language)
             .map_or(0, |s| s.hot + s.cold)
     }
+
+    fn warm(&self) -> u32 {
+        self.sandbox
+            .pools()
+            .stats(self.language)
+            .map_or(0, |s| u32::try_from(s.warm).unwrap_or(u32::MAX))
+    }
 }
 
 /// Where the plan stands, for the pool route.

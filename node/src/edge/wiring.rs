@@ -199,6 +199,7 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
                 tick: Duration::from_millis(edge.pool_tick_ms),
                 observed_half_life: Duration::from_millis(edge.pool_observed_half_life_ms),
                 reactive_horizon: Duration::from_millis(edge.pool_reactive_horizon_ms),
+                surplus_grace: Duration::from_millis(edge.pool_surplus_grace_ms),
             },
             actors::pool::Budget::new(edge.pool_warm_containers_max, edge.pool_warm_memory_mb_max),
             store.clone(),

@@ -46,6 +46,7 @@ pub(crate) async fn pool_sizes(State(state): State<EdgeState>, _: Caller) -> Res
                 "wanted": status.wanted,
                 "source": status.source,
                 "budget_capped": status.budget_capped,
+                "surplus_held": status.surplus_held,
                 "planned": status.planned,
                 "planned_runs_per_minute": status.planned_runs_per_minute,
                 "observed_runs_per_minute": status.observed_runs_per_minute,
