@@ -16,8 +16,8 @@
 //!
 //! Usage: `bench-burst [--learners 100] [--regions eu-west,us-east,ap-south]
 //! [--policies fixed,reactive,predictive] [--class-minutes 4]
-//! [--burst-spread-s 30] [--think-s 90] [--lead-minutes 2]
-//! [--creations-per-minute 40] [--pool-target 2] [--seed 7]`. Needs the
+//! [--burst-spread-s 60] [--think-s 120] [--lead-minutes 2]
+//! [--creations-per-minute 60] [--pool-target 2] [--seed 7]`. Needs the
 //! Docker engine and runtimes (`scripts/services.sh docker runtimes`) and
 //! the `lyceum` binary built next to this one; `scripts/bench-burst` builds
 //! both in release and runs it.
@@ -60,10 +60,10 @@ struct Args {
     class_minutes: u32,
     /// Every learner's first run comes within this many seconds of the
     /// class's start.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 60)]
     burst_spread_s: u32,
     /// Mean seconds between a learner's later runs (exponential).
-    #[arg(long, default_value_t = 90)]
+    #[arg(long, default_value_t = 120)]
     think_s: u32,
     /// Minutes between the import of the timetable and the classes' start
     /// (at least the warm-up lead the forecast needs).
@@ -72,7 +72,7 @@ struct Args {
     /// `forecast_container_creations_per_minute` of the control plane: what
     /// one edge's share of this machine's engine creates per minute under
     /// load.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 60)]
     creations_per_minute: u32,
     /// `sandbox.pool_target`: the fixed policy's pool, and every policy's
     /// floor.
