@@ -77,6 +77,22 @@ async function signIn(page, email, password) {
 }
 
 /**
+ * The learner's lesson page on `page` shows the lesson's title as its
+ * heading and the Markdown rendered (a `#` heading as an element under it,
+ * inline code as code), with no Markdown marks left as text.
+ */
+async function checkLessonPage(page, title, heading) {
+  const text = page.getByTestId('lesson-text')
+  await text.waitFor()
+  const shown = (await page.getByTestId('lesson-title').textContent())?.trim()
+  if (shown !== title) throw new Error(`the lesson page's heading is "${shown}", not "${title}"`)
+  await text.locator('h2', { hasText: heading }).waitFor()
+  if ((await text.locator('code').count()) < 1) throw new Error('inline code is not rendered as code')
+  const marks = await text.evaluate((el) => Array.from(el.querySelectorAll('p, li, h2, h3')).map((e) => e.textContent).join(' '))
+  if (/\*\*|(^|\s)#\s|`/.test(marks)) throw new Error(`Markdown shown literally on the lesson page: ${marks.slice(0, 200)}`)
+}
+
+/**
  * The instructor builds a course with one unit of each kind in the
  * builders and publishes it; the assignment only once its reference
  * solution has passed every test, visible and hidden.
@@ -111,9 +127,37 @@ async function buildCourse(page, base, shot) {
     await page.keyboard.insertText(text)
   }
 
+  // The lesson's Markdown: rendered as the learner sees it, with the code
+  // block highlighted like the editor, and an author's attempt at script
+  // shown as text that runs nothing.
   await newUnit('lesson', 'What a loop is')
-  await page.fill('[data-testid=lesson-markdown]', '# Loops\n\n`for` repeats a block for every item.')
+  const lessonUrl = page.url()
+  await page.fill('[data-testid=lesson-markdown]', [
+    '# Loops',
+    'A **loop** repeats a block: `for` runs it once for every item.',
+    '```python\nfor name in ["Ada", "Alan"]:\n    print("hello, " + name)  # one line each\n```',
+    '<script>window.__pwned=1</script>',
+    '<img src=x onerror="window.__pwned=1">',
+  ].join('\n\n'))
+  await page.getByTestId('lesson-preview').locator('pre.code span').first().waitFor()
+  if ((await page.evaluate(() => window.__pwned)) !== undefined) throw new Error('an author\'s script ran in the builder\'s preview')
+  await shot('11b-lesson-builder')
   await publish()
+  await page.goto(lessonUrl.replace('/instructor/units/', '/lessons/'))
+  await checkLessonPage(page, 'What a loop is', 'Loops')
+  await page.getByTestId('lesson-text').locator('pre.code').waitFor()
+  const lessonText = page.getByTestId('lesson-text')
+  if ((await lessonText.locator('strong', { hasText: 'loop' }).count()) !== 1) throw new Error('**loop** is not bold on the lesson page')
+  const pre = lessonText.locator('pre.code')
+  if ((await pre.getAttribute('dir')) !== 'ltr') throw new Error('the code block is not left to right')
+  if ((await pre.locator('span').count()) < 3) throw new Error('the code block is not highlighted')
+  // The editor's colours: CodeMirror's default style paints keywords #708.
+  const keyword = await pre.locator('span', { hasText: /^for$/ }).first().evaluate((el) => getComputedStyle(el).color)
+  if (keyword !== 'rgb(119, 0, 136)') throw new Error(`the keyword "for" is ${keyword}, not the editor's #708`)
+  if ((await lessonText.locator('script, img, [onerror]').count()) !== 0) throw new Error('an author\'s raw HTML reached the lesson page')
+  if (!(await lessonText.textContent()).includes('<script>window.__pwned=1</script>')) throw new Error('the author\'s raw HTML is not shown as text')
+  if ((await page.evaluate(() => window.__pwned)) !== undefined) throw new Error('an author\'s script ran on the lesson page')
+  await shot('11c-lesson-rendered')
 
   // The quiz: one question of each type; it opens after the lesson.
   await newUnit('quiz', 'Loops quiz')
@@ -235,7 +279,7 @@ async function main() {
   step('enrolled; lesson open, the rest locked')
 
   await lessonNode.locator('a').click()
-  await page.getByTestId('lesson-text').waitFor()
+  await checkLessonPage(page, 'Printing and input', 'Printing and input')
   await page.fill('[data-testid=snippet-stdin]', 'Lyceum')
   await page.getByTestId('snippet-run').click()
   await page.getByTestId('snippet-output').getByText('hello, Lyceum').waitFor({ timeout: 120_000 })

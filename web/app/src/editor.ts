@@ -1,7 +1,7 @@
 // CodeMirror 6 with highlighting for every sandbox language.
 import { EditorView, basicSetup } from 'codemirror'
-import { EditorState, type Extension } from '@codemirror/state'
-import { StreamLanguage } from '@codemirror/language'
+import { EditorState } from '@codemirror/state'
+import { Language, LanguageSupport, StreamLanguage } from '@codemirror/language'
 import { python } from '@codemirror/lang-python'
 import { javascript } from '@codemirror/lang-javascript'
 import { cpp } from '@codemirror/lang-cpp'
@@ -13,7 +13,7 @@ import { ruby } from '@codemirror/legacy-modes/mode/ruby'
 import { shell } from '@codemirror/legacy-modes/mode/shell'
 
 /** The ten sandbox languages and their CodeMirror support. */
-export const LANGUAGES: Record<string, () => Extension> = {
+export const LANGUAGES: Record<string, () => LanguageSupport | Language> = {
   python: () => python(),
   javascript: () => javascript(),
   c: () => cpp(),
@@ -24,6 +24,25 @@ export const LANGUAGES: Record<string, () => Extension> = {
   ruby: () => StreamLanguage.define(ruby),
   bash: () => StreamLanguage.define(shell),
   sql: () => sql(),
+}
+
+const parsers = new Map<string, Language>()
+
+/**
+ * The CodeMirror language (and so the parser) the editor uses for a sandbox
+ * language, or undefined for one it does not know. The lesson page's code
+ * blocks (markdown.ts) highlight with it, so they look like the editor.
+ */
+export function languageFor(name: string): Language | undefined {
+  const make = LANGUAGES[name]
+  if (!make) return undefined
+  let language = parsers.get(name)
+  if (!language) {
+    const made = make()
+    language = made instanceof LanguageSupport ? made.language : made
+    parsers.set(name, language)
+  }
+  return language
 }
 
 export function createEditor(parent: HTMLElement, doc: string, language: string, label: string, onChange: (v: string) => void): EditorView {
