@@ -130,6 +130,9 @@ async fn main() -> anyhow::Result<()> {
         .arg(&data)
         .env("LYCEUM_SANDBOX__LANGUAGES", languages)
         .env("LYCEUM_SANDBOX__POOL_TARGET", args.pool_target.to_string())
+        // The pools hold --pool-target, not what the observed rate asks:
+        // each measurement starts from the same full pool.
+        .env("LYCEUM_EDGE__POOL_POLICY", "fixed")
         .env("LYCEUM_EDGE__RUNS_PER_USER_PER_MINUTE_MAX", "1000000")
         .env("LYCEUM_EDGE__RUNS_PER_TENANT_PER_MINUTE_MAX", "1000000")
         .env("LYCEUM_DEV__REGIONS", "[\"eu-west\"]")

@@ -257,7 +257,16 @@ duration_s = 5
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_checker_catches_an_acknowledged_run_the_platform_dropped() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (dev, cluster) = dev_cluster(dir.path(), &[("LYCEUM_EDGE__TEST_DROP_REPORTS", "1")]).await;
+    // The pool API's checks below name exact targets: under the `fixed`
+    // policy a pool follows only its base (2), not the workload's rate.
+    let (dev, cluster) = dev_cluster(
+        dir.path(),
+        &[
+            ("LYCEUM_EDGE__TEST_DROP_REPORTS", "1"),
+            ("LYCEUM_EDGE__POOL_POLICY", "fixed"),
+        ],
+    )
+    .await;
     let drill_text = r#"
 title = "A paused edge and a drained pool, on a platform that drops a report"
 hypothesis = "Nothing acknowledged is lost (it is: the edges drop their first report)."
