@@ -146,6 +146,7 @@ async fn live_class_sessions(
         .await?;
     let capped = rows.len() > max;
     let mut languages_of_course: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    let mut learners_of_cohort: BTreeMap<(String, String, String), u64> = BTreeMap::new();
     let mut out = Vec::new();
     for row in rows.iter().take(max) {
         let tenant: String = row.try_get("tenant_id")?;
@@ -157,18 +158,28 @@ async fn live_class_sessions(
             languages_of_course.insert(key.clone(), languages);
         }
         let languages = languages_of_course[&key].clone();
-        let learners: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM enrollments e JOIN cohorts c \
-             ON c.tenant_id = e.tenant_id AND c.id = e.cohort_id \
-             WHERE e.tenant_id = $1 AND c.course_id = $2 AND (c.id = $3 OR c.name = $3) \
-             AND e.status = 'active'",
-        )
-        .bind(&tenant)
-        .bind(&course)
-        .bind(&cohort)
-        .fetch_one(db.pool())
-        .await?;
-        if learners <= 0 || languages.is_empty() {
+        // A weekly class repeats its cohort: count its enrollments once.
+        let cohort_key = (tenant.clone(), course.clone(), cohort);
+        let learners = match learners_of_cohort.get(&cohort_key) {
+            Some(learners) => *learners,
+            None => {
+                let count: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM enrollments e JOIN cohorts c \
+                     ON c.tenant_id = e.tenant_id AND c.id = e.cohort_id \
+                     WHERE e.tenant_id = $1 AND c.course_id = $2 AND (c.id = $3 OR c.name = $3) \
+                     AND e.status = 'active'",
+                )
+                .bind(&cohort_key.0)
+                .bind(&cohort_key.1)
+                .bind(&cohort_key.2)
+                .fetch_one(db.pool())
+                .await?;
+                let learners = u64::try_from(count).unwrap_or(0);
+                learners_of_cohort.insert(cohort_key, learners);
+                learners
+            }
+        };
+        if learners == 0 || languages.is_empty() {
             continue;
         }
         out.push(PastSession {
@@ -178,7 +189,7 @@ async fn live_class_sessions(
                 ends_at_ms: row.try_get("ends_at")?,
                 region: row.try_get("region")?,
                 languages,
-                learners: u64::try_from(learners).unwrap_or(0),
+                learners,
                 course_id: Some(course),
             },
         });

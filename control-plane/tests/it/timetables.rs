@@ -725,6 +725,10 @@ async fn defaults_come_from_the_course_its_cohort_and_live_class() {
             .filter_map(|x| x["language"].as_str())
             .collect();
         assert_eq!(languages, ["python", "rust"], "{after}");
+        // Another tenant's instructor sees none of this tenant's classes.
+        let other = tenant(&s.cp, "other-school").await;
+        let (status, theirs) = send(&s.router, Method::GET, window, &other.instructor, None).await;
+        assert_eq!((status, &theirs["series"]), (200, &json!([])), "{theirs}");
         // Half a learner per language, one run a minute in the burst.
         assert_eq!(
             minutes(&json!({"series": [after["series"][0].clone()]}))

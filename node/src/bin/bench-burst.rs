@@ -318,13 +318,14 @@ async fn cluster(data: &Path, client: &reqwest::Client) -> anyhow::Result<Cluste
 /// wasted_warm_seconds), summed.
 async fn pools(
     client: &reqwest::Client,
-    cluster: &Cluster,
+    edges: &[(String, String)],
+    operator: &str,
 ) -> anyhow::Result<(u64, u64, f64, f64)> {
     let mut sum = (0, 0, 0.0, 0.0);
-    for (_, edge) in &cluster.edges {
+    for (_, edge) in edges {
         let body: Value = client
             .get(format!("{edge}/api/v1/sandbox/pools"))
-            .bearer_auth(&cluster.operator)
+            .bearer_auth(operator)
             .send()
             .await?
             .json()
@@ -367,7 +368,7 @@ async fn replay(data: &Path, args: &Args, policy: &str) -> anyhow::Result<Outcom
     let cluster = cluster(data, &client).await?;
     // Every pool at its base before the import.
     let deadline = Instant::now() + Duration::from_secs(120);
-    while pools(&client, &cluster).await?.0
+    while pools(&client, &cluster.edges, &cluster.operator).await?.0
         < u64::from(args.pool_target) * cluster.edges.len() as u64
     {
         if Instant::now() > deadline {
@@ -409,7 +410,7 @@ async fn replay(data: &Path, args: &Args, policy: &str) -> anyhow::Result<Outcom
     if !answer.status().is_success() {
         bail!("timetable import: {}", answer.text().await?);
     }
-    let counters_before = pools(&client, &cluster).await?;
+    let counters_before = pools(&client, &cluster.edges, &cluster.operator).await?;
     let wall_now = || {
         u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
             .unwrap_or(0)
@@ -425,17 +426,10 @@ async fn replay(data: &Path, args: &Args, policy: &str) -> anyhow::Result<Outcom
     let stop = Arc::new(tokio::sync::Notify::new());
     let sampler = {
         let client = client.clone();
-        let cluster_edges = cluster.edges.clone();
+        let edges = cluster.edges.clone();
         let operator = cluster.operator.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
-            let view = Cluster {
-                control_plane: String::new(),
-                edges: cluster_edges,
-                learner: String::new(),
-                instructor: String::new(),
-                operator,
-            };
             let mut held = 0.0;
             let mut peak = 0;
             let mut last = Instant::now();
@@ -445,7 +439,7 @@ async fn replay(data: &Path, args: &Args, policy: &str) -> anyhow::Result<Outcom
                     _ = tick.tick() => {}
                     () = stop.notified() => return (held, peak),
                 }
-                if let Ok((warm, target, _, _)) = pools(&client, &view).await {
+                if let Ok((warm, target, _, _)) = pools(&client, &edges, &operator).await {
                     let now = Instant::now();
                     held += warm as f64 * now.duration_since(last).as_secs_f64();
                     last = now;
@@ -508,7 +502,7 @@ async fn replay(data: &Path, args: &Args, policy: &str) -> anyhow::Result<Outcom
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     let after = loop {
-        let now = pools(&client, &cluster).await?;
+        let now = pools(&client, &cluster.edges, &cluster.operator).await?;
         if now.0 == 0 || Instant::now() > deadline {
             break now;
         }

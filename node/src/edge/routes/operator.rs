@@ -51,7 +51,9 @@ pub(crate) async fn pool_sizes(State(state): State<EdgeState>, _: Caller) -> Res
                 "planned_runs_per_minute": status.planned_runs_per_minute,
                 "observed_runs_per_minute": status.observed_runs_per_minute,
                 "operator_target": status.operator_target,
-                "operator_until": status.operator_until_ms.map(rfc3339_of_ms),
+                "operator_until": status
+                    .operator_until_ms
+                    .map(|ms| control_plane::timetables::model::rfc3339_utc(i64::try_from(ms).unwrap_or(i64::MAX))),
                 "hot": stats.hot,
                 "cold": stats.cold,
                 "warmed": stats.warmed,
@@ -68,17 +70,6 @@ pub(crate) async fn pool_sizes(State(state): State<EdgeState>, _: Caller) -> Res
         "plan": state.pools.plan_view(),
     }))
     .into_response()
-}
-
-fn rfc3339_of_ms(ms: u64) -> String {
-    i128::from(ms)
-        .checked_mul(1_000_000)
-        .and_then(|ns| time::OffsetDateTime::from_unix_timestamp_nanos(ns).ok())
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 fn pool_error(err: &PoolError) -> Response {
