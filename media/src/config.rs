@@ -2,8 +2,8 @@
 //! unit last and one set of defaults, checked once by `validate` so the SFU
 //! never runs with a limit of zero or a timeout it cannot keep.
 //!
-//! These become the `[media]` section of the edge's configuration when the
-//! node wires the SFU in; the names here are the keys.
+//! This is the `[media]` section of the edge's configuration; the names
+//! here are the keys (`LYCEUM_MEDIA__<KEY>` in the environment).
 
 use std::time::Duration;
 
@@ -41,6 +41,12 @@ const _: () = assert!(TRACKS_PER_PEER_MAX as u16 == 1 + PUBLISHERS_PER_ROOM_MAX 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SfuConfig {
+    /// Whether this edge carries live audio at all. Off, every `media`
+    /// frame is refused with `media_unavailable` and no SFU runs.
+    pub enabled: bool,
+    /// Which ICE candidates clients are told to use: `all`, or `relay` to
+    /// force TURN (a network that allows nothing else).
+    pub ice_transport_policy: crate::signal::IceTransportPolicy,
     /// Peers (peer connections) on this edge; one more is `too_many_peers`.
     pub peers_per_edge_max: u32,
     /// Publishers at once in one room; one more is `too_many_publishers`.
@@ -78,6 +84,8 @@ pub struct SfuConfig {
 impl Default for SfuConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
+            ice_transport_policy: crate::signal::IceTransportPolicy::All,
             peers_per_edge_max: PEERS_PER_EDGE_MAX,
             publishers_per_room_max: PUBLISHERS_PER_ROOM_MAX,
             tracks_per_peer_max: TRACKS_PER_PEER_MAX,

@@ -19,5 +19,8 @@ pub use config::{ConfigError, SfuConfig};
 pub use crypto::ensure_crypto_provider;
 pub use error::MediaError;
 pub use metrics::MediaMetrics;
-pub use sfu::{JoinRequest, PeerLink, Sfu, SfuStartError};
-pub use signal::{ClientSignal, MediaErrorCode, MediaRole, MediaState, ServerSignal};
+pub use sfu::{JoinRequest, PeerLink, PeerRights, Sfu, SfuStartError};
+pub use signal::{
+    ClientSignal, IceServer, IceTransportPolicy, MediaErrorCode, MediaRole, MediaState,
+    ServerSignal,
+};

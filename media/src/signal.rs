@@ -3,9 +3,13 @@
 //! connection, plus the closed set of error codes the SFU answers with.
 //!
 //! These are wire types (one copy, here), so they derive `schemars::JsonSchema`
-//! next to serde, like `actors::live::protocol`, and can join
-//! `docs/live-protocol.schema.json` when the gateway carries them. Every
-//! string has a documented bound, checked by the SFU before use.
+//! next to serde, like `actors::live::protocol`; the live socket carries each
+//! inside a `media` frame, and `docs/live-protocol.schema.json` includes them.
+//! Every string has a documented bound, checked by the SFU before use.
+//!
+//! Who may speak and who is muted are not media frames: they are the class's
+//! own state (the live commands `allow_to_speak`, `mute` and `open_mic`,
+//! decided by the classroom actor), which the gateway applies to the SFU.
 //!
 //! **Negotiation roles (perfect negotiation).** The browser is the *polite*
 //! side and the SFU the *impolite* one. The browser makes every offer it
@@ -90,34 +94,28 @@ pub enum ClientSignal {
         /// True to mute.
         muted: bool,
     },
-    /// Instructor only: mute (server-enforced) or unmute another peer.
-    MutePeer {
-        /// The peer to mute.
-        #[schemars(length(min = 1, max = ID_BYTES_MAX))]
-        peer: String,
-        /// True to mute, false to lift the server mute.
-        muted: bool,
-    },
-    /// Instructor only: open or close the mic of the instructor's room, so
-    /// every learner there may publish without being allowed one by one.
-    SetOpenMic {
-        /// True to open.
-        open: bool,
-    },
-    /// Instructor only: allow a learner to speak, or take it back.
-    AllowToSpeak {
-        /// The learner.
-        #[schemars(length(min = 1, max = ID_BYTES_MAX))]
-        peer: String,
-        /// True to allow.
-        allowed: bool,
-    },
+    /// The person left the audio (the live connection stays): the edge
+    /// closes the peer connection at once, and the next `offer` starts a
+    /// new one.
+    Leave {},
 }
 
 /// A media frame from the edge to a browser.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ServerSignal {
+    /// How to build the peer connection: sent right after every welcome
+    /// (a first join, a resume, a failover), so a client always has the
+    /// ICE servers and slot count of the edge it is on now.
+    MediaConfig {
+        /// How many receive-only audio lines to offer: slot `k` is the
+        /// `k`-th one ([`PeerMediaState::slot`]).
+        listening_slots: u8,
+        /// STUN and TURN servers, with time-limited TURN credentials.
+        ice_servers: Vec<IceServer>,
+        /// `all`, or `relay` to force TURN (set by the edge's config).
+        ice_transport_policy: IceTransportPolicy,
+    },
     /// The answer to the browser's offer.
     Answer {
         /// The SDP text.
@@ -152,6 +150,33 @@ pub enum ServerSignal {
         /// Lowercase detail for people; not for matching.
         message: String,
     },
+}
+
+/// One ICE server, as `RTCIceServer` in the browser.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IceServer {
+    /// `stun:` or `turn:` URLs.
+    pub urls: Vec<String>,
+    /// The TURN user name (`<expiry unix seconds>:<user id>`), if TURN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    pub username: Option<String>,
+    /// The TURN password (HMAC of the user name), if TURN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    pub credential: Option<String>,
+}
+
+/// Which ICE candidates a client may use, as `RTCIceTransportPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IceTransportPolicy {
+    /// Every candidate.
+    #[default]
+    All,
+    /// Relayed (TURN) candidates only.
+    Relay,
 }
 
 /// The media state of one room (a class, or one of its breakout rooms).
@@ -202,8 +227,6 @@ pub enum MediaErrorCode {
     PublishNotAllowed,
     /// Unmuting past a mute the instructor set.
     ServerMuted,
-    /// Only the instructor may do this.
-    NotInstructor,
     /// More media sections than a peer may have.
     TooManyTracks,
     /// The room has as many publishers as it may.
@@ -225,6 +248,9 @@ pub enum MediaErrorCode {
     BadId,
     /// The WebRTC stack failed; details are in the edge's log.
     Internal,
+    /// This edge carries no audio now (media is off in its configuration,
+    /// or the class has ended).
+    MediaUnavailable,
 }
 
 impl MediaErrorCode {
@@ -235,7 +261,6 @@ impl MediaErrorCode {
         Self::UnknownPeer,
         Self::PublishNotAllowed,
         Self::ServerMuted,
-        Self::NotInstructor,
         Self::TooManyTracks,
         Self::TooManyPublishers,
         Self::TooManyPeers,
@@ -246,6 +271,7 @@ impl MediaErrorCode {
         Self::PeerExists,
         Self::BadId,
         Self::Internal,
+        Self::MediaUnavailable,
     ];
 
     /// The stable wire string (the same as its serde form).
@@ -256,7 +282,6 @@ impl MediaErrorCode {
             Self::UnknownPeer => "unknown_peer",
             Self::PublishNotAllowed => "publish_not_allowed",
             Self::ServerMuted => "server_muted",
-            Self::NotInstructor => "not_instructor",
             Self::TooManyTracks => "too_many_tracks",
             Self::TooManyPublishers => "too_many_publishers",
             Self::TooManyPeers => "too_many_peers",
@@ -267,6 +292,7 @@ impl MediaErrorCode {
             Self::PeerExists => "peer_exists",
             Self::BadId => "bad_id",
             Self::Internal => "internal",
+            Self::MediaUnavailable => "media_unavailable",
         }
     }
 }
@@ -295,7 +321,7 @@ mod tests {
         assert_eq!(candidate.sdp_mid.as_deref(), Some("0"));
         let schema = serde_json::to_value(schemars::schema_for!(ClientSignal)).expect("a schema");
         assert!(
-            schema.to_string().contains("allow_to_speak"),
+            schema.to_string().contains("set_muted"),
             "the schema names every frame"
         );
         let unknown = serde_json::from_str::<ClientSignal>(r#"{"type":"offer","sdp":"v=0","x":1}"#);

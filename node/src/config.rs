@@ -100,6 +100,8 @@ pub struct Config {
     pub sandbox: sandbox::SandboxConfig,
     /// Live classrooms on edge nodes.
     pub live: actors::live::LiveConfig,
+    /// Live audio on edge nodes (the SFU's limits).
+    pub media: media::SfuConfig,
 }
 
 impl Default for Config {
@@ -114,6 +116,7 @@ impl Default for Config {
             dev: DevConfig::default(),
             sandbox: sandbox::SandboxConfig::default(),
             live: actors::live::LiveConfig::default(),
+            media: media::SfuConfig::default(),
         }
     }
 }
@@ -604,6 +607,9 @@ impl Config {
         self.sandbox
             .validate()
             .map_err(|(key, reason)| ConfigError::invalid(&format!("sandbox.{key}"), reason))?;
+        self.media
+            .validate()
+            .map_err(|err| ConfigError::invalid(&format!("media.{}", err.key), err.problem))?;
         let regions = &self.dev.regions;
         if regions.is_empty() || regions.len() > DEV_REGIONS_MAX {
             return Err(ConfigError::invalid(

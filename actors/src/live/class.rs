@@ -10,7 +10,7 @@
 //! `presence` events, which the actor emits when a user's first connection
 //! opens and last one closes.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -144,6 +144,94 @@ pub struct Recent {
     pub seq: u64,
 }
 
+/// Who may speak in a class and who is muted: class state, decided here
+/// and enforced by every edge's SFU for the peers it holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AudioRights {
+    /// Every learner may speak.
+    #[serde(default)]
+    pub open_mic: bool,
+    /// Learners allowed to speak one by one.
+    #[serde(default)]
+    pub allowed: BTreeSet<String>,
+    /// Learners an instructor muted.
+    #[serde(default)]
+    pub muted: BTreeSet<String>,
+}
+
+impl AudioRights {
+    /// Whether a learner may publish (instructors always may).
+    pub fn may_speak(&self, user_id: &str) -> bool {
+        self.open_mic || self.allowed.contains(user_id)
+    }
+
+    /// Applies an audio event; other events leave it as it was. True when
+    /// it was one.
+    pub fn apply(&mut self, kind: &EventKind) -> bool {
+        match kind {
+            EventKind::AllowToSpeak { user_id, allowed } => {
+                if *allowed {
+                    self.allowed.insert(user_id.clone());
+                } else {
+                    self.allowed.remove(user_id);
+                }
+            }
+            EventKind::Mute { user_id, muted } => {
+                if *muted {
+                    self.muted.insert(user_id.clone());
+                } else {
+                    self.muted.remove(user_id);
+                }
+            }
+            EventKind::OpenMic { open } => self.open_mic = *open,
+            _ => return false,
+        }
+        true
+    }
+}
+
+/// What an edge needs of a class to steer its audio: the rights and the
+/// breakout split, as of the class's `seq`. The classroom hands it to each
+/// node with a welcome; the node's hub keeps it up to date from the events
+/// it delivers (see `hub::Registry::audio`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassAudio {
+    /// The class's `seq` this reflects.
+    pub seq: u64,
+    /// Who may speak and who is muted.
+    pub rights: AudioRights,
+    /// The breakout groups, while split.
+    pub breakout: Option<Vec<Group>>,
+}
+
+impl ClassAudio {
+    /// Applies an event newer than `seq`; true when the view changed.
+    /// Older events (a replay to one session) are skipped.
+    pub fn apply(&mut self, event: &Event) -> bool {
+        if event.seq <= self.seq {
+            return false;
+        }
+        self.seq = event.seq;
+        match &event.kind {
+            EventKind::BreakoutStarted { groups } => {
+                self.breakout = Some(groups.clone());
+                true
+            }
+            EventKind::BreakoutEnded {} => self.breakout.take().is_some(),
+            kind => self.rights.apply(kind),
+        }
+    }
+
+    /// The breakout group `user_id` is in, while split.
+    pub fn group_of(&self, user_id: &str) -> Option<&str> {
+        self.breakout
+            .as_ref()?
+            .iter()
+            .find(|group| group.members.iter().any(|member| member == user_id))
+            .map(|group| group.name.as_str())
+    }
+}
+
 /// Everything a class is, rebuilt by folding its events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassState {
@@ -167,6 +255,9 @@ pub struct ClassState {
     pub breakout: Option<Vec<Group>>,
     /// The last [`RECENT_MAX`] feed lines.
     pub recent: VecDeque<Recent>,
+    /// Who may speak and who is muted.
+    #[serde(default)]
+    pub audio: AudioRights,
 }
 
 /// What a snapshot keeps of an event for the feed, or `None` for events
@@ -192,7 +283,10 @@ fn feed_line(kind: &EventKind) -> Option<EventKind> {
         | EventKind::ClassEnded {} => Some(kind.clone()),
         EventKind::Presence { .. }
         | EventKind::Hand { .. }
-        | EventKind::SubmissionStarted { .. } => None,
+        | EventKind::SubmissionStarted { .. }
+        | EventKind::AllowToSpeak { .. }
+        | EventKind::Mute { .. }
+        | EventKind::OpenMic { .. } => None,
     }
 }
 
@@ -270,6 +364,7 @@ impl ClassState {
             grid: BTreeMap::new(),
             breakout: None,
             recent: VecDeque::new(),
+            audio: AudioRights::default(),
         }
     }
 
@@ -560,6 +655,52 @@ impl ClassState {
                 instructor_only("end the class")?;
                 (Audience::all(), EventKind::ClassEnded {})
             }
+            ClientBody::AllowToSpeak { user_id, allowed } => {
+                instructor_only("let someone speak")?;
+                self.check_learner(user_id)?;
+                if self.audio.allowed.contains(user_id) == *allowed {
+                    return Ok(Vec::new());
+                }
+                let mut events = vec![(
+                    Audience::all(),
+                    EventKind::AllowToSpeak {
+                        user_id: user_id.clone(),
+                        allowed: *allowed,
+                    },
+                )];
+                // Her raised hand was the request; it is answered.
+                if *allowed && self.members.get(user_id).is_some_and(|m| m.hand) {
+                    events.push((
+                        Audience::all(),
+                        EventKind::Hand {
+                            user_id: user_id.clone(),
+                            raised: false,
+                        },
+                    ));
+                }
+                return Ok(events);
+            }
+            ClientBody::Mute { user_id, muted } => {
+                instructor_only("mute someone")?;
+                self.check_learner(user_id)?;
+                if self.audio.muted.contains(user_id) == *muted {
+                    return Ok(Vec::new());
+                }
+                (
+                    Audience::all(),
+                    EventKind::Mute {
+                        user_id: user_id.clone(),
+                        muted: *muted,
+                    },
+                )
+            }
+            ClientBody::OpenMic { open } => {
+                instructor_only("open the microphone")?;
+                if self.audio.open_mic == *open {
+                    return Ok(Vec::new());
+                }
+                (Audience::all(), EventKind::OpenMic { open: *open })
+            }
             ClientBody::Join { .. } | ClientBody::Submit { .. } | ClientBody::Ping {} => {
                 return Err(CommandError::new(
                     LiveErrorCode::BadMessage,
@@ -568,6 +709,27 @@ impl ClassState {
             }
         };
         Ok(vec![event])
+    }
+
+    /// The audio view of the class now, for a node that serves it.
+    pub fn audio_view(&self) -> ClassAudio {
+        ClassAudio {
+            seq: self.seq,
+            rights: self.audio.clone(),
+            breakout: self.breakout.clone(),
+        }
+    }
+
+    /// Refuses a user id that is no learner of the class (one who was ever
+    /// in the roster counts, present or not).
+    fn check_learner(&self, user_id: &str) -> Result<(), CommandError> {
+        match self.members.get(user_id) {
+            Some(member) if member.role == ClassRole::Learner => Ok(()),
+            _ => Err(CommandError::new(
+                LiveErrorCode::UnknownUser,
+                format!("{user_id:?} is not a learner of this class"),
+            )),
+        }
     }
 
     /// The events of a submission starting to run: the learner must be in
@@ -728,6 +890,9 @@ impl ClassState {
             EventKind::BreakoutStarted { groups } => self.breakout = Some(groups.clone()),
             EventKind::BreakoutMessage { .. } => {}
             EventKind::BreakoutEnded {} => self.breakout = None,
+            EventKind::AllowToSpeak { .. } | EventKind::Mute { .. } | EventKind::OpenMic { .. } => {
+                self.audio.apply(&event.kind);
+            }
             EventKind::ClassEnded {} => {
                 self.ended_at_ms = Some(at);
                 for member in self.members.values_mut() {
@@ -809,6 +974,7 @@ impl ClassState {
             "grid": grid,
             "breakout": breakout,
             "recent": recent,
+            "audio": self.audio,
         })
     }
 
@@ -916,6 +1082,108 @@ mod tests {
                 Err(LiveErrorCode::Forbidden)
             );
         }
+    }
+
+    #[test]
+    fn audio_rights_are_the_instructors_to_give_and_every_node_can_follow_them() {
+        let mut class = Class::new();
+        let teacher = person("t", ClassRole::Instructor);
+        let learner = person("l1", ClassRole::Learner);
+        class.arrive(&teacher);
+        class.arrive(&learner);
+        // A node's view starts from a welcome and follows the events.
+        let mut view = class.state.audio_view();
+
+        // Learners cannot give rights, not even to themselves.
+        for body in [
+            ClientBody::AllowToSpeak {
+                user_id: "l1".into(),
+                allowed: true,
+            },
+            ClientBody::Mute {
+                user_id: "l1".into(),
+                muted: false,
+            },
+            ClientBody::OpenMic { open: true },
+        ] {
+            assert_eq!(
+                class.say(&learner, body).map_err(|e| e.code),
+                Err(LiveErrorCode::Forbidden)
+            );
+        }
+        // Only learners of the class can be named.
+        for user in ["nobody", "t"] {
+            assert_eq!(
+                class
+                    .say(
+                        &teacher,
+                        ClientBody::Mute {
+                            user_id: user.into(),
+                            muted: true,
+                        },
+                    )
+                    .map_err(|e| e.code),
+                Err(LiveErrorCode::UnknownUser)
+            );
+        }
+
+        // Raise hand, be allowed: the hand comes down with the answer.
+        class
+            .say(&learner, ClientBody::Hand { raised: true })
+            .expect("hand");
+        let before = class.log.len();
+        class
+            .say(
+                &teacher,
+                ClientBody::AllowToSpeak {
+                    user_id: "l1".into(),
+                    allowed: true,
+                },
+            )
+            .expect("allow");
+        let kinds: Vec<_> = class.log[before..].iter().map(|e| e.kind.kind()).collect();
+        assert_eq!(kinds, ["allow_to_speak", "hand"]);
+        assert!(class.state.audio.may_speak("l1"));
+        assert!(!class.state.members["l1"].hand);
+        // Saying it again changes nothing and makes no event.
+        let before = class.log.len();
+        class
+            .say(
+                &teacher,
+                ClientBody::AllowToSpeak {
+                    user_id: "l1".into(),
+                    allowed: true,
+                },
+            )
+            .expect("again");
+        assert_eq!(class.log.len(), before);
+
+        class
+            .say(
+                &teacher,
+                ClientBody::Mute {
+                    user_id: "l1".into(),
+                    muted: true,
+                },
+            )
+            .expect("mute");
+        class
+            .say(&teacher, ClientBody::OpenMic { open: true })
+            .expect("open");
+        let snapshot = class.state.snapshot_for("l1", ClassRole::Learner);
+        assert_eq!(
+            snapshot["audio"],
+            serde_json::json!({"open_mic": true, "allowed": ["l1"], "muted": ["l1"]})
+        );
+
+        // The node's view, fed the same events (and a replayed old one),
+        // ends where the class is.
+        let mut changed = 0;
+        for event in class.log.iter().chain(class.log.first()) {
+            changed += usize::from(view.apply(event));
+        }
+        assert_eq!(changed, 3, "allow, mute and open changed the view");
+        assert_eq!(view, class.state.audio_view());
     }
 
     #[test]

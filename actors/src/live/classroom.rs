@@ -597,6 +597,7 @@ impl ClassroomState {
                 }),
                 assignments: self.class.assignments.clone(),
                 ended,
+                audio: Some(self.class.audio_view()),
             },
             node_id,
         );

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::{
-    class::{Assignment, Attendee, Participant},
+    class::{Assignment, Attendee, ClassAudio, Participant},
     classroom::{ClassroomActor, ClassroomArgs, ClassroomMessage, Control, Input},
     hub_group,
     protocol::{ClassRole, Event, EventKind, Reply},
@@ -86,12 +86,36 @@ struct LocalClass {
     ended: bool,
     /// The node the class is homed on, from the last welcome.
     home: Option<String>,
+    /// The class's audio view, from the first welcome on, kept by the
+    /// events delivered since.
+    audio: Option<ClassAudio>,
+}
+
+/// Told of a class's audio view whenever it changes on this node (a
+/// welcome brought a newer one, or an event changed it): the edge applies
+/// it to the peers its SFU holds for the class. Called outside the
+/// registry's lock; it must not block.
+pub type AudioObserver = Arc<dyn Fn(&str, &ClassAudio) + Send + Sync>;
+
+/// Where the registry keeps its [`AudioObserver`], set once.
+#[derive(Default)]
+struct ObserverSlot(std::sync::OnceLock<AudioObserver>);
+
+impl std::fmt::Debug for ObserverSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "ObserverSlot(set)"
+        } else {
+            "ObserverSlot(unset)"
+        })
+    }
 }
 
 /// The sessions of this node, by class.
 #[derive(Debug, Default)]
 pub struct Registry {
     classes: RwLock<HashMap<String, LocalClass>>,
+    audio_observer: ObserverSlot,
     next_session: AtomicU64,
     sessions: AtomicU64,
     slow_consumers: AtomicU64,
@@ -149,6 +173,25 @@ impl Registry {
             if class.sessions.is_empty() {
                 classes.remove(class_id);
             }
+        }
+    }
+
+    /// Sets the one audio observer of this node (see [`AudioObserver`]);
+    /// a second call is ignored.
+    pub fn set_audio_observer(&self, observer: AudioObserver) {
+        let _set = self.audio_observer.0.set(observer);
+    }
+
+    /// The audio view of a class this node has sessions in, once one of
+    /// them was welcomed.
+    pub fn audio(&self, class_id: &str) -> Option<ClassAudio> {
+        let classes = self.classes.read().unwrap_or_else(PoisonError::into_inner);
+        classes.get(class_id).and_then(|class| class.audio.clone())
+    }
+
+    fn tell_audio(&self, class_id: &str, view: Option<ClassAudio>) {
+        if let (Some(view), Some(observer)) = (view, self.audio_observer.0.get()) {
+            observer(class_id, &view);
         }
     }
 
@@ -218,11 +261,21 @@ impl Registry {
     /// one waits for it.
     fn deliver(&self, class_id: &str, events: &[Event]) {
         let mut slow = Vec::new();
+        let mut audio_changed = None;
         {
             let mut classes = self.classes.write().unwrap_or_else(PoisonError::into_inner);
             let Some(class) = classes.get_mut(class_id) else {
                 return;
             };
+            if let Some(audio) = &mut class.audio {
+                let mut changed = false;
+                for event in events {
+                    changed |= audio.apply(event);
+                }
+                if changed {
+                    audio_changed = Some(audio.clone());
+                }
+            }
             for event in events {
                 if let Some(assignment) = Assignment::dropped_by(event) {
                     class.assignments.insert(assignment.id.clone(), assignment);
@@ -273,21 +326,35 @@ impl Registry {
         if !slow.is_empty() {
             tracing::info!(class_id, count = slow.len(), "closed slow consumers");
         }
+        self.tell_audio(class_id, audio_changed);
     }
 
     /// Delivers what a classroom sent to one session: its welcome, its
     /// replay or snapshot, an error, or a close.
     fn direct(&self, direct: Direct) {
+        let class_id = direct.class_id.clone();
+        let audio_changed = self.direct_locked(direct);
+        self.tell_audio(&class_id, audio_changed);
+    }
+
+    /// [`Self::direct`] under the lock; returns the class's new audio view
+    /// when the welcome brought a newer one.
+    fn direct_locked(&self, direct: Direct) -> Option<ClassAudio> {
         let mut classes = self.classes.write().unwrap_or_else(PoisonError::into_inner);
-        let Some(class) = classes.get_mut(&direct.class_id) else {
-            return;
-        };
+        let class = classes.get_mut(&direct.class_id)?;
+        let mut audio_changed = None;
+        if let Some(view) = direct.audio {
+            if class.audio.as_ref().is_none_or(|have| have.seq < view.seq) {
+                class.audio = Some(view.clone());
+                audio_changed = Some(view);
+            }
+        }
         for assignment in direct.assignments {
             class.assignments.insert(assignment.id.clone(), assignment);
         }
         class.ended |= direct.ended;
         let Some(session) = class.sessions.get(&direct.session_id).cloned() else {
-            return;
+            return audio_changed;
         };
         let mut items = Vec::new();
         if let Some(welcome) = direct.welcome {
@@ -337,6 +404,7 @@ impl Registry {
                 break;
             }
         }
+        audio_changed
     }
 }
 
@@ -377,6 +445,9 @@ pub struct Direct {
     /// Whether the class has ended.
     #[serde(default)]
     pub ended: bool,
+    /// The class's audio view, with a welcome.
+    #[serde(default)]
+    pub audio: Option<ClassAudio>,
 }
 
 /// A request to start a classroom on the receiving node.

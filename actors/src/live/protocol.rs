@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// The message types a client may send, in the order the docs list them.
-pub const CLIENT_TYPES: [&str; 12] = [
+pub const CLIENT_TYPES: [&str; 15] = [
     "join",
     "chat",
     "hand",
@@ -34,12 +34,15 @@ pub const CLIENT_TYPES: [&str; 12] = [
     "breakout_message",
     "breakout_end",
     "end_class",
+    "allow_to_speak",
+    "mute",
+    "open_mic",
     "ping",
 ];
 
 /// The frame types a server sends, in the schema's order: replies, the
 /// snapshot, then events.
-pub const SERVER_TYPES: [&str; 15] = [
+pub const SERVER_TYPES: [&str; 18] = [
     "welcome",
     "error",
     "pong",
@@ -55,6 +58,9 @@ pub const SERVER_TYPES: [&str; 15] = [
     "breakout_message",
     "breakout_ended",
     "class_ended",
+    "allow_to_speak",
+    "mute",
+    "open_mic",
 ];
 
 /// Longest chat, broadcast or breakout text, in characters.
@@ -125,6 +131,8 @@ pub enum LiveErrorCode {
     TooManyClasses,
     /// The class holds as many people as it may.
     ClassFull,
+    /// The command names a user who is no learner of the class.
+    UnknownUser,
 }
 
 impl std::fmt::Display for LiveErrorCode {
@@ -160,6 +168,7 @@ impl LiveErrorCode {
         Self::ClassUnavailable,
         Self::TooManyClasses,
         Self::ClassFull,
+        Self::UnknownUser,
     ];
 
     /// The code as it appears on the wire.
@@ -189,6 +198,7 @@ impl LiveErrorCode {
             Self::ClassUnavailable => "class_unavailable",
             Self::TooManyClasses => "too_many_classes",
             Self::ClassFull => "class_full",
+            Self::UnknownUser => "unknown_user",
         }
     }
 }
@@ -377,6 +387,30 @@ pub enum ClientBody {
     BreakoutEnd {},
     /// Instructor: end the class; attendance is recorded.
     EndClass {},
+    /// Instructor: let a learner speak (publish audio), or take it back.
+    /// The edge carrying her audio stops forwarding it at once when taken.
+    AllowToSpeak {
+        /// The learner.
+        #[schemars(length(min = 1, max = NAME_CHARS_MAX))]
+        user_id: String,
+        /// True to allow.
+        allowed: bool,
+    },
+    /// Instructor: mute a learner's audio (enforced by the edges: she
+    /// cannot unmute herself), or lift the mute.
+    Mute {
+        /// The learner.
+        #[schemars(length(min = 1, max = NAME_CHARS_MAX))]
+        user_id: String,
+        /// True to mute.
+        muted: bool,
+    },
+    /// Instructor: open the class's microphone (every learner may speak,
+    /// in the main room and in breakout rooms), or close it.
+    OpenMic {
+        /// True to open.
+        open: bool,
+    },
     /// Liveness check; answered with `pong`.
     Ping {},
 }
@@ -396,6 +430,9 @@ impl ClientBody {
             Self::BreakoutMessage { .. } => "breakout_message",
             Self::BreakoutEnd {} => "breakout_end",
             Self::EndClass {} => "end_class",
+            Self::AllowToSpeak { .. } => "allow_to_speak",
+            Self::Mute { .. } => "mute",
+            Self::OpenMic { .. } => "open_mic",
             Self::Ping {} => "ping",
         }
     }
@@ -603,6 +640,25 @@ pub enum EventKind {
     BreakoutEnded {},
     /// The class is over.
     ClassEnded {},
+    /// A learner was allowed to speak, or that was taken back.
+    AllowToSpeak {
+        /// The learner.
+        user_id: String,
+        /// Allowed now?
+        allowed: bool,
+    },
+    /// A learner was muted by an instructor, or the mute was lifted.
+    Mute {
+        /// The learner.
+        user_id: String,
+        /// Muted now?
+        muted: bool,
+    },
+    /// The class's microphone was opened or closed.
+    OpenMic {
+        /// Open now?
+        open: bool,
+    },
 }
 
 impl EventKind {
@@ -620,6 +676,9 @@ impl EventKind {
             Self::BreakoutMessage { .. } => "breakout_message",
             Self::BreakoutEnded {} => "breakout_ended",
             Self::ClassEnded {} => "class_ended",
+            Self::AllowToSpeak { .. } => "allow_to_speak",
+            Self::Mute { .. } => "mute",
+            Self::OpenMic { .. } => "open_mic",
         }
     }
 }
@@ -847,8 +906,9 @@ enum SnapshotBody {
     },
 }
 
-/// The schema of `v`: always [`PROTOCOL_VERSION`].
-fn protocol_version_schema(_: &mut SchemaGenerator) -> Schema {
+/// The schema of `v`: always [`PROTOCOL_VERSION`]. Public for frames that
+/// another crate adds to the protocol (the edge's `media` frames).
+pub fn protocol_version_schema(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "type": "integer", "const": PROTOCOL_VERSION })
 }
 
@@ -869,10 +929,12 @@ fn client_status_schema(_: &mut SchemaGenerator) -> Schema {
 /// body may say "no other field" (it would refuse the frame's own); this
 /// moves the frame's properties into every body and closes each.
 ///
+/// Public for frames that another crate adds to the protocol.
+///
 /// # Panics
 /// When the schema is not properties beside a `oneOf` (a type changed
 /// shape; the schema tests then fail here, not in a validator).
-fn close_frame_variants(schema: &mut Schema) {
+pub fn close_frame_variants(schema: &mut Schema) {
     let frame = schema.ensure_object();
     let properties = frame
         .remove("properties")
@@ -909,6 +971,19 @@ fn close_frame_variants(schema: &mut Schema) {
 /// each, and the types they share. Keys inside are in alphabetical order
 /// (serde_json's map); the head of the document reads in its own order.
 pub fn schema_document() -> String {
+    schema_document_with(|_| (Vec::new(), Vec::new()))
+}
+
+/// [`schema_document`] with frames another crate adds to the protocol:
+/// `extend` derives them with the document's generator (so shared types
+/// land in `$defs` once) and returns the client frames and the server
+/// frames, each a frame schema closed by [`close_frame_variants`]; their
+/// bodies join `client_frame` and `server_frame` after this crate's own.
+/// The edge adds its `media` frames this way, and the committed
+/// `docs/live-protocol.schema.json` is that whole document.
+pub fn schema_document_with(
+    extend: impl FnOnce(&mut SchemaGenerator) -> (Vec<Schema>, Vec<Schema>),
+) -> String {
     /// The document's head first, then what it defines.
     #[derive(Serialize)]
     struct Document {
@@ -929,15 +1004,24 @@ pub fn schema_document() -> String {
     // the server skips rather than writes as null; those say so with
     // `#[schemars(with = ..)]`.
     let mut generator = SchemaSettings::draft2020_12().into_generator();
-    let client = ClientFrame::json_schema(&mut generator);
+    let mut client = ClientFrame::json_schema(&mut generator);
     let mut server = Vec::new();
-    for frame in [
+    let own = [
         ReplyFrame::json_schema(&mut generator),
         SnapshotFrame::json_schema(&mut generator),
         EventFrame::json_schema(&mut generator),
-    ] {
+    ];
+    let (more_client, more_server) = extend(&mut generator);
+    for frame in own.iter().chain(&more_server) {
         if let Some(serde_json::Value::Array(bodies)) = frame.get("oneOf") {
             server.extend(bodies.iter().cloned());
+        }
+    }
+    for frame in &more_client {
+        if let Some(serde_json::Value::Array(bodies)) = frame.get("oneOf") {
+            if let Some(serde_json::Value::Array(all)) = client.get_mut("oneOf") {
+                all.extend(bodies.iter().cloned());
+            }
         }
     }
     let mut defs = generator.take_definitions(true);
@@ -946,7 +1030,7 @@ pub fn schema_document() -> String {
         "server_frame".into(),
         serde_json::json!({
             "description": "A server frame: a reply to this session (`welcome`, `error`, `pong`), \
-                a snapshot, or an event of the class; each carries `v` and `seq`.",
+                a snapshot, an event of the class, or the edge's own `media` frame; each carries `v` and `seq`.",
             "oneOf": server,
         }),
     );

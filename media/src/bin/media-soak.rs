@@ -68,6 +68,8 @@ async fn connect(
             peer: peer.to_owned(),
             room: "soak".to_owned(),
             role,
+            rights: media::PeerRights::default(),
+            open_mic: false,
         })
         .await?;
     let pc = Arc::new(api.new_peer_connection(RTCConfiguration::default()).await?);

@@ -101,6 +101,20 @@ pub struct JoinRequest {
     pub room: String,
     /// Instructor or learner, from the class ticket.
     pub role: MediaRole,
+    /// What the class allows the peer now (instructors may always publish).
+    pub rights: PeerRights,
+    /// Whether the room's mic is open, should this join create the room.
+    pub open_mic: bool,
+}
+
+/// What a class allows one peer, as its classroom decided: the SFU only
+/// enforces it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerRights {
+    /// Allowed to speak (ignored for instructors, who always may).
+    pub may_publish: bool,
+    /// Muted by the instructor: nothing it sends is forwarded.
+    pub server_muted: bool,
 }
 
 /// What `join` hands back: the queue of frames the SFU sends this peer
@@ -110,6 +124,8 @@ pub struct JoinRequest {
 pub struct PeerLink {
     /// Server frames for this peer, in order; bounded by `outbound_frames_max`.
     pub signals: mpsc::Receiver<ServerSignal>,
+    /// Which joining of this peer id the link is, for [`Sfu::leave_link`].
+    pub generation: u64,
 }
 
 /// The edge's audio SFU. Cheap to clone; all clones are one SFU.
@@ -186,21 +202,6 @@ struct SlotOut {
 
 /// Locks a mutex, going on with the data when a holder panicked: every
 /// critical section here leaves the state consistent before it can panic.
-/// The room of `instructor`, refused unless that peer is an instructor.
-fn instructor_room(state: &State, instructor: &str) -> Result<String, MediaError> {
-    let from = state
-        .peers
-        .get(instructor)
-        .ok_or_else(|| unknown_peer(instructor))?;
-    if from.role != MediaRole::Instructor {
-        return Err(MediaError::new(
-            MediaErrorCode::NotInstructor,
-            "only the instructor may do this",
-        ));
-    }
-    Ok(from.room.clone())
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
@@ -344,9 +345,13 @@ impl Sfu {
         );
         let generation = self.inner.generations.fetch_add(1, Ordering::Relaxed);
         let control = Arc::new(Control::default());
+        control.may_publish.store(
+            request.role == MediaRole::Instructor || request.rights.may_publish,
+            Ordering::Release,
+        );
         control
-            .may_publish
-            .store(request.role == MediaRole::Instructor, Ordering::Release);
+            .server_muted
+            .store(request.rights.server_muted, Ordering::Release);
         let (outbound, signals) = mpsc::channel(self.inner.config.outbound_frames_max);
         self.install_handlers(&pc, &request.peer, generation, &control, &outbound);
 
@@ -363,7 +368,7 @@ impl Sfu {
                         members: BTreeSet::new(),
                         slots: vec![None; slots],
                         speaker: None,
-                        open_mic: false,
+                        open_mic: request.open_mic,
                     });
                 room.members.insert(request.peer.clone());
                 state.peers.insert(
@@ -396,7 +401,10 @@ impl Sfu {
         }
         self.spawn_connect_deadline(request.peer.clone(), generation);
         tracing::debug!(peer = %request.peer, room = %request.room, "media peer joined");
-        Ok(PeerLink { signals })
+        Ok(PeerLink {
+            signals,
+            generation,
+        })
     }
 
     /// Removes a peer and closes its connection. Unknown peers are ignored
@@ -405,6 +413,50 @@ impl Sfu {
         let pc = {
             let mut state = lock(&self.inner.state);
             remove_locked(&self.inner, &mut state, peer, None)
+        };
+        if let Some(pc) = pc {
+            close(pc).await;
+        }
+    }
+
+    /// Joins like [`Sfu::join`], taking the id over from a peer that holds
+    /// it: that one is told (`peer_exists`, "taken over") as its last frame
+    /// and removed. For a person's newer connection (a resume that came
+    /// before the old socket closed, or a second tab).
+    ///
+    /// # Errors
+    /// As [`Sfu::join`].
+    pub async fn join_taking_over(&self, request: JoinRequest) -> Result<PeerLink, MediaError> {
+        let old = {
+            let state = lock(&self.inner.state);
+            state.peers.get(&request.peer).map(|old| {
+                let _full = old.outbound.try_send(ServerSignal::Error {
+                    code: MediaErrorCode::PeerExists,
+                    message: "a newer connection of yours took the audio over".into(),
+                });
+                old.generation
+            })
+        };
+        if let Some(generation) = old {
+            let pc = {
+                let mut state = lock(&self.inner.state);
+                remove_locked(&self.inner, &mut state, &request.peer, Some(generation))
+            };
+            if let Some(pc) = pc {
+                close(pc).await;
+            }
+        }
+        self.join(request).await
+    }
+
+    /// Removes the peer `link` was handed for, if it is still that joining
+    /// of the id: a session that was replaced by a newer one of the same
+    /// user (a resume that arrived before the old socket closed) leaves
+    /// nothing of the newer one.
+    pub async fn leave_link(&self, peer: &str, link: &PeerLink) {
+        let pc = {
+            let mut state = lock(&self.inner.state);
+            remove_locked(&self.inner, &mut state, peer, Some(link.generation))
         };
         if let Some(pc) = pc {
             close(pc).await;
@@ -433,6 +485,7 @@ impl Sfu {
             return Ok(());
         }
         let was_publishing = release_slot(state, peer);
+        let open_mic = state.rooms.get(&old).is_some_and(|r| r.open_mic);
         let old_now_empty = state.rooms.get_mut(&old).is_some_and(|r| {
             r.members.remove(peer);
             r.members.is_empty()
@@ -445,7 +498,8 @@ impl Sfu {
             members: BTreeSet::new(),
             slots: vec![None; slots],
             speaker: None,
-            open_mic: false,
+            // A breakout room of an open-mic class is open too.
+            open_mic,
         });
         target.members.insert(peer.to_owned());
         let mut slot = None;
@@ -485,25 +539,10 @@ impl Sfu {
                 self.candidate(peer, candidate).await.map(|()| None)
             }
             ClientSignal::SetMuted { muted } => self.set_self_muted(peer, muted).map(|()| None),
-            ClientSignal::MutePeer {
-                peer: target,
-                muted,
-            } => self
-                .instructor_sets(peer, &target, |control| {
-                    control.server_muted.store(muted, Ordering::Release);
-                    Ok(())
-                })
-                .map(|()| None),
-            ClientSignal::SetOpenMic { open } => self.set_open_mic(peer, open).map(|()| None),
-            ClientSignal::AllowToSpeak {
-                peer: target,
-                allowed,
-            } => self
-                .instructor_sets(peer, &target, |control| {
-                    control.may_publish.store(allowed, Ordering::Release);
-                    Ok(())
-                })
-                .map(|()| None),
+            ClientSignal::Leave {} => {
+                self.leave(peer).await;
+                Ok(None)
+            }
         }
     }
 
@@ -737,32 +776,69 @@ impl Sfu {
         Ok(())
     }
 
-    fn set_open_mic(&self, instructor: &str, open: bool) -> Result<(), MediaError> {
+    /// Sets what the class allows `peer`: whether it may publish and
+    /// whether the instructor muted it. The classroom decided it (and who
+    /// may decide it); this only applies it, at the next packet. The room
+    /// gets its new media state when anything changed.
+    ///
+    /// # Errors
+    /// `unknown_peer`.
+    pub fn set_rights(&self, peer: &str, rights: PeerRights) -> Result<(), MediaError> {
         let mut state = lock(&self.inner.state);
-        let room = instructor_room(&state, instructor)?;
-        if let Some(entry) = state.rooms.get_mut(&room) {
-            entry.open_mic = open;
+        let entry = state.peers.get(peer).ok_or_else(|| unknown_peer(peer))?;
+        let may_publish = rights.may_publish || entry.role == MediaRole::Instructor;
+        let control = &entry.control;
+        let before = (
+            control.may_publish.swap(may_publish, Ordering::AcqRel),
+            control
+                .server_muted
+                .swap(rights.server_muted, Ordering::AcqRel),
+        );
+        if before != (may_publish, rights.server_muted) {
+            let room = entry.room.clone();
+            broadcast_state(&self.inner, &mut state, &room);
         }
-        broadcast_state(&self.inner, &mut state, &room);
         Ok(())
     }
 
-    fn instructor_sets(
-        &self,
-        instructor: &str,
-        target: &str,
-        change: impl FnOnce(&Control) -> Result<(), MediaError>,
-    ) -> Result<(), MediaError> {
+    /// Opens or closes the mic of `room` (every learner there may publish).
+    /// A room nobody is in yet is created open or closed on its first join
+    /// (see [`JoinRequest::open_mic`]), so this does nothing for it.
+    pub fn set_open_mic(&self, room: &str, open: bool) {
         let mut state = lock(&self.inner.state);
-        let room = instructor_room(&state, instructor)?;
-        let to = state
+        let changed = state.rooms.get_mut(room).is_some_and(|entry| {
+            let changed = entry.open_mic != open;
+            entry.open_mic = open;
+            changed
+        });
+        if changed {
+            broadcast_state(&self.inner, &mut state, room);
+        }
+    }
+
+    /// The peers on this edge whose room is `room` or one of its breakout
+    /// rooms (`room/...`), with their role: the gateway applies a class's
+    /// rights and rooms to them.
+    pub fn peers_of(&self, room: &str) -> Vec<(String, MediaRole)> {
+        let state = lock(&self.inner.state);
+        let prefix = format!("{room}/");
+        state
             .peers
-            .get(target)
-            .filter(|to| to.room == room)
-            .ok_or_else(|| unknown_peer(target))?;
-        change(&to.control)?;
-        broadcast_state(&self.inner, &mut state, &room);
-        Ok(())
+            .iter()
+            .filter(|(_, p)| p.room == room || p.room.starts_with(&prefix))
+            .map(|(id, p)| (id.clone(), p.role))
+            .collect()
+    }
+
+    /// Whether `peer` holds a publishing slot, and whether it muted itself.
+    pub fn publishing(&self, peer: &str) -> Option<(bool, bool)> {
+        let state = lock(&self.inner.state);
+        state.peers.get(peer).map(|p| {
+            (
+                p.slot.is_some(),
+                p.control.self_muted.load(Ordering::Acquire),
+            )
+        })
     }
 
     fn pc_of(&self, peer: &str) -> Result<Arc<RTCPeerConnection>, MediaError> {

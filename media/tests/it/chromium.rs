@@ -61,6 +61,8 @@ async fn join(
             peer: peer.clone(),
             room: "interop".into(),
             role,
+            rights: media::PeerRights::default(),
+            open_mic: false,
         })
         .await
     {

@@ -98,6 +98,8 @@ impl Client {
                 peer: id.to_owned(),
                 room: room.to_owned(),
                 role,
+                rights: media::PeerRights::default(),
+                open_mic: false,
             })
             .await
             .map_err(|err| anyhow!("join {id}: {err}"))?;

@@ -52,14 +52,13 @@ async fn an_instructor_is_heard_and_a_server_mute_stops_a_learner_at_once() -> R
     assert_eq!(sfu.peer_count(), 2, "the refusal left the peer in place");
 
     // The instructor allows her; now her offer with a microphone passes.
-    sfu.handle(
-        "teacher",
-        ClientSignal::AllowToSpeak {
-            peer: "learner".into(),
-            allowed: true,
+    sfu.set_rights(
+        "learner",
+        media::PeerRights {
+            may_publish: true,
+            server_muted: false,
         },
-    )
-    .await?;
+    )?;
     learner.negotiate(&sfu).await??;
     let state = learner
         .wait_state(|s| {
@@ -85,30 +84,14 @@ async fn an_instructor_is_heard_and_a_server_mute_stops_a_learner_at_once() -> R
     .await?;
     assert_eq!(sfu.metrics().published_tracks.get(), 2);
 
-    // A learner cannot mute others.
-    let err = sfu
-        .handle(
-            "learner",
-            ClientSignal::MutePeer {
-                peer: "teacher".into(),
-                muted: true,
-            },
-        )
-        .await;
-    assert_eq!(
-        err.map_err(|e| e.code()),
-        Err(MediaErrorCode::NotInstructor)
-    );
-
     // Server mute: forwarding stops at the next packet.
-    sfu.handle(
-        "teacher",
-        ClientSignal::MutePeer {
-            peer: "learner".into(),
-            muted: true,
+    sfu.set_rights(
+        "learner",
+        media::PeerRights {
+            may_publish: true,
+            server_muted: true,
         },
-    )
-    .await?;
+    )?;
     let at_mute = teacher.heard_now();
     let muted_before = dropped(&sfu, "muted");
     eventually("25 muted packets dropped", || {
@@ -132,14 +115,13 @@ async fn an_instructor_is_heard_and_a_server_mute_stops_a_learner_at_once() -> R
     learner.wait_heard(learner_heard + 10).await?;
 
     // Lifting the mute lets her through again.
-    sfu.handle(
-        "teacher",
-        ClientSignal::MutePeer {
-            peer: "learner".into(),
-            muted: false,
+    sfu.set_rights(
+        "learner",
+        media::PeerRights {
+            may_publish: true,
+            server_muted: false,
         },
-    )
-    .await?;
+    )?;
     let now = teacher.heard_now();
     teacher.wait_heard(now + 10).await?;
 
@@ -206,16 +188,10 @@ async fn bad_input_gets_its_code_and_leaves_the_peer_working() -> Result<()> {
             .await,
         MediaErrorCode::UnexpectedAnswer,
     );
-    check(
-        sfu.handle(
-            "teacher",
-            ClientSignal::MutePeer {
-                peer: "nobody".into(),
-                muted: true,
-            },
-        )
-        .await,
-        MediaErrorCode::UnknownPeer,
+    assert_eq!(
+        sfu.set_rights("nobody", media::PeerRights::default())
+            .map_err(|e| e.code()),
+        Err(MediaErrorCode::UnknownPeer)
     );
     // offers_per_window_max (4) at its edge: the fourth passes the flood
     // check (and is malformed), the fifth is a flood.
@@ -360,6 +336,8 @@ async fn a_peer_that_cannot_keep_up_with_its_frames_is_removed() -> Result<()> {
         peer: peer.into(),
         room: "room".into(),
         role: MediaRole::Learner,
+        rights: media::PeerRights::default(),
+        open_mic: false,
     };
     let drain = |link: &mut media::PeerLink| while link.signals.try_recv().is_ok() {};
     let mut a = sfu.join(join("a")).await?;
@@ -480,14 +458,13 @@ async fn audio_stays_inside_each_breakout_room() -> Result<()> {
     teacher.add_transceivers(true, 2).await?;
     teacher.negotiate(&sfu).await??;
     let mut one = Client::join(&sfu, "one", "class", MediaRole::Learner).await?;
-    sfu.handle(
-        "teacher",
-        ClientSignal::AllowToSpeak {
-            peer: "one".into(),
-            allowed: true,
+    sfu.set_rights(
+        "one",
+        media::PeerRights {
+            may_publish: true,
+            server_muted: false,
         },
-    )
-    .await?;
+    )?;
     one.add_transceivers(true, 2).await?;
     one.negotiate(&sfu).await??;
     let two = Client::join(&sfu, "two", "class", MediaRole::Learner).await?;
@@ -545,14 +522,13 @@ async fn the_active_speaker_follows_the_audio_level_at_a_bounded_rate() -> Resul
     teacher.add_transceivers(true, 1).await?;
     teacher.negotiate(&sfu).await??;
     let mut learner = Client::join(&sfu, "learner", "room", MediaRole::Learner).await?;
-    sfu.handle(
-        "teacher",
-        ClientSignal::AllowToSpeak {
-            peer: "learner".into(),
-            allowed: true,
+    sfu.set_rights(
+        "learner",
+        media::PeerRights {
+            may_publish: true,
+            server_muted: false,
         },
-    )
-    .await?;
+    )?;
     learner.add_transceivers(true, 1).await?;
     learner.negotiate(&sfu).await??;
     let started = tokio::time::Instant::now();
@@ -568,14 +544,13 @@ async fn the_active_speaker_follows_the_audio_level_at_a_bounded_rate() -> Resul
         .store(media::sfu::SPEAKING_DBOV_MAX, Ordering::Release);
     let seen = teacher.wait_speaker(Some("learner"), 0).await?;
     // A server mute takes the learner off the air: nobody speaks.
-    sfu.handle(
-        "teacher",
-        ClientSignal::MutePeer {
-            peer: "learner".into(),
-            muted: true,
+    sfu.set_rights(
+        "learner",
+        media::PeerRights {
+            may_publish: true,
+            server_muted: true,
         },
-    )
-    .await?;
+    )?;
     let announcements = teacher.wait_speaker(None, seen).await?;
     // At most one announcement per interval (plus the first).
     let rounds = u32::try_from(started.elapsed().as_millis() / interval.as_millis())? + 1;
@@ -601,16 +576,8 @@ async fn an_open_mic_room_lets_every_learner_publish_until_it_closes() -> Result
     let refused = learner.negotiate(&sfu).await?.expect_err("mic closed");
     assert_eq!(refused.code(), MediaErrorCode::PublishNotAllowed);
 
-    // Only the instructor opens the mic.
-    let err = sfu
-        .handle("learner", ClientSignal::SetOpenMic { open: true })
-        .await;
-    assert_eq!(
-        err.map_err(|e| e.code()),
-        Err(MediaErrorCode::NotInstructor)
-    );
-    sfu.handle("teacher", ClientSignal::SetOpenMic { open: true })
-        .await?;
+    // The class opens the mic (the classroom checks who may).
+    sfu.set_open_mic("room", true);
     learner
         .wait_state(|s| s.open_mic && s.peers.iter().all(|p| p.may_publish))
         .await?;
@@ -619,8 +586,7 @@ async fn an_open_mic_room_lets_every_learner_publish_until_it_closes() -> Result
     teacher.wait_heard(20).await?;
 
     // Closing it stops the learner's audio at once.
-    sfu.handle("teacher", ClientSignal::SetOpenMic { open: false })
-        .await?;
+    sfu.set_open_mic("room", false);
     let at_close = teacher.heard_now();
     let muted_before = dropped(&sfu, "muted");
     eventually("25 packets dropped after closing the mic", || {

@@ -311,6 +311,14 @@ impl Supervisor {
             ),
             ("LYCEUM_EDGE__CONTROL_PLANE_SERVICE_KEY".to_owned(), key),
         ];
+        // Everything of a dev cluster is on this machine: its SFUs offer the
+        // loopback address too, so audio works without any other interface.
+        if std::env::var_os("LYCEUM_MEDIA__LOOPBACK_CANDIDATES").is_none() {
+            child_env.push((
+                "LYCEUM_MEDIA__LOOPBACK_CANDIDATES".to_owned(),
+                "true".to_owned(),
+            ));
+        }
         if config.dev.chaos {
             // Drills partition regions through the edges' fault API.
             child_env.push(("LYCEUM_EDGE__FAULT_INJECTION".to_owned(), "true".to_owned()));

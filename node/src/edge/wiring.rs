@@ -159,6 +159,7 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
     );
     let live = Gateway::start(
         config.live.clone(),
+        config.media.clone(),
         Whereabouts {
             node_id: identity.node_id.to_string(),
             region: identity.region.to_string(),

@@ -130,7 +130,7 @@ fn errors_name_the_key_and_the_source() {
             r#"invalid configuration: key `http.request_timeout_ms` (in $DIR/lyceum.toml): expected u64, found string "soon""#
         ]],
     );
-    check_err(Some("colour = \"blue\"\n"), &[], json!({}), expect!["invalid configuration: key `colour` (in $DIR/lyceum.toml): unknown key; known keys here: data_dir, log_format, log_filter, http, control_plane, edge, dev, sandbox, live"]);
+    check_err(Some("colour = \"blue\"\n"), &[], json!({}), expect!["invalid configuration: key `colour` (in $DIR/lyceum.toml): unknown key; known keys here: data_dir, log_format, log_filter, http, control_plane, edge, dev, sandbox, live, media"]);
     check_err(
         None,
         &[("LYCEUM_HTTP__NOPE", "1")],
@@ -193,6 +193,32 @@ fn limits_are_checked_at_their_edges() {
         &[],
         json!({}),
         expect!["invalid configuration: key `live.frame_bytes_max`: must be at least 69632, so a frame holds a 65536 byte source"],
+    );
+    // The audio SFU's settings, `[media]`.
+    let media = |c: &Config| {
+        format!(
+            "enabled={} peers={} policy={:?}",
+            c.media.enabled, c.media.peers_per_edge_max, c.media.ice_transport_policy
+        )
+    };
+    check_ok(
+        Some("[media]\npeers_per_edge_max = 1\nice_transport_policy = \"relay\"\n"),
+        &[],
+        json!({}),
+        media,
+        expect!["enabled=true peers=1 policy=Relay"],
+    );
+    check_err(
+        Some("[media]\npeers_per_edge_max = 0\n"),
+        &[],
+        json!({}),
+        expect!["invalid configuration: key `media.peers_per_edge_max`: must be at least 1"],
+    );
+    check_err(
+        Some("[media]\ntracks_per_peer_max = 6\n"),
+        &[],
+        json!({}),
+        expect!["invalid configuration: key `media.tracks_per_peer_max`: must be at most 1 + publishers_per_room_max (a microphone and one slot per publisher)"],
     );
     // The pool actors' settings.
     let pools = |c: &Config| {

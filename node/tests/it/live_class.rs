@@ -57,6 +57,17 @@ impl Tab {
         tab
     }
 
+    /// A tab on a socket that has not joined yet.
+    pub(crate) fn from_socket(name: &'static str, socket: Socket) -> Self {
+        Self {
+            name,
+            socket,
+            seq: 0,
+            seen: Vec::new(),
+            frames: Vec::new(),
+        }
+    }
+
     /// Sends a frame; the error when the socket is closed.
     pub(crate) async fn try_send(
         &mut self,

@@ -12,6 +12,7 @@ mod dev_cluster;
 mod edge_node;
 mod five_nodes;
 mod graded_submissions;
+mod live_audio;
 mod live_class;
 mod live_failover;
 mod module_graph;

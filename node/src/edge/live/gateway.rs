@@ -19,6 +19,7 @@ use actors::live::{
     LiveConfig,
 };
 
+use crate::edge::live::media::MediaGateway;
 use crate::rate_limit::RateLimiter;
 use crate::shutdown::Shutdown;
 
@@ -41,6 +42,8 @@ pub struct Gateway {
     pub(crate) tenant_rate: RateLimiter,
     /// Prometheus series of the gateway.
     pub(crate) metrics: LiveMetrics,
+    /// The edge's live audio.
+    pub(crate) media: Arc<MediaGateway>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -118,13 +121,19 @@ pub struct Whereabouts {
 }
 
 impl Gateway {
-    /// Starts this node's live side: the hub, and the task that queues
-    /// each ended class's attendance report in `attendance`.
+    /// Starts this node's live side: the hub, the audio SFU (following each
+    /// class's audio view), and the task that queues each ended class's
+    /// attendance report in `attendance`.
     ///
     /// # Errors
     /// When the hub cannot start or the metrics cannot register.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the live side's parts, each named once at the one call"
+    )]
     pub async fn start(
         config: LiveConfig,
+        media: media::SfuConfig,
         whereabouts: Whereabouts,
         store: sled::Db,
         attendance: Arc<crate::outbox::Queue<control_plane::learning::live::AttendanceReport>>,
@@ -143,6 +152,12 @@ impl Gateway {
         )
         .await?;
         node.counters().register(registry)?;
+        let media = Arc::new(MediaGateway::start(media, registry)?);
+        {
+            let media = Arc::clone(&media);
+            node.registry()
+                .set_audio_observer(Arc::new(move |class_id, view| media.apply(class_id, view)));
+        }
         tasks.spawn(
             "queue_attendance",
             queue_attendance(attendance, rx, shutdown),
@@ -154,6 +169,7 @@ impl Gateway {
             tenant_rate: RateLimiter::new(per_tenant, TENANTS_TRACKED_MAX),
             tenants: Mutex::new(HashMap::new()),
             metrics: LiveMetrics::new(registry)?,
+            media,
         }))
     }
 

@@ -1,10 +1,12 @@
 //! The live gateway of an edge: `gateway` (the node's shared live state,
-//! attendance and membership), `session` (one task per WebSocket),
+//! attendance and membership), `media` (the audio SFU, its frames and how
+//! class rights reach it), `session` (one task per WebSocket),
 //! `ticket` (verifying a class ticket) and `submit` (a learner's
 //! submission through the run service). The protocol itself is
 //! `actors::live::protocol`; see `docs/live-protocol.md`.
 
 pub(crate) mod gateway;
+pub(crate) mod media;
 pub(crate) mod session;
 pub(crate) mod submit;
 pub(crate) mod ticket;

@@ -36,6 +36,7 @@ use axum::{
 use futures_util::{SinkExt as _, StreamExt as _};
 
 use crate::edge::live::gateway::Gateway;
+use crate::edge::live::media::{self as live_media, MediaClientBody, MEDIA_TYPE};
 use crate::edge::live::submit::Submitter;
 use crate::edge::live::ticket::{verify_ticket, Ticket};
 use crate::edge::state::EdgeState;
@@ -85,6 +86,12 @@ impl Writer {
             self.frames_out.inc();
         }
         ok
+    }
+
+    /// Writes one `media` frame.
+    async fn media(&mut self, signal: &media::ServerSignal, re: Option<&str>) -> bool {
+        let text = live_media::server_frame(signal, self.seq, re);
+        self.send(text).await
     }
 
     async fn reply(&mut self, reply: &Reply) -> bool {
@@ -287,6 +294,17 @@ impl Session {
                     .await;
                     return;
                 }
+                Err(protocol::FrameError::UnknownType(kind)) if kind == MEDIA_TYPE => {
+                    refuse(
+                        writer,
+                        &gateway,
+                        close::JOIN_REQUIRED,
+                        LiveErrorCode::JoinRequired,
+                        "the first frame must be a join; media frames come after the welcome",
+                    )
+                    .await;
+                    return;
+                }
                 Err(err) => {
                     refuse(
                         writer,
@@ -415,12 +433,28 @@ impl Session {
         }
     }
 
-    /// The session's loop; returns the close to send, if any.
+    /// The session's loop; returns the close to send, if any. Its audio
+    /// peer, if it made one, leaves the SFU with it.
     async fn serve(
         &self,
         writer: &mut Writer,
         stream: &mut futures_util::stream::SplitStream<WebSocket>,
+        rx: tokio::sync::mpsc::Receiver<Outbound>,
+    ) -> Option<(u16, String)> {
+        let mut link = None;
+        let ended = self.serve_loop(writer, stream, rx, &mut link).await;
+        if let (Some(link), Some(sfu)) = (link, self.state.live.media.sfu()) {
+            sfu.leave_link(&self.ticket.who.user_id, &link).await;
+        }
+        ended
+    }
+
+    async fn serve_loop(
+        &self,
+        writer: &mut Writer,
+        stream: &mut futures_util::stream::SplitStream<WebSocket>,
         mut rx: tokio::sync::mpsc::Receiver<Outbound>,
+        link: &mut Option<media::PeerLink>,
     ) -> Option<(u16, String)> {
         let gateway = self.state.live.clone();
         let mut bucket = Bucket::new(gateway.config.messages_per_session_per_second);
@@ -443,12 +477,42 @@ impl Session {
                 }
                 item = rx.recv() => match item {
                     Some(item) => {
+                        let welcome = matches!(item, Outbound::Reply(Reply::Welcome { .. }));
                         if let Err(close) = writer.write(item).await {
                             return close;
+                        }
+                        // Every welcome (a join, a resume, a failover) tells
+                        // the client how to build its peer connection here.
+                        if let Some(config) = welcome.then(|| gateway.media.config_signal()).flatten() {
+                            if !writer.media(&config, None).await {
+                                return writer.failed();
+                            }
                         }
                     }
                     // The hub let go of this session: it fell behind.
                     None => return Some((close::SLOW_CONSUMER, LiveErrorCode::SlowConsumer.as_str().into())),
+                },
+                signal = next_signal(link) => match signal {
+                    Some(signal) => {
+                        // Taken over by a newer connection of the same
+                        // person: this one stops, and starts nothing new.
+                        if matches!(&signal, media::ServerSignal::Error { code: media::MediaErrorCode::PeerExists, .. }) {
+                            *link = None;
+                        }
+                        if !writer.media(&signal, None).await {
+                            return writer.failed();
+                        }
+                    }
+                    // The SFU dropped the peer (its connection failed or it
+                    // fell behind): the client starts a fresh one.
+                    None => {
+                        *link = None;
+                        if let Some(config) = gateway.media.config_signal() {
+                            if !writer.media(&config, None).await {
+                                return writer.failed();
+                            }
+                        }
+                    }
                 },
                 frame = stream.next() => {
                     let text = match frame {
@@ -478,6 +542,12 @@ impl Session {
                     }
                     let frame = match protocol::parse_client_frame(&text, gateway.config.frame_bytes_max) {
                         Ok(frame) => frame,
+                        Err(protocol::FrameError::UnknownType(kind)) if kind == MEDIA_TYPE => {
+                            if let Err(close) = self.media(writer, link, &text).await {
+                                return close;
+                            }
+                            continue;
+                        }
                         Err(err) => {
                             self.refuse_frame(writer, err.code(), &err.to_string(), None).await;
                             continue;
@@ -493,6 +563,108 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Handles one `media` frame: the first offer joins the SFU, the rest
+    /// go to the peer it made. A refusal is a media `error` signal, and the
+    /// connection, the peer and the class go on as they were.
+    async fn media(
+        &self,
+        writer: &mut Writer,
+        link: &mut Option<media::PeerLink>,
+        text: &str,
+    ) -> Result<(), Option<(u16, String)>> {
+        let frame = match live_media::parse_client_frame(text) {
+            Ok(frame) => frame,
+            Err(message) => {
+                // Echo the frame's `id` when it has a readable one.
+                let re = serde_json::from_str::<serde_json::Value>(text)
+                    .ok()
+                    .and_then(|frame| frame.get("id")?.as_str().map(str::to_owned))
+                    .filter(|id| id.chars().count() <= protocol::REQUEST_ID_CHARS_MAX);
+                self.refuse_frame(writer, LiveErrorCode::BadMessage, &message, re)
+                    .await;
+                return Ok(());
+            }
+        };
+        if frame
+            .class_id
+            .as_deref()
+            .is_some_and(|class| class != self.ticket.class_id)
+        {
+            self.refuse_frame(
+                writer,
+                LiveErrorCode::NotEnrolled,
+                "this connection is joined to another class; a class needs its own ticket",
+                frame.id,
+            )
+            .await;
+            return Ok(());
+        }
+        let MediaClientBody::Media { signal } = frame.body;
+        let answered = self.signal(link, signal).await;
+        let (reply, re) = match &answered {
+            Ok(Some(reply)) => (reply.clone(), None),
+            Ok(None) => return Ok(()),
+            Err(err) => {
+                self.state
+                    .live
+                    .metrics
+                    .refused
+                    .with_label_values(&[err.code().as_str()])
+                    .inc();
+                (err.to_signal(), frame.id.as_deref())
+            }
+        };
+        if writer.media(&reply, re).await {
+            Ok(())
+        } else {
+            Err(writer.failed())
+        }
+    }
+
+    async fn signal(
+        &self,
+        link: &mut Option<media::PeerLink>,
+        signal: media::ClientSignal,
+    ) -> Result<Option<media::ServerSignal>, media::MediaError> {
+        let gateway = &self.state.live;
+        let sfu = gateway.media.sfu().ok_or_else(live_media::unavailable)?;
+        let user = &self.ticket.who.user_id;
+        if matches!(signal, media::ClientSignal::Leave {}) {
+            if let Some(left) = link.take() {
+                sfu.leave_link(user, &left).await;
+            }
+            return Ok(None);
+        }
+        let joining = link.is_none();
+        if joining {
+            if !matches!(signal, media::ClientSignal::Offer { .. }) {
+                return Err(media::MediaError::new(
+                    media::MediaErrorCode::UnknownPeer,
+                    "this connection has no audio peer yet: send an offer first",
+                ));
+            }
+            let view = gateway.node.registry().audio(&self.ticket.class_id);
+            let joined = gateway
+                .media
+                .join(
+                    &self.ticket.class_id,
+                    user,
+                    self.ticket.who.role,
+                    view.as_ref(),
+                )
+                .await?;
+            *link = Some(joined);
+        }
+        let handled = sfu.handle(user, signal).await;
+        // A refused first offer leaves nothing behind on the edge.
+        if joining && handled.is_err() {
+            if let Some(joined) = link.take() {
+                sfu.leave_link(user, &joined).await;
+            }
+        }
+        handled
     }
 
     async fn refuse_frame(
@@ -587,6 +759,15 @@ impl Session {
                 }
             }
         }
+    }
+}
+
+/// The next signal the SFU has for this session's peer; pending forever
+/// while it has none, and `None` once the SFU dropped it.
+async fn next_signal(link: &mut Option<media::PeerLink>) -> Option<media::ServerSignal> {
+    match link {
+        Some(link) => link.signals.recv().await,
+        None => std::future::pending().await,
     }
 }
 
