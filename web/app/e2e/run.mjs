@@ -4,7 +4,7 @@
 // playwright-core, and saves a screenshot of every page to e2e-artifacts/.
 // Exits non-zero on any failure (scripts/test judges by exit code).
 import { spawn } from 'node:child_process'
-import { mkdtempSync, mkdirSync, readFileSync, existsSync, rmSync } from 'node:fs'
+import { mkdtempSync, mkdirSync, readFileSync, existsSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createRequire } from 'node:module'
@@ -25,6 +25,20 @@ mkdirSync(artifacts, { recursive: true })
 const drillsDir = fileURLToPath(new URL('../../../chaos/drills', import.meta.url))
 if (!existsSync(drillsDir)) { console.error(`e2e: the drill catalogue ${drillsDir} is missing`); process.exit(1) }
 const dataDir = mkdtempSync(join(tmpdir(), 'lyceum-e2e-'))
+// Every browser's fake microphone plays this: a 440 Hz tone, made here so
+// nothing is downloaded (48 kHz, 16-bit mono PCM, 2 s; Chromium loops it).
+const toneWav = join(dataDir, 'tone.wav')
+{
+  const rate = 48_000
+  const samples = rate * 2
+  const wav = Buffer.alloc(44 + samples * 2)
+  wav.write('RIFF', 0); wav.writeUInt32LE(36 + samples * 2, 4); wav.write('WAVE', 8)
+  wav.write('fmt ', 12); wav.writeUInt32LE(16, 16); wav.writeUInt16LE(1, 20); wav.writeUInt16LE(1, 22)
+  wav.writeUInt32LE(rate, 24); wav.writeUInt32LE(rate * 2, 28); wav.writeUInt16LE(2, 32); wav.writeUInt16LE(16, 34)
+  wav.write('data', 36); wav.writeUInt32LE(samples * 2, 40)
+  for (let i = 0; i < samples; i++) wav.writeInt16LE(Math.round(16_000 * Math.sin(2 * Math.PI * 440 * i / rate)), 44 + i * 2)
+  writeFileSync(toneWav, wav)
+}
 const cluster = spawn(bin, ['dev', '--base-port', '0', '--data-dir', dataDir], {
   stdio: ['ignore', 'inherit', 'inherit'],
   env: { ...process.env, LYCEUM_DEV__DRILLS_DIR: drillsDir },
@@ -242,7 +256,10 @@ async function main() {
     headless: true,
     viewport: { width: 1100, height: 800 },
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
+      '--disable-component-update', '--disable-sync',
+      // Live audio: a fake microphone playing the tone, no permission prompt, audio plays without a gesture.
+      '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', `--use-file-for-fake-audio-capture=${toneWav}`,
+      '--autoplay-policy=no-user-gesture-required'],
   })
   browser = await launch()
   const page = await browser.newPage()
@@ -605,10 +622,74 @@ async function main() {
     await adaRoom.waitFor({ state: 'detached' })
     await devRoom.waitFor({ state: 'detached' })
     await page.locator('[data-testid=breakout-console][data-split=false]').waitFor()
+    step('breakout: two learners split into two rooms (one moved by hand); each saw her own room, its members and its chat only; the instructor ended it')
+
+    // Live audio on one edge (the instructor's; audio between edges is not
+    // relayed yet): the dev learner moves to the instructor's region. Both
+    // join the audio; the learner hears the instructor (inbound-rtp packets
+    // at about the Opus frame rate, energy growing); she may not publish
+    // until the instructor allows her, then the instructor hears her; the
+    // instructor's mute stops her audio at the edge; the instructor muting
+    // herself stops hers.
+    await opage.getByTestId('region-pick').selectOption(instructorEdge.region)
+    await opage.getByTestId('region').getByText(`region ${instructorEdge.region} (`).waitFor()
+    await opage.goto(`${devEdge.url}/live/${classUnit.id}`)
+    await opage.locator('[data-testid=live-status][data-connected=true]', { hasText: `region ${instructorEdge.region} ` }).waitFor()
+    const allowButton = page.locator('[data-testid=roster] li', { hasText: 'Dev learner' }).locator('[data-testid^=allow-]')
+    const learnerId = (await allowButton.getAttribute('data-testid')).slice('allow-'.length)
+    await page.getByTestId('audio-join').click()
+    await opage.getByTestId('audio-join').click()
+    const onSlot = (p, role) => p.waitForFunction((r) => {
+      const v = window.__lyceumMedia?.view()
+      return Object.values(v?.peers ?? {}).find((peer) => peer.role === r && peer.slot !== null)?.peer
+    }, role, { timeout: 60_000 }).then((h) => h.jsonValue())
+    const instructorId = await onSlot(opage, 'instructor')
+    const inbound = async (p, from) => {
+      const s = await p.evaluate(() => window.__lyceumMedia.stats())
+      const slot = s.slots.find((x) => x.peer === from)
+      return { packets: slot?.packetsReceived ?? 0, energy: slot?.totalAudioEnergy ?? 0 }
+    }
+    const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+    // Heard: over two seconds, at least 60 packets (the 20 ms Opus frame
+    // rate is 100) and more energy. Returns packets per second.
+    const heard = async (p, from, what) => {
+      for (let i = 0; i < 30; i++) {
+        const a = await inbound(p, from)
+        await sleep(2000)
+        const b = await inbound(p, from)
+        if (b.packets - a.packets >= 60 && b.energy > a.energy) return (b.packets - a.packets) / 2
+      }
+      throw new Error(`${what}: no audio arrived (${JSON.stringify(await p.evaluate(() => window.__lyceumMedia.stats()))})`)
+    }
+    // Silent: after a moment for packets in flight, fewer than 10 in two seconds.
+    const silent = async (p, from, what) => {
+      for (let i = 0; i < 15; i++) {
+        await sleep(1000)
+        const a = await inbound(p, from)
+        await sleep(2000)
+        const b = await inbound(p, from)
+        if (b.packets - a.packets < 10) return
+      }
+      throw new Error(`${what}: audio kept arriving`)
+    }
+    const rate = await heard(opage, instructorId, 'the learner hears the instructor')
+    if (await opage.evaluate(() => window.__lyceumMedia.view().publishing)) throw new Error('a learner not allowed is publishing')
+    if (!(await opage.getByTestId('mic-toggle').isDisabled())) throw new Error("the learner's microphone switch is enabled before she may speak")
+    await allowButton.click()
+    await opage.waitForFunction(() => window.__lyceumMedia.view().publishing, null, { timeout: 60_000 })
+    await onSlot(page, 'learner')
+    await heard(page, learnerId, 'the instructor hears the learner she allowed')
+    await shot('19-instructor-audio')
+    await opage.screenshot({ path: join(artifacts, '20-learner-audio.png'), fullPage: true })
+    await page.locator(`[data-testid=mute-${learnerId}]`).click()
+    await silent(page, learnerId, "the instructor's mute")
+    await opage.locator('[data-testid=mic-why][data-why=server_muted]').waitFor()
+    await page.getByTestId('mic-toggle').click()
+    await silent(opage, instructorId, 'the instructor muting herself')
+    step(`live audio: the learner heard the instructor (${rate} packets/s); allowed, she was heard; muted by the instructor, she was not; the instructor's own mute silenced her`)
   } finally {
     await other.close().catch(() => {})
   }
-  step('breakout: two learners split into two rooms (one moved by hand); each saw her own room, its members and its chat only; the instructor ended it')
 
   // Failover: Ada's edge dies (SIGKILL; its region has no other edge). Her
   // page finds the regions through the edges it ranked before (the page's

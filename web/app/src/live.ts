@@ -12,6 +12,8 @@ export interface FeedItem { seq: number; type: string; name?: string; text?: str
 export interface Cell { verdict: string; passed: number; total: number; attempts: number; run_id?: string; region?: string }
 /** A breakout room: its name and its learners' user ids. */
 export interface Group { name: string; members: string[] }
+/** Who may speak in the class: the open mic, learners allowed to speak, learners the instructor muted (user ids). */
+export interface ClassAudio { open_mic: boolean; allowed: string[]; muted: string[] }
 
 /** What the page shows, folded from frames; `seq` is the last event applied. */
 export interface LiveState {
@@ -33,6 +35,8 @@ export interface LiveState {
    * update it.
    */
   grid: Record<string, Record<string, Cell>>
+  /** Who may speak, from the snapshot's `audio` and the `allow_to_speak`, `mute` and `open_mic` events. */
+  audio: ClassAudio
   ended: boolean
   error?: string
 }
@@ -41,7 +45,32 @@ export interface LiveState {
 export const FEED_MAX = 200
 
 export function emptyState(): LiveState {
-  return { seq: 0, roster: {}, feed: [], assignments: [], grid: {}, ended: false }
+  return { seq: 0, roster: {}, feed: [], assignments: [], grid: {}, audio: emptyAudio(), ended: false }
+}
+
+function emptyAudio(): ClassAudio {
+  return { open_mic: false, allowed: [], muted: [] }
+}
+
+function audioOf(value: any): ClassAudio {
+  const ids = (v: unknown) => (Array.isArray(v) ? [...new Set(v.map(String))] : [])
+  return value && typeof value === 'object' ? { open_mic: Boolean(value.open_mic), allowed: ids(value.allowed), muted: ids(value.muted) } : emptyAudio()
+}
+
+/** `list` with `id` in it or not. */
+function withMember(list: string[], id: string, member: boolean): string[] {
+  const rest = list.filter((x) => x !== id)
+  return member ? [...rest, id] : rest
+}
+
+/**
+ * Whether the user may speak as far as the class says: instructors
+ * always; a learner while allowed or while the mic is open, never while
+ * the instructor has muted her.
+ */
+export function classPermission(state: LiveState): { role: string; allowed: boolean; openMic: boolean; serverMuted: boolean } {
+  const id = state.welcome?.user_id ?? ''
+  return { role: state.welcome?.role ?? 'learner', allowed: state.audio.allowed.includes(id), openMic: state.audio.open_mic, serverMuted: state.audio.muted.includes(id) }
 }
 
 const FEED_TYPES = new Set(['chat', 'broadcast', 'assignment', 'submission', 'breakout_started', 'breakout_message', 'breakout_ended', 'class_ended'])
@@ -66,6 +95,7 @@ export function apply(state: LiveState, frame: any): LiveState {
       state.error = `${frame.code}: ${frame.message}`
       return state
     case 'pong':
+    case 'media': // the audio connection's signals (media.ts), not class events
       return state
     case 'snapshot': {
       const s = frame.state ?? {}
@@ -73,6 +103,7 @@ export function apply(state: LiveState, frame: any): LiveState {
       state.assignments = Array.isArray(s.assignments) ? s.assignments : Object.values(s.assignments ?? {})
       state.breakout = groupsOf(s.breakout)
       state.grid = gridOf(s.grid)
+      state.audio = audioOf(s.audio)
       state.feed = []
       state.seq = frame.seq
       for (const r of Array.isArray(s.recent) ? s.recent : []) {
@@ -111,6 +142,15 @@ export function apply(state: LiveState, frame: any): LiveState {
     }
     case 'breakout_started':
       state.breakout = groupsOf(frame.groups)
+      break
+    case 'allow_to_speak':
+      state.audio.allowed = withMember(state.audio.allowed, String(frame.user_id), Boolean(frame.allowed))
+      break
+    case 'mute':
+      state.audio.muted = withMember(state.audio.muted, String(frame.user_id), Boolean(frame.muted))
+      break
+    case 'open_mic':
+      state.audio.open_mic = Boolean(frame.open)
       break
     case 'breakout_ended':
       state.breakout = undefined
