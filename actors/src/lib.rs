@@ -10,6 +10,8 @@
 //!
 //! Modules, one idea each: [`config`] (settings and limits), [`transport`]
 //! (the QUIC endpoint and the frame guard in front of ractor_cluster),
+//! [`datagrams`] (unreliable datagrams between nodes on the same
+//! connections, for relayed audio),
 //! [`hold`] (fault injection: received bytes held back as gossip's fault
 //! rules say), [`system`] (the running actor system that follows gossip), [`groups`]
 //! (process-group names and look-ups), [`live`] (live classrooms: the
@@ -19,6 +21,7 @@
 //! demo actor every edge registers) and [`metrics`] (Prometheus).
 
 pub mod config;
+pub mod datagrams;
 pub mod echo;
 pub mod groups;
 pub mod hold;
@@ -29,7 +32,8 @@ pub mod system;
 pub mod transport;
 
 pub use config::{ActorConfig, ConfigError};
+pub use datagrams::{Datagram, DatagramError};
 pub use echo::{EchoActor, EchoMessage};
 pub use groups::{join_group, leave_group, members_of, GroupName, NODES_GROUP};
 pub use metrics::BadFrame;
-pub use system::{ActorSystem, ActorsError, SessionView};
+pub use system::{ActorSystem, ActorsError, DatagramSender, SessionView};

@@ -60,6 +60,8 @@ pub(crate) struct Metrics {
     pub(crate) connect_failures: IntCounter,
     pub(crate) disconnects: IntCounter,
     bad_frames: IntCounterVec,
+    /// `lyceum_actors_datagrams_total{outcome}`.
+    pub(crate) datagrams: IntCounterVec,
 }
 
 impl Metrics {
@@ -90,6 +92,18 @@ impl Metrics {
             ),
             &["reason"],
         )?;
+        let datagrams = IntCounterVec::new(
+            Opts::new(
+                "lyceum_actors_datagrams_total",
+                "Datagrams on the actor sessions' connections: sent, received, or dropped \
+                 (no session, too large, a fault rule, a full inbound queue)",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(datagrams.clone()))?;
+        for outcome in ["sent", "received", "dropped"] {
+            datagrams.with_label_values(&[outcome]).reset();
+        }
         registry.register(Box::new(sessions.clone()))?;
         registry.register(Box::new(connects.clone()))?;
         registry.register(Box::new(connect_failures.clone()))?;
@@ -107,6 +121,7 @@ impl Metrics {
             connect_failures,
             disconnects,
             bad_frames,
+            datagrams,
         })
     }
 

@@ -30,16 +30,18 @@ use std::{
     time::Duration,
 };
 
+use bytes::Bytes;
 use gossip::{GossipHandle, MemberState, MemberView, MembershipEvent, NodeId};
 use ractor::{Actor, ActorRef};
 use ractor_cluster::{IncomingEncryptionMode, NodeServer, NodeServerMessage};
 use tokio::{
-    sync::{broadcast, watch},
+    sync::{broadcast, mpsc, watch},
     task::JoinHandle,
 };
 
 use crate::{
     config::{ActorConfig, ConfigError},
+    datagrams::{Datagram, DatagramError, INBOUND_DATAGRAMS_MAX},
     hold::HoldBack,
     metrics::{BadFrame, Direction, Metrics, MetricsError},
     transport::{bind_endpoint, FrameGuard, QuicBidi, TransportError},
@@ -109,6 +111,68 @@ struct Inner {
     /// The gossip node's fault rules, once followed: sessions' receive
     /// streams are held back as they say (`crate::hold`).
     faults: std::sync::OnceLock<gossip::SharedFaults>,
+    /// Where received datagrams go (`crate::datagrams`); the receiver is
+    /// handed out once.
+    datagrams_in: mpsc::Sender<Datagram>,
+    datagrams_out: Mutex<Option<mpsc::Receiver<Datagram>>>,
+}
+
+/// Sends datagrams to peers on the actor sessions' connections; cheap to
+/// clone. See `crate::datagrams`.
+#[derive(Clone)]
+pub struct DatagramSender {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for DatagramSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatagramSender")
+            .field("node_id", &self.inner.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DatagramSender {
+    /// Sends one datagram to `to` now, without waiting.
+    ///
+    /// # Errors
+    /// [`DatagramError`]: no session with the peer, too large for the path,
+    /// dropped by a fault rule, refused by the connection. Each is counted
+    /// as dropped.
+    pub fn send(&self, to: &NodeId, bytes: Bytes) -> Result<(), DatagramError> {
+        let sent = self.try_send(to, bytes);
+        let outcome = if sent.is_ok() { "sent" } else { "dropped" };
+        self.inner
+            .metrics
+            .datagrams
+            .with_label_values(&[outcome])
+            .inc();
+        sent
+    }
+
+    fn try_send(&self, to: &NodeId, bytes: Bytes) -> Result<(), DatagramError> {
+        if self.inner.faulted(to, gossip::fault::PacketWay::Outbound) {
+            return Err(DatagramError::Faulted(to.clone()));
+        }
+        let conn = match self.inner.peers().get(to) {
+            Some(Slot::Up { conn, .. }) => conn.clone(),
+            _ => return Err(DatagramError::NoSession(to.clone())),
+        };
+        let max = conn.max_datagram_size().unwrap_or(0);
+        if bytes.len() > max {
+            return Err(DatagramError::TooLarge {
+                len: bytes.len(),
+                max,
+            });
+        }
+        conn.send_datagram(bytes)
+            .map_err(|err| DatagramError::Refused(err.to_string()))
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &NodeId {
+        &self.inner.node_id
+    }
 }
 
 /// A node's actor system. Start it with [`ActorSystem::start`] (before
@@ -172,6 +236,7 @@ impl ActorSystem {
         let (node_server, _handle) = Actor::spawn(None, server, ())
             .await
             .map_err(|err| ActorsError::Spawn(err.to_string()))?;
+        let (datagrams_in, datagrams_out) = mpsc::channel(INBOUND_DATAGRAMS_MAX);
         let inner = Arc::new(Inner {
             node_id,
             endpoint,
@@ -182,6 +247,8 @@ impl ActorSystem {
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
             sessions_max: config.sessions_max,
             faults: std::sync::OnceLock::new(),
+            datagrams_in,
+            datagrams_out: Mutex::new(Some(datagrams_out)),
         });
         tracing::info!(node = %inner.node_id, %local_addr, "actor system started");
         let accept = tokio::spawn(inner.clone().accept_loop());
@@ -278,6 +345,24 @@ impl ActorSystem {
         };
         self.inner.count_sessions(&peers);
         dropped
+    }
+
+    /// A handle that sends datagrams to peers (see `crate::datagrams`).
+    pub fn datagram_sender(&self) -> DatagramSender {
+        DatagramSender {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+
+    /// The datagrams peers send this node, in arrival order; handed out
+    /// once (`None` after). While nobody takes them they are dropped and
+    /// counted as the queue fills.
+    pub fn take_datagrams(&self) -> Option<mpsc::Receiver<Datagram>> {
+        self.inner
+            .datagrams_out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 
     /// How many frames were refused for `reason` (the number the
@@ -530,6 +615,7 @@ impl Inner {
             }
             self.count_sessions(&peers);
         }
+        tokio::spawn(Arc::clone(self).read_datagrams(conn.clone(), node_id.clone()));
         let label = format!("{node_id}@{}", conn.remote_address());
         let stream = QuicBidi {
             send,
@@ -583,6 +669,32 @@ impl Inner {
             }
         }
         self.count_sessions(&peers);
+    }
+
+    /// Whether a fault rule drops traffic with `node_id` going `way`.
+    fn faulted(&self, node_id: &NodeId, way: gossip::fault::PacketWay) -> bool {
+        self.faults
+            .get()
+            .is_some_and(|faults| faults.drops(node_id, way))
+    }
+
+    /// Reads one connection's datagrams into the node's queue until the
+    /// connection closes.
+    async fn read_datagrams(self: Arc<Self>, conn: quinn::Connection, node_id: NodeId) {
+        while let Ok(bytes) = conn.read_datagram().await {
+            let outcome = if self.faulted(&node_id, gossip::fault::PacketWay::Inbound) {
+                "dropped"
+            } else {
+                match self.datagrams_in.try_send(Datagram {
+                    from: node_id.clone(),
+                    bytes,
+                }) {
+                    Ok(()) => "received",
+                    Err(_) => "dropped",
+                }
+            };
+            self.metrics.datagrams.with_label_values(&[outcome]).inc();
+        }
     }
 
     async fn accept_loop(self: Arc<Self>) {

@@ -1,7 +1,7 @@
 //! The actor transport: one quinn endpoint per node (its own UDP socket and
 //! ALPN, the gossip cluster's CA and certificates), one QUIC connection per
-//! peer and on it one bidirectional stream that carries ractor_cluster's
-//! framing (a `u64` big-endian length, then a protobuf payload) through
+//! peer (which also carries `crate::datagrams`) and on it one bidirectional
+//! stream that carries ractor_cluster's framing (a `u64` big-endian length, then a protobuf payload) through
 //! [`ractor_cluster::ClusterBidiStream`].
 //!
 //! Every byte from a peer passes the [`FrameGuard`] before ractor_cluster
@@ -64,7 +64,10 @@ fn transport_config(idle_timeout_ms: u64) -> Result<Arc<quinn::TransportConfig>,
     // One stream per connection: the session. Refuse the peer any more.
     transport.max_concurrent_bidi_streams(1u8.into());
     transport.max_concurrent_uni_streams(0u8.into());
-    transport.datagram_receive_buffer_size(None);
+    // Datagrams ride the same connection (`crate::datagrams`): unreliable,
+    // for traffic that must never wait, such as relayed audio.
+    transport.datagram_receive_buffer_size(Some(crate::datagrams::DATAGRAM_BUFFER_BYTES));
+    transport.datagram_send_buffer_size(crate::datagrams::DATAGRAM_BUFFER_BYTES);
     Ok(Arc::new(transport))
 }
 

@@ -384,6 +384,20 @@ impl SharedFaults {
         *self.0.write().unwrap_or_else(PoisonError::into_inner) = filter;
     }
 
+    /// Whether datagrams travelling `way` with the peer `node_id` are
+    /// dropped: a `drop` or `cut` rule naming the node id. Delays and
+    /// degrades do not apply to them (other transports' unreliable traffic,
+    /// such as relayed audio, where a late packet is no better than a lost
+    /// one).
+    pub fn drops(&self, node_id: &NodeId, way: PacketWay) -> bool {
+        let action = self
+            .0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .action_for(SocketAddr::from(([0, 0, 0, 0], 0)), Some(node_id), way);
+        matches!(action, Some(FaultAction::Drop | FaultAction::Cut))
+    }
+
     /// How long a chunk of a reliable stream travelling `way` with the peer
     /// `node_id` is held back: a `delay` rule's delay, or a degrade's
     /// [`Degrade::reliable_wait`] (a chunk lost more than

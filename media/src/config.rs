@@ -32,6 +32,12 @@ pub const ICE_DISCONNECTED_TIMEOUT_MS: u64 = 5_000;
 pub const ICE_FAILED_TIMEOUT_MS: u64 = 10_000;
 /// Default for [`SfuConfig::active_speaker_interval_ms`].
 pub const ACTIVE_SPEAKER_INTERVAL_MS: u64 = 300;
+/// Default for [`SfuConfig::relay_idle_ms`].
+pub const RELAY_IDLE_MS: u64 = 1_500;
+/// Default for [`SfuConfig::relay_refresh_ms`].
+pub const RELAY_REFRESH_MS: u64 = 500;
+/// Default for [`SfuConfig::relay_subscription_ttl_ms`].
+pub const RELAY_SUBSCRIPTION_TTL_MS: u64 = 2_000;
 /// Default for [`SfuConfig::outbound_frames_max`].
 pub const OUTBOUND_FRAMES_MAX: usize = 256;
 
@@ -79,6 +85,16 @@ pub struct SfuConfig {
     /// Offer host candidates on loopback too (tests and one-machine dev
     /// clusters; off in production).
     pub loopback_candidates: bool,
+    /// A publisher of another edge whose packets stop this long leaves its
+    /// slot here, in milliseconds.
+    pub relay_idle_ms: u64,
+    /// How often an edge asks the other edges for the rooms it listens
+    /// in, in milliseconds.
+    pub relay_refresh_ms: u64,
+    /// How long such a request holds without being renewed, in
+    /// milliseconds; at least `relay_refresh_ms`. An edge that goes away
+    /// stops getting copies within it.
+    pub relay_subscription_ttl_ms: u64,
 }
 
 impl Default for SfuConfig {
@@ -98,6 +114,9 @@ impl Default for SfuConfig {
             outbound_frames_max: OUTBOUND_FRAMES_MAX,
             active_speaker_interval_ms: ACTIVE_SPEAKER_INTERVAL_MS,
             loopback_candidates: false,
+            relay_idle_ms: RELAY_IDLE_MS,
+            relay_refresh_ms: RELAY_REFRESH_MS,
+            relay_subscription_ttl_ms: RELAY_SUBSCRIPTION_TTL_MS,
         }
     }
 }
@@ -115,7 +134,10 @@ pub struct ConfigError {
 impl SfuConfig {
     /// Checks every setting; the SFU refuses to start with a bad one.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive: [(&'static str, u64); 10] = [
+        let positive: [(&'static str, u64); 13] = [
+            ("relay_idle_ms", self.relay_idle_ms),
+            ("relay_refresh_ms", self.relay_refresh_ms),
+            ("relay_subscription_ttl_ms", self.relay_subscription_ttl_ms),
             (
                 "active_speaker_interval_ms",
                 self.active_speaker_interval_ms,
@@ -156,6 +178,12 @@ impl SfuConfig {
                 problem: "must be at least 1",
             });
         }
+        if self.relay_subscription_ttl_ms < self.relay_refresh_ms {
+            return Err(ConfigError {
+                key: "relay_subscription_ttl_ms",
+                problem: "must be at least relay_refresh_ms",
+            });
+        }
         if u16::from(self.tracks_per_peer_max) > 1 + u16::from(self.publishers_per_room_max) {
             return Err(ConfigError {
                 key: "tracks_per_peer_max",
@@ -171,6 +199,10 @@ impl SfuConfig {
 
     pub(crate) fn active_speaker_interval(&self) -> Duration {
         Duration::from_millis(self.active_speaker_interval_ms)
+    }
+
+    pub(crate) fn relay_idle(&self) -> Duration {
+        Duration::from_millis(self.relay_idle_ms)
     }
 
     pub(crate) fn connect_timeout(&self) -> Duration {

@@ -5,7 +5,9 @@
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Why a packet was not forwarded: the closed set of `reason` labels.
-pub const DROP_REASONS: [&str; 2] = ["muted", "rate"];
+/// `relay`: a relayed packet that did not parse, for a room nobody here is
+/// in, or with no free slot.
+pub const DROP_REASONS: [&str; 3] = ["muted", "rate", "relay"];
 
 /// The SFU's counters and gauges.
 #[derive(Clone)]
@@ -22,6 +24,10 @@ pub struct MediaMetrics {
     pub dropped_packets: IntCounterVec,
     /// Peers removed because they never connected, failed or fell behind.
     pub peers_reaped: IntCounter,
+    /// Packets that arrived relayed from other edges.
+    pub relayed_in_packets: IntCounter,
+    /// Publishers of other edges heard in a room here now.
+    pub relayed_publishers: IntGauge,
 }
 
 impl MediaMetrics {
@@ -69,6 +75,16 @@ impl MediaMetrics {
                 "peers removed without leaving: never connected, ice failed, or too slow",
             )
             .expect("valid metric"),
+            relayed_in_packets: IntCounter::new(
+                "media_relayed_in_packets_total",
+                "rtp packets relayed here from other edges",
+            )
+            .expect("valid metric"),
+            relayed_publishers: IntGauge::new(
+                "media_relayed_publishers",
+                "publishers of other edges heard in a room here",
+            )
+            .expect("valid metric"),
         }
     }
 
@@ -83,6 +99,8 @@ impl MediaMetrics {
         registry.register(Box::new(self.forwarded_bytes.clone()))?;
         registry.register(Box::new(self.dropped_packets.clone()))?;
         registry.register(Box::new(self.peers_reaped.clone()))?;
+        registry.register(Box::new(self.relayed_in_packets.clone()))?;
+        registry.register(Box::new(self.relayed_publishers.clone()))?;
         Ok(())
     }
 }

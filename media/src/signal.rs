@@ -211,6 +211,9 @@ pub struct PeerMediaState {
     pub server_muted: bool,
     /// Muted by itself.
     pub self_muted: bool,
+    /// Its audio comes from another edge (it is connected there).
+    #[serde(default)]
+    pub relayed: bool,
 }
 
 /// Why a media frame was refused: a closed set of stable codes.

@@ -33,6 +33,17 @@ async fn child_node() {
         vec![env(ENV_SEED).parse().expect("seed address")],
     )
     .await;
+    // Echo every datagram to its sender, prefixed (for `datagrams`).
+    if let Some(mut datagrams) = node.actors.take_datagrams() {
+        let sender = node.actors.datagram_sender();
+        tokio::spawn(async move {
+            while let Some(datagram) = datagrams.recv().await {
+                let mut echo = b"echo:".to_vec();
+                echo.extend_from_slice(&datagram.bytes);
+                let _lost = sender.send(&datagram.from, echo.into());
+            }
+        });
+    }
     // libtest may have begun a line ("test child::child_node ... ").
     println!("\n{READY_LINE}");
     let mut stdin = tokio::io::stdin();

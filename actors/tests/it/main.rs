@@ -8,6 +8,7 @@
 
 mod child;
 mod cluster;
+mod datagrams;
 mod faults;
 mod garbage;
 mod harness;

@@ -34,10 +34,11 @@
 //! last await that can fail, or undo what they did; dropping one of their
 //! futures leaves at most a peer that the reaper removes.
 
+mod relay;
 mod rewrite;
 mod window;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -68,6 +69,8 @@ use webrtc::track::track_local::{TrackLocal, TrackLocalWriter};
 use webrtc::track::track_remote::TrackRemote;
 use webrtc::util::MarshalSize;
 
+use self::relay::Relayed;
+pub use self::relay::{RelayOut, RelayedPacket};
 pub use self::rewrite::Rewriter;
 pub use self::window::Window;
 use crate::config::{ConfigError, SfuConfig};
@@ -141,6 +144,8 @@ struct Inner {
     permits: Arc<Semaphore>,
     generations: AtomicU64,
     state: Mutex<State>,
+    /// Where local publishers' packets go for other edges, once set.
+    relay: std::sync::OnceLock<Arc<dyn RelayOut>>,
 }
 
 #[derive(Default)]
@@ -151,12 +156,26 @@ struct State {
 
 struct Room {
     members: BTreeSet<String>,
-    /// Slot `n` is published by this peer, if any.
+    /// Slot `n` is published by this peer (local or relayed), if any.
     slots: Vec<Option<String>>,
     /// The active speaker last announced to the room.
     speaker: Option<String>,
     /// Every learner of the room may publish, without being allowed one by one.
     open_mic: bool,
+    /// Publishers on other edges whose audio arrives relayed, by peer id.
+    relayed: BTreeMap<String, Relayed>,
+}
+
+impl Room {
+    fn new(slots: u8, open_mic: bool) -> Self {
+        Self {
+            members: BTreeSet::new(),
+            slots: vec![None; usize::from(slots)],
+            speaker: None,
+            open_mic,
+            relayed: BTreeMap::new(),
+        }
+    }
 }
 
 struct Peer {
@@ -283,6 +302,7 @@ impl Sfu {
                 permits,
                 generations: AtomicU64::new(0),
                 state: Mutex::new(State::default()),
+                relay: std::sync::OnceLock::new(),
             }),
         };
         runtime.spawn(active_speaker_rounds(Arc::downgrade(&sfu.inner)));
@@ -360,16 +380,11 @@ impl Sfu {
             if state.peers.contains_key(&request.peer) {
                 false
             } else {
-                let slots = usize::from(self.inner.config.publishers_per_room_max);
+                let slots = self.inner.config.publishers_per_room_max;
                 let room = state
                     .rooms
                     .entry(request.room.clone())
-                    .or_insert_with(|| Room {
-                        members: BTreeSet::new(),
-                        slots: vec![None; slots],
-                        speaker: None,
-                        open_mic: request.open_mic,
-                    });
+                    .or_insert_with(|| Room::new(slots, request.open_mic));
                 room.members.insert(request.peer.clone());
                 state.peers.insert(
                     request.peer.clone(),
@@ -493,14 +508,12 @@ impl Sfu {
         if old_now_empty {
             state.rooms.remove(&old);
         }
-        let slots = usize::from(self.inner.config.publishers_per_room_max);
-        let target = state.rooms.entry(room.to_owned()).or_insert_with(|| Room {
-            members: BTreeSet::new(),
-            slots: vec![None; slots],
-            speaker: None,
-            // A breakout room of an open-mic class is open too.
-            open_mic,
-        });
+        let slots = self.inner.config.publishers_per_room_max;
+        // A breakout room of an open-mic class is open too.
+        let target = state
+            .rooms
+            .entry(room.to_owned())
+            .or_insert_with(|| Room::new(slots, open_mic));
         target.members.insert(peer.to_owned());
         let mut slot = None;
         if was_publishing {
@@ -816,6 +829,102 @@ impl Sfu {
         }
     }
 
+    /// Sets where local publishers' packets go for other edges (once; a
+    /// second call is ignored). See [`RelayOut`].
+    pub fn set_relay(&self, relay: Arc<dyn RelayOut>) {
+        let _set = self.inner.relay.set(relay);
+    }
+
+    /// The rooms where a peer of this edge listens (has listening slots):
+    /// what the edge asks other edges to relay.
+    pub fn listening_rooms(&self) -> Vec<String> {
+        let state = lock(&self.inner.state);
+        state
+            .rooms
+            .iter()
+            .filter(|(_, room)| {
+                room.members
+                    .iter()
+                    .any(|m| state.peers.get(m).is_some_and(|p| !p.outs.is_empty()))
+            })
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// Forwards a packet that another edge relayed: `publisher` of `room`
+    /// there, heard here by the room's listeners on the slot the publisher
+    /// takes (a free one, on its first packet; none free drops it). A room
+    /// nobody here is in drops it. Malformed packets are dropped and
+    /// counted.
+    pub async fn relayed(
+        &self,
+        room: &str,
+        publisher: &str,
+        role: MediaRole,
+        level: Option<u8>,
+        rtp: &[u8],
+    ) {
+        let metrics = &self.inner.metrics;
+        let Ok(packet) =
+            <webrtc::rtp::packet::Packet as webrtc::util::Unmarshal>::unmarshal(&mut &rtp[..])
+        else {
+            metrics.dropped_packets.with_label_values(&["relay"]).inc();
+            return;
+        };
+        let mut targets = Vec::new();
+        {
+            let mut state = lock(&self.inner.state);
+            let state = &mut *state;
+            let Some(entry) = state.rooms.get_mut(room) else {
+                metrics.dropped_packets.with_label_values(&["relay"]).inc();
+                return;
+            };
+            let now = Instant::now();
+            let slot = match entry.relayed.get_mut(publisher) {
+                Some(relayed) => {
+                    relayed.heard(now, level);
+                    relayed.slot
+                }
+                None => {
+                    let Some(free) = entry.slots.iter().position(Option::is_none) else {
+                        metrics.dropped_packets.with_label_values(&["relay"]).inc();
+                        return;
+                    };
+                    entry.slots[free] = Some(publisher.to_owned());
+                    // Slots are indexed by u8: publishers_per_room_max is a u8.
+                    let slot = free as u8;
+                    let mut relayed = Relayed::new(slot, role, now);
+                    relayed.heard(now, level);
+                    entry.relayed.insert(publisher.to_owned(), relayed);
+                    metrics.relayed_publishers.inc();
+                    broadcast_state(&self.inner, state, room);
+                    slot
+                }
+            };
+            if let Some(entry) = state.rooms.get(room) {
+                for member in entry.members.iter().filter(|m| m.as_str() != publisher) {
+                    if let Some(out) = state
+                        .peers
+                        .get(member)
+                        .and_then(|m| m.outs.get(usize::from(slot)))
+                    {
+                        targets.push(Arc::clone(out));
+                    }
+                }
+            }
+        }
+        metrics.relayed_in_packets.inc();
+        for out in &targets {
+            let mut copy = packet.clone();
+            lock(&out.rewriter).rewrite(&mut copy);
+            let bytes = copy.marshal_size();
+            if out.track.write_rtp(&copy).await.is_ok() {
+                metrics.forwarded_packets.inc();
+                metrics.forwarded_bytes.inc_by(bytes as u64);
+            }
+        }
+    }
+
     /// The peers on this edge whose room is `room` or one of its breakout
     /// rooms (`room/...`), with their role: the gateway applies a class's
     /// rights and rooms to them.
@@ -1052,7 +1161,24 @@ fn media_state(state: &State, room: &str) -> Option<MediaState> {
             slot: peer.slot,
             server_muted: peer.control.server_muted.load(Ordering::Acquire),
             self_muted: peer.control.self_muted.load(Ordering::Acquire),
+            relayed: false,
         })
+        .chain(
+            state
+                .rooms
+                .get(room)?
+                .relayed
+                .iter()
+                .map(|(id, relayed)| PeerMediaState {
+                    peer: id.clone(),
+                    role: relayed.role,
+                    may_publish: true,
+                    slot: Some(relayed.slot),
+                    server_muted: false,
+                    self_muted: false,
+                    relayed: true,
+                }),
+        )
         .collect();
     Some(MediaState {
         room: room.to_owned(),
@@ -1135,6 +1261,7 @@ async fn forward(
         };
         // Who hears this packet, decided under the lock: the room is read
         // on every packet, so mutes and room moves apply at once.
+        let mut relay_to = None;
         let forwarding = {
             let Some(inner) = weak.upgrade() else { break };
             let state = lock(&inner.state);
@@ -1148,6 +1275,9 @@ async fn forward(
             };
             let room = state.rooms.get(&entry.room);
             let forwarding = control.forwarding(room.is_some_and(|room| room.open_mic));
+            if let (true, Some(_), Some(relay)) = (forwarding, entry.slot, inner.relay.get()) {
+                relay_to = Some((Arc::clone(relay), entry.room.clone(), entry.role));
+            }
             if let (true, Some(slot), Some(room)) = (forwarding, entry.slot, room) {
                 for member in room.members.iter().filter(|m| **m != peer) {
                     if let Some(out) = state
@@ -1169,14 +1299,18 @@ async fn forward(
             metrics.dropped_packets.with_label_values(&["rate"]).inc();
             continue;
         }
-        if let Some(level) = level_id
+        let level = level_id
             .and_then(|id| packet.header.get_extension(id))
             .and_then(|b| b.first().copied())
-        {
             // RFC 6464: the low seven bits are the level in -dBov.
+            .map(|level| level & 0x7f);
+        if let Some(level) = level {
             control
                 .loudness
-                .fetch_max(128 - u32::from(level & 0x7f), Ordering::AcqRel);
+                .fetch_max(128 - u32::from(level), Ordering::AcqRel);
+        }
+        if let Some((relay, room, role)) = relay_to {
+            relay::send(relay.as_ref(), &room, &peer, role, level, &packet);
         }
         for out in &targets {
             let mut copy = packet.clone();
@@ -1190,6 +1324,41 @@ async fn forward(
     }
     targets.clear();
     metrics.published_tracks.dec();
+}
+
+/// Frees the slots of relayed publishers silent for `idle`; true when any
+/// left (the room's media state changed).
+fn expire_relayed(room: &mut Room, now: Instant, idle: Duration, metrics: &MediaMetrics) -> bool {
+    let stale: Vec<String> = room
+        .relayed
+        .iter()
+        .filter(|(_, relayed)| now.duration_since(relayed.last) >= idle)
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in &stale {
+        if let Some(relayed) = room.relayed.remove(id) {
+            if let Some(holder) = room.slots.get_mut(usize::from(relayed.slot)) {
+                *holder = None;
+            }
+            metrics.relayed_publishers.dec();
+        }
+    }
+    !stale.is_empty()
+}
+
+/// The loudest relayed publisher of the room since the last round, if it
+/// speaks; resets their loudness for the next round.
+fn loudest_relayed(room: &Room) -> Option<(&String, u32)> {
+    let mut best: Option<(&String, u32)> = None;
+    for (id, relayed) in &room.relayed {
+        let loudness = relayed.take_loudness();
+        if loudness >= 128 - u32::from(SPEAKING_DBOV_MAX)
+            && best.is_none_or(|(_, loudest)| loudness > loudest)
+        {
+            best = Some((id, loudness));
+        }
+    }
+    best
 }
 
 /// Every `active_speaker_interval_ms`, announces each room's loudest
@@ -1210,8 +1379,19 @@ async fn active_speaker_rounds(weak: Weak<Inner>) {
         let mut state = lock(&inner.state);
         let state = &mut *state;
         let mut changes = Vec::new();
+        let idle = inner.config.relay_idle();
+        let now = Instant::now();
+        let mut gone = Vec::new();
+        for (name, room) in &mut state.rooms {
+            if expire_relayed(room, now, idle, &inner.metrics) {
+                gone.push(name.clone());
+            }
+        }
+        for name in gone {
+            broadcast_state(&inner, state, &name);
+        }
         for (name, room) in &state.rooms {
-            let mut best: Option<(&String, u32)> = None;
+            let mut best: Option<(&String, u32)> = loudest_relayed(room);
             for member in &room.members {
                 let Some(peer) = state.peers.get(member) else {
                     continue;

@@ -163,7 +163,7 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
         Whereabouts {
             node_id: identity.node_id.to_string(),
             region: identity.region.to_string(),
-            peers,
+            peers: peers.clone(),
         },
         store.clone(),
         attendance.clone(),
@@ -173,6 +173,23 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
     )
     .await
     .context("start the live gateway")?;
+    // Audio between edges rides the actor sessions' connections.
+    if let (Some(sfu), Some(datagrams)) = (live.media.sfu(), actor_system.take_datagrams()) {
+        crate::edge::live::relay::start(
+            crate::edge::live::relay::RelayStart {
+                sfu: sfu.clone(),
+                sender: actor_system.datagram_sender(),
+                datagrams,
+                peers,
+                refresh: Duration::from_millis(config.media.relay_refresh_ms),
+                ttl: Duration::from_millis(config.media.relay_subscription_ttl_ms),
+            },
+            metrics.registry(),
+            &tasks,
+            &shutdown,
+        )
+        .context("start the audio relay")?;
+    }
     tasks.spawn(
         "follow_membership",
         follow_membership(live.clone(), gossip.subscribe(), shutdown.clone()),

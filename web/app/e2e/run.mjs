@@ -624,17 +624,13 @@ async function main() {
     await page.locator('[data-testid=breakout-console][data-split=false]').waitFor()
     step('breakout: two learners split into two rooms (one moved by hand); each saw her own room, its members and its chat only; the instructor ended it')
 
-    // Live audio on one edge (the instructor's; audio between edges is not
-    // relayed yet): the dev learner moves to the instructor's region. Both
-    // join the audio; the learner hears the instructor (inbound-rtp packets
-    // at about the Opus frame rate, energy growing); she may not publish
-    // until the instructor allows her, then the instructor hears her; the
-    // instructor's mute stops her audio at the edge; the instructor muting
-    // herself stops hers.
-    await opage.getByTestId('region-pick').selectOption(instructorEdge.region)
-    await opage.getByTestId('region').getByText(`region ${instructorEdge.region} (`).waitFor()
-    await opage.goto(`${devEdge.url}/live/${classUnit.id}`)
-    await opage.locator('[data-testid=live-status][data-connected=true]', { hasText: `region ${instructorEdge.region} ` }).waitFor()
+    // Live audio across regions: the instructor is on the first edge, the
+    // dev learner on the third, so every packet between them is relayed
+    // edge to edge. Both join the audio; the learner hears the instructor
+    // (inbound-rtp packets at about the Opus frame rate, energy growing);
+    // she may not publish until the instructor allows her, then the
+    // instructor hears her; the instructor's mute stops her audio at her
+    // edge; the instructor muting herself stops hers.
     const allowButton = page.locator('[data-testid=roster] li', { hasText: 'Dev learner' }).locator('[data-testid^=allow-]')
     const learnerId = (await allowButton.getAttribute('data-testid')).slice('allow-'.length)
     await page.getByTestId('audio-join').click()
@@ -686,7 +682,7 @@ async function main() {
     await opage.locator('[data-testid=mic-why][data-why=server_muted]').waitFor()
     await page.getByTestId('mic-toggle').click()
     await silent(opage, instructorId, 'the instructor muting herself')
-    step(`live audio: the learner heard the instructor (${rate} packets/s); allowed, she was heard; muted by the instructor, she was not; the instructor's own mute silenced her`)
+    step(`live audio across regions (${instructorEdge.region} to ${devEdge.region}): the learner heard the instructor (${rate} packets/s); allowed, she was heard; muted by the instructor, she was not; the instructor's own mute silenced her`)
   } finally {
     await other.close().catch(() => {})
   }
