@@ -4,6 +4,7 @@
 // edge that does not answer is shown as unreachable rather than hidden.
 // Beside each edge's pools the page draws its region's forecast from the
 // control plane, and the edge's own warm size and target on it.
+import type { AudioFigures } from './audio-metrics'
 import { minuteChart, type MinuteChart, type MinuteForecast } from './forecast'
 import { hotShare, perMinute, type Starts } from './metrics'
 
@@ -66,6 +67,8 @@ export interface EdgeReport {
   abuse?: { id: string; kind: string; language: string; user_id: string; at: string }[]
   /** Hot and cold starts per language, from the edge's `/metrics`. */
   starts?: Map<string, Starts>
+  /** Live-audio figures from the edge's `/metrics` (see `audio-metrics.ts`); undefined when they did not answer. */
+  audio?: AudioFigures
   error?: string
 }
 
