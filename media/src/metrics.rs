@@ -2,7 +2,7 @@
 //! node (which adds the `lyceum_` prefix). Names end in `_total` or a unit;
 //! the only label, `reason`, takes values from a closed set.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Why a packet was not forwarded: the closed set of `reason` labels.
 /// `relay`: a relayed packet that did not parse, for a room nobody here is
@@ -28,6 +28,15 @@ pub struct MediaMetrics {
     pub relayed_in_packets: IntCounter,
     /// Publishers of other edges heard in a room here now.
     pub relayed_publishers: IntGauge,
+    /// From a peer's join to its connection being up (offer, answer, ICE,
+    /// DTLS), in seconds.
+    pub join_seconds: Histogram,
+    /// Interarrival jitter listeners report in RTCP receiver reports about
+    /// what the SFU sends them, in seconds.
+    pub rtcp_jitter_seconds: Histogram,
+    /// Fraction of packets lost that listeners report in RTCP receiver
+    /// reports, 0 to 1.
+    pub rtcp_loss_ratio: Histogram,
 }
 
 impl MediaMetrics {
@@ -85,6 +94,32 @@ impl MediaMetrics {
                 "publishers of other edges heard in a room here",
             )
             .expect("valid metric"),
+            join_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "media_join_seconds",
+                    "from a peer's join to its connection being up",
+                )
+                .buckets(vec![0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            )
+            .expect("valid metric"),
+            rtcp_jitter_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "media_rtcp_jitter_seconds",
+                    "interarrival jitter listeners report in rtcp receiver reports",
+                )
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32,
+                ]),
+            )
+            .expect("valid metric"),
+            rtcp_loss_ratio: Histogram::with_opts(
+                HistogramOpts::new(
+                    "media_rtcp_loss_ratio",
+                    "fraction of packets lost that listeners report in rtcp receiver reports",
+                )
+                .buckets(vec![0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]),
+            )
+            .expect("valid metric"),
         }
     }
 
@@ -101,6 +136,9 @@ impl MediaMetrics {
         registry.register(Box::new(self.peers_reaped.clone()))?;
         registry.register(Box::new(self.relayed_in_packets.clone()))?;
         registry.register(Box::new(self.relayed_publishers.clone()))?;
+        registry.register(Box::new(self.join_seconds.clone()))?;
+        registry.register(Box::new(self.rtcp_jitter_seconds.clone()))?;
+        registry.register(Box::new(self.rtcp_loss_ratio.clone()))?;
         Ok(())
     }
 }

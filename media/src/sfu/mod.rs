@@ -82,6 +82,8 @@ use crate::signal::{
     ServerSignal, CANDIDATE_BYTES_MAX, ID_BYTES_MAX,
 };
 
+/// Opus's RTP clock rate, in Hz.
+const OPUS_CLOCK_RATE: u32 = 48_000;
 /// The Opus payload type the SFU offers in answers (Chromium's own choice).
 const OPUS_PAYLOAD_TYPE: u8 = 111;
 /// How often ICE sends keepalives on an idle pair.
@@ -373,7 +375,14 @@ impl Sfu {
             .server_muted
             .store(request.rights.server_muted, Ordering::Release);
         let (outbound, signals) = mpsc::channel(self.inner.config.outbound_frames_max);
-        self.install_handlers(&pc, &request.peer, generation, &control, &outbound);
+        self.install_handlers(
+            &pc,
+            &request.peer,
+            generation,
+            &control,
+            &outbound,
+            Instant::now(),
+        );
 
         let inserted = {
             let mut state = lock(&self.inner.state);
@@ -679,11 +688,14 @@ impl Sfu {
                 .await
                 .map_err(|err| MediaError::internal("adding a listening slot", err))?;
             let sender = transceiver.sender().await;
+            let metrics = self.inner.metrics.clone();
             tokio::spawn(async move {
-                // Drain RTCP so the interceptors see receiver reports; ends
-                // when the connection closes.
+                // Read RTCP (the interceptors see it too) for the listener's
+                // receiver reports; ends when the connection closes.
                 let mut buf = vec![0u8; RTCP_READ_BYTES];
-                while sender.read(&mut buf).await.is_ok() {}
+                while let Ok((packets, _)) = sender.read(&mut buf).await {
+                    observe_receiver_reports(&metrics, &packets);
+                }
             });
             outs.push(Arc::new(SlotOut {
                 track,
@@ -965,6 +977,7 @@ impl Sfu {
         generation: u64,
         control: &Arc<Control>,
         outbound: &mpsc::Sender<ServerSignal>,
+        joined_at: Instant,
     ) {
         let weak = Arc::downgrade(&self.inner);
         {
@@ -1001,7 +1014,15 @@ impl Sfu {
                         match pc_state {
                             RTCPeerConnectionState::Connected => {
                                 if let Some(control) = control.upgrade() {
-                                    control.connected.store(true, Ordering::Release);
+                                    // The first connect only (not an ICE restart's).
+                                    if !control.connected.swap(true, Ordering::AcqRel) {
+                                        if let Some(inner) = weak.upgrade() {
+                                            inner
+                                                .metrics
+                                                .join_seconds
+                                                .observe(joined_at.elapsed().as_secs_f64());
+                                        }
+                                    }
                                 }
                             }
                             RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
@@ -1068,7 +1089,7 @@ pub enum SfuStartError {
 fn opus_capability() -> RTCRtpCodecCapability {
     RTCRtpCodecCapability {
         mime_type: MIME_TYPE_OPUS.to_owned(),
-        clock_rate: 48_000,
+        clock_rate: OPUS_CLOCK_RATE,
         channels: 2,
         sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
         rtcp_feedback: vec![],
@@ -1359,6 +1380,31 @@ fn loudest_relayed(room: &Room) -> Option<(&String, u32)> {
         }
     }
     best
+}
+
+/// Records the loss and jitter a listener reports about what it receives
+/// from the SFU (RTCP receiver reports, RFC 3550 section 6.4.2).
+fn observe_receiver_reports(
+    metrics: &MediaMetrics,
+    packets: &[Box<dyn webrtc::rtcp::packet::Packet + Send + Sync>],
+) {
+    for packet in packets {
+        let Some(report) = packet
+            .as_any()
+            .downcast_ref::<webrtc::rtcp::receiver_report::ReceiverReport>()
+        else {
+            continue;
+        };
+        for block in &report.reports {
+            metrics
+                .rtcp_loss_ratio
+                .observe(f64::from(block.fraction_lost) / 256.0);
+            // Jitter is in RTP timestamp units: 48 kHz for Opus.
+            metrics
+                .rtcp_jitter_seconds
+                .observe(f64::from(block.jitter) / f64::from(OPUS_CLOCK_RATE));
+        }
+    }
 }
 
 /// Every `active_speaker_interval_ms`, announces each room's loudest

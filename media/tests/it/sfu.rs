@@ -83,6 +83,15 @@ async fn an_instructor_is_heard_and_a_server_mute_stops_a_learner_at_once() -> R
     })
     .await?;
     assert_eq!(sfu.metrics().published_tracks.get(), 2);
+    // Both joins were timed, and the listeners' RTCP receiver reports
+    // about what the SFU sends them are read (the client sends them about
+    // once a second).
+    assert_eq!(sfu.metrics().join_seconds.get_sample_count(), 2);
+    eventually("receiver reports read", || {
+        sfu.metrics().rtcp_loss_ratio.get_sample_count() > 0
+            && sfu.metrics().rtcp_jitter_seconds.get_sample_count() > 0
+    })
+    .await?;
 
     // Server mute: forwarding stops at the next packet.
     sfu.set_rights(

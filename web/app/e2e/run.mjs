@@ -460,6 +460,10 @@ async function main() {
     })
   }, c.edges.length, { timeout: 60_000 })
   await shot('08-operator-fleet')
+  // Each edge's live-audio figures are there (no class has audio yet).
+  for (let i = 0; i < 3; i++) {
+    await page.locator('[data-edge]').nth(i).locator('[data-testid=audio-metrics][data-present=true] [data-testid=audio-peers]').waitFor()
+  }
   step('operator fleet: three edges, each sees three alive; pools with hot/cold starts and who set each target; the forecast charted per region; request and run latency charted per edge')
   await page.getByRole('link', { name: 'Tenants' }).click()
   await page.waitForURL('**/operator/tenants')
@@ -543,6 +547,39 @@ async function main() {
     await p.locator('[data-testid=live-status][data-connected=true]', { hasText: `region ${edge.region} ` }).waitFor()
     await page.locator('[data-testid=roster] li', { hasText: name }).waitFor()
     return p
+  }
+  // Live audio, as the page's own stats show it (window.__lyceumMedia).
+  const onSlot = (p, role) => p.waitForFunction((r) => {
+    const v = window.__lyceumMedia?.view()
+    return Object.values(v?.peers ?? {}).find((peer) => peer.role === r && peer.slot !== null)?.peer
+  }, role, { timeout: 60_000 }).then((h) => h.jsonValue())
+  const inbound = async (p, from) => {
+    const s = await p.evaluate(() => window.__lyceumMedia.stats())
+    const slot = s.slots.find((x) => x.peer === from)
+    return { packets: slot?.packetsReceived ?? 0, energy: slot?.totalAudioEnergy ?? 0 }
+  }
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+  // Heard: over two seconds, at least 60 packets (the 20 ms Opus frame
+  // rate is 100) and more energy. Returns packets per second.
+  const heard = async (p, from, what) => {
+    for (let i = 0; i < 30; i++) {
+      const a = await inbound(p, from)
+      await sleep(2000)
+      const b = await inbound(p, from)
+      if (b.packets - a.packets >= 60 && b.energy > a.energy) return (b.packets - a.packets) / 2
+    }
+    throw new Error(`${what}: no audio arrived (${JSON.stringify(await p.evaluate(() => window.__lyceumMedia.stats()))})`)
+  }
+  // Silent: after a moment for packets in flight, fewer than 10 in two seconds.
+  const silent = async (p, from, what) => {
+    for (let i = 0; i < 15; i++) {
+      await sleep(1000)
+      const a = await inbound(p, from)
+      await sleep(2000)
+      const b = await inbound(p, from)
+      if (b.packets - a.packets < 10) return
+    }
+    throw new Error(`${what}: audio kept arriving`)
   }
   const [adaEdge, devEdge] = [c.edges[1], c.edges[2]]
   if (adaEdge.region === devEdge.region) throw new Error(`the dev cluster's edges 1 and 2 share region ${adaEdge.region}`)
@@ -635,39 +672,7 @@ async function main() {
     const learnerId = (await allowButton.getAttribute('data-testid')).slice('allow-'.length)
     await page.getByTestId('audio-join').click()
     await opage.getByTestId('audio-join').click()
-    const onSlot = (p, role) => p.waitForFunction((r) => {
-      const v = window.__lyceumMedia?.view()
-      return Object.values(v?.peers ?? {}).find((peer) => peer.role === r && peer.slot !== null)?.peer
-    }, role, { timeout: 60_000 }).then((h) => h.jsonValue())
     const instructorId = await onSlot(opage, 'instructor')
-    const inbound = async (p, from) => {
-      const s = await p.evaluate(() => window.__lyceumMedia.stats())
-      const slot = s.slots.find((x) => x.peer === from)
-      return { packets: slot?.packetsReceived ?? 0, energy: slot?.totalAudioEnergy ?? 0 }
-    }
-    const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
-    // Heard: over two seconds, at least 60 packets (the 20 ms Opus frame
-    // rate is 100) and more energy. Returns packets per second.
-    const heard = async (p, from, what) => {
-      for (let i = 0; i < 30; i++) {
-        const a = await inbound(p, from)
-        await sleep(2000)
-        const b = await inbound(p, from)
-        if (b.packets - a.packets >= 60 && b.energy > a.energy) return (b.packets - a.packets) / 2
-      }
-      throw new Error(`${what}: no audio arrived (${JSON.stringify(await p.evaluate(() => window.__lyceumMedia.stats()))})`)
-    }
-    // Silent: after a moment for packets in flight, fewer than 10 in two seconds.
-    const silent = async (p, from, what) => {
-      for (let i = 0; i < 15; i++) {
-        await sleep(1000)
-        const a = await inbound(p, from)
-        await sleep(2000)
-        const b = await inbound(p, from)
-        if (b.packets - a.packets < 10) return
-      }
-      throw new Error(`${what}: audio kept arriving`)
-    }
     const rate = await heard(opage, instructorId, 'the learner hears the instructor')
     if (await opage.evaluate(() => window.__lyceumMedia.view().publishing)) throw new Error('a learner not allowed is publishing')
     if (!(await opage.getByTestId('mic-toggle').isDisabled())) throw new Error("the learner's microphone switch is enabled before she may speak")
@@ -682,6 +687,11 @@ async function main() {
     await opage.locator('[data-testid=mic-why][data-why=server_muted]').waitFor()
     await page.getByTestId('mic-toggle').click()
     await silent(opage, instructorId, 'the instructor muting herself')
+    await page.getByTestId('mic-toggle').click()
+    await heard(opage, instructorId, 'the instructor unmuting herself')
+    // Ada, on a third region, joins the audio too (her edge is killed below).
+    await lpage.getByTestId('audio-join').click()
+    await heard(lpage, instructorId, 'Ada hears the instructor')
     step(`live audio across regions (${instructorEdge.region} to ${devEdge.region}): the learner heard the instructor (${rate} packets/s); allowed, she was heard; muted by the instructor, she was not; the instructor's own mute silenced her`)
   } finally {
     await other.close().catch(() => {})
@@ -712,11 +722,15 @@ async function main() {
     throw new Error(`after failover Ada's feed is ${JSON.stringify(after)}, expected ${JSON.stringify(before)} then the missed broadcast`)
   }
   await lpage.getByTestId('region').filter({ hasNotText: `region ${adaEdge.region} ` }).waitFor()
+  // Her audio came back on the new edge without a reload: a fresh peer
+  // connection from the new edge's media_config.
+  const instructorVoice = await onSlot(lpage, 'instructor')
+  await heard(lpage, instructorVoice, "Ada's audio after her edge died")
   // Her pin stays, shown as unreachable, so she sees why she is elsewhere.
   await lpage.getByTestId('region-pick').locator(`option[value="${adaEdge.region}"]`, { hasText: 'unreachable' }).waitFor({ state: 'attached' })
   if ((await lpage.getByTestId('region-pick').inputValue()) !== adaEdge.region) throw new Error('the region picker lost the pinned region')
   await lpage.screenshot({ path: join(artifacts, '18-learner-after-failover.png'), fullPage: true })
-  step(`failover: ${adaEdge.region} killed; Ada resumed the class on ${(await adaStatus.textContent())?.trim()}, with the broadcast she missed, once`)
+  step(`failover: ${adaEdge.region} killed; Ada resumed the class on ${(await adaStatus.textContent())?.trim()}, with the broadcast she missed, once, and her audio back without a reload`)
 }
 
 main()
