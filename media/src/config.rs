@@ -38,6 +38,12 @@ pub const RELAY_IDLE_MS: u64 = 1_500;
 pub const RELAY_REFRESH_MS: u64 = 500;
 /// Default for [`SfuConfig::relay_subscription_ttl_ms`].
 pub const RELAY_SUBSCRIPTION_TTL_MS: u64 = 2_000;
+/// Default for [`SfuConfig::turn_listen`]: loopback, any free port (a
+/// one-machine cluster); production sets a public interface and 3478.
+pub const TURN_LISTEN: &str = "127.0.0.1:0";
+/// Default for [`SfuConfig::turn_credential_ttl_ms`]: an hour, longer than
+/// any join; a live connection keeps its allocation past it.
+pub const TURN_CREDENTIAL_TTL_MS: u64 = 3_600_000;
 /// Default for [`SfuConfig::outbound_frames_max`].
 pub const OUTBOUND_FRAMES_MAX: usize = 256;
 
@@ -95,6 +101,23 @@ pub struct SfuConfig {
     /// milliseconds; at least `relay_refresh_ms`. An edge that goes away
     /// stops getting copies within it.
     pub relay_subscription_ttl_ms: u64,
+    /// Run the edge's own TURN server (see `turn`).
+    pub turn_enabled: bool,
+    /// Where the TURN server listens (UDP), `ip:port`.
+    pub turn_listen: String,
+    /// The address clients reach the TURN server at, and its relayed
+    /// addresses are on; empty means `turn_listen`'s (which must then not
+    /// be `0.0.0.0`).
+    pub turn_public_ip: String,
+    /// The TURN REST shared secret; empty makes a random one at start
+    /// (enough for the embedded server; set it to share it with coturn).
+    pub turn_secret: String,
+    /// How long the TURN credentials handed to a session are valid, in
+    /// milliseconds.
+    pub turn_credential_ttl_ms: u64,
+    /// Further `turn:`/`turns:`/`stun:` URLs (coturn beside the edge) that
+    /// take the same credentials.
+    pub turn_urls: Vec<String>,
 }
 
 impl Default for SfuConfig {
@@ -117,6 +140,12 @@ impl Default for SfuConfig {
             relay_idle_ms: RELAY_IDLE_MS,
             relay_refresh_ms: RELAY_REFRESH_MS,
             relay_subscription_ttl_ms: RELAY_SUBSCRIPTION_TTL_MS,
+            turn_enabled: true,
+            turn_listen: TURN_LISTEN.to_owned(),
+            turn_public_ip: String::new(),
+            turn_secret: String::new(),
+            turn_credential_ttl_ms: TURN_CREDENTIAL_TTL_MS,
+            turn_urls: Vec::new(),
         }
     }
 }
@@ -134,7 +163,8 @@ pub struct ConfigError {
 impl SfuConfig {
     /// Checks every setting; the SFU refuses to start with a bad one.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive: [(&'static str, u64); 13] = [
+        let positive: [(&'static str, u64); 14] = [
+            ("turn_credential_ttl_ms", self.turn_credential_ttl_ms),
             ("relay_idle_ms", self.relay_idle_ms),
             ("relay_refresh_ms", self.relay_refresh_ms),
             ("relay_subscription_ttl_ms", self.relay_subscription_ttl_ms),
@@ -178,6 +208,34 @@ impl SfuConfig {
                 problem: "must be at least 1",
             });
         }
+        let listen: std::net::SocketAddr = self.turn_listen.parse().map_err(|_| ConfigError {
+            key: "turn_listen",
+            problem: "must be an ip:port",
+        })?;
+        if !self.turn_public_ip.is_empty()
+            && self.turn_public_ip.parse::<std::net::IpAddr>().is_err()
+        {
+            return Err(ConfigError {
+                key: "turn_public_ip",
+                problem: "must be an ip address",
+            });
+        }
+        if self.turn_enabled && self.turn_public_ip.is_empty() && listen.ip().is_unspecified() {
+            return Err(ConfigError {
+                key: "turn_public_ip",
+                problem: "must be set when turn_listen is on every interface",
+            });
+        }
+        if self.turn_urls.iter().any(|url| {
+            !["turn:", "turns:", "stun:"]
+                .iter()
+                .any(|scheme| url.starts_with(scheme))
+        }) {
+            return Err(ConfigError {
+                key: "turn_urls",
+                problem: "each must be a turn:, turns: or stun: url",
+            });
+        }
         if self.relay_subscription_ttl_ms < self.relay_refresh_ms {
             return Err(ConfigError {
                 key: "relay_subscription_ttl_ms",
@@ -199,6 +257,18 @@ impl SfuConfig {
 
     pub(crate) fn active_speaker_interval(&self) -> Duration {
         Duration::from_millis(self.active_speaker_interval_ms)
+    }
+
+    /// Where the TURN server listens and the address clients reach it at.
+    /// Only meaningful once `validate` passed.
+    pub fn turn_addresses(&self) -> Option<(std::net::SocketAddr, std::net::IpAddr)> {
+        let listen: std::net::SocketAddr = self.turn_listen.parse().ok()?;
+        let public = if self.turn_public_ip.is_empty() {
+            listen.ip()
+        } else {
+            self.turn_public_ip.parse().ok()?
+        };
+        Some((listen, public))
     }
 
     pub(crate) fn relay_idle(&self) -> Duration {

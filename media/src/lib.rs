@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod sdp;
 pub mod sfu;
 pub mod signal;
+pub mod turn;
 
 pub use config::{ConfigError, SfuConfig};
 pub use crypto::ensure_crypto_provider;

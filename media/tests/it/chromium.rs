@@ -5,7 +5,8 @@
 //! its `getStats()` summary back; the test asserts that `inbound-rtp` audio
 //! packets arrive at about the Opus frame rate and `totalAudioEnergy` grows,
 //! and that the SFU, reading the RFC 6464 audio level Chromium puts on its
-//! packets, announces the instructor as the active speaker.
+//! packets, announces the instructor as the active speaker. A second run
+//! forces relay-only ICE through the embedded TURN server.
 //!
 //! The test fails, never skips, when `/usr/bin/chromium` is missing
 //! (`scripts/services.sh chromium` installs it).
@@ -35,6 +36,9 @@ const PACKETS_WANTED: u64 = 100;
 
 #[derive(Clone)]
 struct Server {
+    /// What the page builds its peer connections with: `iceServers` and
+    /// `policy` (`all` or `relay`).
+    ice: serde_json::Value,
     sfu: Sfu,
     links: Arc<Mutex<HashMap<String, mpsc::Receiver<ServerSignal>>>>,
     reports: mpsc::Sender<serde_json::Value>,
@@ -149,6 +153,49 @@ fn write_sine_wav(path: &Path) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_publishes_and_hears_through_the_sfu() -> Result<()> {
+    let report = interop(serde_json::json!({ "iceServers": [], "policy": "all" })).await?;
+    ensure!(
+        report["listener"]["candidate"] == "host",
+        "a direct path was expected: {report}"
+    );
+    Ok(())
+}
+
+/// A browser told to use relayed candidates only (`iceTransportPolicy:
+/// "relay"`, what a network that allows nothing else forces) still gets
+/// audio: both its connections go through the embedded TURN server, with
+/// time-limited TURN REST credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_with_relay_only_ice_is_heard_through_turn() -> Result<()> {
+    let secret = "interop-secret";
+    let turn = media::turn::Turn::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        std::net::IpAddr::from([127, 0, 0, 1]),
+        "lyceum",
+        secret,
+    )
+    .await?;
+    let server = media::turn::ice_server(
+        vec![turn.url().to_owned()],
+        secret,
+        "interop",
+        Duration::from_secs(600),
+    );
+    let report = interop(serde_json::json!({ "iceServers": [server], "policy": "relay" })).await;
+    turn.close().await;
+    let report = report?;
+    for side in ["publisher", "listener"] {
+        ensure!(
+            report[side]["candidate"] == "relay",
+            "the {side} did not go through turn: {report}"
+        );
+    }
+    Ok(())
+}
+
+/// Runs the page against a fresh SFU with `ice` for its peer connections
+/// until the listener has heard enough; the last report.
+async fn interop(ice: serde_json::Value) -> Result<serde_json::Value> {
     ensure!(
         Path::new(CHROMIUM).exists(),
         "{CHROMIUM} is missing: run scripts/services.sh chromium"
@@ -156,12 +203,17 @@ async fn chromium_publishes_and_hears_through_the_sfu() -> Result<()> {
     let sfu = Sfu::new(crate::client::test_config()).map_err(|err| anyhow::anyhow!("{err}"))?;
     let (reports_tx, mut reports) = mpsc::channel(1_024);
     let server = Server {
+        ice: ice.clone(),
         sfu: sfu.clone(),
         links: Arc::default(),
         reports: reports_tx,
     };
     let app = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
+        .route(
+            "/ice",
+            get(|State(server): State<Server>| async move { Json(server.ice) }),
+        )
         .route("/join/{peer}", post(join))
         .route("/signal/{peer}", post(signal))
         .route("/poll/{peer}", post(poll))
@@ -249,7 +301,7 @@ async fn chromium_publishes_and_hears_through_the_sfu() -> Result<()> {
         sfu.metrics().forwarded_packets.get() >= PACKETS_WANTED,
         "sfu forwarded too little"
     );
-    Ok(())
+    Ok(report)
 }
 
 /// The page: one peer connection publishes the fake microphone as the
@@ -266,7 +318,8 @@ const fail = (e) => post('/report', { error: String(e && e.stack || e) });
 async function connect(peer, role, mic, slots) {
   const joined = await post(`/join/${peer}?role=${role}`);
   if (!joined.ok) throw new Error('join refused: ' + JSON.stringify(joined));
-  const pc = new RTCPeerConnection();
+  const ice = await (await fetch('/ice')).json();
+  const pc = new RTCPeerConnection({ iceServers: ice.iceServers, iceTransportPolicy: ice.policy });
   if (mic) {
     const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
     pc.addTransceiver(stream.getAudioTracks()[0], { direction: 'sendonly' });
@@ -294,14 +347,21 @@ async function connect(peer, role, mic, slots) {
   return pc;
 }
 async function summary(pc, kind) {
-  let packets = 0, energy = 0;
-  (await pc.getStats()).forEach((s) => {
+  let packets = 0, energy = 0, candidate = null;
+  const stats = await pc.getStats();
+  stats.forEach((s) => {
     if (s.type === kind && s.kind === 'audio') {
       packets += (kind === 'inbound-rtp' ? s.packetsReceived : s.packetsSent) || 0;
       energy += s.totalAudioEnergy || 0;
     }
+    // The type of the local candidate of the pair in use: host, srflx, relay.
+    if (s.type === 'transport' && s.selectedCandidatePairId) {
+      const pair = stats.get(s.selectedCandidatePairId);
+      const local = pair && stats.get(pair.localCandidateId);
+      if (local) candidate = local.candidateType;
+    }
   });
-  return { packets, energy, state: pc.connectionState };
+  return { packets, energy, state: pc.connectionState, candidate };
 }
 (async () => {
   const publisher = await connect('instructor', 'instructor', true, 0);

@@ -215,6 +215,18 @@ fn limits_are_checked_at_their_edges() {
         expect!["invalid configuration: key `media.peers_per_edge_max`: must be at least 1"],
     );
     check_err(
+        Some("[media]\nturn_listen = \"0.0.0.0:3478\"\n"),
+        &[],
+        json!({}),
+        expect!["invalid configuration: key `media.turn_public_ip`: must be set when turn_listen is on every interface"],
+    );
+    check_err(
+        Some("[media]\nturn_urls = [\"http://turn.example\"]\n"),
+        &[],
+        json!({}),
+        expect!["invalid configuration: key `media.turn_urls`: each must be a turn:, turns: or stun: url"],
+    );
+    check_err(
         Some("[media]\ntracks_per_peer_max = 6\n"),
         &[],
         json!({}),

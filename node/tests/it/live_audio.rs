@@ -105,6 +105,23 @@ async fn rights_set_in_one_region_hold_at_the_edge_carrying_the_audio() {
     let config = until_signal(&mut ada, "media_config").await;
     assert_eq!(config["signal"]["listening_slots"], 4, "{config}");
     assert_eq!(config["signal"]["ice_transport_policy"], "all", "{config}");
+    // The edge's own TURN server, with time-limited credentials for her.
+    let turn = &config["signal"]["ice_servers"][0];
+    assert!(
+        turn["urls"][0].as_str().is_some_and(
+            |url| url.starts_with("turn:127.0.0.1:") && url.ends_with("?transport=udp")
+        ),
+        "{config}"
+    );
+    let username = turn["username"].as_str().expect("a turn user name");
+    let (expiry, user) = username.split_once(':').expect("expiry:user");
+    assert_eq!(user, ada_id);
+    assert!(expiry.parse::<u64>().is_ok(), "{username}");
+    assert_eq!(
+        turn["credential"].as_str().map(str::len),
+        Some(28),
+        "{config}"
+    );
     until_signal(&mut teacher, "media_config").await;
     ada.until_type("snapshot").await;
     teacher

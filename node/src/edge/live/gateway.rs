@@ -152,7 +152,7 @@ impl Gateway {
         )
         .await?;
         node.counters().register(registry)?;
-        let media = Arc::new(MediaGateway::start(media, registry)?);
+        let media = Arc::new(MediaGateway::start(media, registry).await?);
         {
             let media = Arc::clone(&media);
             node.registry()

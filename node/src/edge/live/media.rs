@@ -28,6 +28,9 @@ use media::{
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// The realm of the edges' TURN servers.
+const TURN_REALM: &str = "lyceum";
+
 /// The `type` of a media frame, both ways.
 pub(crate) const MEDIA_TYPE: &str = "media";
 
@@ -135,15 +138,20 @@ fn schema_document() -> String {
 pub(crate) struct MediaGateway {
     sfu: Option<Sfu>,
     config: SfuConfig,
+    /// The edge's TURN server, when `media.turn_enabled`.
+    turn: Option<media::turn::Turn>,
+    /// The TURN REST secret (`media.turn_secret`, or made at start).
+    turn_secret: String,
 }
 
 impl MediaGateway {
-    /// Starts the SFU when `media.enabled` and registers its metrics.
+    /// Starts the SFU when `media.enabled` (and its TURN server when
+    /// `media.turn_enabled` too) and registers its metrics.
     ///
     /// # Errors
-    /// A bad `[media]` setting, the WebRTC stack refusing its setup, or the
-    /// metrics not registering.
-    pub(crate) fn start(
+    /// A bad `[media]` setting, the WebRTC stack refusing its setup, the
+    /// TURN port not binding, or the metrics not registering.
+    pub(crate) async fn start(
         config: SfuConfig,
         registry: &prometheus::Registry,
     ) -> anyhow::Result<Self> {
@@ -155,7 +163,31 @@ impl MediaGateway {
         } else {
             None
         };
-        Ok(Self { sfu, config })
+        let turn_secret = if config.turn_secret.is_empty() {
+            // Random per process: only this process's TURN server checks it.
+            let bytes: [u8; 32] = rand::random();
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        } else {
+            config.turn_secret.clone()
+        };
+        let turn = match (
+            config.enabled && config.turn_enabled,
+            config.turn_addresses(),
+        ) {
+            (true, Some((listen, public))) => {
+                let turn =
+                    media::turn::Turn::start(listen, public, TURN_REALM, &turn_secret).await?;
+                tracing::info!(url = turn.url(), "turn server started");
+                Some(turn)
+            }
+            _ => None,
+        };
+        Ok(Self {
+            sfu,
+            config,
+            turn,
+            turn_secret,
+        })
     }
 
     /// The SFU, when this edge carries audio.
@@ -165,11 +197,29 @@ impl MediaGateway {
 
     /// The `media_config` a session sends after its welcome (and again
     /// when the SFU dropped its peer): how to build the peer connection.
-    pub(crate) fn config_signal(&self) -> Option<ServerSignal> {
+    /// `user_id`'s TURN credentials are in it, valid for
+    /// `media.turn_credential_ttl_ms`.
+    pub(crate) fn config_signal(&self, user_id: &str) -> Option<ServerSignal> {
         self.sfu.as_ref()?;
+        let urls: Vec<String> = self
+            .turn
+            .iter()
+            .map(|turn| turn.url().to_owned())
+            .chain(self.config.turn_urls.iter().cloned())
+            .collect();
+        let ice_servers: Vec<IceServer> = if urls.is_empty() {
+            Vec::new()
+        } else {
+            vec![media::turn::ice_server(
+                urls,
+                &self.turn_secret,
+                user_id,
+                std::time::Duration::from_millis(self.config.turn_credential_ttl_ms),
+            )]
+        };
         Some(ServerSignal::MediaConfig {
             listening_slots: self.config.publishers_per_room_max,
-            ice_servers: Vec::<IceServer>::new(),
+            ice_servers,
             ice_transport_policy: self.config.ice_transport_policy,
         })
     }

@@ -483,7 +483,7 @@ impl Session {
                         }
                         // Every welcome (a join, a resume, a failover) tells
                         // the client how to build its peer connection here.
-                        if let Some(config) = welcome.then(|| gateway.media.config_signal()).flatten() {
+                        if let Some(config) = welcome.then(|| gateway.media.config_signal(&self.ticket.who.user_id)).flatten() {
                             if !writer.media(&config, None).await {
                                 return writer.failed();
                             }
@@ -507,7 +507,7 @@ impl Session {
                     // fell behind): the client starts a fresh one.
                     None => {
                         *link = None;
-                        if let Some(config) = gateway.media.config_signal() {
+                        if let Some(config) = gateway.media.config_signal(&self.ticket.who.user_id) {
                             if !writer.media(&config, None).await {
                                 return writer.failed();
                             }
