@@ -14,6 +14,9 @@ pub const PEERS_PER_EDGE_MAX: u32 = 2_000;
 /// Default for [`SfuConfig::publishers_per_room_max`]: also the number of
 /// listening slots a browser should offer.
 pub const PUBLISHERS_PER_ROOM_MAX: u8 = 4;
+/// Default for [`SfuConfig::publishers_per_class_max`]: a class and all its
+/// breakout rooms together.
+pub const PUBLISHERS_PER_CLASS_MAX: u32 = 16;
 /// Default for [`SfuConfig::tracks_per_peer_max`]: one microphone plus one
 /// listening slot per possible publisher.
 pub const TRACKS_PER_PEER_MAX: u8 = 1 + PUBLISHERS_PER_ROOM_MAX;
@@ -32,6 +35,9 @@ pub const ICE_DISCONNECTED_TIMEOUT_MS: u64 = 5_000;
 pub const ICE_FAILED_TIMEOUT_MS: u64 = 10_000;
 /// Default for [`SfuConfig::active_speaker_interval_ms`].
 pub const ACTIVE_SPEAKER_INTERVAL_MS: u64 = 300;
+/// Default for [`SfuConfig::relay_packets_per_second_max`]: 400 audio
+/// tracks' copies at 50 packets a second, about 16 Mbit/s of Opus.
+pub const RELAY_PACKETS_PER_SECOND_MAX: u32 = 20_000;
 /// Default for [`SfuConfig::relay_idle_ms`].
 pub const RELAY_IDLE_MS: u64 = 1_500;
 /// Default for [`SfuConfig::relay_refresh_ms`].
@@ -63,6 +69,10 @@ pub struct SfuConfig {
     pub peers_per_edge_max: u32,
     /// Publishers at once in one room; one more is `too_many_publishers`.
     pub publishers_per_room_max: u8,
+    /// Publishers at once in a class and its breakout rooms together (the
+    /// class's audio tracks: one per publisher), as this edge sees them,
+    /// its own and those relayed to it; one more is `too_many_publishers`.
+    pub publishers_per_class_max: u32,
     /// Audio m-lines in one peer's offer (sending plus listening); more is
     /// `too_many_tracks`.
     pub tracks_per_peer_max: u8,
@@ -94,6 +104,10 @@ pub struct SfuConfig {
     /// A publisher of another edge whose packets stop this long leaves its
     /// slot here, in milliseconds.
     pub relay_idle_ms: u64,
+    /// Packet copies this edge may relay to other edges in one second (its
+    /// relay bandwidth); the rest are dropped and counted
+    /// (`media_relay_dropped_packets_total`).
+    pub relay_packets_per_second_max: u32,
     /// How often an edge asks the other edges for the rooms it listens
     /// in, in milliseconds.
     pub relay_refresh_ms: u64,
@@ -127,6 +141,7 @@ impl Default for SfuConfig {
             ice_transport_policy: crate::signal::IceTransportPolicy::All,
             peers_per_edge_max: PEERS_PER_EDGE_MAX,
             publishers_per_room_max: PUBLISHERS_PER_ROOM_MAX,
+            publishers_per_class_max: PUBLISHERS_PER_CLASS_MAX,
             tracks_per_peer_max: TRACKS_PER_PEER_MAX,
             publisher_packets_per_second_max: PUBLISHER_PACKETS_PER_SECOND_MAX,
             offers_per_window_max: OFFERS_PER_WINDOW_MAX,
@@ -138,6 +153,7 @@ impl Default for SfuConfig {
             active_speaker_interval_ms: ACTIVE_SPEAKER_INTERVAL_MS,
             loopback_candidates: false,
             relay_idle_ms: RELAY_IDLE_MS,
+            relay_packets_per_second_max: RELAY_PACKETS_PER_SECOND_MAX,
             relay_refresh_ms: RELAY_REFRESH_MS,
             relay_subscription_ttl_ms: RELAY_SUBSCRIPTION_TTL_MS,
             turn_enabled: true,
@@ -163,7 +179,15 @@ pub struct ConfigError {
 impl SfuConfig {
     /// Checks every setting; the SFU refuses to start with a bad one.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive: [(&'static str, u64); 14] = [
+        let positive: [(&'static str, u64); 16] = [
+            (
+                "relay_packets_per_second_max",
+                u64::from(self.relay_packets_per_second_max),
+            ),
+            (
+                "publishers_per_class_max",
+                u64::from(self.publishers_per_class_max),
+            ),
             ("turn_credential_ttl_ms", self.turn_credential_ttl_ms),
             ("relay_idle_ms", self.relay_idle_ms),
             ("relay_refresh_ms", self.relay_refresh_ms),

@@ -615,6 +615,16 @@ impl Sfu {
             }
             let mut slot_taken = None;
             if shape.sending > 0 && entry.slot.is_none() {
+                let publishers = class_publishers(&state.rooms, &entry.room);
+                if publishers >= config.publishers_per_class_max as usize {
+                    return Err(MediaError::new(
+                        MediaErrorCode::TooManyPublishers,
+                        format!(
+                            "the class has its {} publishers",
+                            config.publishers_per_class_max
+                        ),
+                    ));
+                }
                 let room = state
                     .rooms
                     .get_mut(&entry.room)
@@ -898,7 +908,13 @@ impl Sfu {
                     relayed.slot
                 }
                 None => {
-                    let Some(free) = entry.slots.iter().position(Option::is_none) else {
+                    let full = class_publishers(&state.rooms, room)
+                        >= self.inner.config.publishers_per_class_max as usize;
+                    let Some(entry) = state.rooms.get_mut(room) else {
+                        return;
+                    };
+                    let free = entry.slots.iter().position(Option::is_none);
+                    let Some(free) = free.filter(|_| !full) else {
                         metrics.dropped_packets.with_label_values(&["relay"]).inc();
                         return;
                     };
@@ -1137,6 +1153,23 @@ fn remove_locked(
         broadcast_state(inner, state, &entry.room);
     }
     Some(entry.pc)
+}
+
+/// The class a room belongs to: the room itself, or the part before the
+/// `/` of a breakout room (`class/2`, as the gateway names them).
+fn class_of(room: &str) -> &str {
+    room.split('/').next().unwrap_or(room)
+}
+
+/// Publishers (local and relayed) holding a slot in `room`'s class, over
+/// the class room and its breakout rooms.
+fn class_publishers(rooms: &HashMap<String, Room>, room: &str) -> usize {
+    let class = class_of(room);
+    rooms
+        .iter()
+        .filter(|(name, _)| class_of(name) == class)
+        .map(|(_, room)| room.slots.iter().filter(|slot| slot.is_some()).count())
+        .sum()
 }
 
 /// Frees `peer`'s publishing slot; true when it had one.

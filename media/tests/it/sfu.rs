@@ -269,6 +269,47 @@ async fn limits_hold_at_their_edge() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_class_holds_its_publishers_across_its_breakout_rooms() -> Result<()> {
+    // Two publishers per room, but one per class: a learner allowed to
+    // speak in a breakout room of the class is refused while the
+    // instructor publishes in the class room, and may publish once the
+    // instructor stops.
+    let config = SfuConfig {
+        publishers_per_room_max: 2,
+        tracks_per_peer_max: 3,
+        publishers_per_class_max: 1,
+        ..test_config()
+    };
+    let sfu = sfu(config)?;
+    let teacher = Client::join(&sfu, "teacher", "class", MediaRole::Instructor).await?;
+    teacher.add_transceivers(true, 1).await?;
+    teacher.negotiate(&sfu).await??;
+    let learner = Client::join(&sfu, "learner", "class/0", MediaRole::Learner).await?;
+    sfu.set_rights(
+        "learner",
+        media::PeerRights {
+            may_publish: true,
+            server_muted: false,
+        },
+    )?;
+    learner.add_transceivers(true, 1).await?;
+    let refused = learner
+        .negotiate(&sfu)
+        .await?
+        .expect_err("the class has its one publisher");
+    assert_eq!(refused.code(), MediaErrorCode::TooManyPublishers);
+    // Another class is not affected.
+    let other = Client::join(&sfu, "other", "class-b", MediaRole::Instructor).await?;
+    other.add_transceivers(true, 0).await?;
+    other.negotiate(&sfu).await??;
+    // The instructor stops publishing: the learner's offer passes.
+    sfu.leave("teacher").await;
+    drop(teacher);
+    learner.negotiate(&sfu).await??;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peers_that_never_connect_or_close_are_removed() -> Result<()> {
     let config = SfuConfig {
         connect_timeout_ms: 300,

@@ -183,6 +183,7 @@ pub async fn run(args: &EdgeArgs, config: &Config) -> anyhow::Result<()> {
                 peers,
                 refresh: Duration::from_millis(config.media.relay_refresh_ms),
                 ttl: Duration::from_millis(config.media.relay_subscription_ttl_ms),
+                packets_per_second_max: config.media.relay_packets_per_second_max,
             },
             metrics.registry(),
             &tasks,

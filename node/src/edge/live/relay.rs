@@ -188,11 +188,41 @@ fn requests(rooms: &[String]) -> Vec<Bytes> {
     out
 }
 
+/// The edge's relay bandwidth: at most `media.relay_packets_per_second_max`
+/// copies in each second, the rest dropped (a late audio packet is no
+/// better than a lost one, so nothing queues).
+struct RelayBudget {
+    window: Mutex<media::sfu::Window>,
+}
+
+impl RelayBudget {
+    fn new(per_second: u32, now: Instant) -> Self {
+        Self {
+            window: Mutex::new(media::sfu::Window::new(
+                per_second,
+                Duration::from_secs(1),
+                now,
+            )),
+        }
+    }
+
+    /// Takes one copy's room at `now`; false when the second's budget is
+    /// spent.
+    fn admit(&self, now: Instant) -> bool {
+        self.window
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .allow(now)
+    }
+}
+
 /// Prometheus series of the relay.
 #[derive(Clone)]
 struct RelayMetrics {
     /// `media_relay_sent_packets_total`: copies sent to other edges.
     sent: prometheus::IntCounter,
+    /// `media_relay_dropped_packets_total`: copies over the relay budget.
+    over_budget: prometheus::IntCounter,
     /// `media_relay_subscriptions`: (room, edge) pairs this edge relays to.
     subscriptions: prometheus::IntGauge,
     /// `media_relay_bad_datagrams_total`: datagrams that did not read.
@@ -213,11 +243,17 @@ impl RelayMetrics {
             "media_relay_bad_datagrams_total",
             "Relay datagrams from other edges that did not read",
         )?;
+        let over_budget = prometheus::IntCounter::new(
+            "media_relay_dropped_packets_total",
+            "Audio packet copies not relayed: over media.relay_packets_per_second_max",
+        )?;
+        registry.register(Box::new(over_budget.clone()))?;
         registry.register(Box::new(sent.clone()))?;
         registry.register(Box::new(subscriptions.clone()))?;
         registry.register(Box::new(bad.clone()))?;
         Ok(Self {
             sent,
+            over_budget,
             subscriptions,
             bad,
         })
@@ -231,6 +267,7 @@ type Subscriptions = HashMap<String, HashMap<NodeId, Instant>>;
 struct Outgoing {
     sender: DatagramSender,
     subscriptions: Mutex<Subscriptions>,
+    budget: RelayBudget,
     metrics: RelayMetrics,
 }
 
@@ -263,6 +300,10 @@ impl RelayOut for Outgoing {
         }
         .write();
         for node in targets {
+            if !self.budget.admit(now) {
+                self.metrics.over_budget.inc();
+                continue;
+            }
             // Unreliable by design: a copy that cannot go now is lost.
             if self.sender.send(&node, datagram.clone()).is_ok() {
                 self.metrics.sent.inc();
@@ -320,6 +361,8 @@ pub(crate) struct RelayStart {
     pub(crate) refresh: Duration,
     /// `media.relay_subscription_ttl_ms`.
     pub(crate) ttl: Duration,
+    /// `media.relay_packets_per_second_max`.
+    pub(crate) packets_per_second_max: u32,
 }
 
 /// Starts the relay: sets the SFU's [`RelayOut`], and spawns the loop that
@@ -336,6 +379,7 @@ pub(crate) fn start(
     let outgoing = Arc::new(Outgoing {
         sender: relay.sender.clone(),
         subscriptions: Mutex::new(HashMap::new()),
+        budget: RelayBudget::new(relay.packets_per_second_max, Instant::now()),
         metrics: RelayMetrics::new(registry)?,
     });
     relay
@@ -477,6 +521,23 @@ mod tests {
         ] {
             assert_eq!(Wire::read(bad), Err(BadDatagram(why)), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_relay_budget_holds_at_its_edge_each_second() {
+        // The budget is given the time, so no clock runs here.
+        let start = Instant::now();
+        let budget = RelayBudget::new(3, start);
+        let admitted = (0..4).filter(|_| budget.admit(start)).count();
+        assert_eq!(admitted, 3, "three pass, the fourth is over budget");
+        assert!(
+            !budget.admit(start + Duration::from_millis(999)),
+            "still the same second"
+        );
+        assert!(
+            budget.admit(start + Duration::from_millis(1000)),
+            "a new second"
+        );
     }
 
     #[test]
