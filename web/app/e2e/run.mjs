@@ -692,7 +692,25 @@ async function main() {
     // Ada, on a third region, joins the audio too (her edge is killed below).
     await lpage.getByTestId('audio-join').click()
     await heard(lpage, instructorId, 'Ada hears the instructor')
-    step(`live audio across regions (${instructorEdge.region} to ${devEdge.region}): the learner heard the instructor (${rate} packets/s); allowed, she was heard; muted by the instructor, she was not; the instructor's own mute silenced her`)
+    // Breakout rooms carry their own audio: the instructor lifts the dev
+    // learner's mute, and Ada (a third region) hears her; split into two
+    // rooms (Ada in Room 2, the dev learner in Room 1), Ada and the
+    // instructor no longer do; back in the main room, Ada hears her again.
+    await page.locator(`[data-testid=mute-${learnerId}]`).click()
+    await heard(lpage, learnerId, 'Ada hears the dev learner')
+    await page.fill('[data-testid=breakout-plan] input[name=rooms]', '2')
+    await page.locator('[data-testid=breakout-plan] button[type=submit]').click()
+    await page.locator('[data-testid=breakout-draft] tbody tr').nth(1).waitFor()
+    await page.locator('[data-testid=breakout-draft] tr', { hasText: 'Ada' }).locator('select').selectOption('Room 2')
+    await page.locator('[data-testid=breakout-draft] tr', { hasText: 'Dev learner' }).locator('select').selectOption('Room 1')
+    await page.getByTestId('breakout-start').click()
+    await lpage.locator('[data-testid=my-room][data-room="Room 2"]').waitFor()
+    await silent(lpage, learnerId, "Room 1's audio in Room 2")
+    await silent(page, learnerId, "Room 1's audio in the main room")
+    await page.getByTestId('breakout-end').click()
+    await page.locator('[data-testid=breakout-console][data-split=false]').waitFor()
+    await heard(lpage, learnerId, 'Ada hears the dev learner back in the main room')
+    step(`live audio across regions (${instructorEdge.region} to ${devEdge.region}): the learner heard the instructor (${rate} packets/s); allowed, she was heard; muted by the instructor, she was not; the instructor's own mute silenced her; breakout rooms kept their audio apart`)
   } finally {
     await other.close().catch(() => {})
   }
