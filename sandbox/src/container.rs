@@ -69,6 +69,11 @@ pub const AGENT_STAGE_DIR: &str = "/tmp/lyceum-sandbox-agent";
 
 /// How long an unused agent copy is kept in [`AGENT_STAGE_DIR`].
 const AGENT_STAGE_KEEP: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+/// Most agent copies kept in [`AGENT_STAGE_DIR`], the newest: each build of
+/// the binary stages one (a hard link keeps the old build's file alive),
+/// so a machine that builds often would otherwise fill its disk within the
+/// week (about 200 MB a copy for a debug build).
+const AGENT_STAGE_COPIES_MAX: usize = 8;
 
 /// Links (or, across file systems, copies) the agent binary into
 /// [`AGENT_STAGE_DIR`] under a name derived from its size and modification
@@ -103,15 +108,20 @@ pub fn stage_agent(binary: &std::path::Path) -> std::io::Result<PathBuf> {
         std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))?;
     }
     std::fs::rename(&partial, &staged)?;
-    for entry in std::fs::read_dir(&dir)?.flatten() {
-        let old = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > AGENT_STAGE_KEEP);
-        if old && entry.path() != staged {
-            let _ = std::fs::remove_file(entry.path());
+    // Newest first; beyond the first AGENT_STAGE_COPIES_MAX, or older than
+    // a week, a copy goes (never the one just staged).
+    let mut copies: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&dir)?
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("agent-"))
+        .filter_map(|entry| Some((entry.metadata().ok()?.modified().ok()?, entry.path())))
+        .collect();
+    copies.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
+    for (rank, (modified, path)) in copies.iter().enumerate() {
+        let old = modified
+            .elapsed()
+            .is_ok_and(|age| age > AGENT_STAGE_KEEP);
+        if (old || rank >= AGENT_STAGE_COPIES_MAX) && *path != staged {
+            let _ = std::fs::remove_file(path);
         }
     }
     Ok(staged)
