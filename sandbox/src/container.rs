@@ -117,9 +117,7 @@ pub fn stage_agent(binary: &std::path::Path) -> std::io::Result<PathBuf> {
         .collect();
     copies.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
     for (rank, (modified, path)) in copies.iter().enumerate() {
-        let old = modified
-            .elapsed()
-            .is_ok_and(|age| age > AGENT_STAGE_KEEP);
+        let old = modified.elapsed().is_ok_and(|age| age > AGENT_STAGE_KEEP);
         if (old || rank >= AGENT_STAGE_COPIES_MAX) && *path != staged {
             let _ = std::fs::remove_file(path);
         }

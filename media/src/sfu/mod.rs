@@ -58,6 +58,7 @@ use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::signaling_state::RTCSignalingState;
 use webrtc::peer_connection::RTCPeerConnection;
+use webrtc::rtp::packet::Packet;
 use webrtc::rtp_transceiver::rtp_codec::{
     RTCRtpCodecCapability, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RTPCodecType,
 };
@@ -942,15 +943,7 @@ impl Sfu {
             }
         }
         metrics.relayed_in_packets.inc();
-        for out in &targets {
-            let mut copy = packet.clone();
-            lock(&out.rewriter).rewrite(&mut copy);
-            let bytes = copy.marshal_size();
-            if out.track.write_rtp(&copy).await.is_ok() {
-                metrics.forwarded_packets.inc();
-                metrics.forwarded_bytes.inc_by(bytes as u64);
-            }
-        }
+        write_to_slots(&targets, &packet, metrics).await;
     }
 
     /// The peers on this edge whose room is `room` or one of its breakout
@@ -1366,15 +1359,7 @@ async fn forward(
         if let Some((relay, room, role)) = relay_to {
             relay::send(relay.as_ref(), &room, &peer, role, level, &packet);
         }
-        for out in &targets {
-            let mut copy = packet.clone();
-            lock(&out.rewriter).rewrite(&mut copy);
-            let bytes = copy.marshal_size();
-            if out.track.write_rtp(&copy).await.is_ok() {
-                metrics.forwarded_packets.inc();
-                metrics.forwarded_bytes.inc_by(bytes as u64);
-            }
-        }
+        write_to_slots(&targets, &packet, &metrics).await;
     }
     targets.clear();
     metrics.published_tracks.dec();
@@ -1413,6 +1398,20 @@ fn loudest_relayed(room: &Room) -> Option<(&String, u32)> {
         }
     }
     best
+}
+
+/// Writes `packet` to each listening slot in `targets`, each rewritten for
+/// its slot, and counts what went out.
+async fn write_to_slots(targets: &[Arc<SlotOut>], packet: &Packet, metrics: &MediaMetrics) {
+    for out in targets {
+        let mut copy = packet.clone();
+        lock(&out.rewriter).rewrite(&mut copy);
+        let bytes = copy.marshal_size();
+        if out.track.write_rtp(&copy).await.is_ok() {
+            metrics.forwarded_packets.inc();
+            metrics.forwarded_bytes.inc_by(bytes as u64);
+        }
+    }
 }
 
 /// Records the loss and jitter a listener reports about what it receives

@@ -64,8 +64,9 @@ async fn eventually(what: &str, check: impl Fn() -> bool) -> Result<()> {
     .map_err(|_| anyhow!("{what} did not happen within {WAIT:?}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_copy_per_edge_is_heard_by_every_listener_there() -> Result<()> {
+/// Two edges' SFUs, the first relaying to the second (a relayed
+/// publisher leaves its slot after 300 ms of silence).
+fn two_edges() -> Result<(Sfu, Sfu, Arc<Bridge>)> {
     let config = SfuConfig {
         relay_idle_ms: 300,
         ..test_config()
@@ -74,6 +75,12 @@ async fn one_copy_per_edge_is_heard_by_every_listener_there() -> Result<()> {
     let away = Sfu::new(config).map_err(|e| anyhow!("{e}"))?;
     let link = bridge(away.clone());
     home.set_relay(link.clone());
+    Ok((home, away, link))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_copy_per_edge_is_heard_by_every_listener_there() -> Result<()> {
+    let (home, away, link) = two_edges()?;
 
     let mut teacher = Client::join(&home, "teacher", "class", MediaRole::Instructor).await?;
     teacher.add_transceivers(true, 1).await?;
@@ -122,14 +129,7 @@ async fn one_copy_per_edge_is_heard_by_every_listener_there() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publisher_muted_at_its_edge_sends_nothing_across() -> Result<()> {
-    let config = SfuConfig {
-        relay_idle_ms: 300,
-        ..test_config()
-    };
-    let home = Sfu::new(config.clone()).map_err(|e| anyhow!("{e}"))?;
-    let away = Sfu::new(config).map_err(|e| anyhow!("{e}"))?;
-    let link = bridge(away.clone());
-    home.set_relay(link.clone());
+    let (home, away, link) = two_edges()?;
     let mut teacher = Client::join(&home, "teacher", "class", MediaRole::Instructor).await?;
     teacher.add_transceivers(true, 1).await?;
     teacher.negotiate(&home).await??;

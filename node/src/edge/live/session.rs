@@ -587,18 +587,10 @@ impl Session {
                 return Ok(());
             }
         };
-        if frame
-            .class_id
-            .as_deref()
-            .is_some_and(|class| class != self.ticket.class_id)
+        if !self
+            .for_this_class(writer, frame.class_id.as_deref(), &frame.id)
+            .await
         {
-            self.refuse_frame(
-                writer,
-                LiveErrorCode::NotEnrolled,
-                "this connection is joined to another class; a class needs its own ticket",
-                frame.id,
-            )
-            .await;
             return Ok(());
         }
         let MediaClientBody::Media { signal } = frame.body;
@@ -683,19 +675,30 @@ impl Session {
         let _sent = writer.reply(&Reply::error(code, message, re)).await;
     }
 
-    async fn handle(&self, writer: &mut Writer, frame: ClientFrame) {
-        let ClientFrame { id, class_id, body } = frame;
-        if class_id
-            .as_deref()
-            .is_some_and(|class| class != self.ticket.class_id)
-        {
+    /// Whether a frame naming `class_id` (if it names one) is for this
+    /// connection's class; refuses it with `not_enrolled` when not.
+    async fn for_this_class(
+        &self,
+        writer: &mut Writer,
+        class_id: Option<&str>,
+        id: &Option<String>,
+    ) -> bool {
+        if class_id.is_some_and(|class| class != self.ticket.class_id) {
             self.refuse_frame(
                 writer,
                 LiveErrorCode::NotEnrolled,
                 "this connection is joined to another class; a class needs its own ticket",
-                id,
+                id.clone(),
             )
             .await;
+            return false;
+        }
+        true
+    }
+
+    async fn handle(&self, writer: &mut Writer, frame: ClientFrame) {
+        let ClientFrame { id, class_id, body } = frame;
+        if !self.for_this_class(writer, class_id.as_deref(), &id).await {
             return;
         }
         match body {
