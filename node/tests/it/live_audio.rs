@@ -124,11 +124,18 @@ async fn rights_set_in_one_region_hold_at_the_edge_carrying_the_audio() {
     );
     until_signal(&mut teacher, "media_config").await;
     ada.until_type("snapshot").await;
-    teacher
-        .until("ada's arrival", |f| {
-            f["type"] == "presence" && f["user_id"] == ada_id.as_str()
-        })
-        .await;
+    // The teacher knows Ada is in: from a presence event, or from the
+    // roster of its snapshot when she was there first.
+    let arrived = |f: &Value| {
+        (f["type"] == "presence" && f["user_id"] == ada_id.as_str())
+            || (f["type"] == "snapshot"
+                && f["state"]["roster"]
+                    .as_array()
+                    .is_some_and(|roster| roster.iter().any(|m| m["user_id"] == ada_id.as_str())))
+    };
+    if !teacher.saw(arrived) {
+        teacher.until("ada's arrival", arrived).await;
+    }
 
     // The bad-input table: each refusal has its code and the connection
     // goes on.
