@@ -6,7 +6,7 @@
 //! Every name follows one scheme, `lyceum_<area>_<name>_<unit>`, checked
 //! over every process's `/metrics` by [`naming_violations`] in the dev
 //! cluster test: the area is one of [`AREAS`]; a counter ends in `_total`;
-//! a histogram in `_seconds` or `_bytes`; a gauge in one of
+//! a histogram in `_seconds`, `_bytes` or `_ratio` (a fraction); a gauge in one of
 //! [`GAUGE_UNITS`] (a measure, or the things it counts, which may be the
 //! whole name after the area: `lyceum_live_sessions`).
 
@@ -50,6 +50,7 @@ pub const AREAS: &[&str] = &[
     "edge",
     "sandbox",
     "live",
+    "media",
     "gossip",
     "actors",
     "control_plane",
@@ -69,6 +70,11 @@ pub const GAUGE_UNITS: &[&str] = &[
     "containers",
     "classes",
     "reports",
+    // Live audio: peer connections, audio tracks, publishers, relay requests.
+    "peers",
+    "tracks",
+    "publishers",
+    "subscriptions",
     // A rate: `_runs_per_minute`.
     "minute",
 ];
@@ -106,7 +112,10 @@ pub fn naming_violations(exposition: &str) -> Vec<String> {
         let unit = rest.rsplit('_').next().unwrap_or_default();
         let (ok, wanted): (bool, &[&str]) = match kind {
             "counter" => (unit == "total", &["total"]),
-            "histogram" | "summary" => (matches!(unit, "seconds" | "bytes"), &["seconds", "bytes"]),
+            "histogram" | "summary" => (
+                matches!(unit, "seconds" | "bytes" | "ratio"),
+                &["seconds", "bytes", "ratio"],
+            ),
             "gauge" => (GAUGE_UNITS.contains(&unit), GAUGE_UNITS),
             _ => (false, &[]),
         };

@@ -319,7 +319,9 @@ enum Ended {
     Lost { unreachable: bool },
 }
 
-const REPLIES: [&str; 4] = ["welcome", "error", "pong", "snapshot"];
+/// Frames that are not the class's events: replies, the snapshot, and the
+/// edge's `media` frames (which carry the session's `seq`, not their own).
+const REPLIES: [&str; 5] = ["welcome", "error", "pong", "snapshot", "media"];
 
 async fn client(seat: Seat, mut cx: Context) -> ClientLog {
     let mut steps: Vec<ClientStep> = Vec::new();
