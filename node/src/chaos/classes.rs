@@ -319,10 +319,6 @@ enum Ended {
     Lost { unreachable: bool },
 }
 
-/// Frames that are not the class's events: replies, the snapshot, and the
-/// edge's `media` frames (which carry the session's `seq`, not their own).
-const REPLIES: [&str; 5] = ["welcome", "error", "pong", "snapshot", "media"];
-
 async fn client(seat: Seat, mut cx: Context) -> ClientLog {
     let mut steps: Vec<ClientStep> = Vec::new();
     let mut last_seq: Option<u64> = None;
@@ -494,7 +490,10 @@ async fn connection(
                 *last_seq = Some(seq);
             }
             "error" if !joined => break Ended::Lost { unreachable: true },
-            _ if REPLIES.contains(&kind) => {}
+            // Only the class's events carry `at_ms` (docs/live-protocol.md);
+            // replies and the edge's `media` frames carry the session's
+            // `seq`, not one of their own.
+            _ if frame.get("at_ms").is_none() => {}
             _ => {
                 let Some(seq) = seq else { continue };
                 push(steps, ClientStep::Event { seq });

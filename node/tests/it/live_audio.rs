@@ -266,14 +266,7 @@ async fn rights_set_in_one_region_hold_at_the_edge_carrying_the_audio() {
         .await;
 
     // The edge's metrics name the SFU's series.
-    let metrics = crate::support::client()
-        .get(format!("{eu}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let metrics = crate::support::metrics_text(&eu).await;
     for series in [
         "lyceum_media_peers",
         "lyceum_media_forwarded_packets_total",

@@ -213,14 +213,7 @@ async fn the_class_re_homes_on_its_replica_when_the_home_dies_and_nothing_is_los
     contiguous(&teacher);
     one_history(&[&teacher, &ada, &bob]);
     // Operators see the move.
-    let metrics = client()
-        .get(format!("{}/metrics", cluster.edge("ap-south")))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let metrics = crate::support::metrics_text(cluster.edge("ap-south")).await;
     // (Label order varies: match the name, the wanted labels and the value.)
     let value = |name: &str, label: &str| {
         metrics

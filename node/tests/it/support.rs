@@ -128,6 +128,18 @@ pub fn client() -> reqwest::Client {
         .expect("http client")
 }
 
+/// The Prometheus text a process serves at `{url}/metrics`.
+pub async fn metrics_text(url: &str) -> String {
+    client()
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("GET {url}/metrics: {err}"))
+        .text()
+        .await
+        .unwrap_or_else(|err| panic!("GET {url}/metrics body: {err}"))
+}
+
 /// GET `url` and return status and JSON body (Null when the body is not JSON).
 pub async fn get_json(url: &str, token: Option<&str>) -> Option<(u16, serde_json::Value)> {
     let mut request = client().get(url);
